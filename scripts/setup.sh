@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian machine with Rust: a Vulkan driver (Mesa's lavapipe when no GPU driver is
+# installed) and the default model. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+# wgpu needs the Vulkan loader and at least one ICD. lavapipe is a conformant Vulkan device on the
+# CPU; a real GPU's driver, when present, is preferred by wgquant's adapter choice.
+if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 || ! ldconfig -p | grep -q libvulkan.so.1; then
+    echo "installing the Vulkan loader and Mesa's drivers (lavapipe) ..."
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+
+./scripts/fetch-model.sh

@@ -1,0 +1,80 @@
+// Byte loaders over raw GGUF blocks.
+//
+// Every kernel that reads quantized weights declares them as
+//     @group(0) @binding(0) var<storage, read> wq: array<u32>;
+// holding the tensor's bytes unchanged (little-endian, padded to 4 bytes plus one spare word so
+// that the two-word reads below never leave the binding). Blocks of 18, 22, 34, 110 or 210 bytes
+// start at any even offset, so multi-byte fields are read with the unaligned loaders here.
+// Quant bytes are never viewed as f16 arrays: NaN canonicalisation would corrupt them.
+
+// The 4 bytes at byte offset `b` (any alignment) as one little-endian u32.
+fn ld_u32(b: u32) -> u32 {
+    let i = b >> 2u;
+    let s = (b & 3u) << 3u;
+    // `(hi << 1) << (31 - s)` is `hi << (32 - s)` without the shift-by-32 that WGSL reduces mod 32.
+    return (wq[i] >> s) | ((wq[i + 1u] << 1u) << (31u - s));
+}
+
+// The 8 bytes at byte offset `b` (any alignment) as two u32: three loads instead of four.
+fn ld_u64(b: u32) -> vec2<u32> {
+    let i = b >> 2u;
+    let s = (b & 3u) << 3u;
+    let w0 = wq[i];
+    let w1 = wq[i + 1u];
+    let w2 = wq[i + 2u];
+    return vec2<u32>((w0 >> s) | ((w1 << 1u) << (31u - s)), (w1 >> s) | ((w2 << 1u) << (31u - s)));
+}
+
+// The 4 bytes at a 4-aligned byte offset (formats whose block size is a multiple of 4).
+fn ld_a32(b: u32) -> u32 {
+    return wq[b >> 2u];
+}
+
+// The u16 at an even byte offset (every 16-bit field of every format is at an even offset).
+fn ld_u16(b: u32) -> u32 {
+    return (wq[b >> 2u] >> ((b & 2u) << 3u)) & 0xffffu;
+}
+
+fn ld_u8(b: u32) -> u32 {
+    return (wq[b >> 2u] >> ((b & 3u) << 3u)) & 0xffu;
+}
+
+// The signed byte at `b`, sign-extended.
+fn ld_i8(b: u32) -> i32 {
+    return (bitcast<i32>(ld_u8(b) << 24u)) >> 24u;
+}
+
+// The f16 at an even byte offset, as f32.
+fn ld_f16(b: u32) -> f32 {
+    return f16_to_f32(ld_u16(b));
+}
+
+// The four bytes of `w`, lowest first.
+fn bytes4(w: u32) -> vec4<u32> {
+    return (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+}
+
+// The four bytes of `w` as signed values.
+fn sbytes4(w: u32) -> vec4<f32> {
+    return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
+}
+
+// Low nibbles of the four bytes of `w`.
+fn nib_lo4(w: u32) -> vec4<u32> {
+    return (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xfu);
+}
+
+// High nibbles of the four bytes of `w`.
+fn nib_hi4(w: u32) -> vec4<u32> {
+    return (vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(0xfu);
+}
+
+// Eight weights decoded from one group of a block: `a` holds elements ia..ia+3 of the block and
+// `b` elements ib..ib+3. Which elements a group covers is the format's choice (the one that reads
+// the fewest bytes); a group never leaves its SPAN-aligned window of the block.
+struct Dq8 {
+    a: vec4<f32>,
+    b: vec4<f32>,
+    ia: u32,
+    ib: u32,
+}

@@ -1,0 +1,104 @@
+// Tiled matrix x matrix for prompt processing: Y[n][m] = sum_k W[m][k] * X[n][k].
+// Each workgroup computes a BM x BN tile of Y. Per BK-wide step of k, the W tile is decoded from
+// raw blocks (the format's dq8) into workgroup memory as f32, the X tile is copied beside it, and
+// each invocation accumulates a TM x TN micro-tile in registers.
+//
+// Generated constants: BM, BN, BK (a multiple of the format's SPAN, so every group decoded lands
+// inside the tile), TM, TN, WG = (BM / TM) * (BN / TN), and the format's QK, QB, SPAN, GPB.
+
+struct Params {
+    k: u32,
+    m: u32,         // rows in this weight chunk
+    n: u32,         // columns of X / Y
+    row_bytes: u32,
+    x_off: u32,     // vec4 index of X[0][0]
+    x_stride: u32,  // vec4s between columns of X
+    y_off: u32,     // element index of Y[0][first row of this chunk]
+    y_stride: u32,  // elements between columns of Y
+}
+
+@group(0) @binding(0) var<storage, read> wq: array<u32>;
+@group(0) @binding(1) var<storage, read> xv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> yv: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+const BK4: u32 = BK / 4u;
+var<workgroup> ws: array<vec4<f32>, BM * BK4>;
+var<workgroup> xs: array<vec4<f32>, BN * BK4>;
+
+// Decodes the W tile rows m0.. for the k window k0..k0+BK into ws. Groups past the end of the
+// row (a last window that is only partly inside K) are stored as zeros.
+fn load_w_tile(lid: u32, m0: u32, k0: u32) {
+    let gpt = BK / 8u;
+    let ngroups = p.k / 8u;
+    for (var i = lid; i < BM * gpt; i += WG) {
+        let r = i / gpt;
+        let gi = i % gpt;
+        let g = k0 / 8u + gi;
+        var a = vec4<f32>(0.0);
+        var b = vec4<f32>(0.0);
+        var ia = gi * 8u;
+        var ib = gi * 8u + 4u;
+        if (g < ngroups) {
+            let row = min(m0 + r, p.m - 1u);
+            let d = dq8(row * p.row_bytes + (g / GPB) * QB, g % GPB);
+            a = d.a;
+            b = d.b;
+            ia = (g / GPB) * QK + d.ia - k0;
+            ib = (g / GPB) * QK + d.ib - k0;
+        }
+        ws[r * BK4 + ia / 4u] = a;
+        ws[r * BK4 + ib / 4u] = b;
+    }
+}
+
+fn load_x_tile(lid: u32, n0: u32, k0: u32) {
+    for (var i = lid; i < BN * BK4; i += WG) {
+        let c = i / BK4;
+        let kk = i % BK4;
+        let col = n0 + c;
+        var v = vec4<f32>(0.0);
+        if (col < p.n && (k0 + 4u * kk) < p.k) {
+            v = xv[p.x_off + col * p.x_stride + k0 / 4u + kk];
+        }
+        xs[i] = v;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let m0 = wid.x * BM;
+    let n0 = wid.y * BN;
+    let tx = lid % (BN / TN);
+    let ty = lid / (BN / TN);
+    var acc: array<f32, TM * TN>;
+
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        load_w_tile(lid, m0, k0);
+        load_x_tile(lid, n0, k0);
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK4; kk++) {
+            var wr: array<vec4<f32>, TM>;
+            for (var i = 0u; i < TM; i++) {
+                wr[i] = ws[(ty * TM + i) * BK4 + kk];
+            }
+            for (var j = 0u; j < TN; j++) {
+                let xc = xs[(tx * TN + j) * BK4 + kk];
+                for (var i = 0u; i < TM; i++) {
+                    acc[i * TN + j] += dot(wr[i], xc);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < TM; i++) {
+        let row = m0 + ty * TM + i;
+        for (var j = 0u; j < TN; j++) {
+            let col = n0 + tx * TN + j;
+            if (row < p.m && col < p.n) {
+                yv[p.y_off + col * p.y_stride + row] = acc[i * TN + j];
+            }
+        }
+    }
+}

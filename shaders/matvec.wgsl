@@ -1,0 +1,96 @@
+// Matrix x vector(s) for decode: Y[n][m] = sum_k W[m][k] * X[n][k] for NCOLS columns at once,
+// with W in raw blocks (any format, through the format's dq8) and f32 accumulation.
+//
+// Generated constants (the host keeps the same numbers for its dispatch arithmetic):
+//   WG    invocations per workgroup
+//   TPR   invocations sharing one row slot (power of two; > 1 adds a workgroup reduction)
+//   RPI   rows per invocation: each loaded activation is reused for RPI rows
+//   NCOLS activation columns, 1..8
+//   QK, QB, SPAN, GPB  the format's block geometry (GPB = QK / 8 groups per block)
+//   RED   size of the reduction scratch (1 when TPR == 1)
+// A workgroup covers (WG / TPR) * RPI consecutive rows.
+
+struct Params {
+    k: u32,         // elements per row
+    m: u32,         // rows in this weight chunk
+    row_bytes: u32, // bytes per row of W
+    x_off: u32,     // vec4 index of X[0][0]
+    x_stride: u32,  // vec4s from one column of X to the next
+    y_off: u32,     // element index of Y[0][first row of this chunk]
+    y_stride: u32,  // elements from one column of Y to the next
+    pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> wq: array<u32>;
+@group(0) @binding(1) var<storage, read> xv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> yv: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+var<workgroup> red: array<f32, RED>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let wgi = wid.x + wid.y * nwg.x;
+    let lane = lid % TPR;
+    let row0 = (wgi * (WG / TPR) + lid / TPR) * RPI;
+
+    // Rows past the end are clamped (their loads stay in bounds) and not written.
+    var rb: array<u32, RPI>;
+    for (var r = 0u; r < RPI; r++) {
+        rb[r] = min(row0 + r, p.m - 1u) * p.row_bytes;
+    }
+
+    var acc: array<vec4<f32>, RPI * NCOLS>;
+    let ngroups = p.k / 8u;
+    for (var g = lane; g < ngroups; g += TPR) {
+        let boff = (g / GPB) * QB;
+        let j = g % GPB;
+        let kb = p.x_off + (g / GPB) * (QK / 4u);
+        var xa: array<vec4<f32>, NCOLS>;
+        var xb: array<vec4<f32>, NCOLS>;
+        for (var r = 0u; r < RPI; r++) {
+            let d = dq8(rb[r] + boff, j);
+            if (r == 0u) {
+                for (var c = 0u; c < NCOLS; c++) {
+                    xa[c] = xv[kb + c * p.x_stride + d.ia / 4u];
+                    xb[c] = xv[kb + c * p.x_stride + d.ib / 4u];
+                }
+            }
+            for (var c = 0u; c < NCOLS; c++) {
+                acc[r * NCOLS + c] += d.a * xa[c] + d.b * xb[c];
+            }
+        }
+    }
+
+    if (TPR > 1u) {
+        for (var i = 0u; i < RPI * NCOLS; i++) {
+            red[lid * RPI * NCOLS + i] = dot(acc[i], vec4<f32>(1.0));
+        }
+        for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+            workgroupBarrier();
+            if (lane < s) {
+                for (var i = 0u; i < RPI * NCOLS; i++) {
+                    red[lid * RPI * NCOLS + i] += red[(lid + s) * RPI * NCOLS + i];
+                }
+            }
+        }
+        if (lane == 0u) {
+            for (var i = 0u; i < RPI * NCOLS; i++) {
+                acc[i] = vec4<f32>(red[lid * RPI * NCOLS + i], 0.0, 0.0, 0.0);
+            }
+        }
+    }
+
+    if (lane == 0u) {
+        for (var r = 0u; r < RPI; r++) {
+            let row = row0 + r;
+            if (row < p.m) {
+                for (var c = 0u; c < NCOLS; c++) {
+                    yv[p.y_off + c * p.y_stride + row] = dot(acc[r * NCOLS + c], vec4<f32>(1.0));
+                }
+            }
+        }
+    }
+}

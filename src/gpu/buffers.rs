@@ -1,0 +1,184 @@
+//! Typed device vectors, chunked uploads through a bounded staging buffer, and readback.
+
+use std::marker::PhantomData;
+
+use bytemuck::Pod;
+
+use super::context::Context;
+use super::memory::{MemTag, TrackedBuffer};
+use crate::error::{Error, Result};
+
+/// Bytes staged per upload step: bounds host-visible memory during model loading
+/// (`queue.write_buffer` would make a staging copy of the whole tensor).
+pub const UPLOAD_CHUNK: u64 = 16 << 20;
+
+/// A device buffer holding `len` elements of `T` (storage, copy source and destination).
+/// Allocated rounded up to 16 bytes so it can always be bound as `array<vec4<f32>>`.
+pub struct GpuVec<T> {
+    buffer: TrackedBuffer,
+    len: usize,
+    _t: PhantomData<T>,
+}
+
+/// f32 activations, logits, scratch.
+pub type F32Buffer = GpuVec<f32>;
+/// Token ids, positions.
+pub type U32Buffer = GpuVec<u32>;
+
+impl<T: Pod> GpuVec<T> {
+    /// Elements held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn buffer(&self) -> &TrackedBuffer {
+        &self.buffer
+    }
+    /// Byte size of the elements (not of the padded allocation).
+    pub fn byte_len(&self) -> u64 {
+        (self.len * std::mem::size_of::<T>()) as u64
+    }
+}
+
+const VEC_USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+
+fn padded(bytes: u64) -> u64 {
+    bytes.next_multiple_of(16).max(16)
+}
+
+fn map_wait(ctx: &Context, slice: wgpu::BufferSlice<'_>, mode: wgpu::MapMode) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(mode, move |r| {
+        let _ = tx.send(r);
+    });
+    ctx.wait(None)?;
+    rx.recv()
+        .map_err(|_| Error::Gpu("buffer mapping callback never ran".into()))?
+        .map_err(|e| Error::Gpu(format!("mapping a staging buffer: {e}")))
+}
+
+impl Context {
+    /// A zero-filled device vector of `len` elements.
+    pub fn vec_zeroed<T: Pod>(&self, label: &str, len: usize, tag: MemTag) -> Result<GpuVec<T>> {
+        let bytes = (len as u64)
+            .checked_mul(std::mem::size_of::<T>() as u64)
+            .ok_or_else(|| Error::DoesNotFit(format!("buffer `{label}` of {len} elements overflows")))?;
+        // wgpu zero-initialises new buffers.
+        let buffer = self.create_buffer(label, padded(bytes), VEC_USAGE, tag)?;
+        Ok(GpuVec { buffer, len, _t: PhantomData })
+    }
+
+    /// A device vector holding `data`.
+    pub fn vec_from<T: Pod>(&self, label: &str, data: &[T], tag: MemTag) -> Result<GpuVec<T>> {
+        let v = self.vec_zeroed(label, data.len(), tag)?;
+        self.upload_bytes(&v.buffer, 0, bytemuck::cast_slice(data))?;
+        Ok(v)
+    }
+
+    /// f32 activations: shorthand for `vec_zeroed::<f32>(.., MemTag::Activations)`.
+    pub fn f32_buffer(&self, label: &str, len: usize) -> Result<F32Buffer> {
+        self.vec_zeroed(label, len, MemTag::Activations)
+    }
+
+    /// Queues a small write (token ids, per-step values) at element `offset` of `dst`. It lands
+    /// before the next submitted command buffer; no staging buffer of ours is involved.
+    pub fn write<T: Pod>(&self, dst: &GpuVec<T>, offset: usize, data: &[T]) -> Result<()> {
+        if offset + data.len() > dst.len {
+            return Err(Error::Shape(format!("writing {} elements at {offset} into a buffer of {}", data.len(), dst.len)));
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let at = (offset * std::mem::size_of::<T>()) as u64;
+        if at % 4 != 0 {
+            return Err(Error::Shape(format!("write offset {at} bytes is not 4-byte aligned")));
+        }
+        let mut owned;
+        let bytes = if bytes.len() % 4 != 0 {
+            owned = bytes.to_vec();
+            owned.resize(bytes.len().next_multiple_of(4), 0);
+            &owned[..]
+        } else {
+            bytes
+        };
+        self.queue.write_buffer(&dst.buffer, at, bytes);
+        Ok(())
+    }
+
+    /// Copies `bytes` into `dst` at byte `offset` (4-aligned) through one staging buffer of at most
+    /// [`UPLOAD_CHUNK`] bytes, so host memory stays flat however large the data. Waits for the
+    /// copies to finish.
+    pub fn upload_bytes(&self, dst: &wgpu::Buffer, offset: u64, bytes: &[u8]) -> Result<()> {
+        let padded_len = (bytes.len() as u64).next_multiple_of(4);
+        if offset % 4 != 0 || offset + padded_len > dst.size() {
+            return Err(Error::Shape(format!(
+                "upload of {} bytes at {offset} into a buffer of {} bytes",
+                bytes.len(),
+                dst.size()
+            )));
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let chunk = UPLOAD_CHUNK.min(padded_len);
+        let usage = wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC;
+        let staging = self.create_buffer("upload staging", chunk, usage, MemTag::Staging)?;
+        for (i, part) in bytes.chunks(chunk as usize).enumerate() {
+            let n = (part.len() as u64).next_multiple_of(4);
+            let slice = staging.slice(..n);
+            map_wait(self, slice, wgpu::MapMode::Write)?;
+            {
+                let mut view = slice.get_mapped_range_mut();
+                view[..part.len()].copy_from_slice(part);
+                view[part.len()..].fill(0);
+            }
+            staging.unmap();
+            let mut enc = self.encoder("upload");
+            enc.copy_buffer_to_buffer(&staging, 0, dst, offset + i as u64 * chunk, n);
+            self.queue.submit([enc.finish()]);
+        }
+        self.wait(None)
+    }
+
+    /// Reads the whole vector back.
+    pub fn read<T: Pod>(&self, src: &GpuVec<T>) -> Result<Vec<T>> {
+        self.read_range(src, 0, src.len)
+    }
+
+    /// Reads elements `offset..offset + len` back (waits for all submitted work).
+    pub fn read_range<T: Pod>(&self, src: &GpuVec<T>, offset: usize, len: usize) -> Result<Vec<T>> {
+        let size = std::mem::size_of::<T>() as u64;
+        if offset + len > src.len {
+            return Err(Error::Shape(format!("reading {len} elements at {offset} from a buffer of {}", src.len)));
+        }
+        let (at, n) = (offset as u64 * size, len as u64 * size);
+        // Copies need 4-byte aligned offsets and sizes: read the enclosing words.
+        let (start, end) = (at & !3, (at + n).next_multiple_of(4));
+        let bytes = self.read_bytes(&src.buffer, start, end - start)?;
+        let skip = (at - start) as usize;
+        Ok(bytemuck::pod_collect_to_vec(&bytes[skip..skip + n as usize]))
+    }
+
+    /// Reads `len` bytes at `offset` (both 4-aligned) of any buffer with COPY_SRC usage.
+    pub fn read_bytes(&self, src: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let staging = self.create_buffer("readback staging", len, usage, MemTag::Staging)?;
+        let mut enc = self.encoder("readback");
+        enc.copy_buffer_to_buffer(src, offset, &staging, 0, len);
+        self.queue.submit([enc.finish()]);
+        let slice = staging.slice(..);
+        map_wait(self, slice, wgpu::MapMode::Read)?;
+        let out = slice.get_mapped_range().to_vec();
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// A uniform buffer holding one dispatch's parameters.
+    pub(crate) fn uniform(&self, label: &str, words: &[u32]) -> Result<TrackedBuffer> {
+        self.create_buffer_init(label, bytemuck::cast_slice(words), wgpu::BufferUsages::UNIFORM, MemTag::Uniforms)
+    }
+}

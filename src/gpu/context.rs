@@ -1,0 +1,341 @@
+//! The GPU context: adapter choice, device with the adapter's real limits, optional features,
+//! the memory tracker and the pipeline cache.
+
+use std::sync::{Arc, Mutex};
+
+use super::memory::{MemTag, MemoryTracker, TrackedBuffer};
+use super::pipeline::PipelineCache;
+use crate::error::{Error, Result};
+
+/// Environment variable that picks the adapter: an index into [`list_adapters`] or a
+/// case-insensitive substring of the adapter's name. Read once, when a context is created.
+pub const ADAPTER_ENV: &str = "WGQUANT_ADAPTER";
+
+/// Which family of kernel shapes suits the device.
+///
+/// A GPU wants many threads cooperating on one row (coalesced loads, a reduction at the end); a
+/// CPU driver such as lavapipe runs each invocation as a SIMD lane and is fastest when one
+/// invocation walks whole rows and reuses each loaded activation for several rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelProfile {
+    Gpu,
+    Cpu,
+}
+
+/// How to pick an adapter when the automatic choice is not wanted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdapterSelector {
+    /// Index into [`list_adapters`].
+    Index(usize),
+    /// Case-insensitive substring of the adapter name.
+    Name(String),
+}
+
+impl AdapterSelector {
+    /// Parses the [`ADAPTER_ENV`] syntax: a number is an index, anything else a name substring.
+    pub fn parse(s: &str) -> AdapterSelector {
+        match s.trim().parse::<usize>() {
+            Ok(i) => AdapterSelector::Index(i),
+            Err(_) => AdapterSelector::Name(s.trim().to_string()),
+        }
+    }
+}
+
+/// Knobs for [`Context::with_options`]. `Default` gives the automatic behaviour.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Adapter to use; `None` reads [`ADAPTER_ENV`], and if that is unset picks the best adapter.
+    pub adapter: Option<AdapterSelector>,
+    /// Caps the bytes of one storage binding below the device's limit. Tests use it to force
+    /// tensors to be split over several buffers.
+    pub max_binding_size: Option<u64>,
+    /// Overrides the kernel shape family (default: from the adapter's device type).
+    pub profile: Option<KernelProfile>,
+    /// Features not to enable even when the adapter has them, to exercise fallback paths.
+    pub disable_features: wgpu::Features,
+}
+
+/// Optional features that kernels use when present; every kernel also has a path without them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::TIMESTAMP_QUERY);
+
+/// A device and queue plus everything the ops need to know about them.
+pub struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    features: wgpu::Features,
+    /// `unpack2x16float` is usable (downlevel flag SHADER_F16_IN_F32); otherwise f16 is decoded
+    /// with integer arithmetic.
+    f16_in_f32: bool,
+    profile: KernelProfile,
+    max_binding: u64,
+    memory: Arc<MemoryTracker>,
+    pub(crate) pipelines: PipelineCache,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+/// One adapter as [`list_adapters`] reports it.
+#[derive(Clone, Debug)]
+pub struct AdapterEntry {
+    pub index: usize,
+    pub info: wgpu::AdapterInfo,
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    // Vulkan first; the others matter on machines without Vulkan (macOS, some Windows setups).
+    desc.backends = wgpu::Backends::all();
+    wgpu::Instance::new(desc)
+}
+
+fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+}
+
+/// Every adapter wgpu can see, in the order [`AdapterSelector::Index`] refers to.
+pub fn list_adapters() -> Vec<AdapterEntry> {
+    adapters(&instance()).iter().enumerate().map(|(index, a)| AdapterEntry { index, info: a.get_info() }).collect()
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u32 {
+    match b {
+        wgpu::Backend::Vulkan => 0,
+        wgpu::Backend::Metal | wgpu::Backend::Dx12 => 1,
+        _ => 2,
+    }
+}
+
+/// A GL adapter that is a software rasteriser: never wanted when anything else exists (it lacks
+/// f16 and subgroups, and the Vulkan software driver is faster).
+fn is_software_gl(info: &wgpu::AdapterInfo) -> bool {
+    info.backend == wgpu::Backend::Gl
+        && (info.device_type == wgpu::DeviceType::Cpu || info.name.to_ascii_lowercase().contains("llvmpipe"))
+}
+
+/// Index of the best adapter: discrete > integrated > virtual > CPU, Vulkan before other backends.
+pub(crate) fn best_adapter(infos: &[wgpu::AdapterInfo]) -> Option<usize> {
+    let has_other = infos.iter().any(|i| !is_software_gl(i));
+    infos
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| !(has_other && is_software_gl(i)))
+        .min_by_key(|(idx, i)| (type_rank(i.device_type), backend_rank(i.backend), *idx))
+        .map(|(idx, _)| idx)
+}
+
+fn select(infos: &[wgpu::AdapterInfo], sel: Option<&AdapterSelector>) -> Result<usize> {
+    let names = || infos.iter().enumerate().map(|(i, a)| format!("{i}: {} ({:?})", a.name, a.backend)).collect::<Vec<_>>().join(", ");
+    match sel {
+        None => best_adapter(infos).ok_or_else(|| Error::Gpu("no GPU adapter found (is a Vulkan driver installed?)".into())),
+        Some(AdapterSelector::Index(i)) if *i < infos.len() => Ok(*i),
+        Some(AdapterSelector::Index(i)) => Err(Error::Gpu(format!("adapter index {i} out of range; adapters: [{}]", names()))),
+        Some(AdapterSelector::Name(n)) => {
+            let want = n.to_ascii_lowercase();
+            let matching: Vec<usize> = (0..infos.len()).filter(|&i| infos[i].name.to_ascii_lowercase().contains(&want)).collect();
+            // Among several matches (the same driver through Vulkan and GL) take the best ranked.
+            let sub: Vec<wgpu::AdapterInfo> = matching.iter().map(|&i| infos[i].clone()).collect();
+            best_adapter(&sub)
+                .map(|j| matching[j])
+                .ok_or_else(|| Error::Gpu(format!("no adapter name contains `{n}`; adapters: [{}]", names())))
+        }
+    }
+}
+
+impl Context {
+    /// A context on the best adapter (or the one [`ADAPTER_ENV`] names).
+    pub fn new() -> Result<Context> {
+        Context::with_options(ContextOptions::default())
+    }
+
+    pub fn with_options(opts: ContextOptions) -> Result<Context> {
+        let instance = instance();
+        let adapters = adapters(&instance);
+        let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+        let env_sel = std::env::var(ADAPTER_ENV).ok().filter(|s| !s.trim().is_empty()).map(|s| AdapterSelector::parse(&s));
+        let idx = select(&infos, opts.adapter.as_ref().or(env_sel.as_ref()))?;
+        let adapter = &adapters[idx];
+        Context::from_adapter(adapter, &opts)
+    }
+
+    fn from_adapter(adapter: &wgpu::Adapter, opts: &ContextOptions) -> Result<Context> {
+        let info = adapter.get_info();
+        let features = adapter.features() & WANTED_FEATURES & !opts.disable_features;
+        // The adapter's real limits: wgpu's defaults would cap buffers at 256 MiB.
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("wgquant"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::Gpu(format!("requesting a device on {}: {e}", info.name)))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        // The default handler panics; a library must report errors instead.
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let f16_in_f32 = adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
+        let device_max = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let max_binding = opts.max_binding_size.map_or(device_max, |m| m.min(device_max));
+        let profile = opts.profile.unwrap_or(match info.device_type {
+            wgpu::DeviceType::Cpu => KernelProfile::Cpu,
+            _ => KernelProfile::Gpu,
+        });
+        Ok(Context {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            f16_in_f32,
+            profile,
+            max_binding,
+            memory: Arc::new(MemoryTracker::default()),
+            pipelines: PipelineCache::default(),
+            errors,
+        })
+    }
+
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+    /// The optional features that were enabled on the device.
+    pub fn features(&self) -> wgpu::Features {
+        self.features
+    }
+    pub fn has(&self, f: wgpu::Features) -> bool {
+        self.features.contains(f)
+    }
+    pub(crate) fn f16_in_f32(&self) -> bool {
+        self.f16_in_f32
+    }
+    pub fn profile(&self) -> KernelProfile {
+        self.profile
+    }
+    /// Largest byte size of one storage binding (and one buffer) that tensors may use.
+    pub fn max_binding_size(&self) -> u64 {
+        self.max_binding
+    }
+    pub fn memory(&self) -> &MemoryTracker {
+        &self.memory
+    }
+
+    /// A one-line description: adapter name, backend, device type, driver.
+    pub fn describe(&self) -> String {
+        let i = &self.info;
+        format!("{} ({:?}, {:?}, {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
+    }
+
+    /// Creates a buffer counted under `tag`. Every buffer of the runtime goes through here.
+    pub fn create_buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages, tag: MemTag) -> Result<TrackedBuffer> {
+        if size > self.limits.max_buffer_size {
+            return Err(Error::DoesNotFit(format!(
+                "buffer `{label}` of {size} bytes exceeds the device's max_buffer_size {}",
+                self.limits.max_buffer_size
+            )));
+        }
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false });
+        Ok(TrackedBuffer::new(buffer, tag, self.memory.clone()))
+    }
+
+    /// Creates a buffer with `contents`, counted under `tag` (small buffers: goes through a
+    /// mapping of the whole size, see [`Context::upload`] for large data).
+    pub fn create_buffer_init(&self, label: &str, contents: &[u8], usage: wgpu::BufferUsages, tag: MemTag) -> Result<TrackedBuffer> {
+        let size = (contents.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT).max(4);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: true });
+        {
+            let mut view = buffer.slice(..).get_mapped_range_mut();
+            view[..contents.len()].copy_from_slice(contents);
+        }
+        buffer.unmap();
+        Ok(TrackedBuffer::new(buffer, tag, self.memory.clone()))
+    }
+
+    /// Returns (and clears) the errors wgpu reported outside error scopes, as one error.
+    pub fn take_errors(&self) -> Result<()> {
+        let mut v = self.errors.lock().map_err(|_| Error::Gpu("error sink poisoned".into()))?;
+        if v.is_empty() {
+            return Ok(());
+        }
+        let msg = v.join("; ");
+        v.clear();
+        Err(Error::Gpu(msg))
+    }
+
+    /// Submits `encoder` and waits until the device is idle, then reports any wgpu error.
+    pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let idx = self.queue.submit([encoder.finish()]);
+        self.wait(Some(idx))
+    }
+
+    /// Waits for submission `idx` (or everything submitted) to finish.
+    pub fn wait(&self, idx: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: idx, timeout: None })
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        self.take_errors()
+    }
+
+    /// A command encoder with a label.
+    pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, backend: wgpu::Backend, device_type: wgpu::DeviceType) -> wgpu::AdapterInfo {
+        wgpu::AdapterInfo {
+            name: name.into(),
+            vendor: 0,
+            device: 0,
+            device_type,
+            device_pci_bus_id: String::new(),
+            driver: String::new(),
+            driver_info: String::new(),
+            backend,
+            subgroup_min_size: 0,
+            subgroup_max_size: 0,
+            transient_saves_memory: None,
+        }
+    }
+
+    #[test]
+    fn adapter_ranking_prefers_real_gpus_and_never_gl_llvmpipe() {
+        use wgpu::{Backend::*, DeviceType::*};
+        let lavapipe = info("llvmpipe (LLVM 15.0.6, 256 bits)", Vulkan, Cpu);
+        let gl = info("llvmpipe (LLVM 15.0.6, 256 bits)", Gl, Other);
+        let igpu = info("Intel UHD", Vulkan, IntegratedGpu);
+        let dgpu = info("NVIDIA RTX", Vulkan, DiscreteGpu);
+        assert_eq!(best_adapter(&[gl.clone(), lavapipe.clone()]), Some(1));
+        assert_eq!(best_adapter(&[lavapipe.clone(), igpu.clone(), dgpu.clone()]), Some(2));
+        assert_eq!(best_adapter(&[gl.clone()]), Some(0));
+        assert_eq!(select(&[gl.clone(), lavapipe.clone()], Some(&AdapterSelector::parse("llvm"))).unwrap(), 1);
+        assert_eq!(select(&[gl, lavapipe], Some(&AdapterSelector::parse("0"))).unwrap(), 0);
+        assert!(select(&[igpu], Some(&AdapterSelector::parse("amd"))).is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! Compute pipelines, built once per (kernel, format, shape constants) and cached on the context.
+//!
+//! The constants a pipeline was generated with are stored beside it, and the ops compute their
+//! dispatch sizes from the same shape struct that produced them, so host arithmetic and shader
+//! constants cannot drift apart.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::context::Context;
+use super::shaders::{compose, Kernel, ShaderCaps};
+use crate::error::{Error, Result};
+use crate::format::GgmlType;
+
+/// Identifies one compiled pipeline.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PipelineKey {
+    pub kernel: Kernel,
+    /// Weight format (None for kernels that read no weights).
+    pub format: Option<GgmlType>,
+    /// Generated `const NAME: u32` values (workgroup size, tile sizes, ...), in emission order.
+    pub consts: Vec<(&'static str, u32)>,
+}
+
+impl PipelineKey {
+    /// The value of a generated constant, if the key has it.
+    pub fn constant(&self, name: &str) -> Option<u32> {
+        self.consts.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+    }
+}
+
+/// A compiled pipeline with its bind group layout (taken from the shader) and its key.
+pub struct Pipeline {
+    pub key: PipelineKey,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    map: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+}
+
+impl Context {
+    /// The pipeline for `key`, compiled on first use.
+    pub fn pipeline(&self, key: &PipelineKey) -> Result<Arc<Pipeline>> {
+        let poisoned = || Error::Gpu("pipeline cache poisoned".into());
+        if let Some(p) = self.pipelines.map.lock().map_err(|_| poisoned())?.get(key) {
+            return Ok(p.clone());
+        }
+        // Built outside the lock: compiling can take a while and must not block other kernels.
+        let built = Arc::new(self.build_pipeline(key)?);
+        let mut map = self.pipelines.map.lock().map_err(|_| poisoned())?;
+        Ok(map.entry(key.clone()).or_insert(built).clone())
+    }
+
+    /// Number of pipelines compiled so far.
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn build_pipeline(&self, key: &PipelineKey) -> Result<Pipeline> {
+        let caps = ShaderCaps { f16_in_f32: self.f16_in_f32() };
+        let source = compose(key.kernel, key.format, &key.consts, caps);
+        let label = format!("{:?}/{}", key.kernel, key.format.map_or("-", |f| f.name()));
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("building pipeline {label} {:?}: {e}", key.consts)));
+        }
+        let layout = pipeline.get_bind_group_layout(0);
+        Ok(Pipeline { key: key.clone(), pipeline, layout })
+    }
+}

@@ -1,0 +1,162 @@
+//! WGSL composition. WGSL has no `#include`, so a kernel's module is assembled here from:
+//! generated constants (shape numbers and the format's block geometry), the common library
+//! (`shaders/common/`), one format decoder (`shaders/formats/`), and the kernel family file.
+//! Composition needs no device, so the naga test below validates every combination.
+
+use crate::format::GgmlType;
+
+/// The kernel families in `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// `shaders/matvec.wgsl`: decode-time matrix × 1..8 vectors.
+    MatVec,
+    /// `shaders/matmul.wgsl`: tiled matrix × matrix for prompts.
+    MatMul,
+    /// `shaders/get_rows.wgsl`: embedding lookup.
+    GetRows,
+    /// `shaders/stream_read.wgsl`: the benchmark's bandwidth probe.
+    StreamRead,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 4] = [Kernel::MatVec, Kernel::MatMul, Kernel::GetRows, Kernel::StreamRead];
+
+    fn source(self) -> &'static str {
+        match self {
+            Kernel::MatVec => include_str!("../../shaders/matvec.wgsl"),
+            Kernel::MatMul => include_str!("../../shaders/matmul.wgsl"),
+            Kernel::GetRows => include_str!("../../shaders/get_rows.wgsl"),
+            Kernel::StreamRead => include_str!("../../shaders/stream_read.wgsl"),
+        }
+    }
+
+    /// Whether the kernel reads weights through a format decoder.
+    pub fn reads_weights(self) -> bool {
+        !matches!(self, Kernel::StreamRead)
+    }
+}
+
+/// One format's WGSL decoder and the widest aligned window (in elements) one of its groups spans.
+struct Decoder {
+    ty: GgmlType,
+    source: &'static str,
+    span: u32,
+}
+
+macro_rules! decoders {
+    ($($ty:ident $file:literal $span:literal;)*) => {
+        const DECODERS: &[Decoder] = &[
+            $(Decoder { ty: GgmlType::$ty, source: include_str!(concat!("../../shaders/formats/", $file)), span: $span },)*
+        ];
+    };
+}
+
+decoders! {
+    F32    "f32.wgsl"    8;
+    F16    "f16.wgsl"    8;
+    BF16   "bf16.wgsl"   8;
+    Q4_0   "q4_0.wgsl"   32;
+    Q4_1   "q4_1.wgsl"   32;
+    Q5_0   "q5_0.wgsl"   32;
+    Q5_1   "q5_1.wgsl"   32;
+    Q8_0   "q8_0.wgsl"   32;
+    Q2_K   "q2_k.wgsl"   64;
+    Q3_K   "q3_k.wgsl"   64;
+    Q4_K   "q4_k.wgsl"   64;
+    Q5_K   "q5_k.wgsl"   64;
+    Q6_K   "q6_k.wgsl"   64;
+    IQ4_NL "iq4_nl.wgsl" 32;
+    IQ4_XS "iq4_xs.wgsl" 32;
+}
+
+fn decoder(ty: GgmlType) -> &'static Decoder {
+    // Every GgmlType has a row (checked by `every_format_has_a_decoder`).
+    DECODERS.iter().find(|d| d.ty == ty).unwrap_or(&DECODERS[0])
+}
+
+/// Block geometry as the kernels see it: `(elements, bytes)` per block. Plain float formats are
+/// read 8 elements at a time, so they get a virtual block of 8 elements; quantized formats use
+/// their real block from the format table.
+pub fn block_geometry(ty: GgmlType) -> (u32, u32) {
+    let info = ty.info();
+    if info.block_elems == 1 {
+        (8, 8 * info.block_bytes as u32)
+    } else {
+        (info.block_elems as u32, info.block_bytes as u32)
+    }
+}
+
+/// Row lengths must be a multiple of this for the kernels (a whole number of (virtual) blocks).
+pub fn row_granularity(ty: GgmlType) -> u32 {
+    block_geometry(ty).0
+}
+
+/// Elements of the aligned window that each decoded group of `ty` stays inside; a matmul tile's
+/// depth must be a multiple of it.
+pub fn span(ty: GgmlType) -> u32 {
+    decoder(ty).span
+}
+
+/// Device capabilities that change the composed source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ShaderCaps {
+    /// `unpack2x16float` is available (else f16 is decoded with integer arithmetic).
+    pub f16_in_f32: bool,
+}
+
+/// The full WGSL module of `kernel` for `format` with the generated constants `consts`.
+pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)], caps: ShaderCaps) -> String {
+    let mut s = String::with_capacity(16 * 1024);
+    s.push_str("// generated constants\n");
+    for (name, v) in consts {
+        s.push_str(&format!("const {name}: u32 = {v}u;\n"));
+    }
+    if kernel.reads_weights() {
+        let ty = format.unwrap_or(GgmlType::F32);
+        let (qk, qb) = block_geometry(ty);
+        s.push_str(&format!(
+            "// format {ty}\nconst QK: u32 = {qk}u;\nconst QB: u32 = {qb}u;\nconst SPAN: u32 = {}u;\nconst GPB: u32 = {}u;\n",
+            span(ty),
+            qk / 8
+        ));
+        s.push_str(if caps.f16_in_f32 {
+            include_str!("../../shaders/common/f16_native.wgsl")
+        } else {
+            include_str!("../../shaders/common/f16_soft.wgsl")
+        });
+        s.push_str(include_str!("../../shaders/common/bytes.wgsl"));
+        s.push_str(include_str!("../../shaders/common/kquants.wgsl"));
+        s.push_str(decoder(ty).source);
+    }
+    s.push_str(kernel.source());
+    s
+}
+
+/// Parses and validates `source` with naga, returning a readable error. Used by the unit test
+/// and by pipeline creation (so a shader bug reports which kernel and format it came from).
+pub fn validate(source: &str, subgroups: bool) -> Result<(), String> {
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+    let mut caps = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+    if subgroups {
+        caps |= Capabilities::SUBGROUP;
+    }
+    Validator::new(ValidationFlags::all(), caps)
+        .validate(&module)
+        .map(|_| ())
+        .map_err(|e| e.emit_to_string(source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_format_has_a_decoder() {
+        for ty in GgmlType::all() {
+            assert!(DECODERS.iter().any(|d| d.ty == ty), "no WGSL decoder for {ty}");
+            let (qk, _) = block_geometry(ty);
+            assert_eq!(qk % span(ty), 0, "{ty}: span must divide the block");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! wgquant: run GGUF-quantized language models on any GPU through wgpu and WGSL.
+//!
+//! Quantized tensors stay quantized: a GGUF file is memory-mapped, each tensor's raw blocks are
+//! uploaded unchanged, and WGSL kernels dequantize in registers inside the matrix kernels.
+
+pub mod error;
+pub mod format;
+pub mod gguf;
+pub mod gpu;
+pub mod model;
+pub mod ops;
+pub mod sampler;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
+pub use format::GgmlType;

@@ -1,0 +1,220 @@
+//! Model hyperparameters read from GGUF metadata, for every architecture wgquant runs.
+//!
+//! The per-architecture facts (which layers slide, which rope layout, what attention scale) follow
+//! how llama.cpp runs each architecture; each is noted where it is set.
+
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+
+/// Architectures with a forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Arch {
+    /// Gemma 3: GELU-gated FFN, q/k RMSNorm, post-attention and post-FFN norms, scaled embeddings,
+    /// interleaved sliding-window layers.
+    Gemma3,
+    /// Llama 2/3, Mistral: SiLU-gated FFN, grouped-query attention.
+    Llama,
+    /// Qwen2: Llama with q/k/v biases and NeoX rope.
+    Qwen2,
+}
+
+impl Arch {
+    pub fn from_name(name: &str) -> Result<Arch> {
+        match name {
+            "gemma3" => Ok(Arch::Gemma3),
+            "llama" => Ok(Arch::Llama),
+            "qwen2" => Ok(Arch::Qwen2),
+            other => Err(Error::UnsupportedArch(other.to_string())),
+        }
+    }
+
+    /// The metadata prefix (`llama.block_count`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Gemma3 => "gemma3",
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+}
+
+/// How rotary embeddings pair up the dimensions of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum RopeLayout {
+    /// Adjacent pairs (x[2i], x[2i+1]): llama's GGUF files permute q/k weights for this layout.
+    Normal,
+    /// Halves (x[i], x[i + d/2]): GPT-NeoX style, used by Gemma and Qwen2.
+    Neox,
+}
+
+/// The FFN's gate activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Activation {
+    Silu,
+    /// GELU with the tanh approximation.
+    GeluTanh,
+}
+
+/// Hyperparameters of one model.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Config {
+    pub arch: Arch,
+    pub n_vocab: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    /// Dimension of each query/key head.
+    pub head_dim: usize,
+    /// Dimension of each value head.
+    pub head_dim_v: usize,
+    pub n_ff: usize,
+    pub norm_eps: f32,
+    /// The context length the model was trained with.
+    pub n_ctx_train: usize,
+    pub rope_layout: RopeLayout,
+    /// Rope base of the global (full-attention) layers.
+    pub rope_base: f32,
+    /// Rope base of the sliding-window layers (same as `rope_base` where the model has no such layers).
+    pub rope_base_swa: f32,
+    /// Linear rope scaling: positions are multiplied by this (1 / `rope.scaling.factor`).
+    pub rope_freq_scale: f32,
+    /// Sliding-window size; `None` when every layer attends to the whole context.
+    pub sliding_window: Option<usize>,
+    /// For each layer, whether it uses the sliding window.
+    pub layer_is_swa: Vec<bool>,
+    /// Multiplies q·k (before softmax).
+    pub attn_scale: f32,
+    /// Multiplies the token embeddings (Gemma: sqrt(n_embd)).
+    pub embd_scale: f32,
+    pub activation: Activation,
+}
+
+impl Config {
+    /// Read the configuration of the model in `file`; an unknown architecture or a missing key is an
+    /// error naming it.
+    pub fn from_gguf(file: &GgufFile) -> Result<Config> {
+        let arch = Arch::from_name(file.architecture()?)?;
+        let key = |k: &str| format!("{}.{k}", arch.name());
+        let u = |k: &str| file.get_u32(&key(k)).map(|v| v as usize);
+
+        let n_embd = u("embedding_length")?;
+        let n_layer = u("block_count")?;
+        let n_head = u("attention.head_count")?;
+        let n_head_kv = u("attention.head_count_kv").unwrap_or(n_head);
+        let n_ff = u("feed_forward_length")?;
+        if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 || n_layer == 0 || n_embd == 0 {
+            return Err(Error::Invalid(format!(
+                "{}: {n_head} heads, {n_head_kv} KV heads, {n_layer} layers, {n_embd} embedding: not a valid model",
+                arch.name()
+            )));
+        }
+        let head_dim = u("attention.key_length").unwrap_or(n_embd / n_head);
+        let head_dim_v = u("attention.value_length").unwrap_or(head_dim);
+        let norm_eps = file.get_f32(&key("attention.layer_norm_rms_epsilon"))?;
+        let n_ctx_train = u("context_length")?;
+        let rope_base = file.get_f32(&key("rope.freq_base")).unwrap_or(10_000.0);
+        let n_vocab = vocab_size(file, arch)?;
+        let rope_freq_scale = rope_freq_scale(file, arch)?;
+
+        let mut config = Config {
+            arch,
+            n_vocab,
+            n_embd,
+            n_layer,
+            n_head,
+            n_head_kv,
+            head_dim,
+            head_dim_v,
+            n_ff,
+            norm_eps,
+            n_ctx_train,
+            rope_layout: RopeLayout::Normal,
+            rope_base,
+            rope_base_swa: rope_base,
+            rope_freq_scale,
+            sliding_window: None,
+            layer_is_swa: vec![false; n_layer],
+            attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            embd_scale: 1.0,
+            activation: Activation::Silu,
+        };
+        match arch {
+            Arch::Gemma3 => {
+                config.rope_layout = RopeLayout::Neox;
+                config.activation = Activation::GeluTanh;
+                config.embd_scale = (n_embd as f32).sqrt();
+                // llama.cpp: local layers use rope base 10000; every sixth layer (il % 6 == 5) is global.
+                config.rope_base_swa = 10_000.0;
+                config.sliding_window = Some(u("attention.sliding_window")?);
+                config.layer_is_swa = (0..n_layer).map(|il| il % 6 != 5).collect();
+                // llama.cpp: 1/sqrt(n_embd / n_head) for the 27B model, 1/sqrt(head_dim) otherwise.
+                if n_layer == 62 {
+                    config.attn_scale = 1.0 / ((n_embd / n_head) as f32).sqrt();
+                }
+            }
+            Arch::Qwen2 => config.rope_layout = RopeLayout::Neox,
+            Arch::Llama => {
+                // Mistral v0.1 files carry a sliding window that llama.cpp ignores for the llama graph.
+            }
+        }
+        Ok(config)
+    }
+
+    /// Rows of K (or V) per token in one layer's cache: KV heads × head dim.
+    pub fn kv_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+    pub fn kv_dim_v(&self) -> usize {
+        self.n_head_kv * self.head_dim_v
+    }
+    pub fn q_dim(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+
+    /// Rope base frequency of layer `il`.
+    pub fn rope_base_of(&self, il: usize) -> f32 {
+        if self.layer_is_swa[il] {
+            self.rope_base_swa
+        } else {
+            self.rope_base
+        }
+    }
+
+    /// The window of layer `il`: how many past positions (itself included) a query may attend to.
+    pub fn window_of(&self, il: usize) -> Option<usize> {
+        if self.layer_is_swa[il] {
+            self.sliding_window
+        } else {
+            None
+        }
+    }
+}
+
+fn vocab_size(file: &GgufFile, arch: Arch) -> Result<usize> {
+    if let Ok(n) = file.get_u32(&format!("{}.vocab_size", arch.name())) {
+        return Ok(n as usize);
+    }
+    if let Some(t) = file.tensor("token_embd.weight") {
+        if t.dims.len() == 2 {
+            return Ok(t.dims[1] as usize);
+        }
+    }
+    Ok(file.get_array("tokenizer.ggml.tokens")?.len())
+}
+
+fn rope_freq_scale(file: &GgufFile, arch: Arch) -> Result<f32> {
+    let key = |k: &str| format!("{}.rope.scaling.{k}", arch.name());
+    let kind = file.get_str(&key("type")).unwrap_or("none");
+    match kind {
+        "none" => Ok(1.0),
+        "linear" => {
+            let factor = file.get_f32(&key("factor")).unwrap_or(1.0);
+            if factor <= 0.0 {
+                return Err(Error::Invalid(format!("rope scaling factor {factor} is not positive")));
+            }
+            Ok(1.0 / factor)
+        }
+        other => Err(Error::Invalid(format!("rope scaling type `{other}` is not supported (none and linear are)"))),
+    }
+}

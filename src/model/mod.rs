@@ -1,0 +1,8 @@
+//! Models: configuration from GGUF metadata, the weights each architecture needs, and the forward
+//! passes (GPU, and the CPU oracle).
+
+pub mod config;
+pub mod cpu;
+pub mod weights;
+
+pub use config::{Activation, Arch, Config, RopeLayout};

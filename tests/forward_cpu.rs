@@ -1,0 +1,40 @@
+//! The CPU forward pass against llama.cpp's outputs on the default model.
+
+mod common;
+
+use wgquant::gguf::GgufFile;
+use wgquant::model::cpu::{CpuKvCache, CpuModel, Logits};
+
+/// Compare logits with llama.cpp's: mean absolute difference, KL(ref‖ours), and top-k agreement.
+pub fn logit_stats(ours: &[f32], reference: &[f32]) -> (f32, f64, Vec<usize>, Vec<usize>) {
+    let mad = ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).sum::<f32>() / ours.len() as f32;
+    let softmax = |l: &[f32]| {
+        let m = l.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let e: Vec<f64> = l.iter().map(|&v| (v as f64 - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.into_iter().map(|v| v / s).collect::<Vec<f64>>()
+    };
+    let (p, q) = (softmax(reference), softmax(ours));
+    let kl = p.iter().zip(&q).filter(|(p, _)| **p > 0.0).map(|(p, q)| p * (p / q.max(1e-300)).ln()).sum();
+    let top = |l: &[f32]| {
+        let mut idx: Vec<usize> = (0..l.len()).collect();
+        idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
+        idx.truncate(10);
+        idx
+    };
+    (mad, kl, top(ours), top(reference))
+}
+
+#[test]
+fn cpu_logits_match_llama_cpp() {
+    let file = GgufFile::open(common::default_model_path()).unwrap();
+    let model = CpuModel::new(&file).unwrap();
+    let mut cache = CpuKvCache::new(&model.config, 64);
+    let logits = model.forward(&[2, 14946, 3324, 496, 990], 0, &mut cache, Logits::Last).unwrap();
+    let reference = common::read_f32s("reference/once_upon_a_time.step0.logits.f32");
+    let (mad, kl, ours, theirs) = logit_stats(&logits, &reference);
+    eprintln!("mad {mad} kl {kl}\nours   {ours:?}\ntheirs {theirs:?}");
+    assert_eq!(ours[0], 236764, "top-1 is ','");
+    assert!(kl < 0.01, "KL {kl}");
+    assert!(mad < 0.3, "mean abs diff {mad}");
+}
