@@ -6,6 +6,8 @@
 
 use std::mem::size_of;
 
+use bytemuck::Pod;
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 use super::blocks::*;
@@ -16,6 +18,16 @@ use crate::error::{Error, Result};
 pub trait Dequantize: Block {
     /// Writes the block's `Self::ELEMS` values to `out` (which has exactly that length).
     fn dequantize(&self, out: &mut [f32]);
+
+    /// Decodes consecutive blocks from `src` into `dst` (lengths already checked to agree).
+    /// Block by block by default; the one-element float formats override it with whole-slice
+    /// conversions, which matter for them because a "block" is a single value.
+    #[inline]
+    fn dequantize_run(src: &[u8], dst: &mut [f32]) {
+        for (bytes, out) in src.chunks_exact(size_of::<Self>()).zip(dst.chunks_exact_mut(Self::ELEMS)) {
+            read_block::<Self>(bytes).dequantize(out);
+        }
+    }
 }
 
 /// Dequantizes `src`, a whole number of `ty` blocks, into `dst`, which must hold exactly as many
@@ -57,8 +69,18 @@ pub fn elems_in(ty: GgmlType, n_bytes: usize) -> Result<usize> {
 #[inline]
 pub(crate) fn dequantize_blocks<B: Dequantize>(src: &[u8], dst: &mut [f32]) {
     debug_assert_eq!(src.len() / size_of::<B>() * B::ELEMS, dst.len());
-    for (bytes, out) in src.chunks_exact(size_of::<B>()).zip(dst.chunks_exact_mut(B::ELEMS)) {
-        read_block::<B>(bytes).dequantize(out);
+    B::dequantize_run(src, dst);
+}
+
+/// Converts 16-bit floats a stack buffer at a time with `half`'s slice conversion (which uses the
+/// CPU's F16C instructions where it has them); `src` may be unaligned.
+#[inline]
+fn convert_16bit<H: Pod + Default + Copy>(src: &[u8], dst: &mut [f32], convert: impl Fn(&[H], &mut [f32])) {
+    let mut buf = [H::default(); 256];
+    for (bytes, out) in src.chunks(2 * buf.len()).zip(dst.chunks_mut(buf.len())) {
+        let h = &mut buf[..out.len()];
+        bytemuck::cast_slice_mut::<H, u8>(h).copy_from_slice(bytes);
+        convert(h, out);
     }
 }
 
@@ -66,11 +88,19 @@ impl Dequantize for f32 {
     fn dequantize(&self, out: &mut [f32]) {
         out[0] = *self;
     }
+
+    fn dequantize_run(src: &[u8], dst: &mut [f32]) {
+        bytemuck::cast_slice_mut::<f32, u8>(dst).copy_from_slice(src);
+    }
 }
 
 impl Dequantize for f16 {
     fn dequantize(&self, out: &mut [f32]) {
         out[0] = self.to_f32();
+    }
+
+    fn dequantize_run(src: &[u8], dst: &mut [f32]) {
+        convert_16bit::<f16>(src, dst, |h, out| h.convert_to_f32_slice(out));
     }
 }
 
@@ -78,6 +108,10 @@ impl Dequantize for bf16 {
     fn dequantize(&self, out: &mut [f32]) {
         // bf16 is the top half of an f32: widening is exact.
         out[0] = self.to_f32();
+    }
+
+    fn dequantize_run(src: &[u8], dst: &mut [f32]) {
+        convert_16bit::<bf16>(src, dst, |h, out| h.convert_to_f32_slice(out));
     }
 }
 

@@ -129,9 +129,9 @@ impl Context {
             let slice = staging.slice(..n);
             map_wait(self, slice, wgpu::MapMode::Write)?;
             {
-                let mut view = slice.get_mapped_range_mut();
-                view[..part.len()].copy_from_slice(part);
-                view[part.len()..].fill(0);
+                let mut view = slice.get_mapped_range_mut().map_err(|e| Error::Gpu(e.to_string()))?;
+                view.slice(..part.len()).copy_from_slice(part);
+                view.slice(part.len()..).fill(0);
             }
             staging.unmap();
             let mut enc = self.encoder("upload");
@@ -172,7 +172,7 @@ impl Context {
         self.queue.submit([enc.finish()]);
         let slice = staging.slice(..);
         map_wait(self, slice, wgpu::MapMode::Read)?;
-        let out = slice.get_mapped_range().to_vec();
+        let out = slice.get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?.to_vec();
         staging.unmap();
         Ok(out)
     }

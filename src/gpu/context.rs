@@ -266,8 +266,8 @@ impl Context {
         let size = (contents.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT).max(4);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: true });
         {
-            let mut view = buffer.slice(..).get_mapped_range_mut();
-            view[..contents.len()].copy_from_slice(contents);
+            let mut view = buffer.slice(..).get_mapped_range_mut().map_err(|e| Error::Gpu(e.to_string()))?;
+            view.slice(..contents.len()).copy_from_slice(contents);
         }
         buffer.unmap();
         Ok(TrackedBuffer::new(buffer, tag, self.memory.clone()))
@@ -321,6 +321,7 @@ mod tests {
             subgroup_min_size: 0,
             subgroup_max_size: 0,
             transient_saves_memory: None,
+            limit_bucket: None,
         }
     }
 

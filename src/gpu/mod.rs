@@ -1,1 +1,24 @@
-//! (in progress)
+//! The GPU layer: device context, tracked buffers, pipelines built from composed WGSL, and weight
+//! tensors held as raw GGUF blocks.
+//!
+//! - [`Context`]: adapter choice (discrete > integrated > virtual > CPU, Vulkan first, overridable
+//!   with [`ADAPTER_ENV`] or [`ContextOptions::adapter`]), the device with the adapter's own
+//!   limits, optional features (shader-f16, subgroups, timestamps) when present.
+//! - [`MemoryTracker`]: every buffer is a [`TrackedBuffer`] counted under a [`MemTag`].
+//! - [`GpuVec`] / [`F32Buffer`]: activations; uploads go through a bounded staging buffer.
+//! - [`GpuTensor`]: a weight's raw blocks, split by rows over several buffers when needed.
+//! - [`shaders`]: WGSL composition (common library + one decoder per format + kernel family).
+
+mod buffers;
+mod context;
+mod memory;
+mod pipeline;
+pub mod probe;
+pub mod shaders;
+mod tensor;
+
+pub use buffers::{F32Buffer, GpuVec, U32Buffer, UPLOAD_CHUNK};
+pub use context::{list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, KernelProfile, ADAPTER_ENV};
+pub use memory::{MemTag, MemoryReport, MemoryTracker, TrackedBuffer};
+pub use pipeline::{Pipeline, PipelineKey};
+pub use tensor::{GpuTensor, TensorChunk};

@@ -160,3 +160,43 @@ mod tests {
         }
     }
 }
+
+/// Every (kernel, format, shape) combination the ops can build, for validation without a device.
+#[cfg(test)]
+pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
+    use crate::ops::{MatMulShape, MatVecShape};
+    let mut keys = Vec::new();
+    for profile in [super::KernelProfile::Gpu, super::KernelProfile::Cpu] {
+        for ty in GgmlType::all() {
+            for ncols in 1..=crate::ops::MAX_COLS as u32 {
+                keys.push(MatVecShape::for_profile(profile).key(ty, ncols));
+            }
+            keys.push(MatMulShape::for_device(profile, ty, 16384).key(ty));
+            keys.push(MatMulShape::for_device(profile, ty, 65536).key(ty));
+            keys.push(crate::ops::get_rows::key(ty));
+        }
+    }
+    keys.push(super::probe::stream_read_key(256, false));
+    keys.push(super::probe::stream_read_key(8, true));
+    keys
+}
+
+#[cfg(test)]
+mod naga_tests {
+    use super::*;
+
+    #[test]
+    fn every_composed_shader_validates_with_naga() {
+        let keys = all_keys();
+        let mut failures = Vec::new();
+        for key in &keys {
+            for f16_in_f32 in [true, false] {
+                let src = compose(key.kernel, key.format, &key.consts, ShaderCaps { f16_in_f32 });
+                if let Err(e) = validate(&src, false) {
+                    failures.push(format!("{:?} {:?} {:?} f16_in_f32={f16_in_f32}:\n{e}", key.kernel, key.format, key.consts));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{} of {} shaders failed:\n{}", failures.len(), keys.len() * 2, failures.join("\n"));
+    }
+}

@@ -55,6 +55,24 @@ pub enum Activation {
     GeluTanh,
 }
 
+/// Element type of the KV cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum KvType {
+    /// Half precision: half the memory; what llama.cpp uses by default.
+    F16,
+    /// Full precision, for devices that cannot pack f16.
+    F32,
+}
+
+impl KvType {
+    pub fn bytes(self) -> usize {
+        match self {
+            KvType::F16 => 2,
+            KvType::F32 => 4,
+        }
+    }
+}
+
 /// Hyperparameters of one model.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Config {

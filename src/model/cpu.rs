@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::format::{dequant, dot, GgmlType};
 use crate::gguf::{GgufFile, TensorInfo};
-use crate::model::config::{Activation, Config, RopeLayout};
+use crate::model::config::{Activation, Config, KvType, RopeLayout};
 use crate::model::weights::{check_matrix, GlobalWeights, LayerWeights};
 
 /// A tensor of the memory-mapped file, read in place.
@@ -57,12 +57,19 @@ pub struct CpuKvCache {
     /// `[layer][n_ctx][kv_dim_v]`
     v: Vec<Vec<f32>>,
     pub n_ctx: usize,
+    pub kv_type: KvType,
 }
 
 impl CpuKvCache {
-    /// A cache for `n_ctx` positions of the layers in `layers`.
+    /// A cache for `n_ctx` positions with f16 precision, as the GPU path and llama.cpp keep it.
     pub fn new(config: &Config, n_ctx: usize) -> CpuKvCache {
+        Self::with_type(config, n_ctx, KvType::F16)
+    }
+
+    /// A cache for `n_ctx` positions whose values are rounded as `kv_type` would store them.
+    pub fn with_type(config: &Config, n_ctx: usize, kv_type: KvType) -> CpuKvCache {
         CpuKvCache {
+            kv_type,
             k: vec![vec![0.0; n_ctx * config.kv_dim()]; config.n_layer],
             v: vec![vec![0.0; n_ctx * config.kv_dim_v()]; config.n_layer],
             n_ctx,
@@ -168,8 +175,9 @@ impl<'f> CpuModel<'f> {
         rope.apply(&mut k, c.n_head_kv, c.head_dim, pos0);
         // append to the KV cache
         let (kd, vd) = (c.kv_dim(), c.kv_dim_v());
-        cache.k[il][pos0 * kd..(pos0 + n) * kd].copy_from_slice(&k);
-        cache.v[il][pos0 * vd..(pos0 + n) * vd].copy_from_slice(&v);
+        let kv_type = cache.kv_type;
+        store_kv(kv_type, &mut cache.k[il][pos0 * kd..(pos0 + n) * kd], &k);
+        store_kv(kv_type, &mut cache.v[il][pos0 * vd..(pos0 + n) * vd], &v);
         // causal (and sliding-window) attention
         let attn = attention(c, &q, &cache.k[il], &cache.v[il], pos0, c.window_of(il)); // [n][n_head * head_dim_v]
         // output projection, post-norm, residual
@@ -217,6 +225,14 @@ impl<'f> CpuModel<'f> {
             return Ok(bytemuck::pod_collect_to_vec(self.file.tensor_data(t)));
         }
         dequant::dequantize_to_vec(t.ty, self.file.tensor_data(t))
+    }
+}
+
+/// Copy keys or values into the cache, rounded to the cache's precision.
+fn store_kv(kv_type: KvType, dst: &mut [f32], src: &[f32]) {
+    match kv_type {
+        KvType::F32 => dst.copy_from_slice(src),
+        KvType::F16 => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = half::f16::from_f32(s).to_f32()),
     }
 }
 

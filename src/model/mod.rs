@@ -5,4 +5,4 @@ pub mod config;
 pub mod cpu;
 pub mod weights;
 
-pub use config::{Activation, Arch, Config, RopeLayout};
+pub use config::{Activation, Arch, Config, KvType, RopeLayout};

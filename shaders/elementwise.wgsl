@@ -1,0 +1,48 @@
+// Element-wise ops on f32 buffers, one invocation per element of a, chosen by the generated OP:
+//   0  a += b
+//   1  a = silu(a) * b        (SiLU-gated FFN)
+//   2  a = gelu_tanh(a) * b   (GELU-gated FFN)
+//   3  a += b[i % b_len]      (a bias broadcast over rows)
+//   4  a *= scale
+//
+// Generated constants: WG, OP.
+
+struct Params {
+    n: u32,
+    a_off: u32,
+    b_off: u32,
+    b_len: u32,
+    scale: f32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+fn gelu_tanh(x: f32) -> f32 {
+    // Clamped so tanh's exponentials cannot overflow into inf/inf on any implementation.
+    let u = clamp(0.7978845608 * x * (1.0 + 0.044715 * x * x), -15.0, 15.0);
+    return 0.5 * x * (1.0 + tanh(u));
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.n) {
+        return;
+    }
+    let ia = p.a_off + i;
+    switch OP {
+        case 0u: { a[ia] += b[p.b_off + i]; }
+        case 1u: {
+            let g = a[ia];
+            a[ia] = g / (1.0 + exp(-g)) * b[p.b_off + i];
+        }
+        case 2u: { a[ia] = gelu_tanh(a[ia]) * b[p.b_off + i]; }
+        case 3u: { a[ia] += b[p.b_off + i % p.b_len]; }
+        default: { a[ia] *= p.scale; }
+    }
+}

@@ -1,0 +1,157 @@
+//! Plumbing shared by the ops: activation views, sub-range bindings, bind groups, dispatch sizes.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, F32Buffer, GpuVec, Pipeline, TrackedBuffer};
+
+/// A window into an f32 buffer viewed as rows: row `i` starts at element `offset + i * stride`.
+/// `stride: None` means rows are packed (the stride is the row length the op expects).
+///
+/// `&F32Buffer` converts into a view at offset 0, so simple calls just pass `&buf`.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub buf: &'a F32Buffer,
+    pub offset: usize,
+    pub stride: Option<usize>,
+}
+
+impl<'a> From<&'a F32Buffer> for View<'a> {
+    fn from(buf: &'a F32Buffer) -> View<'a> {
+        View { buf, offset: 0, stride: None }
+    }
+}
+
+impl<'a> View<'a> {
+    /// The same view with an explicit row stride (in elements).
+    pub fn stride(self, stride: usize) -> View<'a> {
+        View { stride: Some(stride), ..self }
+    }
+}
+
+impl GpuVec<f32> {
+    /// A view starting at element `offset`, rows packed.
+    pub fn at(&self, offset: usize) -> View<'_> {
+        View { buf: self, offset, stride: None }
+    }
+}
+
+/// The elements a view must hold for `n` rows of `row_len`, with its resolved stride.
+pub(crate) fn resolve(view: &View<'_>, what: &str, n: usize, row_len: usize) -> Result<usize> {
+    let stride = view.stride.unwrap_or(row_len);
+    if stride < row_len {
+        return Err(Error::Shape(format!("{what}: stride {stride} is shorter than a row of {row_len}")));
+    }
+    let need = view.offset + (n - 1) * stride + row_len;
+    if need > view.buf.len() {
+        return Err(Error::Shape(format!(
+            "{what}: {n} rows of {row_len} (stride {stride}) at offset {} need {need} elements, buffer has {}",
+            view.offset,
+            view.buf.len()
+        )));
+    }
+    Ok(stride)
+}
+
+/// Checks that a view is read as vec4: offset and stride multiples of 4 elements.
+pub(crate) fn check_vec4(view: &View<'_>, stride: usize, what: &str) -> Result<()> {
+    if view.offset % 4 != 0 || stride % 4 != 0 {
+        return Err(Error::Shape(format!(
+            "{what}: offset {} and stride {stride} must be multiples of 4 elements (read as vec4)",
+            view.offset
+        )));
+    }
+    Ok(())
+}
+
+/// Rejects an op whose input and output are the same buffer (wgpu forbids binding one buffer as
+/// both read-only and writable storage in a dispatch).
+pub(crate) fn check_distinct(a: &wgpu::Buffer, b: &wgpu::Buffer, op: &str) -> Result<()> {
+    if a == b {
+        return Err(Error::Shape(format!("{op}: input and output must be different buffers")));
+    }
+    Ok(())
+}
+
+/// A binding of part of a buffer, and where the wanted elements start inside it.
+pub(crate) struct Range<'a> {
+    pub binding: wgpu::BufferBinding<'a>,
+    /// Elements from the start of the binding to the first wanted element.
+    pub base: u32,
+}
+
+/// Binds elements `start .. start + len` of `buf` (4-byte elements): the binding starts at the
+/// largest aligned offset before `start`, so buffers larger than one binding can be used as long
+/// as each dispatch's window fits.
+pub(crate) fn bind_range<'a>(ctx: &Context, buf: &'a TrackedBuffer, start: usize, len: usize, what: &str) -> Result<Range<'a>> {
+    let align = ctx.limits().min_storage_buffer_offset_alignment.max(16) as u64;
+    let start_b = start as u64 * 4;
+    let begin = start_b / align * align;
+    let end = ((start + len) as u64 * 4).next_multiple_of(16).min(buf.size());
+    let size = end - begin;
+    if size > ctx.max_binding_size() {
+        return Err(Error::DoesNotFit(format!(
+            "{what}: a window of {size} bytes exceeds the binding limit of {} bytes",
+            ctx.max_binding_size()
+        )));
+    }
+    Ok(Range {
+        binding: wgpu::BufferBinding { buffer: buf, offset: begin, size: wgpu::BufferSize::new(size) },
+        base: u32_of((start_b - begin) / 4, what)?,
+    })
+}
+
+/// `v` as u32, or a shape error naming `what`.
+pub(crate) fn u32_of(v: impl TryInto<u32> + Copy + std::fmt::Display, what: &str) -> Result<u32> {
+    v.try_into().map_err(|_| Error::Shape(format!("{what}: {v} does not fit in u32")))
+}
+
+/// Records one dispatch of `x` × `y` workgroups with a bind group made from `entries`
+/// (bindings 0, 1, ... in order).
+pub(crate) fn dispatch(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    pipeline: &Pipeline,
+    entries: &[wgpu::BindingResource<'_>],
+    (x, y): (u32, u32),
+) -> Result<()> {
+    let max = ctx.limits().max_compute_workgroups_per_dimension;
+    if x > max || y > max {
+        return Err(Error::DoesNotFit(format!("dispatch of {x} x {y} workgroups exceeds {max} per dimension")));
+    }
+    let entries: Vec<wgpu::BindGroupEntry<'_>> =
+        entries.iter().enumerate().map(|(i, r)| wgpu::BindGroupEntry { binding: i as u32, resource: r.clone() }).collect();
+    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.layout,
+        entries: &entries,
+    });
+    pass.set_pipeline(&pipeline.pipeline);
+    pass.set_bind_group(0, &bind_group, &[]);
+    pass.dispatch_workgroups(x, y, 1);
+    Ok(())
+}
+
+/// Splits `groups` workgroups into `(x, y)` with `x, y <= max` and `x * y >= groups`, for
+/// kernels that linearise `workgroup_id` with `num_workgroups` (and ignore the surplus).
+pub(crate) fn fold(groups: u32, max: u32) -> Result<(u32, u32)> {
+    if groups <= max {
+        return Ok((groups.max(1), 1));
+    }
+    let y = groups.div_ceil(max);
+    if y > max {
+        return Err(Error::DoesNotFit(format!("{groups} workgroups exceed {max} x {max}")));
+    }
+    Ok((groups.div_ceil(y), y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold;
+
+    #[test]
+    fn fold_covers_all_groups() {
+        assert_eq!(fold(10, 65535).unwrap(), (10, 1));
+        let (x, y) = fold(100_000, 65535).unwrap();
+        assert!(x <= 65535 && y <= 65535 && x * y >= 100_000);
+        assert!(fold(u32::MAX, 65535).is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! Tiled matrix × matrix for prompt processing: `Y[n][m] = dot(W[m], X[n])` for many columns.
+
+use super::dispatch::{bind_range, check_distinct, check_vec4, dispatch, resolve, u32_of, View};
+use crate::error::{Error, Result};
+use crate::format::GgmlType;
+use crate::gpu::shaders::{span, Kernel};
+use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey};
+
+/// Tile sizes of the matmul kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatMulShape {
+    /// Rows of W (and Y) per workgroup tile.
+    pub bm: u32,
+    /// Columns of X (and Y) per workgroup tile.
+    pub bn: u32,
+    /// Depth of one k step; a multiple of the format's span (set by [`MatMulShape::for_format`]).
+    pub bk: u32,
+    /// Rows per invocation's micro-tile.
+    pub tm: u32,
+    /// Columns per invocation's micro-tile.
+    pub tn: u32,
+}
+
+impl MatMulShape {
+    /// The tile shape for a device kind and weight format, shrunk until its workgroup memory
+    /// fits the device.
+    pub fn for_format(ctx: &Context, ty: GgmlType) -> MatMulShape {
+        MatMulShape::for_device(ctx.profile(), ty, ctx.limits().max_compute_workgroup_storage_size)
+    }
+
+    /// [`MatMulShape::for_format`] from the device facts alone (`limit`: workgroup memory bytes).
+    pub fn for_device(profile: KernelProfile, ty: GgmlType, limit: u32) -> MatMulShape {
+        let bk = span(ty).max(32);
+        let mut s = match profile {
+            KernelProfile::Gpu => MatMulShape { bm: 64, bn: 64, bk, tm: 4, tn: 4 },
+            KernelProfile::Cpu => MatMulShape { bm: 32, bn: 32, bk, tm: 4, tn: 4 },
+        };
+        while s.workgroup_bytes() > limit && s.bm > s.tm * 2 {
+            s.bm /= 2;
+            s.bn /= 2;
+        }
+        s
+    }
+
+    /// Invocations per workgroup.
+    pub fn wg(&self) -> u32 {
+        (self.bm / self.tm) * (self.bn / self.tn)
+    }
+
+    /// Workgroup memory of the two tiles.
+    pub fn workgroup_bytes(&self) -> u32 {
+        (self.bm + self.bn) * self.bk * 4
+    }
+
+    fn check(&self, ty: GgmlType) -> Result<()> {
+        let ok = self.bm % self.tm == 0 && self.bn % self.tn == 0 && self.bk % span(ty) == 0 && self.bk % 8 == 0;
+        ok.then_some(()).ok_or_else(|| Error::Shape(format!("bad matmul shape {self:?} for {ty}")))
+    }
+
+    pub fn key(&self, ty: GgmlType) -> PipelineKey {
+        PipelineKey {
+            kernel: Kernel::MatMul,
+            format: Some(ty),
+            consts: vec![("BM", self.bm), ("BN", self.bn), ("BK", self.bk), ("TM", self.tm), ("TN", self.tn), ("WG", self.wg())],
+        }
+    }
+}
+
+/// `Y[n][m] = dot(W[m], X[n])` for `n` in `0..n_cols`, tiled. Same views as [`super::matvec`].
+/// Columns are processed in batches when X or Y windows would exceed one binding.
+pub fn matmul<'a>(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    w: &GpuTensor,
+    x: impl Into<View<'a>>,
+    y: impl Into<View<'a>>,
+    n_cols: usize,
+) -> Result<()> {
+    matmul_with(ctx, pass, MatMulShape::for_format(ctx, w.ty), w, x.into(), y.into(), n_cols)
+}
+
+/// [`matmul`] with an explicit tile shape.
+pub fn matmul_with(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    shape: MatMulShape,
+    w: &GpuTensor,
+    x: View<'_>,
+    y: View<'_>,
+    n_cols: usize,
+) -> Result<()> {
+    shape.check(w.ty)?;
+    if n_cols == 0 {
+        return Err(Error::Shape(format!("matmul `{}`: zero columns", w.name)));
+    }
+    let (k, m) = (w.row_len, w.n_rows);
+    let xs = resolve(&x, "matmul X", n_cols, k)?;
+    let ys = resolve(&y, "matmul Y", n_cols, m)?;
+    check_vec4(&x, xs, "matmul X")?;
+    check_distinct(x.buf.buffer(), y.buf.buffer(), "matmul")?;
+    let pipeline = ctx.pipeline(&shape.key(w.ty))?;
+    let batch = column_batch(ctx.max_binding_size(), n_cols, k, xs, m, ys)?;
+    for col0 in (0..n_cols).step_by(batch) {
+        let nc = batch.min(n_cols - col0);
+        let xr = bind_range(ctx, x.buf.buffer(), x.offset + col0 * xs, (nc - 1) * xs + k, "matmul X")?;
+        for chunk in &w.chunks {
+            let y_start = y.offset + col0 * ys + chunk.row0;
+            let yr = bind_range(ctx, y.buf.buffer(), y_start, (nc - 1) * ys + chunk.rows, "matmul Y")?;
+            let params = [
+                u32_of(k, "K")?,
+                u32_of(chunk.rows, "rows")?,
+                u32_of(nc, "columns")?,
+                u32_of(w.row_bytes, "row bytes")?,
+                xr.base / 4,
+                u32_of(xs / 4, "X stride")?,
+                yr.base,
+                u32_of(ys, "Y stride")?,
+            ];
+            let uniform = ctx.uniform("matmul params", &params)?;
+            let groups = (
+                u32_of(chunk.rows.div_ceil(shape.bm as usize), "row tiles")?,
+                u32_of(nc.div_ceil(shape.bn as usize), "column tiles")?,
+            );
+            let entries = [
+                chunk.buffer.as_entire_binding(),
+                wgpu::BindingResource::Buffer(xr.binding.clone()),
+                wgpu::BindingResource::Buffer(yr.binding),
+                uniform.as_entire_binding(),
+            ];
+            dispatch(ctx, pass, &pipeline, &entries, groups)?;
+        }
+    }
+    Ok(())
+}
+
+/// Most columns per dispatch such that the X and Y windows (plus alignment slack) fit a binding.
+fn column_batch(max_binding: u64, n: usize, k: usize, xs: usize, m: usize, ys: usize) -> Result<usize> {
+    let max_elems = (max_binding / 4).saturating_sub(256) as usize;
+    let fits = |len: usize, stride: usize| if len > max_elems { 0 } else { (max_elems - len) / stride + 1 };
+    let batch = n.min(fits(k, xs)).min(fits(m, ys));
+    if batch == 0 {
+        return Err(Error::DoesNotFit(format!("matmul: one column of X ({k}) or Y ({m}) exceeds the binding limit")));
+    }
+    Ok(batch)
+}

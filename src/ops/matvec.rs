@@ -1,0 +1,120 @@
+//! Matrix × vector(s) for decode: `Y[n][m] = dot(W[m], X[n])` for 1..8 columns per dispatch.
+
+use super::dispatch::{bind_range, check_distinct, check_vec4, dispatch, fold, resolve, u32_of, View};
+use crate::error::{Error, Result};
+use crate::format::GgmlType;
+use crate::gpu::shaders::Kernel;
+use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey};
+
+/// Most activation columns one matvec dispatch handles (the kernel keeps NCOLS × RPI
+/// accumulators in registers).
+pub const MAX_COLS: usize = 8;
+
+/// How the matvec kernel maps rows to invocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatVecShape {
+    /// Invocations per workgroup.
+    pub wg: u32,
+    /// Invocations cooperating on one row (power of two); their partial sums are reduced in
+    /// workgroup memory.
+    pub tpr: u32,
+    /// Rows per invocation: each activation loaded is reused for this many rows.
+    pub rpi: u32,
+}
+
+impl MatVecShape {
+    /// The shape for a kind of device. GPU: 32 invocations per row (coalesced reads, one
+    /// reduction), 4 rows per workgroup. CPU (lavapipe): one invocation walks whole rows, 4 rows
+    /// at a time, so each activation load feeds 4 rows (measured fastest on lavapipe).
+    pub fn for_profile(p: KernelProfile) -> MatVecShape {
+        match p {
+            KernelProfile::Gpu => MatVecShape { wg: 128, tpr: 32, rpi: 1 },
+            KernelProfile::Cpu => MatVecShape { wg: 8, tpr: 1, rpi: 4 },
+        }
+    }
+
+    /// Rows covered by one workgroup.
+    pub fn rows_per_workgroup(&self) -> u32 {
+        self.wg / self.tpr * self.rpi
+    }
+
+    fn check(&self) -> Result<()> {
+        let ok = self.tpr.is_power_of_two() && self.wg % self.tpr == 0 && self.rpi >= 1 && self.wg >= 1;
+        ok.then_some(()).ok_or_else(|| Error::Shape(format!("bad matvec shape {self:?}")))
+    }
+
+    /// The pipeline key (and so the generated constants) for `ty` and `ncols` columns.
+    pub fn key(&self, ty: GgmlType, ncols: u32) -> PipelineKey {
+        let red = if self.tpr > 1 { self.wg * self.rpi * ncols } else { 1 };
+        PipelineKey {
+            kernel: Kernel::MatVec,
+            format: Some(ty),
+            consts: vec![("WG", self.wg), ("TPR", self.tpr), ("RPI", self.rpi), ("NCOLS", ncols), ("RED", red)],
+        }
+    }
+}
+
+/// `Y[n][m] = dot(W[m], X[n])` for `n` in `0..n_cols` with the device's default shape.
+/// Views: X rows of `W.row_len` (offset and stride multiples of 4), Y rows of `W.n_rows`.
+/// More than [`MAX_COLS`] columns are done in several dispatches (use [`super::matmul`] for
+/// prompts).
+pub fn matvec<'a>(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    w: &GpuTensor,
+    x: impl Into<View<'a>>,
+    y: impl Into<View<'a>>,
+    n_cols: usize,
+) -> Result<()> {
+    matvec_with(ctx, pass, MatVecShape::for_profile(ctx.profile()), w, x.into(), y.into(), n_cols)
+}
+
+/// [`matvec`] with an explicit kernel shape (benchmarks and tuning).
+pub fn matvec_with(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    shape: MatVecShape,
+    w: &GpuTensor,
+    x: View<'_>,
+    y: View<'_>,
+    n_cols: usize,
+) -> Result<()> {
+    shape.check()?;
+    if n_cols == 0 {
+        return Err(Error::Shape(format!("matvec `{}`: zero columns", w.name)));
+    }
+    let (k, m) = (w.row_len, w.n_rows);
+    let xs = resolve(&x, "matvec X", n_cols, k)?;
+    let ys = resolve(&y, "matvec Y", n_cols, m)?;
+    check_vec4(&x, xs, "matvec X")?;
+    check_distinct(x.buf.buffer(), y.buf.buffer(), "matvec")?;
+    for col0 in (0..n_cols).step_by(MAX_COLS) {
+        let nc = MAX_COLS.min(n_cols - col0);
+        let pipeline = ctx.pipeline(&shape.key(w.ty, nc as u32))?;
+        let xr = bind_range(ctx, x.buf.buffer(), x.offset + col0 * xs, (nc - 1) * xs + k, "matvec X")?;
+        for chunk in &w.chunks {
+            let y_start = y.offset + col0 * ys + chunk.row0;
+            let yr = bind_range(ctx, y.buf.buffer(), y_start, (nc - 1) * ys + chunk.rows, "matvec Y")?;
+            let params = [
+                u32_of(k, "K")?,
+                u32_of(chunk.rows, "rows")?,
+                u32_of(w.row_bytes, "row bytes")?,
+                xr.base / 4,
+                u32_of(xs / 4, "X stride")?,
+                yr.base,
+                u32_of(ys, "Y stride")?,
+                0,
+            ];
+            let uniform = ctx.uniform("matvec params", &params)?;
+            let groups = u32_of(chunk.rows.div_ceil(shape.rows_per_workgroup() as usize), "workgroups")?;
+            let entries = [
+                chunk.buffer.as_entire_binding(),
+                wgpu::BindingResource::Buffer(xr.binding.clone()),
+                wgpu::BindingResource::Buffer(yr.binding),
+                uniform.as_entire_binding(),
+            ];
+            dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)?;
+        }
+    }
+    Ok(())
+}

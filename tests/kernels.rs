@@ -1,0 +1,383 @@
+//! GPU kernels against the CPU reference, on whatever adapter the machine has (lavapipe in CI).
+//!
+//! No adapter is a failure, not a skip: set `WGQUANT_SKIP_GPU_TESTS=1` to skip deliberately.
+//!
+//! Error bound: GPU and CPU sum in different orders, so each output is compared with
+//!     |gpu - cpu| <= REL_TOL * sum_k |W[m][k] * X[n][k]|
+//! (REL_TOL = 1e-5: f32 rounding of a K-term sum is at most about K·2^-24 of that sum in the worst
+//! case and far less in practice). Decoded weights (get_rows) must equal the CPU dequantization
+//! to within 1 ulp (a GPU may contract `d * q - m` into one fma).
+
+use std::sync::OnceLock;
+
+use wgquant::format::{dequant, dot, quant, GgmlType};
+use wgquant::gpu::{Context, ContextOptions, GpuTensor, MemTag};
+use wgquant::gguf::GgufFile;
+use wgquant::ops;
+
+const REL_TOL: f32 = 1e-5;
+const MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
+
+fn ctx() -> Option<&'static Context> {
+    static CTX: OnceLock<Option<Context>> = OnceLock::new();
+    CTX.get_or_init(|| match Context::new() {
+        Ok(c) => {
+            eprintln!("GPU tests on {}", c.describe());
+            Some(c)
+        }
+        Err(e) if std::env::var("WGQUANT_SKIP_GPU_TESTS").is_ok_and(|v| v == "1") => {
+            eprintln!("skipping GPU tests (WGQUANT_SKIP_GPU_TESTS=1): {e}");
+            None
+        }
+        Err(e) => panic!("no usable GPU adapter ({e}); set WGQUANT_SKIP_GPU_TESTS=1 to skip GPU tests"),
+    })
+    .as_ref()
+}
+
+/// Small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    /// Uniform in [-1, 1).
+    fn f(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f()).collect()
+    }
+}
+
+/// Byte offsets of the f16 scale fields in one block (test-only knowledge, used to keep random
+/// blocks finite; every other byte of a block is valid whatever its value).
+fn f16_fields(ty: GgmlType) -> &'static [usize] {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL | IQ4_XS => &[0],
+        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q6_K => &[208],
+        F32 | F16 | BF16 => &[],
+    }
+}
+
+/// `rows` rows of `k` elements of random but valid raw blocks: random quant bits everywhere,
+/// finite scales of moderate size.
+fn random_blocks(ty: GgmlType, rows: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let n = rows * k;
+    match ty {
+        GgmlType::F32 => return bytemuck::cast_slice(&rng.vec(n)).to_vec(),
+        GgmlType::F16 => return (0..n).flat_map(|_| half::f16::from_f32(rng.f()).to_le_bytes()).collect(),
+        GgmlType::BF16 => return (0..n).flat_map(|_| half::bf16::from_f32(rng.f()).to_le_bytes()).collect(),
+        _ => {}
+    }
+    let bytes = ty.bytes_for(n as u64).unwrap() as usize;
+    let mut out: Vec<u8> = (0..bytes).map(|_| rng.next() as u8).collect();
+    for block in out.chunks_exact_mut(ty.block_bytes()) {
+        for (i, &off) in f16_fields(ty).iter().enumerate() {
+            // d of either sign, dmin/m positive; magnitudes like real tensors'.
+            let v = 0.002 + 0.02 * rng.f().abs();
+            let v = if i == 0 && rng.f() < 0.0 { -v } else { v };
+            block[off..off + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Op {
+    MatVec,
+    MatMul,
+}
+
+/// Runs `op` on the GPU: `Y[n][m] = dot(W[m], X[n])`.
+fn gpu_mul(ctx: &Context, w: &GpuTensor, x: &[f32], n: usize, op: Op) -> Vec<f32> {
+    let xb = ctx.vec_from("x", x, MemTag::Activations).unwrap();
+    let yb = ctx.f32_buffer("y", n * w.n_rows).unwrap();
+    let mut enc = ctx.encoder("test");
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        match op {
+            Op::MatVec => ops::matvec(ctx, &mut pass, w, &xb, &yb, n).unwrap(),
+            Op::MatMul => ops::matmul(ctx, &mut pass, w, &xb, &yb, n).unwrap(),
+        }
+    }
+    ctx.submit_and_wait(enc).unwrap();
+    ctx.read(&yb).unwrap()
+}
+
+/// Per-output scale of the error bound: sum_k |W[m][k] X[n][k]|, from the dequantized weights.
+fn abs_dot(wf: &[f32], k: usize, x: &[f32], n: usize) -> Vec<f32> {
+    let m = wf.len() / k;
+    let mut out = vec![0.0; n * m];
+    for c in 0..n {
+        let xc = &x[c * k..(c + 1) * k];
+        for r in 0..m {
+            out[c * m + r] = wf[r * k..(r + 1) * k].iter().zip(xc).map(|(a, b)| (a * b).abs()).sum();
+        }
+    }
+    out
+}
+
+/// Compares GPU output against the CPU reference within the stated bound; returns the worst
+/// ratio of error to bound.
+fn check_against_cpu(what: &str, ty: GgmlType, raw: &[u8], k: usize, x: &[f32], n: usize, gpu: &[f32]) -> f32 {
+    let m = raw.len() / ty.row_bytes(k).unwrap();
+    let mut cpu = vec![0.0; n * m];
+    dot::matmul(ty, raw, k, x, n, &mut cpu).unwrap();
+    let wf = dequant::dequantize_to_vec(ty, raw).unwrap();
+    let scale = abs_dot(&wf, k, x, n);
+    let mut worst = 0.0f32;
+    for i in 0..n * m {
+        let err = (gpu[i] - cpu[i]).abs();
+        let bound = REL_TOL * scale[i] + f32::MIN_POSITIVE;
+        assert!(
+            err <= bound,
+            "{what}: {ty} M={m} K={k} N={n}: Y[{}][{}] gpu {} cpu {} (err {err:e} > bound {bound:e})",
+            i / m,
+            i % m,
+            gpu[i],
+            cpu[i]
+        );
+        worst = worst.max(err / bound);
+    }
+    worst
+}
+
+fn run_case(ctx: &Context, ty: GgmlType, m: usize, k: usize, n: usize, op: Op, seed: u64) -> f32 {
+    let raw = random_blocks(ty, m, k, seed);
+    let w = GpuTensor::upload(ctx, "w", ty, k, m, &raw).unwrap();
+    let x = Rng::new(seed + 1).vec(n * k);
+    let gpu = gpu_mul(ctx, &w, &x, n, op);
+    check_against_cpu(&format!("{op:?}"), ty, &raw, k, &x, n, &gpu)
+}
+
+/// A row length that is a few blocks long but not a multiple of any workgroup size.
+fn odd_k(ty: GgmlType) -> usize {
+    let qk = if ty.is_quantized() { ty.block_elems() } else { 8 };
+    if qk >= 256 { 3 * qk } else { 13 * qk.max(8) * (32 / qk.max(8)).max(1) / if qk == 8 { 4 } else { 1 } }
+}
+
+#[test]
+fn matvec_every_format_matches_cpu() {
+    let Some(ctx) = ctx() else { return };
+    for ty in GgmlType::all() {
+        let k = odd_k(ty);
+        let mut worst = 0.0f32;
+        for (i, &(m, n)) in [(1, 1), (7, 2), (37, 7), (64, 8), (33, 3), (5, 13)].iter().enumerate() {
+            worst = worst.max(run_case(ctx, ty, m, k, n, Op::MatVec, 100 + i as u64));
+        }
+        eprintln!("matvec {ty:>6} K={k:4}: worst error / bound = {worst:.3}");
+    }
+}
+
+#[test]
+fn matmul_every_format_matches_cpu() {
+    let Some(ctx) = ctx() else { return };
+    for ty in GgmlType::all() {
+        let k = odd_k(ty);
+        let mut worst = 0.0f32;
+        for (i, &(m, n)) in [(1, 1), (67, 9), (33, 64), (130, 70)].iter().enumerate() {
+            worst = worst.max(run_case(ctx, ty, m, k, n, Op::MatMul, 200 + i as u64));
+        }
+        eprintln!("matmul {ty:>6} K={k:4}: worst error / bound = {worst:.3}");
+    }
+}
+
+#[test]
+fn quantized_data_through_every_kernel() {
+    // Realistic weights (the CPU quantizer's output) rather than random bits.
+    let Some(ctx) = ctx() else { return };
+    let (m, k) = (48, 512);
+    for ty in GgmlType::all() {
+        let src = Rng::new(7).vec(m * k);
+        let raw = quant::quantize(ty, &src, k).unwrap();
+        let w = GpuTensor::upload(ctx, "q", ty, k, m, &raw).unwrap();
+        let x = Rng::new(8).vec(8 * k);
+        for (n, op) in [(1, Op::MatVec), (8, Op::MatVec), (8, Op::MatMul)] {
+            let gpu = gpu_mul(ctx, &w, &x[..n * k], n, op);
+            check_against_cpu(&format!("{op:?} quantized"), ty, &raw, k, &x[..n * k], n, &gpu);
+        }
+    }
+}
+
+#[test]
+fn large_shapes() {
+    // The default model's output head shape (M = 262144) and long prompts (N = 512), for a
+    // couple of formats only: they dominate the suite's time on a CPU device.
+    let Some(ctx) = ctx() else { return };
+    run_case(ctx, GgmlType::Q8_0, 262144, 640, 1, Op::MatVec, 300);
+    run_case(ctx, GgmlType::Q4_K, 262144, 256, 2, Op::MatVec, 301);
+    run_case(ctx, GgmlType::Q4_K, 256, 1024, 512, Op::MatMul, 302);
+    run_case(ctx, GgmlType::Q5_0, 160, 640, 512, Op::MatMul, 303);
+}
+
+fn gpu_get_rows(ctx: &Context, table: &GpuTensor, ids: &[u32]) -> Vec<f32> {
+    let idb = ctx.vec_from("ids", ids, MemTag::Activations).unwrap();
+    let out = ctx.f32_buffer("rows", ids.len() * table.row_len).unwrap();
+    let mut enc = ctx.encoder("test");
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        ops::get_rows(ctx, &mut pass, table, &idb, 0, ids.len(), &out).unwrap();
+    }
+    ctx.submit_and_wait(enc).unwrap();
+    ctx.read(&out).unwrap()
+}
+
+fn assert_ulp_equal(what: &str, gpu: &[f32], cpu: &[f32]) {
+    assert_eq!(gpu.len(), cpu.len());
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        let ok = g == c || (g.to_bits() as i64 - c.to_bits() as i64).abs() <= 1;
+        assert!(ok, "{what}: element {i}: gpu {g} cpu {c}");
+    }
+}
+
+#[test]
+fn get_rows_every_format_equals_dequantize() {
+    let Some(ctx) = ctx() else { return };
+    for ty in GgmlType::all() {
+        let (m, k) = (19, odd_k(ty));
+        let raw = random_blocks(ty, m, k, 400);
+        let table = GpuTensor::upload(ctx, "emb", ty, k, m, &raw).unwrap();
+        let ids = [3u32, 0, 18, 3, 7];
+        let gpu = gpu_get_rows(ctx, &table, &ids);
+        let rb = ty.row_bytes(k).unwrap();
+        let cpu: Vec<f32> =
+            ids.iter().flat_map(|&i| dequant::dequantize_to_vec(ty, &raw[i as usize * rb..(i as usize + 1) * rb]).unwrap()).collect();
+        assert_ulp_equal(&format!("get_rows {ty}"), &gpu, &cpu);
+    }
+}
+
+#[test]
+fn forced_small_binding_gives_identical_results() {
+    let Some(ctx) = ctx() else { return };
+    let opts = ContextOptions { max_binding_size: Some(1 << 20), ..Default::default() };
+    let small = Context::with_options(opts).unwrap();
+    for (ty, m, k) in [(GgmlType::Q4_K, 4099, 1024), (GgmlType::Q8_0, 3001, 640), (GgmlType::F16, 700, 1024)] {
+        let raw = random_blocks(ty, m, k, 500);
+        let whole = GpuTensor::upload(ctx, "w", ty, k, m, &raw).unwrap();
+        let split = GpuTensor::upload(&small, "w", ty, k, m, &raw).unwrap();
+        assert_eq!(whole.chunks.len(), 1);
+        assert!(split.chunks.len() > 1, "{ty}: expected a split");
+        for (n, op) in [(1, Op::MatVec), (5, Op::MatVec), (64, Op::MatMul)] {
+            let x = Rng::new(501).vec(n * k);
+            let a = gpu_mul(ctx, &whole, &x, n, op);
+            let b = gpu_mul(&small, &split, &x, n, op);
+            assert!(a == b, "{ty} {op:?} N={n}: split result differs");
+        }
+        let ids: Vec<u32> = (0..40).map(|i| (i * 997 % m) as u32).collect();
+        assert!(gpu_get_rows(ctx, &whole, &ids) == gpu_get_rows(&small, &split, &ids), "{ty} get_rows split differs");
+    }
+}
+
+#[test]
+fn views_with_offsets_and_strides() {
+    // The forward pass slices activation buffers: X and Y at offsets, with padded strides.
+    let Some(ctx) = ctx() else { return };
+    let (ty, m, k, n) = (GgmlType::Q4_0, 45, 256, 3);
+    let raw = random_blocks(ty, m, k, 600);
+    let w = GpuTensor::upload(ctx, "w", ty, k, m, &raw).unwrap();
+    let (xoff, xs, yoff, ys) = (8, k + 12, 5, m + 3);
+    let x = Rng::new(601).vec(xoff + n * xs);
+    let xb = ctx.vec_from("x", &x, MemTag::Activations).unwrap();
+    for op in [Op::MatVec, Op::MatMul] {
+        let yb = ctx.vec_from("y", &vec![-7.0f32; yoff + n * ys], MemTag::Activations).unwrap();
+        let mut enc = ctx.encoder("test");
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            let (xv, yv) = (xb.at(xoff).stride(xs), yb.at(yoff).stride(ys));
+            match op {
+                Op::MatVec => ops::matvec(ctx, &mut pass, &w, xv, yv, n).unwrap(),
+                Op::MatMul => ops::matmul(ctx, &mut pass, &w, xv, yv, n).unwrap(),
+            }
+        }
+        ctx.submit_and_wait(enc).unwrap();
+        let y = ctx.read(&yb).unwrap();
+        let xp: Vec<f32> = (0..n).flat_map(|c| x[xoff + c * xs..xoff + c * xs + k].to_vec()).collect();
+        let yp: Vec<f32> = (0..n).flat_map(|c| y[yoff + c * ys..yoff + c * ys + m].to_vec()).collect();
+        check_against_cpu(&format!("{op:?} strided"), ty, &raw, k, &xp, n, &yp);
+        // Elements outside the output rows are untouched.
+        assert!(y[..yoff].iter().all(|&v| v == -7.0) && (0..n).all(|c| y[yoff + c * ys + m..yoff + (c + 1) * ys].iter().all(|&v| v == -7.0)));
+    }
+}
+
+#[test]
+fn shape_errors_are_reported_not_panics() {
+    let Some(ctx) = ctx() else { return };
+    let raw = random_blocks(GgmlType::Q8_0, 4, 64, 700);
+    let w = GpuTensor::upload(ctx, "w", GgmlType::Q8_0, 64, 4, &raw).unwrap();
+    let x = ctx.f32_buffer("x", 64).unwrap();
+    let y = ctx.f32_buffer("y", 4).unwrap();
+    let mut enc = ctx.encoder("test");
+    let mut pass = enc.begin_compute_pass(&Default::default());
+    assert!(ops::matvec(ctx, &mut pass, &w, &x, &y, 2).is_err(), "X too short");
+    assert!(ops::matvec(ctx, &mut pass, &w, x.at(2), &y, 1).is_err(), "X too short at offset");
+    assert!(ops::matvec(ctx, &mut pass, &w, &x, &x, 1).is_err(), "same buffer");
+    assert!(ops::matmul(ctx, &mut pass, &w, &x, &y, 0).is_err(), "zero columns");
+    assert!(GpuTensor::upload(ctx, "bad", GgmlType::Q4_K, 640, 1, &[0; 360]).is_err(), "K not whole blocks");
+}
+
+/// The default model's tensors of each quantized format it uses, through matvec, matmul and
+/// get_rows, against the CPU reference.
+#[test]
+fn default_model_tensors_match_cpu() {
+    let Some(ctx) = ctx() else { return };
+    let file = GgufFile::open(MODEL).unwrap_or_else(|e| panic!("{MODEL}: {e} (run scripts/fetch-model.sh)"));
+    for ty in [GgmlType::Q4_K, GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q8_0] {
+        let info = file
+            .tensors()
+            .iter()
+            .filter(|t| t.ty == ty && t.dims.len() == 2 && t.name != "token_embd.weight")
+            .max_by_key(|t| t.n_bytes)
+            .unwrap_or_else(|| panic!("no {ty} matrix in the model"));
+        let w = GpuTensor::from_gguf(ctx, &file, info).unwrap();
+        let raw = file.tensor_data(info);
+        let k = info.row_len();
+        for (n, op) in [(1, Op::MatVec), (4, Op::MatVec), (24, Op::MatMul)] {
+            let x = Rng::new(800).vec(n * k);
+            let gpu = gpu_mul(ctx, &w, &x, n, op);
+            let worst = check_against_cpu(&format!("{} {op:?}", info.name), ty, raw, k, &x, n, &gpu);
+            eprintln!("{:<28} {ty:>5} [{k} x {}] {op:?} N={n}: worst error / bound {worst:.3}", info.name, info.n_rows());
+        }
+    }
+}
+
+/// The 178 MB Q8_0 embedding exceeds lavapipe's 128 MiB binding, so this is the split path on
+/// the real tensor: lookup of rows on both sides of the split, and the tied output head.
+#[test]
+fn default_model_embedding_split_and_head() {
+    let Some(ctx) = ctx() else { return };
+    let file = GgufFile::open(MODEL).unwrap_or_else(|e| panic!("{MODEL}: {e} (run scripts/fetch-model.sh)"));
+    let info = file.tensor("token_embd.weight").expect("token_embd.weight");
+    let emb = GpuTensor::from_gguf(ctx, &file, info).unwrap();
+    let raw = file.tensor_data(info);
+    eprintln!("token_embd: {} rows in {} buffers", emb.n_rows, emb.chunks.len());
+    if info.n_bytes > ctx.max_binding_size() {
+        assert!(emb.chunks.len() > 1);
+    }
+    let last = emb.n_rows as u32 - 1;
+    let mut ids = vec![0u32, 2, 106, 107, last, last - 1];
+    if let Some(c) = emb.chunks.get(1) {
+        ids.extend([c.row0 as u32 - 1, c.row0 as u32]);
+    }
+    let gpu = gpu_get_rows(ctx, &emb, &ids);
+    let rb = info.row_bytes();
+    let cpu: Vec<f32> =
+        ids.iter().flat_map(|&i| dequant::dequantize_to_vec(info.ty, &raw[i as usize * rb..(i as usize + 1) * rb]).unwrap()).collect();
+    assert_ulp_equal("token_embd get_rows", &gpu, &cpu);
+
+    let k = info.row_len();
+    let x = Rng::new(900).vec(k);
+    let gpu = gpu_mul(ctx, &emb, &x, 1, Op::MatVec);
+    check_against_cpu("output head", info.ty, raw, k, &x, 1, &gpu);
+}
