@@ -235,6 +235,7 @@ const _: () = assert!(size_of::<BlockIQ4XS>() == 136);
 ///
 /// This is the one place that maps a [`GgmlType`] to its block type; dequantize, quantize and dot
 /// all dispatch through it instead of each carrying its own match over formats.
+#[rustfmt::skip]
 macro_rules! with_block {
     ($ty:expr, $B:ident => $body:expr) => {{
         use $crate::format::blocks::*;

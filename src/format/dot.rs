@@ -1,8 +1,9 @@
 //! CPU reference dot products of quantized rows with f32 vectors: the oracle for GPU matvec and
 //! matmul kernels, and the inner loop of the CPU forward pass.
 //!
-//! A row is decoded a few blocks at a time into a stack buffer (never the whole row into the
-//! heap) and accumulated in eight independent lanes, which the compiler can vectorise.
+//! [`dot_row`] and [`matvec`] decode a row a few blocks at a time into a stack buffer; [`matmul`]
+//! decodes each weight row once into a per-thread buffer and reuses it for every column. Sums run
+//! in eight independent lanes, which the compiler can vectorise.
 
 use std::mem::size_of;
 
@@ -34,13 +35,11 @@ pub fn matvec(ty: GgmlType, weights: &[u8], row_len: usize, x: &[f32], y: &mut [
     let row_bytes = matrix_rows(ty, weights.len(), row_len, y.len())?;
     check_len("x", x.len(), row_len)?;
     let dot = row_kernel(ty);
-    y.par_chunks_mut(ROWS_PER_TASK)
-        .zip(weights.par_chunks(row_bytes * ROWS_PER_TASK))
-        .for_each(|(y, w)| {
-            for (y, row) in y.iter_mut().zip(w.chunks_exact(row_bytes)) {
-                *y = dot(row, x);
-            }
-        });
+    y.par_chunks_mut(ROWS_PER_TASK).zip(weights.par_chunks(row_bytes * ROWS_PER_TASK)).for_each(|(y, w)| {
+        for (y, row) in y.iter_mut().zip(w.chunks_exact(row_bytes)) {
+            *y = dot(row, x);
+        }
+    });
     Ok(())
 }
 
@@ -63,20 +62,17 @@ pub fn matmul(ty: GgmlType, weights: &[u8], row_len: usize, x: &[f32], n_cols: u
     // Compute [row][col] in parallel over rows, then transpose into the [col][row] output.
     let mut by_row = vec![0.0f32; n_rows * n_cols];
     let decode: fn(&[u8], &mut [f32]) = with_block!(ty, B => dequantize_blocks::<B>);
-    by_row
-        .par_chunks_mut(n_cols * ROWS_PER_TASK)
-        .zip(weights.par_chunks(row_bytes * ROWS_PER_TASK))
-        .for_each_init(
-            || vec![0.0f32; row_len],
-            |w_row, (out, w)| {
-                for (out, row) in out.chunks_exact_mut(n_cols).zip(w.chunks_exact(row_bytes)) {
-                    decode(row, w_row);
-                    for (o, xc) in out.iter_mut().zip(x.chunks_exact(row_len)) {
-                        *o = dot_f32(w_row, xc);
-                    }
+    by_row.par_chunks_mut(n_cols * ROWS_PER_TASK).zip(weights.par_chunks(row_bytes * ROWS_PER_TASK)).for_each_init(
+        || vec![0.0f32; row_len],
+        |w_row, (out, w)| {
+            for (out, row) in out.chunks_exact_mut(n_cols).zip(w.chunks_exact(row_bytes)) {
+                decode(row, w_row);
+                for (o, xc) in out.iter_mut().zip(x.chunks_exact(row_len)) {
+                    *o = dot_f32(w_row, xc);
                 }
-            },
-        );
+            }
+        },
+    );
     for (r, row) in by_row.chunks_exact(n_cols).enumerate() {
         for (c, &v) in row.iter().enumerate() {
             y[c * n_rows + r] = v;

@@ -84,20 +84,30 @@ pub struct AdapterEntry {
     pub info: wgpu::AdapterInfo,
 }
 
-fn instance() -> wgpu::Instance {
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    // Vulkan first; the others matter on machines without Vulkan (macOS, some Windows setups).
-    desc.backends = wgpu::Backends::all();
+    desc.backends = backends;
     wgpu::Instance::new(desc)
 }
 
-fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+/// Vulkan / Metal / D3D12 adapters, plus GL ones only when those offer no hardware GPU: GL is a
+/// last resort (no f16, no subgroups), and probing it is slow and noisy on headless machines.
+fn adapters() -> Vec<wgpu::Adapter> {
+    let primary = wgpu::Backends::PRIMARY;
+    let mut found = pollster::block_on(instance(primary).enumerate_adapters(primary));
+    let has_gpu = found.iter().any(|a| {
+        matches!(a.get_info().device_type, wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu)
+    });
+    if !has_gpu {
+        let gl = wgpu::Backends::GL;
+        found.extend(pollster::block_on(instance(gl).enumerate_adapters(gl)));
+    }
+    found
 }
 
 /// Every adapter wgpu can see, in the order [`AdapterSelector::Index`] refers to.
 pub fn list_adapters() -> Vec<AdapterEntry> {
-    adapters(&instance()).iter().enumerate().map(|(index, a)| AdapterEntry { index, info: a.get_info() }).collect()
+    adapters().iter().enumerate().map(|(index, a)| AdapterEntry { index, info: a.get_info() }).collect()
 }
 
 fn type_rank(t: wgpu::DeviceType) -> u32 {
@@ -161,8 +171,7 @@ impl Context {
     }
 
     pub fn with_options(opts: ContextOptions) -> Result<Context> {
-        let instance = instance();
-        let adapters = adapters(&instance);
+        let adapters = adapters();
         let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
         let env_sel = std::env::var(ADAPTER_ENV).ok().filter(|s| !s.trim().is_empty()).map(|s| AdapterSelector::parse(&s));
         let idx = select(&infos, opts.adapter.as_ref().or(env_sel.as_ref()))?;

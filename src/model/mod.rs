@@ -4,5 +4,6 @@
 pub mod config;
 pub mod cpu;
 pub mod weights;
+pub mod zoo;
 
 pub use config::{Activation, Arch, Config, KvType, RopeLayout};

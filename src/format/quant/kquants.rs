@@ -345,13 +345,7 @@ impl Quantize for BlockQ3K {
 /// Scales and mins of the 8 sub-blocks of 32 that Q4_K and Q5_K share: `make_qkx2_quants` with
 /// weights `rms(x) + |x|` (squared error), then 6-bit scales and mins against the largest of each,
 /// packed as `get_scale_min_k4` reads them. Returns the packed scales and the f16 `d`, `dmin`.
-fn k4_scales(
-    x: &[f32],
-    nmax: i32,
-    rmin: f32,
-    nstep: i32,
-    levels: &mut [u8; QK_K],
-) -> ([u8; K_SCALE_SIZE], f16, f16) {
+fn k4_scales(x: &[f32], nmax: i32, rmin: f32, nstep: i32, levels: &mut [u8; QK_K]) -> ([u8; K_SCALE_SIZE], f16, f16) {
     let mut scales = [0.0f32; QK_K / 32];
     let mut mins = [0.0f32; QK_K / 32];
     let mut weights = [0.0f32; 32];

@@ -1,0 +1,195 @@
+//! Kernel benchmark: `cargo run --release --example kernel-bench [-- --quick]`.
+//!
+//! Measures on the current device, in one run: buffer copy bandwidth, a streaming-read kernel's
+//! bandwidth (the yardstick), then per format the matvec bandwidth (weight bytes per second) at
+//! 7B shapes and at the default model's shapes, its ratio to the streaming read, and the tiled
+//! matmul's GFLOP/s at N = 512. Times come from timestamp queries when the device has them,
+//! else from the wall clock around a submit.
+
+use std::time::Instant;
+
+use wgquant::format::{quant, GgmlType};
+use wgquant::gpu::{probe, Context, F32Buffer, GpuTensor, MemTag};
+use wgquant::ops;
+use wgquant::Result;
+
+/// (M, K) of the 7B model's matrices: attention, FFN up/gate, FFN down, output head.
+const SHAPES_7B: [(usize, usize); 4] = [(4096, 4096), (11008, 4096), (4096, 11008), (32000, 4096)];
+/// (M, K) of Gemma 3 270M: q, k/v, o, gate/up, down, output head.
+const SHAPES_GEMMA: [(usize, usize); 6] = [(1024, 640), (256, 640), (640, 1024), (2048, 640), (640, 2048), (262144, 640)];
+
+struct Timer {
+    queries: Option<(wgpu::QuerySet, f64)>,
+}
+
+impl Timer {
+    fn new(ctx: &Context) -> Timer {
+        let queries = ctx.has(wgpu::Features::TIMESTAMP_QUERY).then(|| {
+            let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("bench"), ty: wgpu::QueryType::Timestamp, count: 2 });
+            (set, ctx.queue.get_timestamp_period() as f64 * 1e-9)
+        });
+        Timer { queries }
+    }
+
+    /// Seconds taken by the dispatches `record` puts into one compute pass.
+    fn time_pass(&self, ctx: &Context, record: &mut dyn FnMut(&mut wgpu::ComputePass<'_>) -> Result<()>) -> Result<f64> {
+        let mut enc = ctx.encoder("bench");
+        {
+            let timestamp_writes = self.queries.as_ref().map(|(set, _)| wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+            record(&mut pass)?;
+        }
+        let resolve = match &self.queries {
+            Some((set, _)) => {
+                let usage = wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC;
+                let buf = ctx.create_buffer("timestamps", 16, usage, MemTag::Staging)?;
+                enc.resolve_query_set(set, 0..2, &buf, 0);
+                Some(buf)
+            }
+            None => None,
+        };
+        let t0 = Instant::now();
+        ctx.submit_and_wait(enc)?;
+        let wall = t0.elapsed().as_secs_f64();
+        match (resolve, &self.queries) {
+            (Some(buf), Some((_, period))) => {
+                let b = ctx.read_bytes(&buf, 0, 16)?;
+                let t: &[u64] = bytemuck::cast_slice(&b);
+                Ok(t[1].wrapping_sub(t[0]) as f64 * period)
+            }
+            _ => Ok(wall),
+        }
+    }
+}
+
+/// Best of `reps` timings of `record` (after one warm-up run that also builds the pipelines).
+fn best_of(ctx: &Context, timer: &Timer, reps: usize, mut record: impl FnMut(&mut wgpu::ComputePass<'_>) -> Result<()>) -> Result<f64> {
+    timer.time_pass(ctx, &mut record)?;
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        best = best.min(timer.time_pass(ctx, &mut record)?);
+    }
+    Ok(best)
+}
+
+fn copy_bandwidth(ctx: &Context, bytes: u64, reps: usize) -> Result<f64> {
+    let usage = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    let a = ctx.create_buffer("copy src", bytes, usage, MemTag::Activations)?;
+    let b = ctx.create_buffer("copy dst", bytes, usage, MemTag::Activations)?;
+    let mut best = f64::MAX;
+    for _ in 0..reps + 1 {
+        let mut enc = ctx.encoder("copy");
+        enc.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
+        let t0 = Instant::now();
+        ctx.submit_and_wait(enc)?;
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    Ok(bytes as f64 / best / 1e9)
+}
+
+fn stream_bandwidth(ctx: &Context, timer: &Timer, bytes: u64, reps: usize) -> Result<f64> {
+    let src = ctx.f32_buffer("stream src", (bytes / 4) as usize)?;
+    let dst = ctx.f32_buffer("stream dst", probe::stream_read_outputs(ctx))?;
+    let t = best_of(ctx, timer, reps, |pass| probe::stream_read(ctx, pass, &src, &dst))?;
+    Ok(bytes as f64 / t / 1e9)
+}
+
+/// A weight of `m` rows of `k` elements: 64 rows of quantized random data, repeated (quantizing
+/// the whole matrix on the CPU would take longer than the benchmark).
+fn weight(ctx: &Context, ty: GgmlType, m: usize, k: usize) -> Result<GpuTensor> {
+    let tile_rows = 64.min(m);
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let src: Vec<f32> = (0..tile_rows * k)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    let tile = quant::quantize(ty, &src, k)?;
+    let bytes: Vec<u8> = tile.iter().copied().cycle().take(tile.len() / tile_rows * m).collect();
+    GpuTensor::upload(ctx, "bench", ty, k, m, &bytes)
+}
+
+/// Weight GB/s of matvec (one column) on `w`: `per_pass` dispatches in one pass.
+fn matvec_gbs(ctx: &Context, timer: &Timer, w: &GpuTensor, x: &F32Buffer, y: &F32Buffer, reps: usize) -> Result<f64> {
+    let per_pass = 4;
+    let t = best_of(ctx, timer, reps, |pass| {
+        for _ in 0..per_pass {
+            ops::matvec(ctx, pass, w, x, y, 1)?;
+        }
+        Ok(())
+    })?;
+    Ok(w.n_bytes() as f64 * per_pass as f64 / t / 1e9)
+}
+
+fn matmul_gflops(ctx: &Context, timer: &Timer, ty: GgmlType, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
+    let w = weight(ctx, ty, m, k)?;
+    let x = ctx.f32_buffer("x", n * k)?;
+    let y = ctx.f32_buffer("y", n * m)?;
+    let t = best_of(ctx, timer, reps, |pass| ops::matmul(ctx, pass, &w, &x, &y, n))?;
+    Ok(2.0 * (m * k * n) as f64 / t / 1e9)
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let ctx = Context::new()?;
+    let timer = Timer::new(&ctx);
+    let reps = if quick { 2 } else { 5 };
+    println!("device: {}", ctx.describe());
+    println!(
+        "profile {:?}, timing by {}, max binding {} MiB",
+        ctx.profile(),
+        if timer.queries.is_some() { "timestamp queries" } else { "wall clock" },
+        ctx.max_binding_size() >> 20
+    );
+    let probe_bytes = if quick { 64 << 20 } else { 256 << 20 };
+    let copy = copy_bandwidth(&ctx, probe_bytes, reps)?;
+    let stream = stream_bandwidth(&ctx, &timer, probe_bytes, reps)?;
+    println!("buffer copy: {copy:.1} GB/s copied; streaming read: {stream:.1} GB/s\n");
+
+    let shapes_7b: &[(usize, usize)] = if quick { &SHAPES_7B[..1] } else { &SHAPES_7B };
+    let (mm_m, mm_k, mm_n) = if quick { (1024, 1024, 512) } else { (4096, 4096, 512) };
+    print!("{:<7}", "format");
+    for (m, k) in shapes_7b {
+        print!(" {:>11}", format!("{m}x{k}"));
+    }
+    println!(" {:>9} {:>7} {:>10} {:>7} {:>14}", "7B GB/s", "ratio", "gemma GB/s", "ratio", format!("mm N={mm_n} GF/s"));
+    for ty in GgmlType::all() {
+        print!("{:<7}", ty.name());
+        let mut bytes_7b = 0.0;
+        let mut time_7b = 0.0;
+        for &(m, k) in shapes_7b {
+            let w = weight(&ctx, ty, m, k)?;
+            let x = ctx.f32_buffer("x", k)?;
+            let y = ctx.f32_buffer("y", m)?;
+            let gbs = matvec_gbs(&ctx, &timer, &w, &x, &y, reps)?;
+            bytes_7b += w.n_bytes() as f64;
+            time_7b += w.n_bytes() as f64 / gbs;
+            print!(" {gbs:>11.2}");
+        }
+        let (mut bytes_g, mut time_g) = (0.0, 0.0);
+        for &(m, k) in &SHAPES_GEMMA {
+            if k % ty.block_elems() != 0 || (quick && m > 100_000) {
+                continue;
+            }
+            let w = weight(&ctx, ty, m, k)?;
+            let x = ctx.f32_buffer("x", k)?;
+            let y = ctx.f32_buffer("y", m)?;
+            let gbs = matvec_gbs(&ctx, &timer, &w, &x, &y, reps)?;
+            bytes_g += w.n_bytes() as f64;
+            time_g += w.n_bytes() as f64 / gbs;
+        }
+        let (g7, gg) = (bytes_7b / time_7b, bytes_g / time_g);
+        let mm = matmul_gflops(&ctx, &timer, ty, mm_m, mm_k, mm_n, reps.min(2))?;
+        println!(" {g7:>9.2} {:>7.2} {gg:>10.2} {:>7.2} {mm:>14.1}", g7 / stream, gg / stream);
+    }
+    println!("\nGB/s: weight bytes read per second by matvec (N = 1); ratio: to the streaming read.");
+    println!("gemma: Gemma 3 270M shapes {SHAPES_GEMMA:?} (those whose K fits the format's block).");
+    Ok(())
+}
