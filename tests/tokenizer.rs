@@ -444,3 +444,20 @@ fn spm_merges_follow_scores() {
         assert_eq!(no_prefix.decode(&no_prefix.encode(text, true, false).unwrap()), text);
     }
 }
+
+#[test]
+fn gemma_encodes_long_text_quickly() {
+    let tok = gemma();
+    let paragraph = "The quick brown fox jumps over the lazy dog.  Le cœur a ses raisons 🦊\n\n\
+                     東京は日本の首都です。\tfn main() { let x = 42; }\n";
+    let text = paragraph.repeat(2000); // ~250 KB
+    let t0 = std::time::Instant::now();
+    let ids = tok.encode(&text, true, true).unwrap();
+    let elapsed = t0.elapsed();
+    eprintln!("{} bytes → {} tokens in {elapsed:?}", text.len(), ids.len());
+    assert_eq!(tok.decode(&ids), text);
+    // Each repetition tokenizes the same way (the paragraph ends with a newline, a user-defined token).
+    let one = tok.encode(paragraph, false, true).unwrap();
+    assert_eq!(ids.len(), 1 + 2000 * one.len());
+    assert!(elapsed.as_secs_f64() < 10.0, "encoding took {elapsed:?}");
+}
