@@ -128,6 +128,33 @@ fn matvec_gbs(ctx: &Context, timer: &Timer, w: &GpuTensor, x: &F32Buffer, y: &F3
     Ok(w.n_bytes() as f64 * per_pass as f64 / t / 1e9)
 }
 
+/// `--tune`: matvec GB/s of several kernel shapes at 4096 x 4096, to pick a device's shape.
+fn tune(ctx: &Context, timer: &Timer, formats: &[GgmlType]) -> Result<()> {
+    let shapes = [
+        ops::MatVecShape { wg: 8, tpr: 1, rpi: 1 },
+        ops::MatVecShape { wg: 8, tpr: 1, rpi: 2 },
+        ops::MatVecShape { wg: 8, tpr: 1, rpi: 4 },
+        ops::MatVecShape { wg: 8, tpr: 1, rpi: 8 },
+        ops::MatVecShape { wg: 16, tpr: 1, rpi: 4 },
+        ops::MatVecShape { wg: 32, tpr: 1, rpi: 2 },
+        ops::MatVecShape { wg: 64, tpr: 8, rpi: 1 },
+        ops::MatVecShape { wg: 128, tpr: 32, rpi: 1 },
+    ];
+    let (m, k) = (4096, 4096);
+    let x = ctx.f32_buffer("x", k)?;
+    let y = ctx.f32_buffer("y", m)?;
+    for &ty in formats {
+        let w = weight(ctx, ty, m, k)?;
+        print!("{:<7}", ty.name());
+        for shape in shapes {
+            let t = best_of(ctx, timer, 6, |pass| ops::matvec_with(ctx, pass, shape, &w, x.at(0), y.at(0), 1))?;
+            print!(" {}/{}/{}: {:>5.2}", shape.wg, shape.tpr, shape.rpi, w.n_bytes() as f64 / t / 1e9);
+        }
+        println!();
+    }
+    Ok(())
+}
+
 fn matmul_gflops(ctx: &Context, timer: &Timer, ty: GgmlType, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
     let w = weight(ctx, ty, m, k)?;
     let x = ctx.f32_buffer("x", n * k)?;
@@ -148,6 +175,12 @@ fn main() -> Result<()> {
         if timer.queries.is_some() { "timestamp queries" } else { "wall clock" },
         ctx.max_binding_size() >> 20
     );
+    if std::env::args().any(|a| a == "--tune") {
+        let names: Vec<String> = std::env::args().skip_while(|a| a != "--tune").skip(1).collect();
+        let formats: Vec<GgmlType> =
+            if names.is_empty() { GgmlType::all().collect() } else { names.iter().filter_map(|n| GgmlType::from_name(n)).collect() };
+        return tune(&ctx, &timer, &formats);
+    }
     let probe_bytes = if quick { 64 << 20 } else { 256 << 20 };
     let copy = copy_bandwidth(&ctx, probe_bytes, reps)?;
     let stream = stream_bandwidth(&ctx, &timer, probe_bytes, reps)?;

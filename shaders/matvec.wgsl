@@ -43,23 +43,53 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
 
     var acc: array<vec4<f32>, RPI * NCOLS>;
-    let ngroups = p.k / 8u;
-    for (var g = lane; g < ngroups; g += TPR) {
-        let boff = (g / GPB) * QB;
-        let j = g % GPB;
-        let kb = p.x_off + (g / GPB) * (QK / 4u);
-        var xa: array<vec4<f32>, NCOLS>;
-        var xb: array<vec4<f32>, NCOLS>;
-        for (var r = 0u; r < RPI; r++) {
-            let d = dq8(rb[r] + boff, j);
-            if (r == 0u) {
-                for (var c = 0u; c < NCOLS; c++) {
-                    xa[c] = xv[kb + c * p.x_stride + d.ia / 4u];
-                    xb[c] = xv[kb + c * p.x_stride + d.ib / 4u];
+    if (TPR == 1u) {
+        // One invocation walks whole rows block by block: each row's block header is read once
+        // per block, each activation once per group for all RPI rows.
+        let nblocks = p.k / QK;
+        for (var b = 0u; b < nblocks; b++) {
+            var hdr: array<Blk, RPI>;
+            for (var r = 0u; r < RPI; r++) {
+                hdr[r] = blk_load(rb[r] + b * QB);
+            }
+            let kb = p.x_off + b * (QK / 4u);
+            for (var j = 0u; j < GPB; j++) {
+                var xa: array<vec4<f32>, NCOLS>;
+                var xb: array<vec4<f32>, NCOLS>;
+                for (var r = 0u; r < RPI; r++) {
+                    let d = blk_dq8(rb[r] + b * QB, hdr[r], j);
+                    if (r == 0u) {
+                        for (var c = 0u; c < NCOLS; c++) {
+                            xa[c] = xv[kb + c * p.x_stride + d.ia / 4u];
+                            xb[c] = xv[kb + c * p.x_stride + d.ib / 4u];
+                        }
+                    }
+                    for (var c = 0u; c < NCOLS; c++) {
+                        acc[r * NCOLS + c] += d.a * xa[c] + d.b * xb[c];
+                    }
                 }
             }
-            for (var c = 0u; c < NCOLS; c++) {
-                acc[r * NCOLS + c] += d.a * xa[c] + d.b * xb[c];
+        }
+    } else {
+        // TPR invocations share a row: neighbours read neighbouring groups (coalesced on GPUs).
+        let ngroups = p.k / 8u;
+        for (var g = lane; g < ngroups; g += TPR) {
+            let boff = (g / GPB) * QB;
+            let j = g % GPB;
+            let kb = p.x_off + (g / GPB) * (QK / 4u);
+            var xa: array<vec4<f32>, NCOLS>;
+            var xb: array<vec4<f32>, NCOLS>;
+            for (var r = 0u; r < RPI; r++) {
+                let d = dq8(rb[r] + boff, j);
+                if (r == 0u) {
+                    for (var c = 0u; c < NCOLS; c++) {
+                        xa[c] = xv[kb + c * p.x_stride + d.ia / 4u];
+                        xb[c] = xv[kb + c * p.x_stride + d.ib / 4u];
+                    }
+                }
+                for (var c = 0u; c < NCOLS; c++) {
+                    acc[r * NCOLS + c] += d.a * xa[c] + d.b * xb[c];
+                }
             }
         }
     }

@@ -9,6 +9,7 @@ pub mod gguf;
 pub mod gpu;
 pub mod model;
 pub mod ops;
+pub mod plan;
 pub mod quantize;
 pub mod sampler;
 pub mod tokenizer;

@@ -5,34 +5,14 @@ mod common;
 use wgquant::gguf::GgufFile;
 use wgquant::model::cpu::{CpuKvCache, CpuModel, Logits};
 
-/// Compare logits with llama.cpp's: mean absolute difference, KL(ref‖ours), and top-k agreement.
-pub fn logit_stats(ours: &[f32], reference: &[f32]) -> (f32, f64, Vec<usize>, Vec<usize>) {
-    let mad = ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).sum::<f32>() / ours.len() as f32;
-    let softmax = |l: &[f32]| {
-        let m = l.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let e: Vec<f64> = l.iter().map(|&v| (v as f64 - m).exp()).collect();
-        let s: f64 = e.iter().sum();
-        e.into_iter().map(|v| v / s).collect::<Vec<f64>>()
-    };
-    let (p, q) = (softmax(reference), softmax(ours));
-    let kl = p.iter().zip(&q).filter(|(p, _)| **p > 0.0).map(|(p, q)| p * (p / q.max(1e-300)).ln()).sum();
-    let top = |l: &[f32]| {
-        let mut idx: Vec<usize> = (0..l.len()).collect();
-        idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
-        idx.truncate(10);
-        idx
-    };
-    (mad, kl, top(ours), top(reference))
-}
-
 #[test]
 fn cpu_logits_match_llama_cpp() {
     let file = GgufFile::open(common::default_model_path()).unwrap();
-    let model = CpuModel::new(&file).unwrap();
+    let model = CpuModel::new(std::sync::Arc::new(file)).unwrap();
     let mut cache = CpuKvCache::new(&model.config, 64);
     let logits = model.forward(&[2, 14946, 3324, 496, 990], 0, &mut cache, Logits::Last).unwrap();
     let reference = common::read_f32s("reference/once_upon_a_time.step0.logits.f32");
-    let (mad, kl, ours, theirs) = logit_stats(&logits, &reference);
+    let (mad, kl, ours, theirs) = common::logit_stats(&logits, &reference);
     eprintln!("mad {mad} kl {kl}\nours   {ours:?}\ntheirs {theirs:?}");
     assert_eq!(ours[0], 236764, "top-1 is ','");
     assert!(kl < 0.01, "KL {kl}");
@@ -42,7 +22,7 @@ fn cpu_logits_match_llama_cpp() {
 #[test]
 fn cpu_teacher_forced_top1_matches_llama_cpp() {
     let file = GgufFile::open(common::default_model_path()).unwrap();
-    let model = CpuModel::new(&file).unwrap();
+    let model = CpuModel::new(std::sync::Arc::new(file)).unwrap();
     for case in common::greedy_cases() {
         let tokens: Vec<u32> = case.prompt_ids.iter().chain(&case.generated_ids).copied().collect();
         let mut cache = CpuKvCache::new(&model.config, tokens.len());
@@ -55,7 +35,7 @@ fn cpu_teacher_forced_top1_matches_llama_cpp() {
 #[test]
 fn cpu_prefill_then_decode_equals_one_batch() {
     let file = GgufFile::open(common::default_model_path()).unwrap();
-    let model = CpuModel::new(&file).unwrap();
+    let model = CpuModel::new(std::sync::Arc::new(file)).unwrap();
     let tokens = [2u32, 818, 5279, 529, 7001, 563, 506, 5279];
     let mut cache = CpuKvCache::new(&model.config, 16);
     let batch = model.forward(&tokens, 0, &mut cache, Logits::Last).unwrap();

@@ -78,3 +78,12 @@ struct Dq8 {
     ia: u32,
     ib: u32,
 }
+
+// Every format decoder provides
+//     struct Blk { ... }                         the per-block header (scales, mins, high bits)
+//     fn blk_load(blk: u32) -> Blk               reads the header of the block at byte blk
+//     fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8  decodes group j (0 <= j < GPB) of that block
+// so kernels that walk a block can read its header once. dq8 is the one-shot form.
+fn dq8(blk: u32, j: u32) -> Dq8 {
+    return blk_dq8(blk, blk_load(blk), j);
+}

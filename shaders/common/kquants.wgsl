@@ -4,11 +4,11 @@
 // s0, s1, s2 of those bytes. Pair i < 4 is in the low 6 bits of bytes i and i+4; pair i >= 4
 // takes its low 4 bits from the nibbles of byte i+4 and its high 2 bits from the tops of bytes
 // i-4 and i (ggml's get_scale_min_k4).
-fn kq_scale_min(s0: u32, s1: u32, s2: u32, i: u32) -> vec2<f32> {
+fn kq_scale_min(s: vec3<u32>, i: u32) -> vec2<f32> {
     let k = (i & 3u) * 8u;
-    let b0 = (s0 >> k) & 0xffu;
-    let b1 = (s1 >> k) & 0xffu;
-    let b2 = (s2 >> k) & 0xffu;
+    let b0 = (s.x >> k) & 0xffu;
+    let b1 = (s.y >> k) & 0xffu;
+    let b2 = (s.z >> k) & 0xffu;
     let lo = vec2<u32>(b0 & 63u, b1 & 63u);
     let hi = vec2<u32>((b2 & 0xfu) | ((b0 >> 6u) << 4u), (b2 >> 4u) | ((b1 >> 6u) << 4u));
     return vec2<f32>(select(hi, lo, i < 4u));

@@ -1,9 +1,17 @@
 // BF16: the top 16 bits of an f32, two per word. Virtual block of 8 elements (QK = 8, QB = 16).
+struct Blk {
+    unused: u32,
+}
+
+fn blk_load(blk: u32) -> Blk {
+    return Blk(0u);
+}
+
 fn bf16x2(w: u32) -> vec2<f32> {
     return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
 }
 
-fn dq8(blk: u32, j: u32) -> Dq8 {
+fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let i = blk >> 2u;
     let a = vec4<f32>(bf16x2(wq[i]), bf16x2(wq[i + 1u]));
     let b = vec4<f32>(bf16x2(wq[i + 2u]), bf16x2(wq[i + 3u]));

@@ -1,6 +1,14 @@
 // F32: plain little-endian floats. The host treats 8 elements as one virtual block (QK = 8,
-// QB = 32), so a group is a whole block; rows are 4-byte aligned.
-fn dq8(blk: u32, j: u32) -> Dq8 {
+// QB = 32), so a group is a whole block; rows are 4-byte aligned. No per-block header.
+struct Blk {
+    unused: u32,
+}
+
+fn blk_load(blk: u32) -> Blk {
+    return Blk(0u);
+}
+
+fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let i = blk >> 2u;
     let a = vec4<f32>(bitcast<f32>(wq[i]), bitcast<f32>(wq[i + 1u]), bitcast<f32>(wq[i + 2u]), bitcast<f32>(wq[i + 3u]));
     let b = vec4<f32>(bitcast<f32>(wq[i + 4u]), bitcast<f32>(wq[i + 5u]), bitcast<f32>(wq[i + 6u]), bitcast<f32>(wq[i + 7u]));

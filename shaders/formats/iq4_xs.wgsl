@@ -2,14 +2,23 @@
 // Sub-block b (32 weights) has the 6-bit scale ls = nibble (b % 2) of scales_l[b / 2]
 // | bits 2b..2b+2 of scales_h << 4, and weights d * (ls - 32) * codebook[nibble], nibbles
 // ordered as in IQ4_NL within qs[16b .. 16b + 16]. Blocks are 4-aligned.
-fn dq8(blk: u32, j: u32) -> Dq8 {
+struct Blk {
+    d: f32,
+    sh: u32, // scales_h
+    sl: u32, // scales_l, four bytes
+}
+
+fn blk_load(blk: u32) -> Blk {
+    let w0 = ld_a32(blk);
+    return Blk(f16_to_f32(w0 & 0xffffu), w0 >> 16u, ld_a32(blk + 4u));
+}
+
+fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let sb = j / 4u;
     let g = j % 4u;
-    let w0 = ld_a32(blk);
-    let d = f16_to_f32(w0 & 0xffffu);
-    let lo = (ld_u8(blk + 4u + sb / 2u) >> (4u * (sb % 2u))) & 15u;
-    let hi = ((w0 >> 16u) >> (2u * sb)) & 3u;
-    let dl = d * f32(i32(lo | (hi << 4u)) - 32);
+    let lo = (h.sl >> (4u * sb)) & 15u;
+    let hi = (h.sh >> (2u * sb)) & 3u;
+    let dl = h.d * f32(i32(lo | (hi << 4u)) - 32);
     let q = ld_a32(blk + 8u + 16u * sb + 4u * g);
     return Dq8(dl * iq4_values(nib_lo4(q)), dl * iq4_values(nib_hi4(q)), 32u * sb + 4u * g, 32u * sb + 16u + 4u * g);
 }

@@ -4,18 +4,28 @@
 //     d * (scales[e/16] & 15) * ((qs[32h + l] >> 2s) & 3) - dmin * (scales[e/16] >> 4).
 // Group j reads the word qs[32h + l0 ..+4] once and takes two shifts of it: s = 2p and 2p + 1
 // (h = j/16, p = (j/8) % 2, l0 = 4 (j % 8)), i.e. weights e and e + 32 with e = 128h + 64p + l0.
-fn q2k_part(blk: u32, q: u32, dm: vec2<f32>, e: u32, s: u32) -> vec4<f32> {
-    let sc = ld_u8(blk + e / 16u);
-    let v = vec4<f32>((bytes4(q) >> vec4<u32>(2u * s)) & vec4<u32>(3u));
-    return dm.x * f32(sc & 15u) * v - dm.y * f32(sc >> 4u);
+struct Blk {
+    dm: vec2<f32>,
+    sc: vec4<u32>, // the 16 scale bytes
 }
 
-fn dq8(blk: u32, j: u32) -> Dq8 {
-    let h = j / 16u;
+fn blk_load(blk: u32) -> Blk {
+    let sc = vec4<u32>(ld_a32(blk), ld_a32(blk + 4u), ld_a32(blk + 8u), ld_a32(blk + 12u));
+    return Blk(f16x2(ld_a32(blk + 80u)), sc);
+}
+
+fn q2k_part(h: Blk, q: u32, e: u32, s: u32) -> vec4<f32> {
+    let i = e / 16u;
+    let sc = (h.sc[i / 4u] >> (8u * (i % 4u))) & 0xffu;
+    let v = vec4<f32>((bytes4(q) >> vec4<u32>(2u * s)) & vec4<u32>(3u));
+    return h.dm.x * f32(sc & 15u) * v - h.dm.y * f32(sc >> 4u);
+}
+
+fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
+    let hf = j / 16u;
     let p = (j / 8u) % 2u;
     let l0 = 4u * (j % 8u);
-    let dm = f16x2(ld_a32(blk + 80u));
-    let q = ld_a32(blk + 16u + 32u * h + l0);
-    let e = 128u * h + 64u * p + l0;
-    return Dq8(q2k_part(blk, q, dm, e, 2u * p), q2k_part(blk, q, dm, e + 32u, 2u * p + 1u), e, e + 32u);
+    let q = ld_a32(blk + 16u + 32u * hf + l0);
+    let e = 128u * hf + 64u * p + l0;
+    return Dq8(q2k_part(h, q, e, 2u * p), q2k_part(h, q, e + 32u, 2u * p + 1u), e, e + 32u);
 }

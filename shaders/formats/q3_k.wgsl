@@ -3,32 +3,40 @@
 // Weight e = 128h + 32s + l (h: half, s: 0..4, l: 0..32) is
 //     d * (scale[e/16] - 32) * (((qs[32h + l] >> 2s) & 3) - (bit (4h + s) of hmask[l] ? 0 : 4)).
 // Groups pair the shifts as Q2_K does: weights e and e + 32, e = 128h + 64p + l0.
+struct Blk {
+    d: f32,
+    s: vec3<u32>, // the 12 packed scale bytes
+}
+
+fn blk_load(blk: u32) -> Blk {
+    return Blk(ld_f16(blk + 108u), vec3<u32>(ld_u32(blk + 96u), ld_u32(blk + 100u), ld_u32(blk + 104u)));
+}
 
 // 6-bit scale i: low 4 bits are nibble i/8 of byte i%8, high 2 bits are bits 2(i/4).. of byte
 // 8 + i%4 (ggml's kmask shuffling, written per scale).
-fn q3k_scale(blk: u32, i: u32) -> f32 {
-    let lo = (ld_u8(blk + 96u + (i & 7u)) >> (4u * (i / 8u))) & 15u;
-    let hi = (ld_u8(blk + 104u + (i & 3u)) >> (2u * (i / 4u))) & 3u;
+fn q3k_scale(h: Blk, i: u32) -> f32 {
+    let b = i & 7u;
+    let lo = (h.s[b / 4u] >> (8u * (b % 4u) + 4u * (i / 8u))) & 15u;
+    let hi = (h.s.z >> (8u * (i & 3u) + 2u * (i / 4u))) & 3u;
     return f32(i32(lo | (hi << 4u)) - 32);
 }
 
-fn q3k_part(blk: u32, q: u32, hm: u32, d: f32, e: u32, s: u32, hbit: u32) -> vec4<f32> {
+fn q3k_part(h: Blk, q: u32, hm: u32, e: u32, s: u32, hbit: u32) -> vec4<f32> {
     let lo = (bytes4(q) >> vec4<u32>(2u * s)) & vec4<u32>(3u);
     let hi = (bytes4(hm) >> vec4<u32>(hbit)) & vec4<u32>(1u);
     let v = vec4<f32>(lo + 4u * hi) - 4.0;
-    return d * q3k_scale(blk, e / 16u) * v;
+    return h.d * q3k_scale(h, e / 16u) * v;
 }
 
-fn dq8(blk: u32, j: u32) -> Dq8 {
-    let h = j / 16u;
+fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
+    let hf = j / 16u;
     let p = (j / 8u) % 2u;
     let l0 = 4u * (j % 8u);
-    let d = ld_f16(blk + 108u);
-    let q = ld_u32(blk + 32u + 32u * h + l0);
+    let q = ld_u32(blk + 32u + 32u * hf + l0);
     let hm = ld_u32(blk + l0);
-    let e = 128u * h + 64u * p + l0;
+    let e = 128u * hf + 64u * p + l0;
     let s = 2u * p;
-    let a = q3k_part(blk, q, hm, d, e, s, 4u * h + s);
-    let b = q3k_part(blk, q, hm, d, e + 32u, s + 1u, 4u * h + s + 1u);
+    let a = q3k_part(h, q, hm, e, s, 4u * hf + s);
+    let b = q3k_part(h, q, hm, e + 32u, s + 1u, 4u * hf + s + 1u);
     return Dq8(a, b, e, e + 32u);
 }

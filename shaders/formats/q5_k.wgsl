@@ -1,20 +1,25 @@
 // Q5_K (176 bytes / 256 weights): d: f16 @0, dmin: f16 @2, scales[12] @4 (as Q4_K), qh[32] @16,
 // qs[128] @48. Blocks are 4-aligned. As Q4_K with a fifth bit: weight 64c + l takes bit 2c of
 // qh[l], weight 64c + 32 + l takes bit 2c + 1.
-fn dq8(blk: u32, j: u32) -> Dq8 {
+struct Blk {
+    dm: vec2<f32>,
+    s: vec3<u32>, // the 12 packed scale bytes
+}
+
+fn blk_load(blk: u32) -> Blk {
+    return Blk(f16x2(ld_a32(blk)), vec3<u32>(ld_a32(blk + 4u), ld_a32(blk + 8u), ld_a32(blk + 12u)));
+}
+
+fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let c = j / 8u;
     let l0 = 4u * (j % 8u);
-    let dm = f16x2(ld_a32(blk));
-    let s0 = ld_a32(blk + 4u);
-    let s1 = ld_a32(blk + 8u);
-    let s2 = ld_a32(blk + 12u);
-    let sa = kq_scale_min(s0, s1, s2, 2u * c);
-    let sb = kq_scale_min(s0, s1, s2, 2u * c + 1u);
+    let sa = h.dm * kq_scale_min(h.s, 2u * c);
+    let sb = h.dm * kq_scale_min(h.s, 2u * c + 1u);
     let qh = bytes4(ld_a32(blk + 16u + l0));
     let q = ld_a32(blk + 48u + 32u * c + l0);
     let ha = ((qh >> vec4<u32>(2u * c)) & vec4<u32>(1u)) << vec4<u32>(4u);
     let hb = ((qh >> vec4<u32>(2u * c + 1u)) & vec4<u32>(1u)) << vec4<u32>(4u);
-    let a = dm.x * sa.x * vec4<f32>(nib_lo4(q) | ha) - dm.y * sa.y;
-    let b = dm.x * sb.x * vec4<f32>(nib_hi4(q) | hb) - dm.y * sb.y;
+    let a = sa.x * vec4<f32>(nib_lo4(q) | ha) - sa.y;
+    let b = sb.x * vec4<f32>(nib_hi4(q) | hb) - sb.y;
     return Dq8(a, b, 64u * c + l0, 64u * c + 32u + l0);
 }

@@ -8,23 +8,33 @@
 // each times d * scales[e / 16] after subtracting 32.
 // Group j (h = j/16, n = (j/8) % 2 picks the nibble, l0 = 4 (j % 8)) gives weights
 // e = 128h + 64n + l0 and e + 32.
-fn q6k_part(blk: u32, ql: u32, qh: u32, d: f32, e: u32, nib: u32, hsh: u32) -> vec4<f32> {
-    let lo = (bytes4(ql) >> vec4<u32>(4u * nib)) & vec4<u32>(15u);
-    let hi = (bytes4(qh) >> vec4<u32>(hsh)) & vec4<u32>(3u);
-    let sc = f32(ld_i8(blk + 192u + e / 16u));
-    return d * sc * (vec4<f32>(lo | (hi << vec4<u32>(4u))) - 32.0);
+struct Blk {
+    d: f32,
+    sc: vec4<u32>, // the 16 signed scale bytes
 }
 
-fn dq8(blk: u32, j: u32) -> Dq8 {
-    let h = j / 16u;
+fn blk_load(blk: u32) -> Blk {
+    let sc = vec4<u32>(ld_u32(blk + 192u), ld_u32(blk + 196u), ld_u32(blk + 200u), ld_u32(blk + 204u));
+    return Blk(ld_f16(blk + 208u), sc);
+}
+
+fn q6k_part(h: Blk, ql: u32, qh: u32, e: u32, nib: u32, hsh: u32) -> vec4<f32> {
+    let lo = (bytes4(ql) >> vec4<u32>(4u * nib)) & vec4<u32>(15u);
+    let hi = (bytes4(qh) >> vec4<u32>(hsh)) & vec4<u32>(3u);
+    let i = e / 16u;
+    let sc = f32(bitcast<i32>(h.sc[i / 4u] << (24u - 8u * (i % 4u))) >> 24u);
+    return h.d * sc * (vec4<f32>(lo | (hi << vec4<u32>(4u))) - 32.0);
+}
+
+fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
+    let hf = j / 16u;
     let n = (j / 8u) % 2u;
     let l0 = 4u * (j % 8u);
-    let d = ld_f16(blk + 208u);
-    let qa = ld_u32(blk + 64u * h + l0);
-    let qb = ld_u32(blk + 64u * h + 32u + l0);
-    let qh = ld_u32(blk + 128u + 32u * h + l0);
-    let e = 128u * h + 64u * n + l0;
-    let a = q6k_part(blk, qa, qh, d, e, n, 4u * n);
-    let b = q6k_part(blk, qb, qh, d, e + 32u, n, 4u * n + 2u);
+    let qa = ld_u32(blk + 64u * hf + l0);
+    let qb = ld_u32(blk + 64u * hf + 32u + l0);
+    let qh = ld_u32(blk + 128u + 32u * hf + l0);
+    let e = 128u * hf + 64u * n + l0;
+    let a = q6k_part(h, qa, qh, e, n, 4u * n);
+    let b = q6k_part(h, qb, qh, e + 32u, n, 4u * n + 2u);
     return Dq8(a, b, e, e + 32u);
 }

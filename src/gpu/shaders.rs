@@ -16,10 +16,30 @@ pub enum Kernel {
     GetRows,
     /// `shaders/stream_read.wgsl`: the benchmark's bandwidth probe.
     StreamRead,
+    /// `shaders/rms_norm.wgsl`: RMSNorm over rows.
+    RmsNorm,
+    /// `shaders/rope.wgsl`: rotary position embedding.
+    Rope,
+    /// `shaders/kv_store.wgsl`: append keys or values to the cache.
+    KvStore,
+    /// `shaders/attention.wgsl`: causal (sliding-window) attention over the cache.
+    Attention,
+    /// `shaders/elementwise.wgsl`: add, gated activations, bias, scale.
+    Elementwise,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 4] = [Kernel::MatVec, Kernel::MatMul, Kernel::GetRows, Kernel::StreamRead];
+    pub const ALL: [Kernel; 9] = [
+        Kernel::MatVec,
+        Kernel::MatMul,
+        Kernel::GetRows,
+        Kernel::StreamRead,
+        Kernel::RmsNorm,
+        Kernel::Rope,
+        Kernel::KvStore,
+        Kernel::Attention,
+        Kernel::Elementwise,
+    ];
 
     fn source(self) -> &'static str {
         match self {
@@ -27,12 +47,17 @@ impl Kernel {
             Kernel::MatMul => include_str!("../../shaders/matmul.wgsl"),
             Kernel::GetRows => include_str!("../../shaders/get_rows.wgsl"),
             Kernel::StreamRead => include_str!("../../shaders/stream_read.wgsl"),
+            Kernel::RmsNorm => include_str!("../../shaders/rms_norm.wgsl"),
+            Kernel::Rope => include_str!("../../shaders/rope.wgsl"),
+            Kernel::KvStore => include_str!("../../shaders/kv_store.wgsl"),
+            Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
+            Kernel::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
         }
     }
 
     /// Whether the kernel reads weights through a format decoder.
     pub fn reads_weights(self) -> bool {
-        !matches!(self, Kernel::StreamRead)
+        matches!(self, Kernel::MatVec | Kernel::MatMul | Kernel::GetRows)
     }
 }
 
@@ -176,6 +201,7 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
             keys.push(crate::ops::get_rows::key(ty));
         }
     }
+    keys.extend(crate::ops::activation_keys());
     keys.push(super::probe::stream_read_key(256, false));
     keys.push(super::probe::stream_read_key(8, true));
     keys

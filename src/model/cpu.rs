@@ -4,6 +4,8 @@
 //! plan leaves on the host. It reads like the GPU pass: one short step per comment, a shape on every
 //! buffer (`[n][n_embd]` is n tokens of n_embd floats, row-major).
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -68,10 +70,16 @@ impl CpuKvCache {
 
     /// A cache for `n_ctx` positions whose values are rounded as `kv_type` would store them.
     pub fn with_type(config: &Config, n_ctx: usize, kv_type: KvType) -> CpuKvCache {
+        Self::for_layers(config, n_ctx, kv_type, 0..config.n_layer)
+    }
+
+    /// A cache that holds only `layers` (the ones a VRAM plan runs on the CPU).
+    pub fn for_layers(config: &Config, n_ctx: usize, kv_type: KvType, layers: std::ops::Range<usize>) -> CpuKvCache {
+        let alloc = |il: usize, dim: usize| if layers.contains(&il) { vec![0.0; n_ctx * dim] } else { Vec::new() };
         CpuKvCache {
             kv_type,
-            k: vec![vec![0.0; n_ctx * config.kv_dim()]; config.n_layer],
-            v: vec![vec![0.0; n_ctx * config.kv_dim_v()]; config.n_layer],
+            k: (0..config.n_layer).map(|il| alloc(il, config.kv_dim())).collect(),
+            v: (0..config.n_layer).map(|il| alloc(il, config.kv_dim_v())).collect(),
             n_ctx,
         }
     }
@@ -87,16 +95,16 @@ pub enum Logits {
 }
 
 /// Runs the model on the CPU.
-pub struct CpuModel<'f> {
-    pub file: &'f GgufFile,
+pub struct CpuModel {
+    pub file: Arc<GgufFile>,
     pub config: Config,
     pub weights: CpuWeights,
 }
 
-impl<'f> CpuModel<'f> {
-    pub fn new(file: &'f GgufFile) -> Result<CpuModel<'f>> {
-        let config = Config::from_gguf(file)?;
-        let weights = CpuWeights::load(file, &config)?;
+impl CpuModel {
+    pub fn new(file: Arc<GgufFile>) -> Result<CpuModel> {
+        let config = Config::from_gguf(&file)?;
+        let weights = CpuWeights::load(&file, &config)?;
         Ok(CpuModel { file, config, weights })
     }
 
@@ -147,9 +155,9 @@ impl<'f> CpuModel<'f> {
         let c = &self.config;
         let w = &self.weights.layers[il];
         let n = x.len() / c.n_embd;
-        if pos0 + n > cache.n_ctx {
+        if pos0 + n > cache.n_ctx || cache.k[il].is_empty() {
             return Err(Error::Invalid(format!(
-                "positions {pos0}..{} exceed the context of {} tokens",
+                "positions {pos0}..{} exceed the context of {} tokens (or layer {il} has no CPU cache)",
                 pos0 + n,
                 cache.n_ctx
             )));

@@ -39,7 +39,11 @@
 //! Weights bigger than one storage binding are split by rows ([`GpuTensor::chunks`]); every op
 //! dispatches once per chunk, so callers never see the split.
 
+pub mod attention;
 mod dispatch;
+pub mod elementwise;
+pub mod norm;
+pub mod rope;
 pub mod get_rows;
 pub mod matmul;
 pub mod matvec;
@@ -51,6 +55,30 @@ pub use matvec::{matvec, matvec_with, MatVecShape, MAX_COLS};
 
 use crate::error::Result;
 use crate::gpu::{Context, GpuTensor, KernelProfile};
+
+/// Every pipeline the activation ops (norm, rope, KV store, attention, element-wise) can build,
+/// for validation without a device.
+#[cfg(test)]
+pub(crate) fn activation_keys() -> Vec<crate::gpu::PipelineKey> {
+    use crate::model::{Activation, KvType, RopeLayout};
+    let mut keys = vec![norm::key(norm::NormOut::Store), norm::key(norm::NormOut::Add)];
+    for layout in [RopeLayout::Normal, RopeLayout::Neox] {
+        keys.extend([rope::key(layout, false), rope::key(layout, true)]);
+    }
+    for kv in [KvType::F16, KvType::F32] {
+        keys.push(attention::store_key(kv));
+        keys.extend([64, 128, 256].map(|hd| attention::attention_key(kv, hd)));
+    }
+    let ops = [
+        elementwise::Op::Add,
+        elementwise::Op::Gated(Activation::Silu),
+        elementwise::Op::Gated(Activation::GeluTanh),
+        elementwise::Op::AddRow,
+        elementwise::Op::Scale(1.0),
+    ];
+    keys.extend(ops.map(elementwise::key));
+    keys
+}
 
 /// Column count from which [`mul_mat`] uses the tiled matmul instead of matvec.
 pub fn matmul_threshold(ctx: &Context) -> usize {

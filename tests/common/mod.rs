@@ -93,3 +93,23 @@ pub fn check_teacher_forced(case: &GreedyCase, logits: &[f32], n_vocab: usize) -
     eprintln!("{:?}: {agreed} steps agree, near-tie flips {near_ties:?}", case.prompt);
     agreed
 }
+
+/// Compare logits with llama.cpp's: mean absolute difference, KL(ref‖ours), and top-k agreement.
+pub fn logit_stats(ours: &[f32], reference: &[f32]) -> (f32, f64, Vec<usize>, Vec<usize>) {
+    let mad = ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).sum::<f32>() / ours.len() as f32;
+    let softmax = |l: &[f32]| {
+        let m = l.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let e: Vec<f64> = l.iter().map(|&v| (v as f64 - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.into_iter().map(|v| v / s).collect::<Vec<f64>>()
+    };
+    let (p, q) = (softmax(reference), softmax(ours));
+    let kl = p.iter().zip(&q).filter(|(p, _)| **p > 0.0).map(|(p, q)| p * (p / q.max(1e-300)).ln()).sum();
+    let top = |l: &[f32]| {
+        let mut idx: Vec<usize> = (0..l.len()).collect();
+        idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
+        idx.truncate(10);
+        idx
+    };
+    (mad, kl, top(ours), top(reference))
+}

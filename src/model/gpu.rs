@@ -1,0 +1,406 @@
+//! The forward pass on the GPU: every layer as a few dispatches recorded into one compute pass,
+//! one submit per micro-batch, and only the logits read back.
+//!
+//! Layers a VRAM plan leaves on the host run on the CPU path ([`super::cpu::CpuModel`]) between
+//! the GPU layers and the head; the hidden state crosses the bus once per micro-batch each way.
+
+use std::sync::Arc;
+
+use super::config::{Config, KvType};
+use super::cpu::{CpuKvCache, CpuModel, Logits};
+use super::weights::LayerWeights;
+use crate::error::{Error, Result};
+use crate::format::{dequant, GgmlType};
+use crate::gguf::{GgufFile, TensorInfo};
+use crate::gpu::{Context, F32Buffer, GpuTensor, MemTag, U32Buffer};
+use crate::ops::attention::{attention, kv_store, AttentionShape, KvBuffer};
+use crate::ops::elementwise::{elementwise, Op};
+use crate::ops::norm::{rms_norm, NormOut};
+use crate::ops::rope::{rope, RopeParams};
+use crate::ops::{get_rows, mul_mat};
+
+/// A weight on the device: matrices stay raw blocks, vectors (norms, biases) become f32.
+pub enum GpuWeight {
+    Matrix(GpuTensor),
+    Vector(F32Buffer),
+}
+
+impl GpuWeight {
+    fn upload(ctx: &Context, file: &GgufFile, info: &TensorInfo) -> Result<GpuWeight> {
+        if info.dims.len() == 1 {
+            let values = match info.ty {
+                GgmlType::F32 => bytemuck::pod_collect_to_vec(file.tensor_data(info)),
+                ty => dequant::dequantize_to_vec(ty, file.tensor_data(info))?,
+            };
+            return Ok(GpuWeight::Vector(ctx.vec_from(&info.name, &values, MemTag::Weights)?));
+        }
+        Ok(GpuWeight::Matrix(GpuTensor::from_gguf(ctx, file, info)?))
+    }
+
+    fn into_matrix(self) -> Result<GpuTensor> {
+        match self {
+            GpuWeight::Matrix(t) => Ok(t),
+            GpuWeight::Vector(_) => Err(Error::Shape("a vector weight used as a matrix".into())),
+        }
+    }
+
+    fn into_vector(self) -> Result<F32Buffer> {
+        match self {
+            GpuWeight::Vector(v) => Ok(v),
+            GpuWeight::Matrix(t) => Err(Error::Shape(format!("matrix `{}` used as a vector", t.name))),
+        }
+    }
+
+    fn matrix(&self) -> Result<&GpuTensor> {
+        match self {
+            GpuWeight::Matrix(t) => Ok(t),
+            GpuWeight::Vector(_) => Err(Error::Shape("a vector weight used as a matrix".into())),
+        }
+    }
+
+    fn vector(&self) -> Result<&F32Buffer> {
+        match self {
+            GpuWeight::Vector(v) => Ok(v),
+            GpuWeight::Matrix(t) => Err(Error::Shape(format!("matrix `{}` used as a vector", t.name))),
+        }
+    }
+}
+
+/// Where each part of the model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Placement {
+    /// Layers `0..gpu_layers` run on the GPU, the rest on the CPU.
+    pub gpu_layers: usize,
+    /// Whether the final norm and output head run on the GPU.
+    pub head_on_gpu: bool,
+}
+
+impl Placement {
+    pub fn all_gpu(config: &Config) -> Placement {
+        Placement { gpu_layers: config.n_layer, head_on_gpu: true }
+    }
+}
+
+/// The model's weights on the GPU (per the placement) and the CPU path for the rest.
+pub struct GpuModel {
+    pub ctx: Arc<Context>,
+    pub config: Config,
+    pub placement: Placement,
+    layers: Vec<LayerWeights<GpuWeight>>,
+    output_norm: Option<F32Buffer>,
+    /// The output head (the embedding table when tied), when on the GPU.
+    head: Option<GpuTensor>,
+    /// Whether `head` is the embedding table, so token lookup can read it on the GPU.
+    head_is_embedding: bool,
+    rope_factors: Option<F32Buffer>,
+    /// Bound where a kernel needs a buffer it does not read (rope without factors).
+    placeholder: F32Buffer,
+    pub cpu: CpuModel,
+}
+
+impl GpuModel {
+    /// Upload the weights the placement puts on the GPU; `progress(bytes_done, bytes_total)`.
+    pub fn load(
+        ctx: Arc<Context>,
+        file: Arc<GgufFile>,
+        placement: Placement,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<GpuModel> {
+        let cpu = CpuModel::new(file.clone())?;
+        let config = cpu.config.clone();
+        if placement.gpu_layers > config.n_layer {
+            return Err(Error::Invalid(format!("{} GPU layers for a model of {}", placement.gpu_layers, config.n_layer)));
+        }
+        let global_infos = &cpu.weights.global;
+        let head_info = global_infos.output.as_ref().unwrap_or(&global_infos.token_embd);
+        let total = upload_bytes(&cpu, placement, head_info);
+        let mut done = 0u64;
+        let mut up = |info: &TensorInfo| {
+            let w = GpuWeight::upload(&ctx, &file, info);
+            done += info.n_bytes;
+            progress(done, total);
+            w
+        };
+        let layers = (0..placement.gpu_layers)
+            .map(|il| LayerWeights::load(&file, &config, il, &mut up))
+            .collect::<Result<Vec<_>>>()?;
+        let (output_norm, head) = if placement.head_on_gpu {
+            (Some(up(&global_infos.output_norm)?.into_vector()?), Some(up(head_info)?.into_matrix()?))
+        } else {
+            (None, None)
+        };
+        let rope_factors = global_infos.rope_freqs.as_ref().map(|info| up(info)?.into_vector()).transpose()?;
+        let placeholder = ctx.vec_zeroed("placeholder", 4, MemTag::Activations)?;
+        Ok(GpuModel {
+            head_is_embedding: global_infos.output.is_none(),
+            ctx,
+            config,
+            placement,
+            layers,
+            output_norm,
+            head,
+            rope_factors,
+            placeholder,
+            cpu,
+        })
+    }
+}
+
+/// Bytes the placement uploads, for progress.
+fn upload_bytes(cpu: &CpuModel, placement: Placement, head: &TensorInfo) -> u64 {
+    let layers: u64 =
+        cpu.weights.layers[..placement.gpu_layers].iter().flat_map(|l| l.iter()).map(|t| t.n_bytes).sum();
+    let head = if placement.head_on_gpu { head.n_bytes + cpu.weights.global.output_norm.n_bytes } else { 0 };
+    layers + head
+}
+
+/// Activation buffers for micro-batches of up to `batch` tokens, and the caches.
+/// Every buffer's shape is in its comment; `B` is `batch`.
+pub struct GpuState {
+    pub batch: usize,
+    pub n_ctx: usize,
+    /// Rows of logits the state can return at once.
+    pub logits_rows: usize,
+    x: F32Buffer,      // [B][n_embd] residual stream
+    h: F32Buffer,      // [B][n_embd] normed input of a block
+    o: F32Buffer,      // [B][n_embd] block output before the residual
+    q_raw: F32Buffer,  // [B][q_dim] q before its per-head norm (models with q/k norms)
+    q: F32Buffer,      // [B][q_dim]
+    k_raw: F32Buffer,  // [B][kv_dim]
+    k: F32Buffer,      // [B][kv_dim]
+    v: F32Buffer,      // [B][kv_dim_v]
+    attn: F32Buffer,   // [B][n_head * head_dim_v]
+    gate: F32Buffer,   // [B][n_ff]
+    up: F32Buffer,     // [B][n_ff]
+    scores: F32Buffer, // [n_head][B][n_ctx] attention scratch
+    logits: F32Buffer, // [logits_rows][n_vocab]
+    ids: U32Buffer,    // [B] token ids
+    k_cache: Vec<KvBuffer>,
+    v_cache: Vec<KvBuffer>,
+    /// Caches of the layers that run on the CPU.
+    cpu_cache: CpuKvCache,
+}
+
+impl GpuState {
+    pub fn new(model: &GpuModel, n_ctx: usize, batch: usize, logits_rows: usize, kv_type: KvType) -> Result<GpuState> {
+        let c = &model.config;
+        let ctx = &model.ctx;
+        if n_ctx == 0 || batch == 0 || logits_rows == 0 || logits_rows > batch {
+            return Err(Error::Invalid(format!("context {n_ctx}, batch {batch}, logits rows {logits_rows}")));
+        }
+        let f = |label: &str, n: usize| ctx.f32_buffer(label, n);
+        let has_qk_norm = model.layers.iter().any(|l| l.q_norm.is_some());
+        let raw = |n: usize| if has_qk_norm { n } else { 4 };
+        let mut k_cache = Vec::new();
+        let mut v_cache = Vec::new();
+        for il in 0..model.placement.gpu_layers {
+            // Sliding-window layers still index the cache by absolute position, so they keep n_ctx rows.
+            k_cache.push(KvBuffer::new(ctx, &format!("k_cache.{il}"), n_ctx, c.kv_dim(), kv_type)?);
+            v_cache.push(KvBuffer::new(ctx, &format!("v_cache.{il}"), n_ctx, c.kv_dim_v(), kv_type)?);
+        }
+        Ok(GpuState {
+            batch,
+            n_ctx,
+            logits_rows,
+            x: f("x", batch * c.n_embd)?,
+            h: f("h", batch * c.n_embd)?,
+            o: f("o", batch * c.n_embd)?,
+            q_raw: f("q_raw", raw(batch * c.q_dim()))?,
+            q: f("q", batch * c.q_dim())?,
+            k_raw: f("k_raw", raw(batch * c.kv_dim()))?,
+            k: f("k", batch * c.kv_dim())?,
+            v: f("v", batch * c.kv_dim_v())?,
+            attn: f("attn", batch * c.n_head * c.head_dim_v)?,
+            gate: f("gate", batch * c.n_ff)?,
+            up: f("up", batch * c.n_ff)?,
+            scores: f("scores", c.n_head * batch * n_ctx)?,
+            logits: f("logits", logits_rows * c.n_vocab)?,
+            ids: ctx.vec_zeroed("ids", batch, MemTag::Activations)?,
+            k_cache,
+            v_cache,
+            cpu_cache: CpuKvCache::for_layers(c, n_ctx, kv_type, model.placement.gpu_layers..c.n_layer),
+        })
+    }
+}
+
+impl GpuModel {
+    /// Run `tokens` at positions `pos0..` (appending to the caches) and return the logits asked
+    /// for: `[n_vocab]` for [`Logits::Last`], `[n][n_vocab]` for [`Logits::All`].
+    pub fn forward(&self, state: &mut GpuState, tokens: &[u32], pos0: usize, which: Logits) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(Error::Invalid("no tokens to run".into()));
+        }
+        if pos0 + tokens.len() > state.n_ctx {
+            return Err(Error::Invalid(format!(
+                "{} tokens at position {pos0} exceed the context of {} tokens",
+                tokens.len(),
+                state.n_ctx
+            )));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
+            return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary of {}", self.config.n_vocab)));
+        }
+        // With every logit wanted, a micro-batch is no larger than the logits buffer.
+        let step = if which == Logits::All { state.logits_rows } else { state.batch };
+        let mut out = Vec::new();
+        for (i, chunk) in tokens.chunks(step).enumerate() {
+            let last_chunk = (i + 1) * step >= tokens.len();
+            let want = match which {
+                Logits::All => Some(Logits::All),
+                Logits::Last if last_chunk => Some(Logits::Last),
+                Logits::Last => None,
+            };
+            let logits = self.forward_batch(state, chunk, pos0 + i * step, want)?;
+            out.extend(logits);
+        }
+        Ok(out)
+    }
+
+    /// One micro-batch (at most `state.batch` tokens).
+    fn forward_batch(&self, state: &mut GpuState, tokens: &[u32], pos0: usize, want: Option<Logits>) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let n = tokens.len();
+        let all_gpu = self.placement.gpu_layers == c.n_layer;
+        let embed_on_gpu = self.head_is_embedding && self.head.is_some();
+        if !embed_on_gpu {
+            self.ctx.write(&state.x, 0, &self.cpu.embed(tokens)?)?;
+        } else {
+            self.ctx.write(&state.ids, 0, tokens)?;
+        }
+
+        let mut enc = self.ctx.encoder("forward");
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            if embed_on_gpu {
+                let table = self.head.as_ref().expect("embed_on_gpu implies a head on the GPU");
+                get_rows(&self.ctx, &mut pass, table, &state.ids, 0, n, &state.x)?;
+                elementwise(&self.ctx, &mut pass, Op::Scale(c.embd_scale), &state.x, &state.h, n * c.n_embd, 1)?;
+            }
+            for il in 0..self.placement.gpu_layers {
+                self.layer(&mut pass, state, il, n, pos0)?;
+            }
+            if all_gpu {
+                if let Some(want) = want {
+                    self.head_pass(&mut pass, state, n, want)?;
+                }
+            }
+        }
+        self.ctx.submit_and_wait(enc)?;
+        if all_gpu {
+            return match want {
+                Some(want) => self.read_logits(state, n, want),
+                None => Ok(Vec::new()),
+            };
+        }
+
+        // Layers the plan left on the CPU, then the head wherever it lives.
+        let mut x = self.ctx.read_range(&state.x, 0, n * c.n_embd)?;
+        for il in self.placement.gpu_layers..c.n_layer {
+            self.cpu.layer(il, &mut x, pos0, &mut state.cpu_cache)?;
+        }
+        let Some(want) = want else { return Ok(Vec::new()) };
+        if self.head.is_none() {
+            let rows = if want == Logits::Last { &x[(n - 1) * c.n_embd..] } else { &x[..] };
+            return self.cpu.head(rows);
+        }
+        self.ctx.write(&state.x, 0, &x)?;
+        let mut enc = self.ctx.encoder("head");
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            self.head_pass(&mut pass, state, n, want)?;
+        }
+        self.ctx.submit_and_wait(enc)?;
+        self.read_logits(state, n, want)
+    }
+
+    fn read_logits(&self, state: &GpuState, n: usize, want: Logits) -> Result<Vec<f32>> {
+        let rows = if want == Logits::Last { 1 } else { n };
+        self.ctx.read_range(&state.logits, 0, rows * self.config.n_vocab)
+    }
+
+    /// Final norm and output head of the last token (or of every token).
+    fn head_pass(&self, pass: &mut wgpu::ComputePass<'_>, s: &GpuState, n: usize, want: Logits) -> Result<()> {
+        let c = &self.config;
+        let ctx = &self.ctx;
+        let (first, rows) = if want == Logits::Last { (n - 1, 1) } else { (0, n) };
+        let norm = self.output_norm.as_ref().ok_or_else(|| Error::Invalid("the head is not on the GPU".into()))?;
+        let head = self.head.as_ref().ok_or_else(|| Error::Invalid("the head is not on the GPU".into()))?;
+        rms_norm(ctx, pass, s.x.at(first * c.n_embd), norm, &s.h, rows, c.norm_eps, NormOut::Store)?;
+        mul_mat(ctx, pass, head, &s.h, &s.logits, rows)
+    }
+
+    /// One transformer block over `n` tokens of `s.x`, in place.
+    fn layer(&self, pass: &mut wgpu::ComputePass<'_>, s: &GpuState, il: usize, n: usize, pos0: usize) -> Result<()> {
+        let c = &self.config;
+        let ctx = &self.ctx;
+        let w = &self.layers[il];
+        let eps = c.norm_eps;
+
+        // attention rmsnorm
+        rms_norm(ctx, pass, &s.x, w.attn_norm.vector()?, &s.h, n, eps, NormOut::Store)?;
+        // q, k, v projections (into the pre-norm buffers when q/k get their own norms)
+        let q_out = if w.q_norm.is_some() { &s.q_raw } else { &s.q };
+        let k_out = if w.k_norm.is_some() { &s.k_raw } else { &s.k };
+        mul_mat(ctx, pass, w.wq.matrix()?, &s.h, q_out, n)?;
+        mul_mat(ctx, pass, w.wk.matrix()?, &s.h, k_out, n)?;
+        mul_mat(ctx, pass, w.wv.matrix()?, &s.h, &s.v, n)?;
+        // biases (Qwen2)
+        for (bias, out, dim) in [(&w.bq, q_out, c.q_dim()), (&w.bk, k_out, c.kv_dim()), (&w.bv, &s.v, c.kv_dim_v())] {
+            if let Some(b) = bias {
+                elementwise(ctx, pass, Op::AddRow, out, b.vector()?, n * dim, dim)?;
+            }
+        }
+        // per-head q/k norms (Gemma 3)
+        if let Some(qn) = &w.q_norm {
+            rms_norm(ctx, pass, &s.q_raw, qn.vector()?, &s.q, n * c.n_head, eps, NormOut::Store)?;
+        }
+        if let Some(kn) = &w.k_norm {
+            rms_norm(ctx, pass, &s.k_raw, kn.vector()?, &s.k, n * c.n_head_kv, eps, NormOut::Store)?;
+        }
+        // RoPE
+        let rp = RopeParams {
+            layout: c.rope_layout,
+            base: c.rope_base_of(il),
+            freq_scale: c.rope_freq_scale,
+            factors: self.rope_factors.as_ref(),
+        };
+        rope(ctx, pass, &s.q, n, c.n_head, c.head_dim, pos0, &rp, &self.placeholder)?;
+        rope(ctx, pass, &s.k, n, c.n_head_kv, c.head_dim, pos0, &rp, &self.placeholder)?;
+        // append to the KV cache
+        kv_store(ctx, pass, &s.k, &s.k_cache[il], n, pos0)?;
+        kv_store(ctx, pass, &s.v, &s.v_cache[il], n, pos0)?;
+        // causal (and sliding-window) attention
+        let shape = AttentionShape {
+            n_tokens: n,
+            n_head: c.n_head,
+            n_head_kv: c.n_head_kv,
+            head_dim: c.head_dim,
+            head_dim_v: c.head_dim_v,
+            pos0,
+            window: c.window_of(il),
+            scale: c.attn_scale,
+        };
+        attention(ctx, pass, &shape, &s.q, &s.k_cache[il], &s.v_cache[il], &s.scores, &s.attn)?;
+        // output projection, post-norm, residual
+        mul_mat(ctx, pass, w.wo.matrix()?, &s.attn, &s.o, n)?;
+        self.residual(pass, s, w.post_attn_norm.as_ref(), n)?;
+
+        // ffn rmsnorm
+        rms_norm(ctx, pass, &s.x, w.ffn_norm.vector()?, &s.h, n, eps, NormOut::Store)?;
+        // gated feed-forward: down(act(gate(h)) * up(h))
+        mul_mat(ctx, pass, w.ffn_gate.matrix()?, &s.h, &s.gate, n)?;
+        mul_mat(ctx, pass, w.ffn_up.matrix()?, &s.h, &s.up, n)?;
+        elementwise(ctx, pass, Op::Gated(c.activation), &s.gate, &s.up, n * c.n_ff, n * c.n_ff)?;
+        mul_mat(ctx, pass, w.ffn_down.matrix()?, &s.gate, &s.o, n)?;
+        self.residual(pass, s, w.post_ffn_norm.as_ref(), n)
+    }
+
+    /// `x += o`, or `x += norm(o)` for models with post-norms.
+    fn residual(&self, pass: &mut wgpu::ComputePass<'_>, s: &GpuState, post_norm: Option<&GpuWeight>, n: usize) -> Result<()> {
+        let c = &self.config;
+        match post_norm {
+            Some(pn) => rms_norm(&self.ctx, pass, &s.o, pn.vector()?, &s.x, n, c.norm_eps, NormOut::Add),
+            None => elementwise(&self.ctx, pass, Op::Add, &s.x, &s.o, n * c.n_embd, n * c.n_embd),
+        }
+    }
+}

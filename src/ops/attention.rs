@@ -1,0 +1,147 @@
+//! The KV cache and attention (`shaders/kv_store.wgsl`, `shaders/attention.wgsl`); CPU
+//! reference: [`crate::model::cpu::attention`].
+
+use super::dispatch::{bind_range, dispatch, fold, u32_of, View};
+use crate::error::{Error, Result};
+use crate::gpu::shaders::Kernel;
+use crate::gpu::{Context, F32Buffer, MemTag, PipelineKey, U32Buffer};
+use crate::model::KvType;
+
+const WG: u32 = 64;
+
+/// One layer's cache of one of K or V: `n_ctx` rows of `row_len` elements, as raw u32 words
+/// (f16 pairs or f32 bits).
+pub struct KvBuffer {
+    pub words: U32Buffer,
+    pub row_len: usize,
+    pub n_ctx: usize,
+    pub kv_type: KvType,
+}
+
+impl KvBuffer {
+    pub fn new(ctx: &Context, label: &str, n_ctx: usize, row_len: usize, kv_type: KvType) -> Result<KvBuffer> {
+        if row_len % 2 != 0 {
+            return Err(Error::Shape(format!("KV rows of {row_len} elements: must be even")));
+        }
+        let words = n_ctx * row_len * kv_type.bytes() / 4;
+        Ok(KvBuffer { words: ctx.vec_zeroed(label, words, MemTag::KvCache)?, row_len, n_ctx, kv_type })
+    }
+
+}
+
+pub(crate) fn store_key(kv_type: KvType) -> PipelineKey {
+    PipelineKey { kernel: Kernel::KvStore, format: None, consts: vec![("WG", WG), ("KV_F16", u32::from(kv_type == KvType::F16))] }
+}
+
+pub(crate) fn attention_key(kv_type: KvType, head_dim: usize) -> PipelineKey {
+    // The query is staged in a workgroup array of HD floats; a power of two keeps pipelines few.
+    let hd = head_dim.next_power_of_two().max(2) as u32;
+    PipelineKey {
+        kernel: Kernel::Attention,
+        format: None,
+        consts: vec![("WG", WG), ("KV_F16", u32::from(kv_type == KvType::F16)), ("HD", hd)],
+    }
+}
+
+/// Write `n_rows` rows of `src` into the cache at positions `pos0..`.
+pub fn kv_store<'a>(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    src: impl Into<View<'a>>,
+    cache: &KvBuffer,
+    n_rows: usize,
+    pos0: usize,
+) -> Result<()> {
+    let src = src.into();
+    if pos0 + n_rows > cache.n_ctx {
+        return Err(Error::Invalid(format!(
+            "KV cache: positions {pos0}..{} exceed its {} positions",
+            pos0 + n_rows,
+            cache.n_ctx
+        )));
+    }
+    let pipeline = ctx.pipeline(&store_key(cache.kv_type))?;
+    let sr = bind_range(ctx, src.buf.buffer(), src.offset, n_rows * cache.row_len, "kv_store src")?;
+    let p = [u32_of(n_rows, "rows")?, u32_of(cache.row_len, "row")?, sr.base, u32_of(pos0, "pos0")?];
+    let uniform = ctx.uniform("kv_store params", &p)?;
+    let entries =
+        [wgpu::BindingResource::Buffer(sr.binding), cache.words.buffer().as_entire_binding(), uniform.as_entire_binding()];
+    let groups = u32_of(((n_rows * cache.row_len / 2) as u64).div_ceil(WG as u64), "workgroups")?;
+    dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+}
+
+/// Shape of one attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionShape {
+    pub n_tokens: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub head_dim_v: usize,
+    /// Position of query token 0; token t attends to positions ..= pos0 + t.
+    pub pos0: usize,
+    /// Attend only to the last `window` positions (itself included).
+    pub window: Option<usize>,
+    pub scale: f32,
+}
+
+/// Attention of `q: [n_tokens][n_head * head_dim]` over the caches into
+/// `out: [n_tokens][n_head * head_dim_v]`, using `scores` as scratch
+/// (`n_tokens * n_head * k.n_ctx` floats).
+#[allow(clippy::too_many_arguments)]
+pub fn attention<'a>(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    shape: &AttentionShape,
+    q: impl Into<View<'a>>,
+    k: &KvBuffer,
+    v: &KvBuffer,
+    scores: &F32Buffer,
+    out: impl Into<View<'a>>,
+) -> Result<()> {
+    let (q, out) = (q.into(), out.into());
+    let s = shape;
+    if s.n_head % s.n_head_kv != 0 || k.row_len != s.n_head_kv * s.head_dim || v.row_len != s.n_head_kv * s.head_dim_v {
+        return Err(Error::Shape(format!("attention: {s:?} does not match caches of rows {} and {}", k.row_len, v.row_len)));
+    }
+    if s.pos0 + s.n_tokens > k.n_ctx {
+        return Err(Error::Invalid(format!("attention: positions up to {} exceed the cache", s.pos0 + s.n_tokens)));
+    }
+    let n_scores = s.n_tokens * s.n_head * k.n_ctx;
+    if scores.len() < n_scores {
+        return Err(Error::Shape(format!("attention: scratch of {} floats, needs {n_scores}", scores.len())));
+    }
+    let pipeline = ctx.pipeline(&attention_key(k.kv_type, s.head_dim))?;
+    let (q_stride, o_stride) = (s.n_head * s.head_dim, s.n_head * s.head_dim_v);
+    let qr = bind_range(ctx, q.buf.buffer(), q.offset, s.n_tokens * q_stride, "attention q")?;
+    let or = bind_range(ctx, out.buf.buffer(), out.offset, s.n_tokens * o_stride, "attention out")?;
+    let p = [
+        u32_of(s.n_tokens, "tokens")?,
+        u32_of(s.n_head, "heads")?,
+        u32_of(s.n_head / s.n_head_kv, "group")?,
+        u32_of(s.head_dim, "head dim")?,
+        u32_of(s.head_dim_v, "head dim v")?,
+        u32_of(k.row_len, "kv dim")?,
+        u32_of(v.row_len, "kv dim v")?,
+        u32_of(s.pos0, "pos0")?,
+        u32_of(k.n_ctx, "n_ctx")?,
+        u32_of(s.window.unwrap_or(0), "window")?,
+        s.scale.to_bits(),
+        qr.base,
+        u32_of(q_stride, "q stride")?,
+        or.base,
+        u32_of(o_stride, "o stride")?,
+        0,
+    ];
+    let uniform = ctx.uniform("attention params", &p)?;
+    let entries = [
+        wgpu::BindingResource::Buffer(qr.binding),
+        k.words.buffer().as_entire_binding(),
+        v.words.buffer().as_entire_binding(),
+        scores.buffer().as_entire_binding(),
+        wgpu::BindingResource::Buffer(or.binding),
+        uniform.as_entire_binding(),
+    ];
+    let groups = u32_of(s.n_tokens * s.n_head, "workgroups")?;
+    dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+}

@@ -1,0 +1,54 @@
+//! RMSNorm over rows (`shaders/rms_norm.wgsl`); CPU reference: [`crate::model::cpu::rms_norm`].
+
+use super::dispatch::{bind_range, dispatch, fold, resolve, u32_of, View};
+use crate::error::Result;
+use crate::gpu::shaders::Kernel;
+use crate::gpu::{Context, F32Buffer, PipelineKey};
+
+/// Invocations per workgroup (one workgroup per row).
+const WG: u32 = 64;
+
+/// How the normalised row is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormOut {
+    /// `y = norm(x) * w`
+    Store,
+    /// `y += norm(x) * w` (a post-norm feeding the residual stream)
+    Add,
+}
+
+pub(crate) fn key(out: NormOut) -> PipelineKey {
+    PipelineKey { kernel: Kernel::RmsNorm, format: None, consts: vec![("WG", WG), ("ADD", u32::from(out == NormOut::Add))] }
+}
+
+/// RMSNorm of `n_rows` rows of `weight.len()` elements: `y = x / sqrt(mean(x²) + eps) * weight`.
+pub fn rms_norm<'a>(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    x: impl Into<View<'a>>,
+    weight: &F32Buffer,
+    y: impl Into<View<'a>>,
+    n_rows: usize,
+    eps: f32,
+    out: NormOut,
+) -> Result<()> {
+    let (x, y) = (x.into(), y.into());
+    let d = weight.len();
+    super::dispatch::check_distinct(x.buf.buffer(), y.buf.buffer(), "rms_norm")?;
+    // Rows are packed: the shader indexes row * d.
+    resolve(&x.stride(d), "rms_norm x", n_rows, d)?;
+    resolve(&y.stride(d), "rms_norm y", n_rows, d)?;
+    let pipeline = ctx.pipeline(&key(out))?;
+    let xr = bind_range(ctx, x.buf.buffer(), x.offset, n_rows * d, "rms_norm x")?;
+    let yr = bind_range(ctx, y.buf.buffer(), y.offset, n_rows * d, "rms_norm y")?;
+    let params = [u32_of(d, "d")?, u32_of(n_rows, "rows")?, xr.base, yr.base, eps.to_bits(), 0, 0, 0];
+    let uniform = ctx.uniform("rms_norm params", &params)?;
+    let entries = [
+        wgpu::BindingResource::Buffer(xr.binding),
+        weight.buffer().as_entire_binding(),
+        wgpu::BindingResource::Buffer(yr.binding),
+        uniform.as_entire_binding(),
+    ];
+    let groups = u32_of(n_rows, "rows")?;
+    dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+}
