@@ -22,9 +22,12 @@
 //! 1. **Everything on the GPU**, with the requested settings.
 //! 2. **Smaller KV type, then smaller context**: the next candidate settings, still everything on
 //!    the GPU; the first that fits wins.
-//! 3. **Layers on the CPU**: with the first candidate settings where at least one layer fits, keep
-//!    the first `N` layers on the GPU (the largest `N` that fits, the head on the CPU), run the rest
-//!    on the CPU, then put the output head on the GPU too if it still fits.
+//! 3. **Layers on the CPU**: keep the first `N` layers on the GPU (the largest `N` that fits, the
+//!    head on the CPU), run the rest on the CPU, then put the output head on the GPU too if it still
+//!    fits. This uses the smaller KV type when it was allowed (it costs next to nothing in quality
+//!    and gives more GPU layers) but the requested context (CPU layers already make the model fit,
+//!    and a shorter context would change what the user can do); only when not even one layer fits
+//!    does it go on down the smaller contexts, if allowed.
 //! 4. Otherwise [`Error::DoesNotFit`] with the numbers: budget, weights, KV, scratch, and the
 //!    smallest plan that could work.
 
@@ -440,8 +443,9 @@ pub fn plan_model(name: &str, config: &Config, bytes: &ModelBytes, req: &PlanReq
     if let Some(s) = settings.iter().find(|s| s.gpu_bytes(bytes, n_layer, true) <= budget) {
         return Ok(build(name, config, bytes, req, s, n_layer, true, Strategy::AllGpu));
     }
-    // Step 3: the first N layers on the GPU, with the first setting where one layer fits.
-    for s in &settings {
+    // Step 3: the first N layers on the GPU; the requested KV type only when no smaller is allowed.
+    let kv_reduced = settings.get(1).is_some_and(|s| s.kv_type != req.kv_type);
+    for s in &settings[usize::from(kv_reduced)..] {
         let Some(n) = (1..=n_layer).rev().find(|&n| s.gpu_bytes(bytes, n, false) <= budget) else { continue };
         let head = s.gpu_bytes(bytes, n, true) <= budget;
         return Ok(build(name, config, bytes, req, s, n, head, Strategy::CpuLayers));

@@ -35,3 +35,57 @@ fn gpu_logits_match_llama_cpp() {
     assert!(kl < 0.01, "KL {kl}");
     assert!(mad < 0.3, "mean abs diff {mad}");
 }
+
+#[test]
+fn gpu_teacher_forced_top1_matches_llama_cpp() {
+    let model = load(None);
+    for case in common::greedy_cases() {
+        let tokens: Vec<u32> = case.prompt_ids.iter().chain(&case.generated_ids).copied().collect();
+        let mut state = GpuState::new(&model, 64, 64, 64, KvType::F16).unwrap();
+        let logits = model.forward(&mut state, &tokens, 0, Logits::All).unwrap();
+        let agreed = common::check_teacher_forced(&case, &logits, model.config.n_vocab);
+        assert!(agreed >= 20, "only {agreed} steps agreed");
+    }
+}
+
+/// Prefill in micro-batches, then decode token by token: the same logits as one batch on the CPU.
+#[test]
+fn gpu_batches_and_decode_match_the_cpu_path() {
+    let model = load(None);
+    let tokens = [2u32, 818, 5279, 529, 7001, 563, 506, 5279, 529, 506, 2891];
+    let mut cache = wgquant::model::cpu::CpuKvCache::new(&model.config, 32);
+    let cpu = model.cpu.forward(&tokens, 0, &mut cache, Logits::All).unwrap();
+    let nv = model.config.n_vocab;
+
+    // micro-batches of 4 (prefill through the matmul kernels where the batch allows), then decode
+    let mut state = GpuState::new(&model, 32, 4, 1, KvType::F16).unwrap();
+    let prefill = model.forward(&mut state, &tokens[..7], 0, Logits::Last).unwrap();
+    let mut rows = vec![prefill];
+    for (i, &t) in tokens[7..].iter().enumerate() {
+        rows.push(model.forward(&mut state, &[t], 7 + i, Logits::Last).unwrap());
+    }
+    for (row, pos) in rows.iter().zip(6..) {
+        let expected = &cpu[pos * nv..(pos + 1) * nv];
+        let max_diff = row.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert_eq!(common::argmax(row), common::argmax(expected), "position {pos}");
+        assert!(max_diff < 0.05, "position {pos}: max |gpu - cpu| = {max_diff}");
+    }
+}
+
+/// The layers a plan leaves on the CPU give the same logits as an all-GPU run.
+#[test]
+fn mixed_gpu_cpu_layers_match_all_gpu() {
+    let tokens = [2u32, 14946, 3324, 496, 990, 236764, 993];
+    let run = |placement| {
+        let model = load(Some(placement));
+        let mut state = GpuState::new(&model, 16, 8, 1, KvType::F16).unwrap();
+        model.forward(&mut state, &tokens, 0, Logits::Last).unwrap()
+    };
+    let all = run(Placement { gpu_layers: 18, head_on_gpu: true });
+    for placement in [Placement { gpu_layers: 10, head_on_gpu: true }, Placement { gpu_layers: 0, head_on_gpu: false }] {
+        let mixed = run(placement);
+        let max_diff = all.iter().zip(&mixed).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert_eq!(common::argmax(&all), common::argmax(&mixed));
+        assert!(max_diff < 0.05, "{placement:?}: max diff {max_diff}");
+    }
+}

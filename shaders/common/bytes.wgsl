@@ -11,6 +11,11 @@
 fn ld_u32(b: u32) -> u32 {
     let i = b >> 2u;
     let s = (b & 3u) << 3u;
+    // A branch, not a blend: neighbouring invocations usually read blocks of the same alignment
+    // (rows of whole words), so the aligned case costs one load.
+    if (s == 0u) {
+        return wq[i];
+    }
     // `(hi << 1) << (31 - s)` is `hi << (32 - s)` without the shift-by-32 that WGSL reduces mod 32.
     return (wq[i] >> s) | ((wq[i + 1u] << 1u) << (31u - s));
 }
