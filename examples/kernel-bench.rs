@@ -143,11 +143,20 @@ fn tune(ctx: &Context, timer: &Timer, formats: &[GgmlType]) -> Result<()> {
     let (m, k) = (4096, 4096);
     let x = ctx.f32_buffer("x", k)?;
     let y = ctx.f32_buffer("y", m)?;
-    for &ty in formats {
-        let w = weight(ctx, ty, m, k)?;
-        print!("{:<7}", ty.name());
-        for shape in shapes {
-            let t = best_of(ctx, timer, 6, |pass| ops::matvec_with(ctx, pass, shape, &w, x.at(0), y.at(0), 1))?;
+    let weights: Vec<GpuTensor> = formats.iter().map(|&ty| weight(ctx, ty, m, k)).collect::<Result<_>>()?;
+    // Interleaved rounds, best of each: other load on the machine then hits all variants alike.
+    let mut best = vec![vec![f64::MAX; shapes.len()]; formats.len()];
+    for _ in 0..5 {
+        for (w, best) in weights.iter().zip(&mut best) {
+            for (shape, best) in shapes.iter().zip(best.iter_mut()) {
+                let t = best_of(ctx, timer, 1, |pass| ops::matvec_with(ctx, pass, *shape, w, x.at(0), y.at(0), 1))?;
+                *best = best.min(t);
+            }
+        }
+    }
+    for (w, best) in weights.iter().zip(&best) {
+        print!("{:<7}", w.ty.name());
+        for (shape, t) in shapes.iter().zip(best) {
             print!(" {}/{}/{}: {:>5.2}", shape.wg, shape.tpr, shape.rpi, w.n_bytes() as f64 / t / 1e9);
         }
         println!();

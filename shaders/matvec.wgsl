@@ -6,6 +6,7 @@
 //   TPR   invocations sharing one row slot (power of two; > 1 adds a workgroup reduction)
 //   RPI   rows per invocation: each loaded activation is reused for RPI rows
 //   NCOLS activation columns, 1..8
+//   UG    groups per unit of work: a whole block (GPB) or one group
 //   QK, QB, SPAN, GPB  the format's block geometry (GPB = QK / 8 groups per block)
 //   RED   size of the reduction scratch (1 when TPR == 1)
 // A workgroup covers (WG / TPR) * RPI consecutive rows.
@@ -43,44 +44,24 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
 
     var acc: array<vec4<f32>, RPI * NCOLS>;
-    if (TPR == 1u) {
-        // One invocation walks whole rows block by block: each row's block header is read once
-        // per block, each activation once per group for all RPI rows.
-        let nblocks = p.k / QK;
-        for (var b = 0u; b < nblocks; b++) {
-            var hdr: array<Blk, RPI>;
-            for (var r = 0u; r < RPI; r++) {
-                hdr[r] = blk_load(rb[r] + b * QB);
-            }
-            let kb = p.x_off + b * (QK / 4u);
-            for (var j = 0u; j < GPB; j++) {
-                var xa: array<vec4<f32>, NCOLS>;
-                var xb: array<vec4<f32>, NCOLS>;
-                for (var r = 0u; r < RPI; r++) {
-                    let d = blk_dq8(rb[r] + b * QB, hdr[r], j);
-                    if (r == 0u) {
-                        for (var c = 0u; c < NCOLS; c++) {
-                            xa[c] = xv[kb + c * p.x_stride + d.ia / 4u];
-                            xb[c] = xv[kb + c * p.x_stride + d.ib / 4u];
-                        }
-                    }
-                    for (var c = 0u; c < NCOLS; c++) {
-                        acc[r * NCOLS + c] += d.a * xa[c] + d.b * xb[c];
-                    }
-                }
-            }
+    // The row is walked in units of UG consecutive groups of one block; the TPR invocations of a
+    // row take interleaved units (neighbours read neighbouring bytes, coalesced on GPUs). Each
+    // unit reads its block header once per row and each activation once for all RPI rows.
+    let nunits = p.k / (8u * UG);
+    for (var u = lane; u < nunits; u += TPR) {
+        let g0 = u * UG;
+        let boff = (g0 / GPB) * QB;
+        let kb = p.x_off + (g0 / GPB) * (QK / 4u);
+        var hdr: array<Blk, RPI>;
+        for (var r = 0u; r < RPI; r++) {
+            hdr[r] = blk_load(rb[r] + boff);
         }
-    } else {
-        // TPR invocations share a row: neighbours read neighbouring groups (coalesced on GPUs).
-        let ngroups = p.k / 8u;
-        for (var g = lane; g < ngroups; g += TPR) {
-            let boff = (g / GPB) * QB;
-            let j = g % GPB;
-            let kb = p.x_off + (g / GPB) * (QK / 4u);
+        for (var jj = 0u; jj < UG; jj++) {
+            let j = g0 % GPB + jj;
             var xa: array<vec4<f32>, NCOLS>;
             var xb: array<vec4<f32>, NCOLS>;
             for (var r = 0u; r < RPI; r++) {
-                let d = dq8(rb[r] + boff, j);
+                let d = blk_dq8(rb[r] + boff, hdr[r], j);
                 if (r == 0u) {
                     for (var c = 0u; c < NCOLS; c++) {
                         xa[c] = xv[kb + c * p.x_stride + d.ia / 4u];

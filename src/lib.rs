@@ -12,7 +12,10 @@ pub mod ops;
 pub mod plan;
 pub mod quantize;
 pub mod sampler;
+pub mod session;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use format::GgmlType;
+pub use sampler::SamplerParams;
+pub use session::{GenerateParams, Generation, GenerationStats, Model, ModelOptions, Piece, Session, StopReason};

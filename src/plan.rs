@@ -32,12 +32,15 @@
 //!    smallest plan that could work.
 
 use std::fmt;
+use std::path::Path;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::gguf::{GgufFile, TensorInfo};
+use crate::gguf::{GgufFile, GgufWriter, TensorData, TensorInfo, Value};
 use crate::model::config::{Config, KvType};
+use crate::model::zoo::LlamaShape;
+use crate::quantize::{FileType, Recipe};
 
 /// The smallest context [`PlanRequest::allow_smaller_ctx`] may shrink to (or the requested one, if
 /// that is smaller already).
@@ -346,7 +349,10 @@ impl ModelBytes {
         if let Some(il) = layer_index(&info.name) {
             let n_layer = self.layers.len();
             let slot = self.layers.get_mut(il).ok_or_else(|| {
-                Error::Invalid(format!("tensor `{}` belongs to layer {il}, but the model has {n_layer} layers", info.name))
+                Error::Invalid(format!(
+                    "tensor `{}` belongs to layer {il}, but the model has {n_layer} layers",
+                    info.name
+                ))
             })?;
             *slot += gpu;
         } else if info.name == "output.weight" || info.name == "output_norm.weight" {
@@ -456,10 +462,7 @@ pub fn plan_model(name: &str, config: &Config, bytes: &ModelBytes, req: &PlanReq
 
 fn check_request(config: &Config, req: &PlanRequest) -> Result<()> {
     if req.n_ctx == 0 || req.batch == 0 {
-        return Err(Error::Invalid(format!(
-            "context ({}) and batch ({}) must be at least 1",
-            req.n_ctx, req.batch
-        )));
+        return Err(Error::Invalid(format!("context ({}) and batch ({}) must be at least 1", req.n_ctx, req.batch)));
     }
     if req.n_ctx > config.n_ctx_train {
         return Err(Error::Invalid(format!(
@@ -583,6 +586,28 @@ fn does_not_fit(name: &str, m: &ModelBytes, req: &PlanRequest, settings: &[Setti
 }
 
 // ---------------------------------------------------------------------------------------------
+// Stand-ins
+
+/// Write a GGUF at `path` with `shape`'s tensor names and shapes in `ftype`'s recipe types
+/// (llama.cpp's per-tensor choices) and all-zero data, which the writer leaves as holes: a 7B
+/// stand-in costs a few MB of disk. Plans of such a file are the plans of the real model, since
+/// the planner reads only metadata and the tensor index.
+pub fn write_stand_in(shape: &LlamaShape, ftype: FileType, path: &Path) -> Result<()> {
+    let shapes = shape.tensors();
+    let n_gqa = (shape.n_head / shape.n_head_kv.max(1)) as usize;
+    let types = Recipe::plan(ftype, &shapes, n_gqa);
+    let mut w = GgufWriter::new();
+    for (key, value) in shape.metadata() {
+        w.set(&key, value);
+    }
+    w.set("general.file_type", Value::U32(ftype.id()));
+    for (t, ty) in shapes.iter().zip(&types) {
+        w.add_tensor(&t.name, *ty, &t.dims)?;
+    }
+    w.write(path, |_| Ok(TensorData::Zeros))
+}
+
+// ---------------------------------------------------------------------------------------------
 // Budget
 
 /// Where the budget came from.
@@ -650,7 +675,8 @@ pub fn parse_bytes(text: &str) -> Result<u64> {
     }
     let x: f64 = number.parse().map_err(|_| bad("bad number"))?;
     let bytes = (x * scale as f64).round();
-    if !(bytes < u64::MAX as f64) {
+    // `x` is finite and non-negative here (the number is digits and dots only).
+    if bytes >= u64::MAX as f64 {
         return Err(bad("too large"));
     }
     Ok(bytes as u64)
@@ -749,8 +775,11 @@ impl Plan {
         let mut notes = Vec::new();
         match self.strategy {
             Strategy::AllGpu => notes.push("everything on the GPU".to_string()),
+            Strategy::CpuLayers if self.gpu_layers() == self.layers.len() => {
+                notes.push("every layer on the GPU; the output head runs on the CPU".to_string())
+            }
             Strategy::CpuLayers => notes.push(format!(
-                "{} of {} layers on the GPU, the rest on the CPU; output head on the {}",
+                "{} of {} layers on the GPU, the rest on the CPU; the output head on the {}",
                 self.gpu_layers(),
                 self.layers.len(),
                 self.head
@@ -837,7 +866,13 @@ mod tests {
 
     #[test]
     fn chunked_tensor_bytes() {
-        let info = |rows: u64, n_bytes: u64| TensorInfo { name: "t".into(), ty: crate::GgmlType::Q8_0, dims: vec![32, rows], offset: 0, n_bytes };
+        let info = |rows: u64, n_bytes: u64| TensorInfo {
+            name: "t".into(),
+            ty: crate::GgmlType::Q8_0,
+            dims: vec![32, rows],
+            offset: 0,
+            n_bytes,
+        };
         // 10 rows of 34 bytes in one chunk: 340 → 340 + 4.
         assert_eq!(gpu_tensor_bytes(&info(10, 340), 1 << 20).unwrap(), 344);
         // A limit of 8 + 3 rows: chunks of 3, 3, 3, 1 rows.

@@ -6,37 +6,20 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use wgquant::gguf::{GgufFile, GgufWriter, TensorData};
+use wgquant::gguf::GgufFile;
 use wgquant::model::config::{Config, KvType};
 use wgquant::model::zoo;
 use wgquant::plan::{self, parse_bytes, Budget, BudgetSource, Placement, Plan, PlanRequest, Strategy};
-use wgquant::quantize::{FileType, Recipe};
+use wgquant::quantize::FileType;
 use wgquant::Error;
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
-/// Write a zero-filled (sparse) GGUF with `shape`'s tensors in `ftype`'s recipe types.
-fn write_stand_in(shape: &zoo::LlamaShape, ftype: FileType, dir: &Path) -> PathBuf {
-    let shapes = shape.tensors();
-    let types = Recipe::plan(ftype, &shapes, (shape.n_head / shape.n_head_kv) as usize);
-    let mut w = GgufWriter::new();
-    for (key, value) in shape.metadata() {
-        w.set(&key, value);
-    }
-    for (t, ty) in shapes.iter().zip(&types) {
-        w.add_tensor(&t.name, *ty, &t.dims).unwrap();
-    }
-    let path = dir.join(format!("{}-{}.gguf", shape.name, ftype.name()));
-    w.write(&path, |_| Ok(TensorData::Zeros)).unwrap();
-    path
-}
-
 fn open_stand_in(shape: &zoo::LlamaShape) -> (tempfile::TempDir, GgufFile) {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_stand_in(shape, FileType::Q4_K_M, dir.path());
+    let path = dir.path().join(format!("{}-Q4_K_M.gguf", shape.name));
+    plan::write_stand_in(shape, FileType::Q4_K_M, &path).unwrap();
     let file = GgufFile::open(&path).unwrap();
     (dir, file)
 }
@@ -73,7 +56,11 @@ fn llama2_7b_weight_bytes() {
     let raw: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
     let p = plan::plan(&file, &request(2048, 100 * GIB)).unwrap();
     let gib = |b: u64| b as f64 / GIB as f64;
-    println!("Llama-2-7B Q4_K_M: {:.3} GiB of tensors, {:.3} GiB as the planner counts them", gib(raw), gib(p.model_weight_bytes()));
+    println!(
+        "Llama-2-7B Q4_K_M: {raw} bytes ({:.4} GiB) of tensors, {} bytes as the planner counts them",
+        gib(raw),
+        p.model_weight_bytes()
+    );
     assert!((3.8..3.9).contains(&gib(raw)), "{}", gib(raw));
     // The planner's count is the raw blocks plus a few bytes of padding per buffer.
     assert!(p.model_weight_bytes() >= raw && p.model_weight_bytes() - raw < MIB);

@@ -30,6 +30,18 @@ fn ld_u64(b: u32) -> vec2<u32> {
     return vec2<u32>((w0 >> s) | ((w1 << 1u) << (31u - s)), (w1 >> s) | ((w2 << 1u) << (31u - s)));
 }
 
+// The 16 bytes at byte offset `b` (any alignment): four or five loads.
+fn ld_u32x4(b: u32) -> vec4<u32> {
+    let i = b >> 2u;
+    let s = (b & 3u) << 3u;
+    let w = vec4<u32>(wq[i], wq[i + 1u], wq[i + 2u], wq[i + 3u]);
+    if (s == 0u) {
+        return w;
+    }
+    let n = vec4<u32>(w.yzw, wq[i + 4u]);
+    return (w >> vec4<u32>(s)) | ((n << vec4<u32>(1u)) << vec4<u32>(31u - s));
+}
+
 // The 4 bytes at a 4-aligned byte offset (formats whose block size is a multiple of 4).
 fn ld_a32(b: u32) -> u32 {
     return wq[b >> 2u];
@@ -84,11 +96,18 @@ struct Dq8 {
     ib: u32,
 }
 
+// Bits 0..3 of `bits` moved to bit 4 of the four lanes (the fifth bit of Q5_0 / Q5_1 quants).
+fn q5_high4(bits: u32) -> vec4<u32> {
+    return (vec4<u32>(bits) << vec4<u32>(4u, 3u, 2u, 1u)) & vec4<u32>(16u);
+}
+
 // Every format decoder provides
 //     struct Blk { ... }                         the per-block header (scales, mins, high bits)
 //     fn blk_load(blk: u32) -> Blk               reads the header of the block at byte blk
 //     fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8  decodes group j (0 <= j < GPB) of that block
-// so kernels that walk a block can read its header once. dq8 is the one-shot form.
+// so kernels that walk a block can read its header once. Formats with 32-weight blocks load the
+// whole block into the header (a handful of words, each read once); k-quants load only their
+// scales. dq8 is the one-shot form.
 fn dq8(blk: u32, j: u32) -> Dq8 {
     return blk_dq8(blk, blk_load(blk), j);
 }

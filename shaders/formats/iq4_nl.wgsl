@@ -1,14 +1,15 @@
 // IQ4_NL (18 bytes / 32 weights): d: f16 @0, qs[16] @2. Like Q4_0, but each nibble indexes the
-// non-linear codebook (iq4_values) instead of being offset by 8.
+// non-linear codebook (iq4_values) instead of being offset by 8. The header holds the whole block.
 struct Blk {
     d: f32,
+    qs: vec4<u32>,
 }
 
 fn blk_load(blk: u32) -> Blk {
-    return Blk(ld_f16(blk));
+    return Blk(ld_f16(blk), ld_u32x4(blk + 2u));
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
-    let q = ld_u32(blk + 2u + 4u * j);
+    let q = h.qs[j];
     return Dq8(h.d * iq4_values(nib_lo4(q)), h.d * iq4_values(nib_hi4(q)), 4u * j, 16u + 4u * j);
 }

@@ -1,16 +1,18 @@
 // Q4_0 (18 bytes / 32 weights): d: f16 @0, qs[16] @2.
 // Weight i < 16 is d * (low nibble of qs[i] - 8), weight i + 16 is d * (high nibble - 8).
-// Group j (0..4) reads qs[4j..4j+4]: weights 4j.. from the low nibbles, 16+4j.. from the high.
+// Group j (0..4) is qs[4j..4j+4]: weights 4j.. from the low nibbles, 16+4j.. from the high.
+// The header holds the whole block.
 struct Blk {
     d: f32,
+    qs: vec4<u32>,
 }
 
 fn blk_load(blk: u32) -> Blk {
-    return Blk(ld_f16(blk));
+    return Blk(ld_f16(blk), ld_u32x4(blk + 2u));
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
-    let q = ld_u32(blk + 2u + 4u * j);
+    let q = h.qs[j];
     let a = h.d * (vec4<f32>(nib_lo4(q)) - 8.0);
     let b = h.d * (vec4<f32>(nib_hi4(q)) - 8.0);
     return Dq8(a, b, 4u * j, 16u + 4u * j);

@@ -1,15 +1,16 @@
 // Q4_1 (20 bytes / 32 weights): d: f16 @0, m: f16 @2, qs[16] @4; weight = d * nibble + m.
-// Nibble order as Q4_0. Blocks are 4-byte aligned.
+// Nibble order as Q4_0. Blocks are 4-byte aligned. The header holds the whole block.
 struct Blk {
     dm: vec2<f32>,
+    qs: vec4<u32>,
 }
 
 fn blk_load(blk: u32) -> Blk {
-    return Blk(f16x2(ld_a32(blk)));
+    return Blk(f16x2(ld_a32(blk)), ld_u32x4(blk + 4u));
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
-    let q = ld_a32(blk + 4u + 4u * j);
+    let q = h.qs[j];
     let a = h.dm.x * vec4<f32>(nib_lo4(q)) + h.dm.y;
     let b = h.dm.x * vec4<f32>(nib_hi4(q)) + h.dm.y;
     return Dq8(a, b, 4u * j, 16u + 4u * j);

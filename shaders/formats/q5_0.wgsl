@@ -1,21 +1,21 @@
 // Q5_0 (22 bytes / 32 weights): d: f16 @0, qh: u32 @2 (5th bits), qs[16] @6.
 // Weight i < 16 = d * ((low nibble of qs[i] | bit i of qh << 4) - 16);
 // weight i + 16 = d * ((high nibble of qs[i] | bit i+16 of qh << 4) - 16).
+// The header holds the whole block.
 struct Blk {
     d: f32,
     qh: u32,
+    qs: vec4<u32>,
 }
 
 fn blk_load(blk: u32) -> Blk {
-    return Blk(ld_f16(blk), ld_u32(blk + 2u));
+    return Blk(ld_f16(blk), ld_u32(blk + 2u), ld_u32x4(blk + 6u));
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
-    let q = ld_u32(blk + 6u + 4u * j);
-    let sh = vec4<u32>(0u, 1u, 2u, 3u) + 4u * j;
-    let ha = ((vec4<u32>(h.qh) >> sh) & vec4<u32>(1u)) << vec4<u32>(4u);
-    let hb = ((vec4<u32>(h.qh) >> (sh + 16u)) & vec4<u32>(1u)) << vec4<u32>(4u);
-    let a = h.d * (vec4<f32>(nib_lo4(q) | ha) - 16.0);
-    let b = h.d * (vec4<f32>(nib_hi4(q) | hb) - 16.0);
+    let q = h.qs[j];
+    let hb = h.qh >> (4u * j);
+    let a = h.d * (vec4<f32>(nib_lo4(q) | q5_high4(hb)) - 16.0);
+    let b = h.d * (vec4<f32>(nib_hi4(q) | q5_high4(hb >> 16u)) - 16.0);
     return Dq8(a, b, 4u * j, 16u + 4u * j);
 }

@@ -3,7 +3,7 @@
 use super::dispatch::{bind_range, check_distinct, check_vec4, dispatch, fold, resolve, u32_of, View};
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
-use crate::gpu::shaders::Kernel;
+use crate::gpu::shaders::{block_geometry, Kernel};
 use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey};
 
 /// Most activation columns one matvec dispatch handles (the kernel keeps NCOLS × RPI
@@ -49,8 +49,27 @@ impl MatVecShape {
         PipelineKey {
             kernel: Kernel::MatVec,
             format: Some(ty),
-            consts: vec![("WG", self.wg), ("TPR", self.tpr), ("RPI", self.rpi), ("NCOLS", ncols), ("RED", red)],
+            consts: vec![
+                ("WG", self.wg),
+                ("TPR", self.tpr),
+                ("RPI", self.rpi),
+                ("NCOLS", ncols),
+                ("RED", red),
+                ("UG", unit_groups(ty, self.tpr)),
+            ],
         }
+    }
+}
+
+/// Groups per unit of work: a whole block when one invocation walks the row or the block is small
+/// (32-weight formats keep the whole block in registers), else one group of a 256-weight block
+/// so that the invocations sharing a row have enough units to go round.
+pub(crate) fn unit_groups(ty: GgmlType, tpr: u32) -> u32 {
+    let gpb = block_geometry(ty).0 / 8;
+    if tpr == 1 || gpb <= 4 {
+        gpb
+    } else {
+        1
     }
 }
 

@@ -1,0 +1,358 @@
+//! The public inference API: load a model, open a session, generate text as it is produced.
+//!
+//! ```no_run
+//! use wgquant::{GenerateParams, Model, ModelOptions};
+//!
+//! # fn main() -> wgquant::Result<()> {
+//! let model = Model::load("models/gemma-3-270m-q4_k_m.gguf", ModelOptions::default())?;
+//! let mut session = model.session()?;
+//! let mut generation = session.generate("Once upon a time", &GenerateParams::greedy(32))?;
+//! for piece in &mut generation {
+//!     print!("{}", piece?.text);
+//! }
+//! let stats = generation.stats();
+//! eprintln!("\n{:.1} prompt tokens/s, {:.1} tokens/s", stats.prompt_tps(), stats.decode_tps());
+//! # Ok(()) }
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use crate::gpu::{AdapterSelector, Context, ContextOptions};
+use crate::model::cpu::Logits;
+use crate::model::gpu::{GpuModel, GpuState, Placement};
+use crate::model::{Config, KvType};
+use crate::sampler::{Sampler, SamplerParams};
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+
+/// How to load a model.
+#[derive(Clone, Debug)]
+pub struct ModelOptions {
+    /// Context length in tokens; default: the model's training context, at most 4096.
+    pub n_ctx: Option<usize>,
+    /// Prompt tokens per GPU micro-batch.
+    pub batch: usize,
+    pub kv_type: KvType,
+    /// Which adapter (index or name substring); default: the best one (see [`crate::gpu`]).
+    pub adapter: Option<String>,
+    /// VRAM budget in bytes; default: what the device reports.
+    pub vram_budget: Option<u64>,
+    /// Force where layers run (tests and tools); default: decided by the VRAM plan.
+    pub placement: Option<Placement>,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions { n_ctx: None, batch: 128, kv_type: KvType::F16, adapter: None, vram_budget: None, placement: None }
+    }
+}
+
+/// A loaded model: its weights on the GPU (and, per the plan, the CPU), tokenizer and config.
+pub struct Model {
+    gpu: GpuModel,
+    tokenizer: Tokenizer,
+    options: ModelOptions,
+    n_ctx: usize,
+    load_time: Duration,
+}
+
+impl Model {
+    /// Load a GGUF model onto the best GPU.
+    pub fn load(path: impl AsRef<Path>, options: ModelOptions) -> Result<Model> {
+        Self::load_with_progress(path, options, |_, _| {})
+    }
+
+    /// Load, calling `progress(bytes_uploaded, bytes_total)` as weights reach the GPU.
+    pub fn load_with_progress(path: impl AsRef<Path>, options: ModelOptions, progress: impl FnMut(u64, u64)) -> Result<Model> {
+        let start = Instant::now();
+        let file = Arc::new(GgufFile::open(path)?);
+        let config = Config::from_gguf(&file)?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        let n_ctx = options.n_ctx.unwrap_or(config.n_ctx_train.min(4096));
+        if n_ctx == 0 || n_ctx > config.n_ctx_train {
+            return Err(Error::Invalid(format!(
+                "context of {n_ctx} tokens: this model supports 1 to {} tokens",
+                config.n_ctx_train
+            )));
+        }
+        let adapter = options.adapter.as_deref().map(AdapterSelector::parse);
+        let ctx = Arc::new(Context::with_options(ContextOptions { adapter, ..Default::default() })?);
+        let placement = options.placement.unwrap_or(Placement::all_gpu(&config));
+        let gpu = GpuModel::load(ctx, file, placement, progress)?;
+        Ok(Model { gpu, tokenizer, options, n_ctx, load_time: start.elapsed() })
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+    pub fn config(&self) -> &Config {
+        &self.gpu.config
+    }
+    /// The GPU context (adapter, limits, memory tracker).
+    pub fn gpu(&self) -> &Context {
+        &self.gpu.ctx
+    }
+    pub fn placement(&self) -> Placement {
+        self.gpu.placement
+    }
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+    /// The underlying GPU model, for tools that drive the forward pass directly.
+    pub fn gpu_model(&self) -> &GpuModel {
+        &self.gpu
+    }
+
+    /// A new conversation with its own KV cache.
+    pub fn session(&self) -> Result<Session<'_>> {
+        let state = GpuState::new(&self.gpu, self.n_ctx, self.options.batch.min(self.n_ctx), 1, self.options.kv_type)?;
+        Ok(Session { model: self, state, history: Vec::new(), logits: None })
+    }
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenerateParams {
+    pub max_tokens: usize,
+    pub sampler: SamplerParams,
+    /// Generation stops before any of these strings; the stop string itself is not returned.
+    pub stop: Vec<String>,
+    /// Whether special tokens written in the prompt (`<start_of_turn>`) are parsed as such.
+    pub parse_special: bool,
+}
+
+impl GenerateParams {
+    /// Greedy decoding of up to `max_tokens` tokens.
+    pub fn greedy(max_tokens: usize) -> Self {
+        GenerateParams { max_tokens, sampler: SamplerParams::greedy(), stop: Vec::new(), parse_special: true }
+    }
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams { max_tokens: 256, sampler: SamplerParams::default(), stop: Vec::new(), parse_special: true }
+    }
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced an end-of-generation token (EOS, `<end_of_turn>`, ...).
+    EndOfGeneration,
+    /// A stop string appeared.
+    StopString,
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// The KV cache is full: the session holds `n_ctx` tokens. Start a new session or `reset`.
+    ContextFull,
+}
+
+/// One generated token and the text it completes (possibly empty, e.g. half a UTF-8 character).
+#[derive(Clone, Debug)]
+pub struct Piece {
+    pub token: u32,
+    pub text: String,
+}
+
+/// Counts and times of one generation.
+#[derive(Clone, Debug, Default)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    pub prompt_time: Duration,
+    pub generated_tokens: usize,
+    pub decode_time: Duration,
+    pub stop_reason: Option<StopReason>,
+}
+
+impl GenerationStats {
+    pub fn prompt_tps(&self) -> f64 {
+        self.prompt_tokens as f64 / self.prompt_time.as_secs_f64().max(1e-9)
+    }
+    /// Tokens per second of decoding (each decoded token is one forward pass).
+    pub fn decode_tps(&self) -> f64 {
+        self.generated_tokens as f64 / self.decode_time.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A conversation: the tokens in its KV cache, and the logits after the last of them.
+pub struct Session<'m> {
+    model: &'m Model,
+    state: GpuState,
+    history: Vec<u32>,
+    logits: Option<Vec<f32>>,
+}
+
+impl<'m> Session<'m> {
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+    /// Tokens in the cache.
+    pub fn history(&self) -> &[u32] {
+        &self.history
+    }
+    pub fn n_ctx(&self) -> usize {
+        self.state.n_ctx
+    }
+
+    /// Forget the conversation (the cache is overwritten from position 0).
+    pub fn reset(&mut self) {
+        self.history.clear();
+        self.logits = None;
+    }
+
+    /// Run `tokens` after the history; returns the logits that predict the next token.
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<&[f32]> {
+        let free = self.state.n_ctx - self.history.len();
+        if tokens.len() > free {
+            return Err(Error::Invalid(format!(
+                "{} tokens do not fit: the session holds {} of {} positions",
+                tokens.len(),
+                self.history.len(),
+                self.state.n_ctx
+            )));
+        }
+        let logits = self.model.gpu.forward(&mut self.state, tokens, self.history.len(), Logits::Last)?;
+        self.history.extend_from_slice(tokens);
+        Ok(self.logits.insert(logits))
+    }
+
+    /// Tokenize `prompt` for this session: BOS first when the model wants one and the session is empty.
+    pub fn tokenize(&self, prompt: &str, parse_special: bool) -> Result<Vec<u32>> {
+        let tok = &self.model.tokenizer;
+        tok.encode(prompt, self.history.is_empty() && tok.add_bos(), parse_special)
+    }
+
+    /// Process `prompt` (after the history) and return an iterator over generated pieces.
+    pub fn generate<'s>(&'s mut self, prompt: &str, params: &GenerateParams) -> Result<Generation<'s, 'm>> {
+        let tokens = self.tokenize(prompt, params.parse_special)?;
+        self.generate_from_tokens(&tokens, params)
+    }
+
+    /// Like [`Session::generate`] with a tokenized prompt (may be empty to continue).
+    pub fn generate_from_tokens<'s>(&'s mut self, prompt: &[u32], params: &GenerateParams) -> Result<Generation<'s, 'm>> {
+        let start = Instant::now();
+        if !prompt.is_empty() {
+            self.feed(prompt)?;
+        } else if self.logits.is_none() {
+            return Err(Error::Invalid("nothing to continue from: give a prompt".into()));
+        }
+        let stats = GenerationStats { prompt_tokens: prompt.len(), prompt_time: start.elapsed(), ..Default::default() };
+        Ok(Generation {
+            sampler: Sampler::new(params.sampler.clone()),
+            params: params.clone(),
+            decoder: StreamDecoder::new(),
+            held: String::new(),
+            session: self,
+            stats,
+            done: false,
+        })
+    }
+}
+
+/// Generated pieces, one per token, as they are produced. Dropping it stops generation; the
+/// tokens produced so far stay in the session's history.
+pub struct Generation<'s, 'm> {
+    session: &'s mut Session<'m>,
+    sampler: Sampler,
+    params: GenerateParams,
+    decoder: StreamDecoder,
+    /// Text held back because it may be the start of a stop string.
+    held: String,
+    stats: GenerationStats,
+    done: bool,
+}
+
+impl Generation<'_, '_> {
+    pub fn stats(&self) -> &GenerationStats {
+        &self.stats
+    }
+
+    fn finish(&mut self, reason: StopReason) {
+        self.done = true;
+        self.stats.stop_reason = Some(reason);
+    }
+
+    /// One decode step: sample, then run the sampled token.
+    fn step(&mut self) -> Result<Option<Piece>> {
+        let s = &mut *self.session;
+        let tok = &s.model.tokenizer;
+        let logits = s.logits.as_ref().ok_or_else(|| Error::Invalid("no logits to sample from".into()))?;
+        let recent_from = s.history.len().saturating_sub(self.params.sampler.repeat_last_n);
+        let token = self.sampler.sample(logits, &s.history[recent_from..]);
+        if tok.is_eog(token) {
+            self.finish(StopReason::EndOfGeneration);
+            return Ok(None);
+        }
+        if s.history.len() >= s.state.n_ctx {
+            self.finish(StopReason::ContextFull);
+            return Ok(None);
+        }
+        let start = Instant::now();
+        s.feed(&[token])?;
+        self.stats.decode_time += start.elapsed();
+        self.stats.generated_tokens += 1;
+        let mut text = std::mem::take(&mut self.held);
+        text.push_str(&self.decoder.push(tok, token));
+        if let Some(cut) = self.params.stop.iter().filter_map(|stop| text.find(stop.as_str())).min() {
+            text.truncate(cut);
+            self.finish(StopReason::StopString);
+            return Ok(Some(Piece { token, text }));
+        }
+        // Hold back a tail that could still grow into a stop string.
+        let keep = self.params.stop.iter().map(|stop| partial_suffix(&text, stop)).max().unwrap_or(0);
+        self.held = text.split_off(text.len() - keep);
+        if self.stats.generated_tokens >= self.params.max_tokens {
+            text.push_str(&std::mem::take(&mut self.held));
+            self.finish(StopReason::MaxTokens);
+        }
+        Ok(Some(Piece { token, text }))
+    }
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of `stop` (at a char boundary).
+fn partial_suffix(text: &str, stop: &str) -> usize {
+    (1..stop.len().min(text.len() + 1))
+        .rev()
+        .find(|&n| text.is_char_boundary(text.len() - n) && stop.as_bytes().starts_with(&text.as_bytes()[text.len() - n..]))
+        .unwrap_or(0)
+}
+
+impl Iterator for Generation<'_, '_> {
+    type Item = Result<Piece>;
+
+    fn next(&mut self) -> Option<Result<Piece>> {
+        if self.done {
+            return None;
+        }
+        if self.params.max_tokens == 0 {
+            self.finish(StopReason::MaxTokens);
+            return None;
+        }
+        match self.step() {
+            Ok(piece) => piece.map(Ok),
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partial_suffix;
+
+    #[test]
+    fn partial_suffix_finds_stop_prefixes() {
+        assert_eq!(partial_suffix("hello wo", "world"), 2);
+        assert_eq!(partial_suffix("hello", "world"), 0);
+        assert_eq!(partial_suffix("abc<", "<end>"), 1);
+        assert_eq!(partial_suffix("é<e", "<en"), 2);
+    }
+}
