@@ -144,24 +144,46 @@ fn tune(ctx: &Context, timer: &Timer, formats: &[GgmlType]) -> Result<()> {
     let x = ctx.f32_buffer("x", k)?;
     let y = ctx.f32_buffer("y", m)?;
     let weights: Vec<GpuTensor> = formats.iter().map(|&ty| weight(ctx, ty, m, k)).collect::<Result<_>>()?;
-    // Interleaved rounds, best of each: other load on the machine then hits all variants alike.
-    let mut best = vec![vec![f64::MAX; shapes.len()]; formats.len()];
-    for _ in 0..5 {
+    // The machine may be shared: rank shapes by CPU time of this process (lavapipe's workers are
+    // our threads) as well as by wall time. Interleaved rounds, best of each.
+    let mut best = vec![vec![(f64::MAX, f64::MAX); shapes.len()]; formats.len()];
+    for _ in 0..4 {
         for (w, best) in weights.iter().zip(&mut best) {
             for (shape, best) in shapes.iter().zip(best.iter_mut()) {
-                let t = best_of(ctx, timer, 1, |pass| ops::matvec_with(ctx, pass, *shape, w, x.at(0), y.at(0), 1))?;
-                *best = best.min(t);
+                let reps = 8;
+                let cpu0 = process_cpu_seconds();
+                let t = best_of(ctx, timer, 1, |pass| {
+                    for _ in 0..reps {
+                        ops::matvec_with(ctx, pass, *shape, w, x.at(0), y.at(0), 1)?;
+                    }
+                    Ok(())
+                })?;
+                let cpu = (process_cpu_seconds() - cpu0) / 2.0;
+                *best = (best.0.min(t / reps as f64), best.1.min(cpu / reps as f64));
             }
         }
     }
+    println!("GB/s by wall time | by CPU time of this process (wg/tpr/rpi)");
     for (w, best) in weights.iter().zip(&best) {
         print!("{:<7}", w.ty.name());
-        for (shape, t) in shapes.iter().zip(best) {
-            print!(" {}/{}/{}: {:>5.2}", shape.wg, shape.tpr, shape.rpi, w.n_bytes() as f64 / t / 1e9);
+        for (shape, (t, c)) in shapes.iter().zip(best) {
+            let gb = w.n_bytes() as f64 / 1e9;
+            print!(" {}/{}/{}: {:>5.2}|{:>5.2}", shape.wg, shape.tpr, shape.rpi, gb / t, gb / c);
         }
         println!();
     }
     Ok(())
+}
+
+/// CPU seconds used so far by all threads of this process (Linux; 0 elsewhere), with nanosecond
+/// resolution from each thread's schedstat.
+fn process_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>()
+        * 1e-9
 }
 
 fn matmul_gflops(ctx: &Context, timer: &Timer, ty: GgmlType, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {

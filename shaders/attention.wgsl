@@ -2,7 +2,7 @@
 // Scores go to a scratch buffer (one row of n_ctx per query and head), then softmax, then the
 // weighted sum of values, each thread owning some output dimensions. Grouped-query attention maps
 // query head h to KV head h / group. Keys and values are read from the raw u32 cache words
-// (f16 pairs when KV_F16 = 1, else f32 bits; see kv_store.wgsl).
+// (f16 pairs when KV_F16 = 1, else f32 bits; see kv_store.wgsl); position j is in row j % ring.
 //
 // Generated constants: WG (a power of two), KV_F16, HD (head_dim, ≤ the workgroup array).
 
@@ -22,7 +22,7 @@ struct Params {
     q_stride: u32,
     o_off: u32,
     o_stride: u32,
-    pad: u32,
+    ring: u32,        // rows of the caches
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
@@ -96,7 +96,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
     // scores and their maximum
     var m = -3.4e38;
     for (var j = first + lid; j <= pos; j += WG) {
-        let kb = j * p.kv_dim + kvh * p.head_dim;
+        let kb = (j % p.ring) * p.kv_dim + kvh * p.head_dim;
         var s = 0.0;
         for (var d = 0u; d < p.head_dim; d += 2u) {
             let k2 = k_pair(kb + d);
@@ -123,7 +123,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
     for (var d = lid; d < p.head_dim_v; d += WG) {
         var acc = 0.0;
         for (var j = first; j <= pos; j++) {
-            acc += scores[srow + j] * v_elem(j * p.kv_dim_v + kvh * p.head_dim_v + d);
+            acc += scores[srow + j] * v_elem((j % p.ring) * p.kv_dim_v + kvh * p.head_dim_v + d);
         }
         out[ob + d] = acc * inv;
     }

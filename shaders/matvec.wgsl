@@ -47,6 +47,32 @@ fn main(@builtin(local_invocation_index) lid: u32,
     // The row is walked in units of UG consecutive groups of one block; the TPR invocations of a
     // row take interleaved units (neighbours read neighbouring bytes, coalesced on GPUs). Each
     // unit reads its block header once per row and each activation once for all RPI rows.
+    if (OLD == 1u) {
+        let nblocks = p.k / QK;
+        for (var b = 0u; b < nblocks; b++) {
+            var hdr: array<Blk, RPI>;
+            for (var r = 0u; r < RPI; r++) {
+                hdr[r] = blk_load(rb[r] + b * QB);
+            }
+            let kb = p.x_off + b * (QK / 4u);
+            for (var j = 0u; j < GPB; j++) {
+                var xa: array<vec4<f32>, NCOLS>;
+                var xb: array<vec4<f32>, NCOLS>;
+                for (var r = 0u; r < RPI; r++) {
+                    let d = blk_dq8(rb[r] + b * QB, hdr[r], j);
+                    if (r == 0u) {
+                        for (var c = 0u; c < NCOLS; c++) {
+                            xa[c] = xv[kb + c * p.x_stride + d.ia / 4u];
+                            xb[c] = xv[kb + c * p.x_stride + d.ib / 4u];
+                        }
+                    }
+                    for (var c = 0u; c < NCOLS; c++) {
+                        acc[r * NCOLS + c] += d.a * xa[c] + d.b * xb[c];
+                    }
+                }
+            }
+        }
+    } else {
     let nunits = p.k / (8u * UG);
     for (var u = lane; u < nunits; u += TPR) {
         let g0 = u * UG;
@@ -75,6 +101,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
         }
     }
 
+    }
     if (TPR > 1u) {
         for (var i = 0u; i < RPI * NCOLS; i++) {
             red[lid * RPI * NCOLS + i] = dot(acc[i], vec4<f32>(1.0));

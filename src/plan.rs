@@ -248,7 +248,9 @@ impl Plan {
 /// This is the single definition of the scratch size: the forward pass allocates exactly these.
 pub fn scratch_bytes(config: &Config, batch: usize, n_ctx: usize, logits_rows: usize) -> u64 {
     let c = config;
-    let per_token = 3 * c.n_embd + c.q_dim() + 2 * c.kv_dim() + c.n_head * c.head_dim_v + 2 * c.n_ff;
+    // Models with per-head q/k norms keep q and k before the norm too.
+    let qk_raw = if c.arch == crate::model::Arch::Gemma3 { c.q_dim() + c.kv_dim() } else { 0 };
+    let per_token = 3 * c.n_embd + c.q_dim() + 2 * c.kv_dim() + c.n_head * c.head_dim_v + 2 * c.n_ff + qk_raw;
     let floats = batch as u64 * per_token as u64
         + logits_rows as u64 * c.n_vocab as u64
         + c.n_head as u64 * batch as u64 * n_ctx as u64;
@@ -265,15 +267,15 @@ pub fn staging_bytes(config: &Config, batch: usize, logits_rows: usize) -> u64 {
 }
 
 /// Positions layer `il`'s cache holds: the context, capped at the window on sliding-window layers.
-pub fn kv_ctx_of(config: &Config, il: usize, n_ctx: usize) -> usize {
-    config.window_of(il).map_or(n_ctx, |w| n_ctx.min(w))
+pub fn kv_ctx_of(config: &Config, il: usize, n_ctx: usize, batch: usize) -> usize {
+    config.kv_rows(il, n_ctx, batch)
 }
 
 /// Bytes of layer `il`'s K and V caches for `n_ctx` positions: each is
 /// `kv_ctx × kv_dim × element bytes` (V with `kv_dim_v`) in its own buffer, rounded up like every
 /// device vector ([`device_vec_bytes`]).
-pub fn kv_layer_bytes(config: &Config, il: usize, n_ctx: usize, kv_type: KvType) -> u64 {
-    let rows = kv_ctx_of(config, il, n_ctx) as u64;
+pub fn kv_layer_bytes(config: &Config, il: usize, n_ctx: usize, batch: usize, kv_type: KvType) -> u64 {
+    let rows = kv_ctx_of(config, il, n_ctx, batch) as u64;
     let elem = kv_type.bytes() as u64;
     let k = device_vec_bytes(rows * config.kv_dim() as u64 * elem);
     let v = device_vec_bytes(rows * config.kv_dim_v() as u64 * elem);
@@ -395,7 +397,7 @@ impl Setting {
             kv_type,
             n_ctx,
             batch,
-            kv: (0..config.n_layer).map(|il| kv_layer_bytes(config, il, n_ctx, kv_type)).collect(),
+            kv: (0..config.n_layer).map(|il| kv_layer_bytes(config, il, n_ctx, batch, kv_type)).collect(),
             scratch: scratch_bytes(config, batch, n_ctx, req.logits_rows),
             staging: staging_bytes(config, batch, req.logits_rows),
         }
@@ -431,6 +433,7 @@ pub fn candidate_settings(req: &PlanRequest) -> Vec<(KvType, usize)> {
 /// Plan how to run `file`'s model under `req` (see the module documentation for the order).
 pub fn plan(file: &GgufFile, req: &PlanRequest) -> Result<Plan> {
     let config = Config::from_gguf(file)?;
+    // Before the tensor sizes: a context the model cannot take is the error to report first.
     check_request(&config, req)?;
     let bytes = ModelBytes::from_gguf(file, &config, req.chunk_limit())?;
     let name = file.get_str("general.name").unwrap_or(config.arch.name());
@@ -440,6 +443,13 @@ pub fn plan(file: &GgufFile, req: &PlanRequest) -> Result<Plan> {
 /// Plan from a config and tensor sizes (what [`plan`] does once it has read the file).
 pub fn plan_model(name: &str, config: &Config, bytes: &ModelBytes, req: &PlanRequest) -> Result<Plan> {
     check_request(config, req)?;
+    if bytes.layers.len() != config.n_layer || config.n_layer == 0 {
+        return Err(Error::Invalid(format!(
+            "sizes of {} layers for a model of {} layers",
+            bytes.layers.len(),
+            config.n_layer
+        )));
+    }
     let settings: Vec<Setting> =
         candidate_settings(req).into_iter().map(|(kv, ctx)| Setting::new(config, req, kv, ctx)).collect();
     let n_layer = config.n_layer;
@@ -495,7 +505,7 @@ fn build(
             placement: place(il < n_gpu),
             weight_bytes: m.layers[il],
             kv_bytes: s.kv[il],
-            kv_ctx: kv_ctx_of(config, il, s.n_ctx),
+            kv_ctx: kv_ctx_of(config, il, s.n_ctx, s.batch),
         })
         .collect();
     let head = place(head_gpu);

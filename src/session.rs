@@ -23,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::gpu::{AdapterSelector, Context, ContextOptions};
 use crate::model::cpu::Logits;
-use crate::model::gpu::{GpuModel, GpuState, Placement};
+use crate::model::gpu::{GpuModel, GpuState, Offload};
+use crate::plan::{self, Budget, Plan, PlanRequest};
 use crate::model::{Config, KvType};
 use crate::sampler::{Sampler, SamplerParams};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -38,15 +39,27 @@ pub struct ModelOptions {
     pub kv_type: KvType,
     /// Which adapter (index or name substring); default: the best one (see [`crate::gpu`]).
     pub adapter: Option<String>,
-    /// VRAM budget in bytes; default: what the device reports.
+    /// VRAM budget in bytes; default: what the device reports (see [`Budget`]).
     pub vram_budget: Option<u64>,
+    /// Let the planner use a smaller KV type or context when the requested ones do not fit.
+    pub allow_smaller_kv: bool,
+    pub allow_smaller_ctx: bool,
     /// Force where layers run (tests and tools); default: decided by the VRAM plan.
-    pub placement: Option<Placement>,
+    pub offload: Option<Offload>,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        ModelOptions { n_ctx: None, batch: 128, kv_type: KvType::F16, adapter: None, vram_budget: None, placement: None }
+        ModelOptions {
+            n_ctx: None,
+            batch: 128,
+            kv_type: KvType::F16,
+            adapter: None,
+            vram_budget: None,
+            allow_smaller_kv: false,
+            allow_smaller_ctx: false,
+            offload: None,
+        }
     }
 }
 
@@ -54,8 +67,8 @@ impl Default for ModelOptions {
 pub struct Model {
     gpu: GpuModel,
     tokenizer: Tokenizer,
-    options: ModelOptions,
-    n_ctx: usize,
+    plan: Plan,
+    budget: Budget,
     load_time: Duration,
 }
 
@@ -72,17 +85,27 @@ impl Model {
         let config = Config::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let n_ctx = options.n_ctx.unwrap_or(config.n_ctx_train.min(4096));
-        if n_ctx == 0 || n_ctx > config.n_ctx_train {
-            return Err(Error::Invalid(format!(
-                "context of {n_ctx} tokens: this model supports 1 to {} tokens",
-                config.n_ctx_train
-            )));
-        }
         let adapter = options.adapter.as_deref().map(AdapterSelector::parse);
         let ctx = Arc::new(Context::with_options(ContextOptions { adapter, ..Default::default() })?);
-        let placement = options.placement.unwrap_or(Placement::all_gpu(&config));
-        let gpu = GpuModel::load(ctx, file, placement, progress)?;
-        Ok(Model { gpu, tokenizer, options, n_ctx, load_time: start.elapsed() })
+
+        // Plan from metadata before anything is uploaded.
+        let budget = Budget::resolve(options.vram_budget, None);
+        let limits = ctx.limits();
+        let mut req = PlanRequest::new(n_ctx, budget.bytes);
+        req.kv_type = options.kv_type;
+        req.max_buffer_size = limits.max_buffer_size;
+        req.max_binding_size = ctx.max_binding_size();
+        req.allow_smaller_kv = options.allow_smaller_kv;
+        req.allow_smaller_ctx = options.allow_smaller_ctx;
+        // The attention scratch ([n_head][batch][n_ctx] floats) must fit one binding.
+        let per_token_scores = (config.n_head * n_ctx * 4) as u64;
+        req.batch = options.batch.min((ctx.max_binding_size() / per_token_scores.max(1)) as usize).max(1);
+        let plan = plan::plan(&file, &req)?;
+        let offload = options
+            .offload
+            .unwrap_or(Offload { gpu_layers: plan.gpu_layers(), head_on_gpu: plan.head_on_gpu() });
+        let gpu = GpuModel::load(ctx, file, offload, progress)?;
+        Ok(Model { gpu, tokenizer, plan, budget, load_time: start.elapsed() })
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -95,11 +118,20 @@ impl Model {
     pub fn gpu(&self) -> &Context {
         &self.gpu.ctx
     }
-    pub fn placement(&self) -> Placement {
+    /// Where layers run.
+    pub fn offload(&self) -> Offload {
         self.gpu.placement
     }
+    /// The VRAM plan the model was loaded with.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    /// The budget the plan was made against, and where it came from.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
     pub fn n_ctx(&self) -> usize {
-        self.n_ctx
+        self.plan.n_ctx
     }
     pub fn load_time(&self) -> Duration {
         self.load_time
@@ -111,7 +143,7 @@ impl Model {
 
     /// A new conversation with its own KV cache.
     pub fn session(&self) -> Result<Session<'_>> {
-        let state = GpuState::new(&self.gpu, self.n_ctx, self.options.batch.min(self.n_ctx), 1, self.options.kv_type)?;
+        let state = GpuState::new(&self.gpu, self.plan.n_ctx, self.plan.batch, 1, self.plan.kv_type)?;
         Ok(Session { model: self, state, history: Vec::new(), logits: None })
     }
 }

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use wgquant::gguf::GgufFile;
 use wgquant::gpu::Context;
 use wgquant::model::cpu::Logits;
-use wgquant::model::gpu::{GpuModel, GpuState, Placement};
+use wgquant::model::gpu::{GpuModel, GpuState, Offload};
 use wgquant::model::KvType;
 
-fn load(placement: Option<Placement>) -> GpuModel {
+fn load(placement: Option<Offload>) -> GpuModel {
     let file = Arc::new(GgufFile::open(common::default_model_path()).unwrap());
     let ctx = Arc::new(Context::new().expect("a GPU adapter (lavapipe in CI)"));
     let config = wgquant::model::Config::from_gguf(&file).unwrap();
-    let placement = placement.unwrap_or(Placement::all_gpu(&config));
+    let placement = placement.unwrap_or(Offload::all_gpu(&config));
     GpuModel::load(ctx, file, placement, |_, _| {}).unwrap()
 }
 
@@ -81,11 +81,26 @@ fn mixed_gpu_cpu_layers_match_all_gpu() {
         let mut state = GpuState::new(&model, 16, 8, 1, KvType::F16).unwrap();
         model.forward(&mut state, &tokens, 0, Logits::Last).unwrap()
     };
-    let all = run(Placement { gpu_layers: 18, head_on_gpu: true });
-    for placement in [Placement { gpu_layers: 10, head_on_gpu: true }, Placement { gpu_layers: 0, head_on_gpu: false }] {
+    let all = run(Offload { gpu_layers: 18, head_on_gpu: true });
+    for placement in [Offload { gpu_layers: 10, head_on_gpu: true }, Offload { gpu_layers: 0, head_on_gpu: false }] {
         let mixed = run(placement);
         let max_diff = all.iter().zip(&mixed).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert_eq!(common::argmax(&all), common::argmax(&mixed));
         assert!(max_diff < 0.05, "{placement:?}: max diff {max_diff}");
     }
+}
+
+/// Past the sliding window (512), the ring caches of the local layers give the CPU path's logits.
+#[test]
+fn sliding_window_ring_cache_matches_the_cpu_path() {
+    let model = load(None);
+    // A long deterministic token sequence (BOS, then ids spread over the vocabulary).
+    let tokens: Vec<u32> = std::iter::once(2).chain((1..600u32).map(|i| 1000 + (i * 7919) % 200_000)).collect();
+    let mut cache = wgquant::model::cpu::CpuKvCache::new(&model.config, 600);
+    let cpu = model.cpu.forward(&tokens, 0, &mut cache, Logits::Last).unwrap();
+    let mut state = GpuState::new(&model, 600, 64, 1, KvType::F16).unwrap();
+    let gpu = model.forward(&mut state, &tokens, 0, Logits::Last).unwrap();
+    let max_diff = gpu.iter().zip(&cpu).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert_eq!(common::argmax(&gpu), common::argmax(&cpu));
+    assert!(max_diff < 0.1, "max |gpu - cpu| = {max_diff}");
 }

@@ -218,20 +218,22 @@ fn gemma_sliding_window_caps_the_kv_cache() {
     let kv = |n_ctx: usize, kv_type: KvType| {
         let mut req = request(n_ctx, 100 * GIB);
         req.kv_type = kv_type;
+        req.batch = 128;
         let p = plan::plan(&file, &req).unwrap();
         check_consistent(&p);
         p
     };
-    // ctx 2048, f16: 15 sliding layers hold 512 positions, 3 global layers 2048; each position is
-    // 256 (K) + 256 (V) elements of 2 bytes.
+    // ctx 2048, f16, micro-batches of 128: the 15 sliding layers keep a ring of window + batch =
+    // 640 positions (a micro-batch writes 128 rows while its first query still reads the 512
+    // before it), the 3 global layers 2048; each position is 256 (K) + 256 (V) elements of 2 bytes.
     let p = kv(2048, KvType::F16);
-    assert_eq!(p.totals.kv_gpu, 15 * 512 * 512 * 2 + 3 * 2048 * 512 * 2);
-    assert_eq!(p.totals.kv_gpu, 14_155_776);
-    assert_eq!(p.layers[0].kv_ctx, 512);
+    assert_eq!(p.totals.kv_gpu, 15 * 640 * 512 * 2 + 3 * 2048 * 512 * 2);
+    assert_eq!(p.totals.kv_gpu, 16_121_856);
+    assert_eq!(p.layers[0].kv_ctx, 640);
     assert_eq!((p.layers[5].kv_ctx, p.layers[5].kv_bytes), (2048, 2048 * 512 * 2));
-    // f32 at 32768 (the training context): 15 × 512 + 3 × 32768 positions of 512 × 4 bytes.
+    // f32 at 32768 (the training context): 15 × 640 + 3 × 32768 positions of 512 × 4 bytes.
     let p = kv(32768, KvType::F32);
-    assert_eq!(p.totals.kv_gpu, (15 * 512 + 3 * 32768) * 512 * 4);
+    assert_eq!(p.totals.kv_gpu, (15 * 640 + 3 * 32768) * 512 * 4);
     // Below the window, nothing is capped.
     let p = kv(256, KvType::F16);
     assert_eq!(p.totals.kv_gpu, 18 * 256 * 512 * 2);

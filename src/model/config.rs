@@ -199,6 +199,13 @@ impl Config {
         }
     }
 
+    /// Rows of layer `il`'s KV cache for a context of `n_ctx` and prompt micro-batches of `batch`:
+    /// a sliding-window layer keeps a ring of `window + batch` rows (a micro-batch writes `batch`
+    /// new rows while its first query still needs the `window` before it), others keep `n_ctx`.
+    pub fn kv_rows(&self, il: usize, n_ctx: usize, batch: usize) -> usize {
+        self.window_of(il).map_or(n_ctx, |w| n_ctx.min(w + batch))
+    }
+
     /// The window of layer `il`: how many past positions (itself included) a query may attend to.
     pub fn window_of(&self, il: usize) -> Option<usize> {
         if self.layer_is_swa[il] {

@@ -68,16 +68,16 @@ impl GpuWeight {
 
 /// Where each part of the model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Placement {
+pub struct Offload {
     /// Layers `0..gpu_layers` run on the GPU, the rest on the CPU.
     pub gpu_layers: usize,
     /// Whether the final norm and output head run on the GPU.
     pub head_on_gpu: bool,
 }
 
-impl Placement {
-    pub fn all_gpu(config: &Config) -> Placement {
-        Placement { gpu_layers: config.n_layer, head_on_gpu: true }
+impl Offload {
+    pub fn all_gpu(config: &Config) -> Offload {
+        Offload { gpu_layers: config.n_layer, head_on_gpu: true }
     }
 }
 
@@ -85,7 +85,7 @@ impl Placement {
 pub struct GpuModel {
     pub ctx: Arc<Context>,
     pub config: Config,
-    pub placement: Placement,
+    pub placement: Offload,
     layers: Vec<LayerWeights<GpuWeight>>,
     output_norm: Option<F32Buffer>,
     /// The output head (the embedding table when tied), when on the GPU.
@@ -103,7 +103,7 @@ impl GpuModel {
     pub fn load(
         ctx: Arc<Context>,
         file: Arc<GgufFile>,
-        placement: Placement,
+        placement: Offload,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<GpuModel> {
         let cpu = CpuModel::new(file.clone())?;
@@ -147,7 +147,7 @@ impl GpuModel {
 }
 
 /// Bytes the placement uploads, for progress.
-fn upload_bytes(cpu: &CpuModel, placement: Placement, head: &TensorInfo) -> u64 {
+fn upload_bytes(cpu: &CpuModel, placement: Offload, head: &TensorInfo) -> u64 {
     let layers: u64 =
         cpu.weights.layers[..placement.gpu_layers].iter().flat_map(|l| l.iter()).map(|t| t.n_bytes).sum();
     let head = if placement.head_on_gpu { head.n_bytes + cpu.weights.global.output_norm.n_bytes } else { 0 };
@@ -194,9 +194,9 @@ impl GpuState {
         let mut k_cache = Vec::new();
         let mut v_cache = Vec::new();
         for il in 0..model.placement.gpu_layers {
-            // Sliding-window layers still index the cache by absolute position, so they keep n_ctx rows.
-            k_cache.push(KvBuffer::new(ctx, &format!("k_cache.{il}"), n_ctx, c.kv_dim(), kv_type)?);
-            v_cache.push(KvBuffer::new(ctx, &format!("v_cache.{il}"), n_ctx, c.kv_dim_v(), kv_type)?);
+            let rows = c.kv_rows(il, n_ctx, batch);
+            k_cache.push(KvBuffer::new(ctx, &format!("k_cache.{il}"), rows, c.kv_dim(), kv_type)?);
+            v_cache.push(KvBuffer::new(ctx, &format!("v_cache.{il}"), rows, c.kv_dim_v(), kv_type)?);
         }
         Ok(GpuState {
             batch,
@@ -260,7 +260,8 @@ impl GpuModel {
     fn forward_batch(&self, state: &mut GpuState, tokens: &[u32], pos0: usize, want: Option<Logits>) -> Result<Vec<f32>> {
         let c = &self.config;
         let n = tokens.len();
-        let all_gpu = self.placement.gpu_layers == c.n_layer;
+        // Everything on the GPU: one submit, and only logits come back.
+        let all_gpu = self.placement.gpu_layers == c.n_layer && self.head.is_some();
         let embed_on_gpu = self.head_is_embedding && self.head.is_some();
         if !embed_on_gpu {
             self.ctx.write(&state.x, 0, &self.cpu.embed(tokens)?)?;
@@ -379,6 +380,7 @@ impl GpuModel {
             pos0,
             window: c.window_of(il),
             scale: c.attn_scale,
+            n_ctx: s.n_ctx,
         };
         attention(ctx, pass, &shape, &s.q, &s.k_cache[il], &s.v_cache[il], &s.scores, &s.attn)?;
         // output projection, post-norm, residual

@@ -9,22 +9,22 @@ use crate::model::KvType;
 
 const WG: u32 = 64;
 
-/// One layer's cache of one of K or V: `n_ctx` rows of `row_len` elements, as raw u32 words
-/// (f16 pairs or f32 bits).
+/// One layer's cache of one of K or V: a ring of `rows` rows of `row_len` elements (position p in
+/// row p % rows), as raw u32 words (f16 pairs or f32 bits).
 pub struct KvBuffer {
     pub words: U32Buffer,
     pub row_len: usize,
-    pub n_ctx: usize,
+    pub rows: usize,
     pub kv_type: KvType,
 }
 
 impl KvBuffer {
-    pub fn new(ctx: &Context, label: &str, n_ctx: usize, row_len: usize, kv_type: KvType) -> Result<KvBuffer> {
-        if row_len % 2 != 0 {
-            return Err(Error::Shape(format!("KV rows of {row_len} elements: must be even")));
+    pub fn new(ctx: &Context, label: &str, rows: usize, row_len: usize, kv_type: KvType) -> Result<KvBuffer> {
+        if row_len % 2 != 0 || rows == 0 {
+            return Err(Error::Shape(format!("KV cache of {rows} rows of {row_len} elements: rows must be even")));
         }
-        let words = n_ctx * row_len * kv_type.bytes() / 4;
-        Ok(KvBuffer { words: ctx.vec_zeroed(label, words, MemTag::KvCache)?, row_len, n_ctx, kv_type })
+        let words = rows * row_len * kv_type.bytes() / 4;
+        Ok(KvBuffer { words: ctx.vec_zeroed(label, words, MemTag::KvCache)?, row_len, rows, kv_type })
     }
 
 }
@@ -53,16 +53,12 @@ pub fn kv_store<'a>(
     pos0: usize,
 ) -> Result<()> {
     let src = src.into();
-    if pos0 + n_rows > cache.n_ctx {
-        return Err(Error::Invalid(format!(
-            "KV cache: positions {pos0}..{} exceed its {} positions",
-            pos0 + n_rows,
-            cache.n_ctx
-        )));
+    if n_rows > cache.rows {
+        return Err(Error::Invalid(format!("KV cache: {n_rows} new rows exceed its ring of {}", cache.rows)));
     }
     let pipeline = ctx.pipeline(&store_key(cache.kv_type))?;
     let sr = bind_range(ctx, src.buf.buffer(), src.offset, n_rows * cache.row_len, "kv_store src")?;
-    let p = [u32_of(n_rows, "rows")?, u32_of(cache.row_len, "row")?, sr.base, u32_of(pos0, "pos0")?];
+    let p = [u32_of(n_rows, "rows")?, u32_of(cache.row_len, "row")?, sr.base, u32_of(pos0, "pos0")?, u32_of(cache.rows, "ring")?, 0, 0, 0];
     let uniform = ctx.uniform("kv_store params", &p)?;
     let entries =
         [wgpu::BindingResource::Buffer(sr.binding), cache.words.buffer().as_entire_binding(), uniform.as_entire_binding()];
@@ -83,11 +79,13 @@ pub struct AttentionShape {
     /// Attend only to the last `window` positions (itself included).
     pub window: Option<usize>,
     pub scale: f32,
+    /// Positions of the context (the scores scratch's row stride).
+    pub n_ctx: usize,
 }
 
 /// Attention of `q: [n_tokens][n_head * head_dim]` over the caches into
-/// `out: [n_tokens][n_head * head_dim_v]`, using `scores` as scratch
-/// (`n_tokens * n_head * k.n_ctx` floats).
+/// `out: [n_tokens][n_head * head_dim_v]`, using `scores` as scratch (`n_tokens * n_head * n_ctx`
+/// floats, indexed by absolute position). A ring cache must hold the window plus the batch.
 #[allow(clippy::too_many_arguments)]
 pub fn attention<'a>(
     ctx: &Context,
@@ -104,10 +102,15 @@ pub fn attention<'a>(
     if s.n_head % s.n_head_kv != 0 || k.row_len != s.n_head_kv * s.head_dim || v.row_len != s.n_head_kv * s.head_dim_v {
         return Err(Error::Shape(format!("attention: {s:?} does not match caches of rows {} and {}", k.row_len, v.row_len)));
     }
-    if s.pos0 + s.n_tokens > k.n_ctx {
-        return Err(Error::Invalid(format!("attention: positions up to {} exceed the cache", s.pos0 + s.n_tokens)));
+    let end = s.pos0 + s.n_tokens;
+    let needed_rows = s.window.map_or(end, |w| end.min(w + s.n_tokens));
+    if end > s.n_ctx || k.rows < needed_rows || v.rows < needed_rows {
+        return Err(Error::Invalid(format!(
+            "attention: positions up to {end} need {needed_rows} cache rows of a context of {} (cache has {})",
+            s.n_ctx, k.rows
+        )));
     }
-    let n_scores = s.n_tokens * s.n_head * k.n_ctx;
+    let n_scores = s.n_tokens * s.n_head * s.n_ctx;
     if scores.len() < n_scores {
         return Err(Error::Shape(format!("attention: scratch of {} floats, needs {n_scores}", scores.len())));
     }
@@ -124,14 +127,14 @@ pub fn attention<'a>(
         u32_of(k.row_len, "kv dim")?,
         u32_of(v.row_len, "kv dim v")?,
         u32_of(s.pos0, "pos0")?,
-        u32_of(k.n_ctx, "n_ctx")?,
+        u32_of(s.n_ctx, "n_ctx")?,
         u32_of(s.window.unwrap_or(0), "window")?,
         s.scale.to_bits(),
         qr.base,
         u32_of(q_stride, "q stride")?,
         or.base,
         u32_of(o_stride, "o stride")?,
-        0,
+        u32_of(k.rows, "ring")?,
     ];
     let uniform = ctx.uniform("attention params", &p)?;
     let entries = [

@@ -56,6 +56,7 @@ impl MatVecShape {
                 ("NCOLS", ncols),
                 ("RED", red),
                 ("UG", unit_groups(ty, self.tpr)),
+                ("OLD", std::env::var("EXP_OLD").map_or(0, |_| 1)),
             ],
         }
     }
