@@ -80,13 +80,23 @@ impl Model {
 
     /// Load, calling `progress(bytes_uploaded, bytes_total)` as weights reach the GPU.
     pub fn load_with_progress(path: impl AsRef<Path>, options: ModelOptions, progress: impl FnMut(u64, u64)) -> Result<Model> {
+        let adapter = options.adapter.as_deref().map(AdapterSelector::parse);
+        let ctx = Arc::new(Context::with_options(ContextOptions { adapter, ..Default::default() })?);
+        Self::load_on(ctx, path, options, progress)
+    }
+
+    /// Load onto an existing GPU context (several models can share one device and its tracker).
+    pub fn load_on(
+        ctx: Arc<Context>,
+        path: impl AsRef<Path>,
+        options: ModelOptions,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Model> {
         let start = Instant::now();
         let file = Arc::new(GgufFile::open(path)?);
         let config = Config::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let n_ctx = options.n_ctx.unwrap_or(config.n_ctx_train.min(4096));
-        let adapter = options.adapter.as_deref().map(AdapterSelector::parse);
-        let ctx = Arc::new(Context::with_options(ContextOptions { adapter, ..Default::default() })?);
 
         // Plan from metadata before anything is uploaded.
         let budget = Budget::resolve(options.vram_budget, None);
