@@ -4,6 +4,7 @@
 //! uploaded unchanged, and WGSL kernels dequantize in registers inside the matrix kernels.
 
 pub mod error;
+pub mod chat;
 pub mod eval;
 pub mod format;
 pub mod gguf;

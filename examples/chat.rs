@@ -1,0 +1,489 @@
+//! Chat with a GGUF model on the GPU: line editing, streamed answers, the model's own chat template.
+//!
+//! `cargo run --release --example chat` chats with the default model (fetch it with
+//! `scripts/fetch-model.sh`); `-- --help` lists the options. Flag names follow llama.cpp's CLI.
+//!
+//! Answers go to stdout, everything else (the loading bar, the model line, stats, errors) to
+//! stderr. With stdin not a terminal, lines are read from it plainly (same commands), so scripts
+//! and tests can drive the chat; `-p` answers one prompt and exits.
+//!
+//! Commands: `/reset` starts a new conversation, `/stats` shows the last answer's speed and the
+//! context used, `/quit` (or EOF, Ctrl-D) leaves. Ctrl-C stops an answer; at the prompt, twice leaves.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use wgquant::chat::{ChatTemplate, Conversation, Turn};
+use wgquant::gguf::GgufFile;
+use wgquant::{
+    Error, GenerateParams, GenerationStats, Model, ModelOptions, Result, SamplerParams, Session, StopReason,
+};
+
+/// Where `scripts/fetch-model.sh` puts the default model, relative to the crate root.
+const DEFAULT_MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
+
+/// Set by Ctrl-C while an answer is being generated: the answer stops at the next token.
+static STOP: AtomicBool = AtomicBool::new(false);
+/// Whether an answer is being generated (Ctrl-C then stops it instead of leaving).
+static GENERATING: AtomicBool = AtomicBool::new(false);
+
+#[derive(Parser)]
+#[command(about = "Chat with a GGUF model on the GPU (wgquant)")]
+#[command(after_help = "Commands while chatting: /reset (new conversation), /stats (speed and context), /quit. \
+Ctrl-C stops an answer; at the prompt, Ctrl-C twice or Ctrl-D leaves.")]
+struct Args {
+    /// GGUF model file [default: models/gemma-3-270m-q4_k_m.gguf in the current directory or the crate's]
+    #[arg(short, long)]
+    model: Option<PathBuf>,
+    /// Context length in tokens [default: the model's training context, at most 4096]
+    #[arg(short = 'c', long = "ctx", visible_alias = "ctx-size")]
+    ctx: Option<usize>,
+    /// Sampling temperature; 0 always picks the most likely token
+    #[arg(long, default_value_t = 0.8)]
+    temp: f32,
+    /// Sample from the k most likely tokens only; 0 keeps all
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Sample from the most likely tokens whose probabilities add up to p; 1 keeps all
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Drop tokens less likely than min-p times the most likely one; 0 keeps all
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Penalise tokens seen in the last --repeat-last-n tokens; 1 is off
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// How many recent tokens --repeat-penalty looks at
+    #[arg(long, default_value_t = 64)]
+    repeat_last_n: usize,
+    /// Random seed: the same seed and conversation give the same answers
+    #[arg(short, long, default_value_t = SamplerParams::default().seed)]
+    seed: u64,
+    /// Most tokens in one answer
+    #[arg(short = 'n', long, visible_alias = "n-predict", default_value_t = 1024)]
+    max_tokens: usize,
+    /// System prompt opening the conversation
+    #[arg(long, visible_alias = "system-prompt")]
+    system: Option<String>,
+    /// VRAM budget, e.g. 6GiB or 512MiB [default: what the adapter reports]
+    #[arg(long)]
+    vram_budget: Option<String>,
+    /// Adapter index or name substring; `list` prints the adapters
+    #[arg(long)]
+    device: Option<String>,
+    /// Answer this prompt, print the answer and exit
+    #[arg(short, long)]
+    prompt: Option<String>,
+    /// Plain completion: feed the text as it is, without the chat template
+    #[arg(long)]
+    no_template: bool,
+    /// Print speed stats after each answer
+    #[arg(long)]
+    stats: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    if args.device.as_deref() == Some("list") {
+        list_devices();
+        return Ok(());
+    }
+    let path = model_path(args.model.as_deref())?;
+    let gguf = GgufFile::open(&path).map_err(|e| in_file(&path, e))?;
+    // An unsupported architecture is reported before any GPU is probed (and the probing noise).
+    wgquant::model::Config::from_gguf(&gguf).map_err(|e| in_file(&path, e))?;
+    let model = load(args, &path)?;
+    eprintln!("{}", describe(&model, &gguf));
+    let template = if args.no_template { None } else { Some(ChatTemplate::for_model(&gguf, model.tokenizer())?) };
+    if let Some(t) = &template {
+        eprintln!("chat template: {}", t.describe());
+    }
+    let mut chat = Chat::new(args, &model, template)?;
+    match &args.prompt {
+        Some(prompt) => chat.answer(prompt),
+        None => {
+            install_ctrlc();
+            chat.interact()
+        }
+    }
+}
+
+/// Print every adapter wgpu sees, with the index `--device` takes.
+fn list_devices() {
+    let adapters = wgquant::gpu::list_adapters();
+    if adapters.is_empty() {
+        println!("no GPU adapters found (is a Vulkan driver installed?)");
+    }
+    for a in adapters {
+        let i = &a.info;
+        println!("{}: {} ({:?}, {:?}, {} {})", a.index, i.name, i.backend, i.device_type, i.driver, i.driver_info);
+    }
+}
+
+/// The model file: `--model`, or the default one in the current directory or the crate's.
+fn model_path(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = given {
+        return match path.exists() {
+            true => Ok(path.to_path_buf()),
+            false => Err(Error::Invalid(format!("model file {} does not exist", path.display()))),
+        };
+    }
+    let candidates = [PathBuf::from(DEFAULT_MODEL), Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL)];
+    candidates.into_iter().find(|p| p.exists()).ok_or_else(|| {
+        Error::Invalid(format!(
+            "the default model {DEFAULT_MODEL} is missing: run scripts/fetch-model.sh to download it, or pass --model PATH"
+        ))
+    })
+}
+
+/// Name the file in errors about its contents ("bad GGUF at byte 0" alone does not say which file).
+fn in_file(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Io { .. } => e,
+        other => Error::Invalid(format!("{}: {other}", path.display())),
+    }
+}
+
+/// Load the model with a progress bar on stderr (hidden when stderr is not a terminal).
+fn load(args: &Args, path: &Path) -> Result<Model> {
+    let vram_budget = args.vram_budget.as_deref().map(wgquant::plan::parse_bytes).transpose()?;
+    let options = ModelOptions { n_ctx: args.ctx, adapter: args.device.clone(), vram_budget, ..Default::default() };
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:32}] {bytes}/{total_bytes} ({eta})")
+            .expect("a valid progress template")
+            .progress_chars("=> "),
+    );
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    bar.set_message(format!("loading {name}"));
+    let model = Model::load_with_progress(path, options, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    model.map_err(|e| in_file(path, e))
+}
+
+/// One line: adapter, model, quant mix, VRAM plan.
+fn describe(model: &Model, gguf: &GgufFile) -> String {
+    let plan = model.plan();
+    format!(
+        "{} | {} ({}, {} layers) | {} | VRAM {} of {} ({} of {} layers on the GPU, context {}, {:?} KV) | loaded in {:.1} s",
+        model.gpu().adapter_info().name,
+        plan.model,
+        plan.arch,
+        plan.layers.len(),
+        quant_mix(gguf),
+        wgquant::plan::fmt_bytes(plan.gpu_total()),
+        wgquant::plan::fmt_bytes(plan.budget_bytes),
+        plan.gpu_layers(),
+        plan.layers.len(),
+        plan.n_ctx,
+        plan.kv_type,
+        model.load_time().as_secs_f64()
+    )
+}
+
+/// Tensor counts per type, largest share of the bytes first: `Q8_0×10 Q5_0×81 ...`.
+fn quant_mix(gguf: &GgufFile) -> String {
+    let mut by_type: Vec<(wgquant::GgmlType, usize, u64)> = Vec::new();
+    for t in gguf.tensors() {
+        match by_type.iter_mut().find(|(ty, _, _)| *ty == t.ty) {
+            Some(entry) => {
+                entry.1 += 1;
+                entry.2 += t.n_bytes;
+            }
+            None => by_type.push((t.ty, 1, t.n_bytes)),
+        }
+    }
+    by_type.sort_by_key(|&(_, _, bytes)| std::cmp::Reverse(bytes));
+    by_type.iter().map(|(ty, n, _)| format!("{}×{n}", ty.name())).collect::<Vec<_>>().join(" ")
+}
+
+/// Ctrl-C during an answer stops it; elsewhere (piped input, loading) it leaves as usual. At a
+/// rustyline prompt the terminal is in raw mode and rustyline reports Ctrl-C itself.
+fn install_ctrlc() {
+    let _ = ctrlc::set_handler(|| {
+        if GENERATING.load(Ordering::SeqCst) {
+            STOP.store(true, Ordering::SeqCst);
+        } else {
+            std::process::exit(130);
+        }
+    });
+}
+
+/// One line of input.
+enum Line {
+    Text(String),
+    /// Ctrl-C at the prompt.
+    Interrupted,
+    Eof,
+}
+
+/// Where lines come from: rustyline on a terminal, plain reads otherwise.
+enum Input {
+    Editor(Box<rustyline::DefaultEditor>),
+    Plain(std::io::StdinLock<'static>),
+}
+
+impl Input {
+    fn new() -> Input {
+        if std::io::stdin().is_terminal() {
+            if let Ok(editor) = rustyline::DefaultEditor::new() {
+                return Input::Editor(Box::new(editor));
+            }
+        }
+        Input::Plain(std::io::stdin().lock())
+    }
+
+    fn read(&mut self) -> Result<Line> {
+        match self {
+            Input::Editor(editor) => match editor.readline("> ") {
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        let _ = editor.add_history_entry(line.as_str());
+                    }
+                    Ok(Line::Text(line))
+                }
+                Err(rustyline::error::ReadlineError::Interrupted) => Ok(Line::Interrupted),
+                Err(rustyline::error::ReadlineError::Eof) => Ok(Line::Eof),
+                Err(e) => Err(Error::Invalid(format!("reading input: {e}"))),
+            },
+            Input::Plain(stdin) => {
+                let mut line = String::new();
+                match stdin.read_line(&mut line) {
+                    Ok(0) => Ok(Line::Eof),
+                    Ok(_) => Ok(Line::Text(line.trim_end_matches(['\n', '\r']).to_string())),
+                    Err(e) => Err(Error::io("<stdin>", e)),
+                }
+            }
+        }
+    }
+}
+
+/// A chat session: the model's session (KV cache), the conversation and the settings.
+struct Chat<'m> {
+    model: &'m Model,
+    session: Session<'m>,
+    /// `None` with `--no-template`: plain completion.
+    conversation: Option<Conversation>,
+    params: GenerateParams,
+    /// Tokens that end an answer besides the end-of-generation ones.
+    stop_tokens: Vec<u32>,
+    show_stats: bool,
+    last: Option<GenerationStats>,
+}
+
+impl<'m> Chat<'m> {
+    fn new(args: &Args, model: &'m Model, template: Option<ChatTemplate>) -> Result<Chat<'m>> {
+        let sampler = SamplerParams {
+            temperature: args.temp,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            min_p: args.min_p,
+            repeat_penalty: args.repeat_penalty,
+            repeat_last_n: args.repeat_last_n,
+            seed: args.seed,
+        };
+        let stop = template.as_ref().map(|t| t.stop_strings()).unwrap_or_default();
+        let stop_tokens = template.as_ref().map(|t| t.stop_tokens(model.tokenizer())).unwrap_or_default();
+        if args.no_template && args.system.is_some() {
+            eprintln!("note: --system is ignored with --no-template");
+        }
+        Ok(Chat {
+            model,
+            session: model.session()?,
+            conversation: template.map(|t| Conversation::new(t, args.system.clone())),
+            params: GenerateParams { max_tokens: args.max_tokens, sampler, stop, parse_special: true },
+            stop_tokens,
+            show_stats: args.stats,
+            last: None,
+        })
+    }
+
+    /// Read lines until `/quit` or EOF; errors of one answer are reported and the chat goes on.
+    fn interact(&mut self) -> Result<()> {
+        let mut input = Input::new();
+        if matches!(input, Input::Editor(_)) {
+            eprintln!("Type a message; /reset starts over, /stats shows speed, /quit leaves. Ctrl-C stops an answer.");
+        }
+        let mut interrupted = false;
+        loop {
+            let line = match input.read()? {
+                Line::Eof => return Ok(()),
+                Line::Interrupted if interrupted => return Ok(()),
+                Line::Interrupted => {
+                    eprintln!("(Ctrl-C again, Ctrl-D or /quit to leave)");
+                    interrupted = true;
+                    continue;
+                }
+                Line::Text(line) => line,
+            };
+            interrupted = false;
+            match line.trim() {
+                "" => {}
+                "/quit" | "/exit" => return Ok(()),
+                "/reset" => self.reset(),
+                "/stats" => self.print_stats(),
+                "/help" => eprintln!("/reset starts a new conversation, /stats shows speed and context, /quit leaves"),
+                _ => {
+                    if let Err(e) = self.answer(&line) {
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.session.reset();
+        if let Some(c) = &mut self.conversation {
+            c.reset();
+        }
+        eprintln!("(new conversation)");
+    }
+
+    /// The stats of the last answer and how full the context is.
+    fn print_stats(&self) {
+        let used = format!("context {}/{} tokens", self.session.history().len(), self.session.n_ctx());
+        match &self.last {
+            Some(s) => eprintln!("{} | {used}", stats_line(s)),
+            None => eprintln!("no answer yet | {used}"),
+        }
+    }
+
+    /// Answer `text`: feed the new turn, stream the answer to stdout.
+    fn answer(&mut self, text: &str) -> Result<()> {
+        let turn = self.prepare(text)?;
+        let prompt = turn.as_ref().map_or(text, |t| t.prompt.as_str());
+        if turn.as_ref().is_some_and(|t| t.from_scratch) {
+            self.session.reset();
+        }
+        let tokens = self.session.tokenize(prompt, self.params.parse_special)?;
+        self.check_fits(tokens.len())?;
+        let (answer, stats) = self.generate(&tokens)?;
+        if let (Some(conversation), Some(turn)) = (&mut self.conversation, turn) {
+            let fed_from = self.session.history().len() - stats.generated_tokens;
+            let fed = self.model.tokenizer().decode(&self.session.history()[fed_from..]);
+            conversation.commit(turn, &answer, &fed);
+        }
+        self.report(&stats);
+        Ok(())
+    }
+
+    /// The chat turn for `text` (`None` in plain completion mode).
+    fn prepare(&self, text: &str) -> Result<Option<Turn>> {
+        self.conversation.as_ref().map(|c| c.prepare(text, self.session.history().len())).transpose()
+    }
+
+    /// A prompt longer than the free context is refused before anything is fed.
+    fn check_fits(&self, n_tokens: usize) -> Result<()> {
+        let (used, n_ctx) = (self.session.history().len(), self.session.n_ctx());
+        if used + n_tokens <= n_ctx {
+            return Ok(());
+        }
+        let hint = if used > 0 { "; type /reset to start a new conversation" } else { "; use a larger --ctx" };
+        Err(Error::Invalid(format!(
+            "the prompt ({n_tokens} tokens) does not fit: the context holds {used} of {n_ctx} tokens{hint}"
+        )))
+    }
+
+    /// Stream the answer to stdout until it ends, Ctrl-C or a stop token; returns its text.
+    fn generate(&mut self, tokens: &[u32]) -> Result<(String, GenerationStats)> {
+        STOP.store(false, Ordering::SeqCst);
+        GENERATING.store(true, Ordering::SeqCst);
+        let result = stream(&mut self.session, tokens, &self.params, &self.stop_tokens);
+        GENERATING.store(false, Ordering::SeqCst);
+        let (answer, stats, error) = result?;
+        let mut stdout = std::io::stdout().lock();
+        if !answer.ends_with('\n') {
+            let _ = writeln!(stdout);
+        }
+        let _ = stdout.flush();
+        match error {
+            // What was generated stays in the cache and the conversation; say what went wrong.
+            Some(e) => eprintln!("error: {e}"),
+            None if STOP.load(Ordering::SeqCst) => eprintln!("(stopped)"),
+            None => {}
+        }
+        Ok((answer, stats))
+    }
+
+    fn report(&mut self, stats: &GenerationStats) {
+        if stats.stop_reason == Some(StopReason::ContextFull) {
+            eprintln!(
+                "(the context is full: {} tokens; type /reset to start a new conversation)",
+                self.session.n_ctx()
+            );
+        }
+        if self.show_stats {
+            eprintln!("{}", stats_line(stats));
+        }
+        self.last = Some(stats.clone());
+    }
+}
+
+/// Generate from `tokens`, printing pieces as they come. An error after the prompt was fed is
+/// returned alongside the partial answer, so the caller keeps the conversation consistent.
+fn stream(
+    session: &mut Session<'_>,
+    tokens: &[u32],
+    params: &GenerateParams,
+    stop_tokens: &[u32],
+) -> Result<(String, GenerationStats, Option<Error>)> {
+    let mut generation = session.generate_from_tokens(tokens, params)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut answer = String::new();
+    let mut error = None;
+    for piece in &mut generation {
+        let piece = match piece {
+            Ok(piece) => piece,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        };
+        if stop_tokens.contains(&piece.token) {
+            break;
+        }
+        let _ = write!(stdout, "{}", piece.text);
+        let _ = stdout.flush();
+        answer.push_str(&piece.text);
+        if STOP.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    Ok((answer, generation.stats().clone(), error))
+}
+
+/// `prompt 12 tokens, 150.3 tokens/s | answer 16 tokens, 4.1 tokens/s | stop: end of turn`.
+fn stats_line(s: &GenerationStats) -> String {
+    let stop = match s.stop_reason {
+        Some(StopReason::EndOfGeneration) => "end of turn",
+        Some(StopReason::StopString) => "stop string",
+        Some(StopReason::MaxTokens) => "--max-tokens reached",
+        Some(StopReason::ContextFull) => "context full",
+        None => "stopped",
+    };
+    format!(
+        "prompt {} tokens, {:.1} tokens/s | answer {} tokens, {:.1} tokens/s | stop: {stop}",
+        s.prompt_tokens,
+        s.prompt_tps(),
+        s.generated_tokens,
+        s.decode_tps()
+    )
+}
