@@ -113,3 +113,26 @@ pub fn logit_stats(ours: &[f32], reference: &[f32]) -> (f32, f64, Vec<usize>, Ve
     };
     (mad, kl, top(ours), top(reference))
 }
+
+/// The built example `name` (cargo builds examples for `cargo test`, in the same profile).
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(std::path::Path::parent).expect("tests live in target/<profile>/deps");
+    let bin = profile_dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo test` builds it; alone, build it with `cargo build --example {name}`",
+        bin.display()
+    );
+    bin
+}
+
+/// Run an example binary with `args`; returns (exit code, stdout, stderr).
+pub fn run_example(name: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(example_binary(name))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}

@@ -1,0 +1,63 @@
+//! The command-line examples, run as a user would: real outputs and one-line errors.
+
+mod common;
+
+fn model() -> String {
+    common::default_model_path().display().to_string()
+}
+
+#[test]
+fn inspect_prints_the_tensor_table() {
+    let (code, out, _) = common::run_example("inspect", &[&model()]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("236 tensors"), "{out}");
+    assert!(out.contains("token_embd.weight") && out.contains("Q8_0") && out.contains("640 × 262144"));
+    assert!(out.contains("gemma3.attention.sliding_window"));
+}
+
+#[test]
+fn inspect_on_a_bad_file_is_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(common::default_model_path()).map(|b| b[..100_000].to_vec()).unwrap();
+    for (name, data) in [("truncated.gguf", bytes), ("text.gguf", b"hello world".to_vec())] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, data).unwrap();
+        let (code, out, err) = common::run_example("inspect", &[path.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "{name}");
+        assert!(out.is_empty());
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: ") && !err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn tokenize_prints_llama_cpp_ids() {
+    for case in common::greedy_cases() {
+        let (code, out, _) = common::run_example("tokenize", &["-m", &model(), &case.prompt]);
+        assert_eq!(code, Some(0));
+        let ids: Vec<u32> = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(ids, case.prompt_ids);
+    }
+}
+
+#[test]
+fn generate_greedy_starts_like_llama_cpp() {
+    let (code, out, err) = common::run_example("generate", &["-m", &model(), "-p", "Once upon a time", "-n", "8", "--temp", "0"]);
+    assert_eq!(code, Some(0), "{err}");
+    // llama.cpp's greedy continuation; only the generated text is on stdout.
+    assert_eq!(out.trim_end(), ", there was a little girl named Lily");
+    assert!(err.contains("t/s"), "timings on stderr: {err}");
+}
+
+#[test]
+fn plan_refuses_an_impossible_budget_with_numbers() {
+    let (code, out, _) = common::run_example("plan", &["-m", &model(), "--vram-budget", "6GiB", "--ctx", "4096"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("everything on the GPU"), "{out}");
+    let (code, _, err) = common::run_example("plan", &["-m", &model(), "--vram-budget", "1MiB", "--ctx", "4096"]);
+    assert_eq!(code, Some(1));
+    assert!(err.starts_with("error: ") && err.contains("MiB"), "{err}");
+    let (code, _, err) = common::run_example("plan", &["-m", &model(), "--vram-budget", "6GiB", "--ctx", "65536"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("32768"), "{err}");
+}
