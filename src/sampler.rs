@@ -122,11 +122,13 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// A sampler whose random state starts from `params.seed`.
     pub fn new(params: SamplerParams) -> Sampler {
         let rng = SplitMix64(params.seed);
         Sampler { params, rng, adjusted: Vec::new(), candidates: Vec::new() }
     }
 
+    /// The settings this sampler was made with.
     pub fn params(&self) -> &SamplerParams {
         &self.params
     }
@@ -139,7 +141,8 @@ impl Sampler {
             return 0;
         }
         self.apply_penalty(logits, recent_tokens);
-        if !(self.params.temperature > 0.0) {
+        let t = self.params.temperature;
+        if t.is_nan() || t <= 0.0 {
             return argmax(&self.adjusted);
         }
         self.top_k();
@@ -154,7 +157,7 @@ impl Sampler {
         self.adjusted.clear();
         self.adjusted.extend(logits.iter().map(|&l| if l.is_nan() { f32::NEG_INFINITY } else { l }));
         let penalty = self.params.repeat_penalty;
-        if !(penalty > 0.0) || penalty == 1.0 || self.params.repeat_last_n == 0 {
+        if penalty.is_nan() || penalty <= 0.0 || penalty == 1.0 || self.params.repeat_last_n == 0 {
             return;
         }
         let window = &recent[recent.len().saturating_sub(self.params.repeat_last_n)..];
@@ -202,7 +205,7 @@ impl Sampler {
         // top_k() leaves its candidates sorted.
         let sorted = self.params.top_k > 0 && self.params.top_k < self.adjusted.len();
         let max = max_logit(&self.candidates);
-        if !(p < 1.0) || max == f32::NEG_INFINITY {
+        if p.is_nan() || p >= 1.0 || max == f32::NEG_INFINITY {
             return;
         }
         let total: f64 = self.candidates.iter().map(|c| ((c.logit - max) as f64).exp()).sum();
@@ -232,18 +235,19 @@ impl Sampler {
         }
     }
 
-    /// Drops candidates below the min-p threshold (never the likeliest).
+    /// Drops candidates below the min-p threshold.
     fn min_p(&mut self) {
         let max = max_logit(&self.candidates);
         if let Some(threshold) = self.min_p_threshold(max) {
-            self.candidates.retain(|c| c.logit >= threshold || c.logit == max);
+            self.candidates.retain(|c| c.logit >= threshold);
         }
     }
 
-    /// p_i ≥ min_p · p_max is logit_i ≥ max + ln(min_p): no softmax needed.
+    /// p_i ≥ min_p · p_max is logit_i ≥ max + ln(min_p): no softmax needed. The threshold never
+    /// exceeds `max` (min_p above 1 keeps the likeliest token), so a candidate always survives.
     fn min_p_threshold(&self, max: f32) -> Option<f32> {
         let m = self.params.min_p;
-        (m > 0.0 && max > f32::NEG_INFINITY).then(|| max + m.ln())
+        (m > 0.0 && max > f32::NEG_INFINITY).then(|| max + m.ln().min(0.0))
     }
 
     /// Applies the temperature and draws from the softmax of the remaining candidates.

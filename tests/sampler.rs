@@ -77,6 +77,10 @@ fn greedy_picks_argmax() {
     assert_eq!(s.sample(&[f32::NAN, 0.5, f32::NAN], &[]), 1, "NaN never wins");
     assert_eq!(s.sample(&[], &[]), 0);
     assert_eq!(s.sample(&[f32::NEG_INFINITY; 4], &[]), 0);
+    // Extreme settings still give a token: min_p above 1 and top_p 0 keep only the likeliest.
+    for p in [params(1.0, 0, 1.0, 2.0), params(1.0, 0, 0.0, 0.0), params(1.0, 3, 0.0, 5.0)] {
+        assert_eq!(Sampler::new(p).sample(&[0.0, 0.1, 5.0, 4.9], &[]), 2);
+    }
     // Filters do not matter at temperature 0.
     let mut s = Sampler::new(SamplerParams { temperature: 0.0, top_k: 1, top_p: 0.01, ..Default::default() });
     assert_eq!(s.sample(&[0.0, 0.1, 5.0], &[]), 2);
@@ -86,7 +90,14 @@ fn greedy_picks_argmax() {
 fn a_fixed_seed_repeats_its_sequence() {
     let logits = random_logits(1000, 7, 4.0);
     let run = |seed: u64| -> Vec<u32> {
-        let mut s = Sampler::new(SamplerParams { seed, top_k: 0, top_p: 1.0, min_p: 0.0, temperature: 1.0, ..Default::default() });
+        let mut s = Sampler::new(SamplerParams {
+            seed,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            temperature: 1.0,
+            ..Default::default()
+        });
         (0..200).map(|_| s.sample(&logits, &[])).collect()
     };
     assert_eq!(run(42), run(42));
@@ -127,11 +138,11 @@ fn top_p_and_min_p_never_emit_excluded_tokens() {
     // Probabilities 0.5, 0.3, 0.15, 0.05.
     let logits: Vec<f32> = [0.5f32, 0.3, 0.15, 0.05].iter().map(|p| p.ln()).collect();
     let cases = [
-        (params(1.0, 0, 0.75, 0.0), vec![0u32, 1]),      // 0.5 + 0.3 reaches 0.75
-        (params(1.0, 0, 0.45, 0.0), vec![0]),            // 0.5 alone reaches 0.45
-        (params(1.0, 0, 1.0, 0.2), vec![0, 1, 2]),       // 0.05 < 0.2 · 0.5
-        (params(1.0, 0, 0.9, 0.5), vec![0, 1]),          // top-p keeps 3, min-p drops 0.15 < 0.25
-        (params(1.0, 2, 0.99, 0.0), vec![0, 1]),         // top-k first
+        (params(1.0, 0, 0.75, 0.0), vec![0u32, 1]), // 0.5 + 0.3 reaches 0.75
+        (params(1.0, 0, 0.45, 0.0), vec![0]),       // 0.5 alone reaches 0.45
+        (params(1.0, 0, 1.0, 0.2), vec![0, 1, 2]),  // 0.05 < 0.2 · 0.5
+        (params(1.0, 0, 0.9, 0.5), vec![0, 1]),     // top-p keeps 3, min-p drops 0.15 < 0.25
+        (params(1.0, 2, 0.99, 0.0), vec![0, 1]),    // top-k first
     ];
     for (p, want) in cases {
         let mut seen = HashSet::new();
@@ -175,7 +186,11 @@ fn filters_match_a_full_sort_reference_on_a_large_vocabulary() {
 
 #[test]
 fn repetition_penalty_changes_the_choice() {
-    let greedy = |penalty: f32, last_n: usize| SamplerParams { repeat_penalty: penalty, repeat_last_n: last_n, ..SamplerParams::greedy() };
+    let greedy = |penalty: f32, last_n: usize| SamplerParams {
+        repeat_penalty: penalty,
+        repeat_last_n: last_n,
+        ..SamplerParams::greedy()
+    };
     let logits = [2.0, 1.9, 0.5];
     assert_eq!(Sampler::new(greedy(1.1, 64)).sample(&logits, &[]), 0);
     // 2.0 / 1.1 = 1.82 < 1.9.

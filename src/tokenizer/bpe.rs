@@ -89,8 +89,7 @@ impl Bpe {
 
     fn encode_word(&self, vocab: &Vocab, word: &str, out: &mut Vec<u32>) {
         let mut symbols = init_symbols(word);
-        let mut ids: Vec<Option<u32>> =
-            symbols.iter().map(|s| vocab.id_of(&word[s.start..s.start + s.len])).collect();
+        let mut ids: Vec<Option<u32>> = symbols.iter().map(|s| vocab.id_of(&word[s.start..s.start + s.len])).collect();
         let mut queue = BinaryHeap::new();
         for i in 1..symbols.len() {
             self.push_bigram(word, &symbols, &ids, i - 1, i, &mut queue);

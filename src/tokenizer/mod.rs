@@ -93,9 +93,10 @@ impl Tokenizer {
     pub fn encode(&self, text: &str, add_bos: bool, parse_special: bool) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_bos {
-            let bos = self.vocab.special.bos.ok_or_else(|| {
-                crate::Error::Tokenizer("BOS requested but the vocabulary has no BOS token".into())
-            })?;
+            let bos =
+                self.vocab.special.bos.ok_or_else(|| {
+                    crate::Error::Tokenizer("BOS requested but the vocabulary has no BOS token".into())
+                })?;
             out.push(bos);
         }
         // A SentencePiece fragment at the start or after a special token gets the space prefix.
@@ -169,10 +170,12 @@ impl Tokenizer {
         self.vocab.id_of(text)
     }
 
+    /// Number of tokens in the vocabulary (the length of a logits row).
     pub fn vocab_size(&self) -> usize {
         self.vocab.len()
     }
 
+    /// Which algorithm this vocabulary uses.
     pub fn kind(&self) -> TokenizerKind {
         self.vocab.kind
     }
@@ -182,10 +185,12 @@ impl Tokenizer {
         &self.vocab.pre
     }
 
+    /// Beginning-of-sequence token (`tokenizer.ggml.bos_token_id`, else the model type's default).
     pub fn bos_id(&self) -> Option<u32> {
         self.vocab.special.bos
     }
 
+    /// End-of-sequence token (`tokenizer.ggml.eos_token_id`, else the model type's default).
     pub fn eos_id(&self) -> Option<u32> {
         self.vocab.special.eos
     }

@@ -68,9 +68,13 @@ pub(crate) fn parse_byte_token(text: &str) -> Option<u8> {
 pub(crate) fn byte_fallback_table(vocab: &Vocab) -> [Option<u32>; 256] {
     let mut table = [None; 256];
     for (b, slot) in table.iter_mut().enumerate() {
-        *slot = vocab
-            .id_of(&format!("<0x{b:02X}>"))
-            .or_else(|| if b < 0x80 { vocab.id_of(&(b as u8 as char).to_string()) } else { None });
+        *slot = vocab.id_of(&format!("<0x{b:02X}>")).or_else(|| {
+            if b < 0x80 {
+                vocab.id_of(&(b as u8 as char).to_string())
+            } else {
+                None
+            }
+        });
     }
     table
 }

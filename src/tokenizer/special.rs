@@ -38,11 +38,9 @@ pub(crate) struct Specials {
 impl Specials {
     pub fn new(vocab: &Vocab) -> Specials {
         let wanted = attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN;
-        let mut order: Vec<u32> =
-            (0..vocab.len() as u32).filter(|&id| vocab.attr(id) & wanted != 0).collect();
+        let mut order: Vec<u32> = (0..vocab.len() as u32).filter(|&id| vocab.attr(id) & wanted != 0).collect();
         order.sort_by_key(|&id| (std::cmp::Reverse(vocab.text(id).map_or(0, str::len)), id));
-        let needs_parse =
-            order.iter().map(|&id| vocab.attr(id) & (attr::CONTROL | attr::UNKNOWN) != 0).collect();
+        let needs_parse = order.iter().map(|&id| vocab.attr(id) & (attr::CONTROL | attr::UNKNOWN) != 0).collect();
         let mut specials = Specials { order, needs_parse, nodes: vec![Node::default()] };
         for rank in 0..specials.order.len() {
             let text = vocab.text(specials.order[rank]).unwrap_or_default().as_bytes();

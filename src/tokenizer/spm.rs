@@ -73,7 +73,14 @@ fn merge(symbols: &mut [Symbol], left: usize, right: usize) {
     }
 }
 
-fn push_bigram(vocab: &Vocab, text: &str, symbols: &[Symbol], left: usize, right: usize, queue: &mut BinaryHeap<Bigram>) {
+fn push_bigram(
+    vocab: &Vocab,
+    text: &str,
+    symbols: &[Symbol],
+    left: usize,
+    right: usize,
+    queue: &mut BinaryHeap<Bigram>,
+) {
     let (l, r) = (symbols[left], symbols[right]);
     let joined = &text[l.start..r.start + r.len];
     if let Some(id) = vocab.id_of(joined) {
@@ -83,7 +90,13 @@ fn push_bigram(vocab: &Vocab, text: &str, symbols: &[Symbol], left: usize, right
 
 /// Emits the final symbols. A merged symbol is always a token, so only a lone character can miss the
 /// vocabulary; it falls back to its UTF-8 bytes (llama.cpp's "resegment" never finds a merge for it).
-fn emit(vocab: &Vocab, byte_tokens: &[Option<u32>; 256], text: &str, symbols: &[Symbol], out: &mut Vec<u32>) -> Result<()> {
+fn emit(
+    vocab: &Vocab,
+    byte_tokens: &[Option<u32>; 256],
+    text: &str,
+    symbols: &[Symbol],
+    out: &mut Vec<u32>,
+) -> Result<()> {
     let mut i = if symbols.is_empty() { None } else { Some(0) };
     while let Some(idx) = i {
         let s = symbols[idx];

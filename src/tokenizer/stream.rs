@@ -18,6 +18,7 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// A decoder at the start of a stream (the same as [`Tokenizer::stream_decoder`]).
     pub fn new() -> StreamDecoder {
         StreamDecoder::default()
     }

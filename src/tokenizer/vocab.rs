@@ -45,7 +45,7 @@ pub(crate) struct Vocab {
     pub texts: Vec<Box<str>>,
     pub scores: Vec<f32>,
     pub attrs: Vec<u8>,
-    index: HashMap<Box<str>, u32>,
+    index: TextIndex,
     pub special: SpecialIds,
     /// Ids that end generation: eos, eot, eom and the texts llama.cpp recognises (`<end_of_turn>`, ...).
     pub eog: Vec<u32>,
@@ -54,18 +54,43 @@ pub(crate) struct Vocab {
     pub add_space_prefix: bool,
 }
 
+/// Token text → id.
+type TextIndex = HashMap<Box<str>, u32>;
+
 const KEY_MODEL: &str = "tokenizer.ggml.model";
 
 /// Texts llama.cpp takes as end-of-turn when `tokenizer.ggml.eot_token_id` is absent.
 const EOT_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>",
-    "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
 ];
 
 /// Texts llama.cpp adds to the end-of-generation set whatever the metadata says.
 const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
-    "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
     "<｜end▁of▁sentence｜>",
 ];
 
@@ -216,7 +241,7 @@ impl Vocab {
 
 /// Token texts and the text → id index. An empty text is renamed `[EMPTY_i]` (as llama.cpp does) so
 /// that no token matches the empty string; a duplicate text is an error.
-fn read_texts(gguf: &GgufFile) -> Result<(Vec<Box<str>>, HashMap<Box<str>, u32>)> {
+fn read_texts(gguf: &GgufFile) -> Result<(Vec<Box<str>>, TextIndex)> {
     const KEY: &str = "tokenizer.ggml.tokens";
     let raw = gguf.get_str_array(KEY)?;
     if raw.is_empty() {
