@@ -99,7 +99,8 @@ impl Model {
         let n_ctx = options.n_ctx.unwrap_or(config.n_ctx_train.min(4096));
 
         // Plan from metadata before anything is uploaded.
-        let budget = Budget::resolve(options.vram_budget, None);
+        let device_memory = crate::gpu::vram::device_memory(&ctx.device).map(|m| m.usable());
+        let budget = Budget::resolve(options.vram_budget, device_memory);
         let limits = ctx.limits();
         let mut req = PlanRequest::new(n_ctx, budget.bytes);
         req.kv_type = options.kv_type;

@@ -16,6 +16,7 @@ mod pipeline;
 pub mod probe;
 pub mod shaders;
 mod tensor;
+pub mod vram;
 
 pub use buffers::{F32Buffer, GpuVec, U32Buffer, UPLOAD_CHUNK};
 pub use context::{list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, KernelProfile, ADAPTER_ENV};
