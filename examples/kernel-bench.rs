@@ -16,7 +16,8 @@ use wgquant::Result;
 /// (M, K) of the 7B model's matrices: attention, FFN up/gate, FFN down, output head.
 const SHAPES_7B: [(usize, usize); 4] = [(4096, 4096), (11008, 4096), (4096, 11008), (32000, 4096)];
 /// (M, K) of Gemma 3 270M: q, k/v, o, gate/up, down, output head.
-const SHAPES_GEMMA: [(usize, usize); 6] = [(1024, 640), (256, 640), (640, 1024), (2048, 640), (640, 2048), (262144, 640)];
+const SHAPES_GEMMA: [(usize, usize); 6] =
+    [(1024, 640), (256, 640), (640, 1024), (2048, 640), (640, 2048), (262144, 640)];
 
 struct Timer {
     queries: Option<(wgpu::QuerySet, f64)>,
@@ -25,14 +26,22 @@ struct Timer {
 impl Timer {
     fn new(ctx: &Context) -> Timer {
         let queries = ctx.has(wgpu::Features::TIMESTAMP_QUERY).then(|| {
-            let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("bench"), ty: wgpu::QueryType::Timestamp, count: 2 });
+            let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("bench"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
             (set, ctx.queue.get_timestamp_period() as f64 * 1e-9)
         });
         Timer { queries }
     }
 
     /// Seconds taken by the dispatches `record` puts into one compute pass.
-    fn time_pass(&self, ctx: &Context, record: &mut dyn FnMut(&mut wgpu::ComputePass<'_>) -> Result<()>) -> Result<f64> {
+    fn time_pass(
+        &self,
+        ctx: &Context,
+        record: &mut dyn FnMut(&mut wgpu::ComputePass<'_>) -> Result<()>,
+    ) -> Result<f64> {
         let mut enc = ctx.encoder("bench");
         {
             let timestamp_writes = self.queries.as_ref().map(|(set, _)| wgpu::ComputePassTimestampWrites {
@@ -67,7 +76,12 @@ impl Timer {
 }
 
 /// Best of `reps` timings of `record` (after one warm-up run that also builds the pipelines).
-fn best_of(ctx: &Context, timer: &Timer, reps: usize, mut record: impl FnMut(&mut wgpu::ComputePass<'_>) -> Result<()>) -> Result<f64> {
+fn best_of(
+    ctx: &Context,
+    timer: &Timer,
+    reps: usize,
+    mut record: impl FnMut(&mut wgpu::ComputePass<'_>) -> Result<()>,
+) -> Result<f64> {
     timer.time_pass(ctx, &mut record)?;
     let mut best = f64::MAX;
     for _ in 0..reps {
@@ -91,11 +105,16 @@ fn copy_bandwidth(ctx: &Context, bytes: u64, reps: usize) -> Result<f64> {
     Ok(bytes as f64 / best / 1e9)
 }
 
+/// The fastest of the device kind's streaming-read shapes, in GB/s.
 fn stream_bandwidth(ctx: &Context, timer: &Timer, bytes: u64, reps: usize) -> Result<f64> {
     let src = ctx.f32_buffer("stream src", (bytes / 4) as usize)?;
-    let dst = ctx.f32_buffer("stream dst", probe::stream_read_outputs(ctx))?;
-    let t = best_of(ctx, timer, reps, |pass| probe::stream_read(ctx, pass, &src, &dst))?;
-    Ok(bytes as f64 / t / 1e9)
+    let mut best: f64 = 0.0;
+    for shape in probe::stream_shapes(ctx.profile()) {
+        let dst = ctx.f32_buffer("stream dst", shape.threads as usize)?;
+        let t = best_of(ctx, timer, reps, |pass| probe::stream_read(ctx, pass, shape, &src, &dst))?;
+        best = best.max(bytes as f64 / t / 1e9);
+    }
+    Ok(best)
 }
 
 /// A weight of `m` rows of `k` elements: 64 rows of quantized random data, repeated (quantizing
@@ -131,14 +150,14 @@ fn matvec_gbs(ctx: &Context, timer: &Timer, w: &GpuTensor, x: &F32Buffer, y: &F3
 /// `--tune`: matvec GB/s of several kernel shapes at 4096 x 4096, to pick a device's shape.
 fn tune(ctx: &Context, timer: &Timer, formats: &[GgmlType]) -> Result<()> {
     let shapes = [
-        ops::MatVecShape { wg: 8, tpr: 1, rpi: 1 },
-        ops::MatVecShape { wg: 8, tpr: 1, rpi: 2 },
-        ops::MatVecShape { wg: 8, tpr: 1, rpi: 4 },
-        ops::MatVecShape { wg: 8, tpr: 1, rpi: 8 },
-        ops::MatVecShape { wg: 16, tpr: 1, rpi: 4 },
-        ops::MatVecShape { wg: 32, tpr: 1, rpi: 2 },
-        ops::MatVecShape { wg: 64, tpr: 8, rpi: 1 },
-        ops::MatVecShape { wg: 128, tpr: 32, rpi: 1 },
+        ops::MatVecShape { wg: 8, tpr: 1, rpi: 1, subgroup: false },
+        ops::MatVecShape { wg: 8, tpr: 1, rpi: 2, subgroup: false },
+        ops::MatVecShape { wg: 8, tpr: 1, rpi: 4, subgroup: false },
+        ops::MatVecShape { wg: 8, tpr: 1, rpi: 8, subgroup: false },
+        ops::MatVecShape { wg: 16, tpr: 1, rpi: 4, subgroup: false },
+        ops::MatVecShape { wg: 32, tpr: 1, rpi: 2, subgroup: false },
+        ops::MatVecShape { wg: 64, tpr: 8, rpi: 1, subgroup: false },
+        ops::MatVecShape { wg: 128, tpr: 32, rpi: 1, subgroup: false },
     ];
     let (m, k) = (4096, 4096);
     let x = ctx.f32_buffer("x", k)?;
@@ -154,7 +173,7 @@ fn tune(ctx: &Context, timer: &Timer, formats: &[GgmlType]) -> Result<()> {
                 let cpu0 = process_cpu_seconds();
                 let t = best_of(ctx, timer, 1, |pass| {
                     for _ in 0..reps {
-                        ops::matvec_with(ctx, pass, *shape, w, x.at(0), y.at(0), 1)?;
+                        ops::matvec_with(ctx, pass, Some(*shape), w, x.at(0), y.at(0), 1)?;
                     }
                     Ok(())
                 })?;
@@ -186,6 +205,57 @@ fn process_cpu_seconds() -> f64 {
         * 1e-9
 }
 
+/// `--tune-mm`: matmul GFLOP/s of several tile shapes against matvec over 8-column batches.
+fn tune_mm(ctx: &Context, timer: &Timer, formats: &[GgmlType]) -> Result<()> {
+    let (m, k, n) = (1024, 1024, 512);
+    let x = ctx.f32_buffer("x", n * k)?;
+    let y = ctx.f32_buffer("y", n * m)?;
+    for &ty in formats {
+        let w = weight(ctx, ty, m, k)?;
+        let base = ops::MatMulShape::for_format(ctx, ty);
+        let shapes = [
+            base,
+            ops::MatMulShape { whole_blocks: !base.whole_blocks, ..base },
+            ops::MatMulShape { bm: 32, bn: 32, tm: 8, tn: 4, ..base },
+            ops::MatMulShape { bm: 64, bn: 32, tm: 8, tn: 4, ..base },
+            ops::MatMulShape { bm: 32, bn: 32, tm: 8, tn: 8, ..base },
+            ops::MatMulShape { bm: 64, bn: 64, tm: 8, tn: 8, ..base },
+            ops::MatMulShape { bm: 64, bn: 32, tm: 8, tn: 8, ..base },
+        ];
+        print!("{:<7}", ty.name());
+        let flop = 2.0 * (m * k * n) as f64 / 1e9;
+        let t = best_of(ctx, timer, 2, |pass| ops::matvec(ctx, pass, &w, &x, &y, n))?;
+        print!(" matvec x8: {:>5.1}", flop / t);
+        for s in shapes {
+            if s.workgroup_bytes() > ctx.limits().max_compute_workgroup_storage_size {
+                continue;
+            }
+            let t = best_of(ctx, timer, 2, |pass| ops::matmul_with(ctx, pass, s, &w, x.at(0), y.at(0), n))?;
+            print!(" {}x{}/{}x{}: {:>5.1}", s.bm, s.bn, s.tm, s.tn, flop / t);
+        }
+        println!();
+    }
+    Ok(())
+}
+
+/// Cost of one small dispatch inside a pass: host recording time and device time per dispatch.
+fn dispatch_overhead(ctx: &Context, timer: &Timer) -> Result<(f64, f64)> {
+    let w = weight(ctx, GgmlType::Q8_0, 64, 256)?;
+    let x = ctx.f32_buffer("x", 256)?;
+    let y = ctx.f32_buffer("y", 64)?;
+    let n = 200;
+    let mut record = 0.0;
+    let t = best_of(ctx, timer, 3, |pass| {
+        let t0 = Instant::now();
+        for _ in 0..n {
+            ops::matvec(ctx, pass, &w, &x, &y, 1)?;
+        }
+        record = t0.elapsed().as_secs_f64();
+        Ok(())
+    })?;
+    Ok((record / n as f64 * 1e6, t / n as f64 * 1e6))
+}
+
 fn matmul_gflops(ctx: &Context, timer: &Timer, ty: GgmlType, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
     let w = weight(ctx, ty, m, k)?;
     let x = ctx.f32_buffer("x", n * k)?;
@@ -206,16 +276,30 @@ fn main() -> Result<()> {
         if timer.queries.is_some() { "timestamp queries" } else { "wall clock" },
         ctx.max_binding_size() >> 20
     );
+    if std::env::args().any(|a| a == "--tune-mm") {
+        let names: Vec<String> = std::env::args().skip_while(|a| a != "--tune-mm").skip(1).collect();
+        let formats: Vec<GgmlType> = if names.is_empty() {
+            GgmlType::all().collect()
+        } else {
+            names.iter().filter_map(|n| GgmlType::from_name(n)).collect()
+        };
+        return tune_mm(&ctx, &timer, &formats);
+    }
     if std::env::args().any(|a| a == "--tune") {
         let names: Vec<String> = std::env::args().skip_while(|a| a != "--tune").skip(1).collect();
-        let formats: Vec<GgmlType> =
-            if names.is_empty() { GgmlType::all().collect() } else { names.iter().filter_map(|n| GgmlType::from_name(n)).collect() };
+        let formats: Vec<GgmlType> = if names.is_empty() {
+            GgmlType::all().collect()
+        } else {
+            names.iter().filter_map(|n| GgmlType::from_name(n)).collect()
+        };
         return tune(&ctx, &timer, &formats);
     }
     let probe_bytes = if quick { 64 << 20 } else { 256 << 20 };
     let copy = copy_bandwidth(&ctx, probe_bytes, reps)?;
-    let stream = stream_bandwidth(&ctx, &timer, probe_bytes, reps)?;
-    println!("buffer copy: {copy:.1} GB/s copied; streaming read: {stream:.1} GB/s\n");
+    let stream = stream_bandwidth(&ctx, &timer, probe_bytes.min(ctx.max_binding_size() & !15), reps)?;
+    println!("buffer copy: {copy:.1} GB/s copied; streaming read: {stream:.1} GB/s");
+    let (rec, dev) = dispatch_overhead(&ctx, &timer)?;
+    println!("small matvec dispatch: {rec:.1} µs to record, {dev:.1} µs on the device (in one pass)\n");
 
     let shapes_7b: &[(usize, usize)] = if quick { &SHAPES_7B[..1] } else { &SHAPES_7B };
     let (mm_m, mm_k, mm_n) = if quick { (1024, 1024, 512) } else { (4096, 4096, 512) };
@@ -223,7 +307,14 @@ fn main() -> Result<()> {
     for (m, k) in shapes_7b {
         print!(" {:>11}", format!("{m}x{k}"));
     }
-    println!(" {:>9} {:>7} {:>10} {:>7} {:>14}", "7B GB/s", "ratio", "gemma GB/s", "ratio", format!("mm N={mm_n} GF/s"));
+    println!(
+        " {:>9} {:>7} {:>10} {:>7} {:>14}",
+        "7B GB/s",
+        "ratio",
+        "gemma GB/s",
+        "ratio",
+        format!("mm N={mm_n} GF/s")
+    );
     for ty in GgmlType::all() {
         print!("{:<7}", ty.name());
         let mut bytes_7b = 0.0;

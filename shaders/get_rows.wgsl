@@ -37,6 +37,6 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
     let d = dq8((id - p.row0) * p.row_bytes + (g / GPB) * QB, g % GPB);
     let base = p.out_off + r * p.out_stride + (g / GPB) * (QK / 4u);
-    outv[base + d.ia / 4u] = d.a;
-    outv[base + d.ib / 4u] = d.b;
+    outv[base + d.ia / 4u] = dq8_wa(d);
+    outv[base + d.ib / 4u] = dq8_wb(d);
 }

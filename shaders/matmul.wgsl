@@ -4,7 +4,8 @@
 // each invocation accumulates a TM x TN micro-tile in registers.
 //
 // Generated constants: BM, BN, BK (a multiple of the format's SPAN, so every group decoded lands
-// inside the tile), TM, TN, WG = (BM / TM) * (BN / TN), and the format's QK, QB, SPAN, GPB.
+// inside the tile), TM, TN, WG = (BM / TM) * (BN / TN), UG (groups per unit of tile loading),
+// and the format's QK, QB, SPAN, GPB.
 
 struct Params {
     k: u32,
@@ -26,29 +27,31 @@ const BK4: u32 = BK / 4u;
 var<workgroup> ws: array<vec4<f32>, BM * BK4>;
 var<workgroup> xs: array<vec4<f32>, BN * BK4>;
 
-// Decodes the W tile rows m0.. for the k window k0..k0+BK into ws. Groups past the end of the
-// row (a last window that is only partly inside K) are stored as zeros.
+// Decodes the W tile rows m0.. for the k window k0..k0+BK into ws, in units of UG groups of one
+// block (each unit reads its block header once). Units past the end of the row (a last window
+// that is only partly inside K) are stored as zeros.
 fn load_w_tile(lid: u32, m0: u32, k0: u32) {
-    let gpt = BK / 8u;
+    let upr = BK / (8u * UG);
     let ngroups = p.k / 8u;
-    for (var i = lid; i < BM * gpt; i += WG) {
-        let r = i / gpt;
-        let gi = i % gpt;
-        let g = k0 / 8u + gi;
-        var a = vec4<f32>(0.0);
-        var b = vec4<f32>(0.0);
-        var ia = gi * 8u;
-        var ib = gi * 8u + 4u;
-        if (g < ngroups) {
+    for (var i = lid; i < BM * upr; i += WG) {
+        let r = i / upr;
+        let u = i % upr;
+        let g0 = k0 / 8u + u * UG;
+        if (g0 < ngroups) {
             let row = min(m0 + r, p.m - 1u);
-            let d = dq8(row * p.row_bytes + (g / GPB) * QB, g % GPB);
-            a = d.a;
-            b = d.b;
-            ia = (g / GPB) * QK + d.ia - k0;
-            ib = (g / GPB) * QK + d.ib - k0;
+            let blk = row * p.row_bytes + (g0 / GPB) * QB;
+            let h = blk_load(blk);
+            let e0 = (g0 / GPB) * QK - k0;
+            for (var jj = 0u; jj < UG; jj++) {
+                let d = blk_dq8(blk, h, g0 % GPB + jj);
+                ws[r * BK4 + (e0 + d.ia) / 4u] = dq8_wa(d);
+                ws[r * BK4 + (e0 + d.ib) / 4u] = dq8_wb(d);
+            }
+        } else {
+            for (var q = 0u; q < 2u * UG; q++) {
+                ws[r * BK4 + 2u * UG * u + q] = vec4<f32>(0.0);
+            }
         }
-        ws[r * BK4 + ia / 4u] = a;
-        ws[r * BK4 + ib / 4u] = b;
     }
 }
 

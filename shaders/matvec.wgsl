@@ -8,7 +8,8 @@
 //   NCOLS activation columns, 1..8
 //   UG    groups per unit of work: a whole block (GPB) or one group
 //   QK, QB, SPAN, GPB  the format's block geometry (GPB = QK / 8 groups per block)
-//   RED   size of the reduction scratch (1 when TPR == 1)
+//   RED   size of the workgroup reduction scratch (1 when unused)
+//   SG    1: rows are reduced with subgroupAdd (TPR is the subgroup size), 0: workgroup memory
 // A workgroup covers (WG / TPR) * RPI consecutive rows.
 
 struct Params {
@@ -27,7 +28,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> yv: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, RED>;
+// Per-invocation partial sums, [row][column]; module scope so the reduction (composed from
+// common/reduce_*.wgsl) can reach it.
+var<private> acc: array<f32, RPI * NCOLS>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32,
@@ -43,36 +46,9 @@ fn main(@builtin(local_invocation_index) lid: u32,
         rb[r] = min(row0 + r, p.m - 1u) * p.row_bytes;
     }
 
-    var acc: array<vec4<f32>, RPI * NCOLS>;
     // The row is walked in units of UG consecutive groups of one block; the TPR invocations of a
     // row take interleaved units (neighbours read neighbouring bytes, coalesced on GPUs). Each
     // unit reads its block header once per row and each activation once for all RPI rows.
-    if (OLD == 1u) {
-        let nblocks = p.k / QK;
-        for (var b = 0u; b < nblocks; b++) {
-            var hdr: array<Blk, RPI>;
-            for (var r = 0u; r < RPI; r++) {
-                hdr[r] = blk_load(rb[r] + b * QB);
-            }
-            let kb = p.x_off + b * (QK / 4u);
-            for (var j = 0u; j < GPB; j++) {
-                var xa: array<vec4<f32>, NCOLS>;
-                var xb: array<vec4<f32>, NCOLS>;
-                for (var r = 0u; r < RPI; r++) {
-                    let d = blk_dq8(rb[r] + b * QB, hdr[r], j);
-                    if (r == 0u) {
-                        for (var c = 0u; c < NCOLS; c++) {
-                            xa[c] = xv[kb + c * p.x_stride + d.ia / 4u];
-                            xb[c] = xv[kb + c * p.x_stride + d.ib / 4u];
-                        }
-                    }
-                    for (var c = 0u; c < NCOLS; c++) {
-                        acc[r * NCOLS + c] += d.a * xa[c] + d.b * xb[c];
-                    }
-                }
-            }
-        }
-    } else {
     let nunits = p.k / (8u * UG);
     for (var u = lane; u < nunits; u += TPR) {
         let g0 = u * UG;
@@ -86,39 +62,35 @@ fn main(@builtin(local_invocation_index) lid: u32,
             let j = g0 % GPB + jj;
             var xa: array<vec4<f32>, NCOLS>;
             var xb: array<vec4<f32>, NCOLS>;
+            // Sums of the activations, for formats whose weights have an offset (s.y).
+            var sa: array<f32, NCOLS>;
+            var sb: array<f32, NCOLS>;
             for (var r = 0u; r < RPI; r++) {
                 let d = blk_dq8(rb[r] + boff, hdr[r], j);
                 if (r == 0u) {
                     for (var c = 0u; c < NCOLS; c++) {
                         xa[c] = xv[kb + c * p.x_stride + d.ia / 4u];
                         xb[c] = xv[kb + c * p.x_stride + d.ib / 4u];
+                        if (HAS_MIN) {
+                            sa[c] = dot(xa[c], vec4<f32>(1.0));
+                            sb[c] = dot(xb[c], vec4<f32>(1.0));
+                        }
                     }
                 }
+                // The quants are dotted with the activations first and scaled once per 4 weights.
                 for (var c = 0u; c < NCOLS; c++) {
-                    acc[r * NCOLS + c] += d.a * xa[c] + d.b * xb[c];
+                    var t = d.sa.x * dot(d.qa, xa[c]) + d.sb.x * dot(d.qb, xb[c]);
+                    if (HAS_MIN) {
+                        t += d.sa.y * sa[c] + d.sb.y * sb[c];
+                    }
+                    acc[r * NCOLS + c] += t;
                 }
             }
         }
     }
 
-    }
     if (TPR > 1u) {
-        for (var i = 0u; i < RPI * NCOLS; i++) {
-            red[lid * RPI * NCOLS + i] = dot(acc[i], vec4<f32>(1.0));
-        }
-        for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-            workgroupBarrier();
-            if (lane < s) {
-                for (var i = 0u; i < RPI * NCOLS; i++) {
-                    red[lid * RPI * NCOLS + i] += red[(lid + s) * RPI * NCOLS + i];
-                }
-            }
-        }
-        if (lane == 0u) {
-            for (var i = 0u; i < RPI * NCOLS; i++) {
-                acc[i] = vec4<f32>(red[lid * RPI * NCOLS + i], 0.0, 0.0, 0.0);
-            }
-        }
+        reduce_acc(lid, lane);
     }
 
     if (lane == 0u) {
@@ -126,7 +98,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
             let row = row0 + r;
             if (row < p.m) {
                 for (var c = 0u; c < NCOLS; c++) {
-                    yv[p.y_off + c * p.y_stride + row] = dot(acc[r * NCOLS + c], vec4<f32>(1.0));
+                    yv[p.y_off + c * p.y_stride + row] = acc[r * NCOLS + c];
                 }
             }
         }

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod chat;
+pub mod bench;
 pub mod eval;
 pub mod format;
 pub mod gguf;

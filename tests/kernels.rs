@@ -11,8 +11,8 @@
 use std::sync::OnceLock;
 
 use wgquant::format::{dequant, dot, quant, GgmlType};
-use wgquant::gpu::{Context, ContextOptions, GpuTensor, MemTag};
 use wgquant::gguf::GgufFile;
+use wgquant::gpu::{Context, ContextOptions, GpuTensor, KernelProfile, MemTag};
 use wgquant::ops;
 
 const REL_TOL: f32 = 1e-5;
@@ -32,6 +32,31 @@ fn ctx() -> Option<&'static Context> {
         Err(e) => panic!("no usable GPU adapter ({e}); set WGQUANT_SKIP_GPU_TESTS=1 to skip GPU tests"),
     })
     .as_ref()
+}
+
+/// Contexts with the GPU-shaped kernels (many invocations per row, row reductions, big matmul
+/// tiles) and wgpu's bounds checks, so the paths real GPUs take are tested here too: one reducing
+/// rows with subgroup operations (when the device has a fixed subgroup size), one through
+/// workgroup memory.
+fn gpu_shaped_ctxs() -> &'static [Context] {
+    static CTXS: OnceLock<Vec<Context>> = OnceLock::new();
+    if ctx().is_none() {
+        return &[];
+    }
+    CTXS.get_or_init(|| {
+        [wgpu::Features::empty(), wgpu::Features::SUBGROUP]
+            .into_iter()
+            .map(|disable_features| {
+                let opts = ContextOptions {
+                    profile: Some(KernelProfile::Gpu),
+                    shader_checks: Some(true),
+                    disable_features,
+                    ..Default::default()
+                };
+                Context::with_options(opts).expect("GPU-shaped context")
+            })
+            .collect()
+    })
 }
 
 /// Small deterministic generator (xorshift64*), so failures reproduce.
@@ -162,10 +187,14 @@ fn run_case(ctx: &Context, ty: GgmlType, m: usize, k: usize, n: usize, op: Op, s
     check_against_cpu(&format!("{op:?}"), ty, &raw, k, &x, n, &gpu)
 }
 
-/// A row length that is a few blocks long but not a multiple of any workgroup size.
+/// A row length of a few (virtual) blocks that is not a multiple of any workgroup or tile size:
+/// 3 blocks of 256, 13 blocks of 32, or 13 groups of 8 for plain float formats.
 fn odd_k(ty: GgmlType) -> usize {
-    let qk = if ty.is_quantized() { ty.block_elems() } else { 8 };
-    if qk >= 256 { 3 * qk } else { 13 * qk.max(8) * (32 / qk.max(8)).max(1) / if qk == 8 { 4 } else { 1 } }
+    match ty.block_elems() {
+        1 => 13 * 8,
+        be if be >= 256 => 3 * be,
+        be => 13 * be,
+    }
 }
 
 #[test]
@@ -191,6 +220,57 @@ fn matmul_every_format_matches_cpu() {
             worst = worst.max(run_case(ctx, ty, m, k, n, Op::MatMul, 200 + i as u64));
         }
         eprintln!("matmul {ty:>6} K={k:4}: worst error / bound = {worst:.3}");
+    }
+}
+
+#[test]
+fn gpu_shaped_kernels_match_cpu() {
+    for ctx in gpu_shaped_ctxs() {
+        eprintln!("GPU-shaped kernels, subgroup size {:?}", ctx.subgroup_size());
+        gpu_shaped_case(ctx);
+    }
+}
+
+fn gpu_shaped_case(ctx: &Context) {
+    for ty in GgmlType::all() {
+        let k = odd_k(ty);
+        for (i, &(m, n, op)) in
+            [(37, 1, Op::MatVec), (5, 3, Op::MatVec), (70, 8, Op::MatVec), (67, 33, Op::MatMul), (130, 9, Op::MatMul)]
+                .iter()
+                .enumerate()
+        {
+            run_case(ctx, ty, m, k, n, op, 1000 + i as u64);
+        }
+        let raw = random_blocks(ty, 9, k, 1100);
+        let table = GpuTensor::upload(ctx, "emb", ty, k, 9, &raw).unwrap();
+        let gpu = gpu_get_rows(ctx, &table, &[8, 0, 4]);
+        let rb = ty.row_bytes(k).unwrap();
+        let cpu: Vec<f32> = [8usize, 0, 4]
+            .iter()
+            .flat_map(|&i| dequant::dequantize_to_vec(ty, &raw[i * rb..(i + 1) * rb]).unwrap())
+            .collect();
+        assert_ulp_equal(&format!("get_rows {ty} (GPU shape)"), &gpu, &cpu);
+    }
+}
+
+#[test]
+fn bounds_checks_do_not_change_results() {
+    // The CPU-device kernels run without wgpu's runtime checks (see gpu/pipeline.rs): with the
+    // checks on, every result must be identical (an out-of-bounds access would differ).
+    let Some(ctx) = ctx() else { return };
+    let checked = Context::with_options(ContextOptions { shader_checks: Some(true), ..Default::default() }).unwrap();
+    for ty in GgmlType::all() {
+        let (m, k) = (21, odd_k(ty));
+        let raw = random_blocks(ty, m, k, 1200);
+        let a = GpuTensor::upload(ctx, "w", ty, k, m, &raw).unwrap();
+        let b = GpuTensor::upload(&checked, "w", ty, k, m, &raw).unwrap();
+        for (n, op) in [(1, Op::MatVec), (6, Op::MatVec), (17, Op::MatMul)] {
+            let x = Rng::new(1201).vec(n * k);
+            assert!(
+                gpu_mul(ctx, &a, &x, n, op) == gpu_mul(&checked, &b, &x, n, op),
+                "{ty} {op:?}: checks change results"
+            );
+        }
     }
 }
 
@@ -252,8 +332,10 @@ fn get_rows_every_format_equals_dequantize() {
         let ids = [3u32, 0, 18, 3, 7];
         let gpu = gpu_get_rows(ctx, &table, &ids);
         let rb = ty.row_bytes(k).unwrap();
-        let cpu: Vec<f32> =
-            ids.iter().flat_map(|&i| dequant::dequantize_to_vec(ty, &raw[i as usize * rb..(i as usize + 1) * rb]).unwrap()).collect();
+        let cpu: Vec<f32> = ids
+            .iter()
+            .flat_map(|&i| dequant::dequantize_to_vec(ty, &raw[i as usize * rb..(i as usize + 1) * rb]).unwrap())
+            .collect();
         assert_ulp_equal(&format!("get_rows {ty}"), &gpu, &cpu);
     }
 }
@@ -278,6 +360,29 @@ fn forced_small_binding_gives_identical_results() {
         let ids: Vec<u32> = (0..40).map(|i| (i * 997 % m) as u32).collect();
         assert!(gpu_get_rows(ctx, &whole, &ids) == gpu_get_rows(&small, &split, &ids), "{ty} get_rows split differs");
     }
+}
+
+#[test]
+fn memory_tracker_counts_uploads_and_frees_on_drop() {
+    // A context of its own: the shared one is busy with other tests.
+    if ctx().is_none() {
+        return;
+    }
+    let ctx = Context::new().unwrap();
+    let (ty, m, k) = (GgmlType::Q8_0, 2048, 8192); // 17.8 MB, more than one staging chunk
+    let raw = random_blocks(ty, m, k, 1300);
+    let w = GpuTensor::upload(&ctx, "w", ty, k, m, &raw).unwrap();
+    let mem = ctx.memory();
+    assert!(mem.current(MemTag::Weights) >= raw.len() as u64);
+    assert_eq!(mem.current(MemTag::Staging), 0, "staging buffers are released after the upload");
+    assert!(mem.peak(MemTag::Staging) <= wgquant::gpu::UPLOAD_CHUNK, "staging stays bounded");
+    let x = ctx.f32_buffer("x", k).unwrap();
+    assert_eq!(mem.current(MemTag::Activations), (k * 4) as u64);
+    drop(w);
+    drop(x);
+    assert_eq!(mem.current(MemTag::Weights), 0);
+    assert_eq!(mem.current(MemTag::Activations), 0);
+    assert!(mem.report().total_peak >= raw.len() as u64);
 }
 
 #[test]
@@ -307,7 +412,10 @@ fn views_with_offsets_and_strides() {
         let yp: Vec<f32> = (0..n).flat_map(|c| y[yoff + c * ys..yoff + c * ys + m].to_vec()).collect();
         check_against_cpu(&format!("{op:?} strided"), ty, &raw, k, &xp, n, &yp);
         // Elements outside the output rows are untouched.
-        assert!(y[..yoff].iter().all(|&v| v == -7.0) && (0..n).all(|c| y[yoff + c * ys + m..yoff + (c + 1) * ys].iter().all(|&v| v == -7.0)));
+        assert!(
+            y[..yoff].iter().all(|&v| v == -7.0)
+                && (0..n).all(|c| y[yoff + c * ys + m..yoff + (c + 1) * ys].iter().all(|&v| v == -7.0))
+        );
     }
 }
 
@@ -347,7 +455,11 @@ fn default_model_tensors_match_cpu() {
             let x = Rng::new(800).vec(n * k);
             let gpu = gpu_mul(ctx, &w, &x, n, op);
             let worst = check_against_cpu(&format!("{} {op:?}", info.name), ty, raw, k, &x, n, &gpu);
-            eprintln!("{:<28} {ty:>5} [{k} x {}] {op:?} N={n}: worst error / bound {worst:.3}", info.name, info.n_rows());
+            eprintln!(
+                "{:<28} {ty:>5} [{k} x {}] {op:?} N={n}: worst error / bound {worst:.3}",
+                info.name,
+                info.n_rows()
+            );
         }
     }
 }
@@ -372,8 +484,10 @@ fn default_model_embedding_split_and_head() {
     }
     let gpu = gpu_get_rows(ctx, &emb, &ids);
     let rb = info.row_bytes();
-    let cpu: Vec<f32> =
-        ids.iter().flat_map(|&i| dequant::dequantize_to_vec(info.ty, &raw[i as usize * rb..(i as usize + 1) * rb]).unwrap()).collect();
+    let cpu: Vec<f32> = ids
+        .iter()
+        .flat_map(|&i| dequant::dequantize_to_vec(info.ty, &raw[i as usize * rb..(i as usize + 1) * rb]).unwrap())
+        .collect();
     assert_ulp_equal("token_embd get_rows", &gpu, &cpu);
 
     let k = info.row_len();

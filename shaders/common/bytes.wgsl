@@ -20,16 +20,6 @@ fn ld_u32(b: u32) -> u32 {
     return (wq[i] >> s) | ((wq[i + 1u] << 1u) << (31u - s));
 }
 
-// The 8 bytes at byte offset `b` (any alignment) as two u32: three loads instead of four.
-fn ld_u64(b: u32) -> vec2<u32> {
-    let i = b >> 2u;
-    let s = (b & 3u) << 3u;
-    let w0 = wq[i];
-    let w1 = wq[i + 1u];
-    let w2 = wq[i + 2u];
-    return vec2<u32>((w0 >> s) | ((w1 << 1u) << (31u - s)), (w1 >> s) | ((w2 << 1u) << (31u - s)));
-}
-
 // The 16 bytes at byte offset `b` (any alignment): four or five loads.
 fn ld_u32x4(b: u32) -> vec4<u32> {
     let i = b >> 2u;
@@ -50,15 +40,6 @@ fn ld_a32(b: u32) -> u32 {
 // The u16 at an even byte offset (every 16-bit field of every format is at an even offset).
 fn ld_u16(b: u32) -> u32 {
     return (wq[b >> 2u] >> ((b & 2u) << 3u)) & 0xffffu;
-}
-
-fn ld_u8(b: u32) -> u32 {
-    return (wq[b >> 2u] >> ((b & 3u) << 3u)) & 0xffu;
-}
-
-// The signed byte at `b`, sign-extended.
-fn ld_i8(b: u32) -> i32 {
-    return (bitcast<i32>(ld_u8(b) << 24u)) >> 24u;
 }
 
 // The f16 at an even byte offset, as f32.
@@ -86,14 +67,28 @@ fn nib_hi4(w: u32) -> vec4<u32> {
     return (vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(0xfu);
 }
 
-// Eight weights decoded from one group of a block: `a` holds elements ia..ia+3 of the block and
-// `b` elements ib..ib+3. Which elements a group covers is the format's choice (the one that reads
-// the fewest bytes); a group never leaves its SPAN-aligned window of the block.
+// Eight weights decoded from one group of a block: weight = s.x * q + s.y, with `qa` (scale and
+// offset `sa`) holding elements ia..ia+3 of the block and `qb` (`sb`) elements ib..ib+3. Kernels
+// dot q with the activations first and apply the scale once per 4 weights; formats without an
+// offset declare `const HAS_MIN = false` and set s.y = 0. Which elements a group covers is the
+// format's choice (the one that reads the fewest bytes); a group never leaves its SPAN-aligned
+// window of the block.
 struct Dq8 {
-    a: vec4<f32>,
-    b: vec4<f32>,
+    qa: vec4<f32>,
+    qb: vec4<f32>,
+    sa: vec2<f32>,
+    sb: vec2<f32>,
     ia: u32,
     ib: u32,
+}
+
+// The decoded weights themselves (for kernels that store them, such as matmul tiles).
+fn dq8_wa(d: Dq8) -> vec4<f32> {
+    return d.sa.x * d.qa + d.sa.y;
+}
+
+fn dq8_wb(d: Dq8) -> vec4<f32> {
+    return d.sb.x * d.qb + d.sb.y;
 }
 
 // Bits 0..3 of `bits` moved to bit 4 of the four lanes (the fifth bit of Q5_0 / Q5_1 quants).

@@ -1,4 +1,6 @@
 // BF16: the top 16 bits of an f32, two per word. Virtual block of 8 elements (QK = 8, QB = 16).
+const HAS_MIN: bool = false;
+
 struct Blk {
     unused: u32,
 }
@@ -15,5 +17,5 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let i = blk >> 2u;
     let a = vec4<f32>(bf16x2(wq[i]), bf16x2(wq[i + 1u]));
     let b = vec4<f32>(bf16x2(wq[i + 2u]), bf16x2(wq[i + 3u]));
-    return Dq8(a, b, 0u, 4u);
+    return Dq8(a, b, vec2<f32>(1.0, 0.0), vec2<f32>(1.0, 0.0), 0u, 4u);
 }

@@ -1,5 +1,7 @@
 // F32: plain little-endian floats. The host treats 8 elements as one virtual block (QK = 8,
 // QB = 32), so a group is a whole block; rows are 4-byte aligned. No per-block header.
+const HAS_MIN: bool = false;
+
 struct Blk {
     unused: u32,
 }
@@ -12,5 +14,5 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let i = blk >> 2u;
     let a = vec4<f32>(bitcast<f32>(wq[i]), bitcast<f32>(wq[i + 1u]), bitcast<f32>(wq[i + 2u]), bitcast<f32>(wq[i + 3u]));
     let b = vec4<f32>(bitcast<f32>(wq[i + 4u]), bitcast<f32>(wq[i + 5u]), bitcast<f32>(wq[i + 6u]), bitcast<f32>(wq[i + 7u]));
-    return Dq8(a, b, 0u, 4u);
+    return Dq8(a, b, vec2<f32>(1.0, 0.0), vec2<f32>(1.0, 0.0), 0u, 4u);
 }

@@ -1,5 +1,7 @@
 // IQ4_NL (18 bytes / 32 weights): d: f16 @0, qs[16] @2. Like Q4_0, but each nibble indexes the
 // non-linear codebook (iq4_values) instead of being offset by 8. The header holds the whole block.
+const HAS_MIN: bool = false;
+
 struct Blk {
     d: f32,
     qs: vec4<u32>,
@@ -11,5 +13,6 @@ fn blk_load(blk: u32) -> Blk {
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let q = h.qs[j];
-    return Dq8(h.d * iq4_values(nib_lo4(q)), h.d * iq4_values(nib_hi4(q)), 4u * j, 16u + 4u * j);
+    let s = vec2<f32>(h.d, 0.0);
+    return Dq8(iq4_values(nib_lo4(q)), iq4_values(nib_hi4(q)), s, s, 4u * j, 16u + 4u * j);
 }

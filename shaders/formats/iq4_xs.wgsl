@@ -2,6 +2,8 @@
 // Sub-block b (32 weights) has the 6-bit scale ls = nibble (b % 2) of scales_l[b / 2]
 // | bits 2b..2b+2 of scales_h << 4, and weights d * (ls - 32) * codebook[nibble], nibbles
 // ordered as in IQ4_NL within qs[16b .. 16b + 16]. Blocks are 4-aligned.
+const HAS_MIN: bool = false;
+
 struct Blk {
     d: f32,
     sh: u32, // scales_h
@@ -18,7 +20,7 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let g = j % 4u;
     let lo = (h.sl >> (4u * sb)) & 15u;
     let hi = (h.sh >> (2u * sb)) & 3u;
-    let dl = h.d * f32(i32(lo | (hi << 4u)) - 32);
+    let s = vec2<f32>(h.d * f32(i32(lo | (hi << 4u)) - 32), 0.0);
     let q = ld_a32(blk + 8u + 16u * sb + 4u * g);
-    return Dq8(dl * iq4_values(nib_lo4(q)), dl * iq4_values(nib_hi4(q)), 32u * sb + 4u * g, 32u * sb + 16u + 4u * g);
+    return Dq8(iq4_values(nib_lo4(q)), iq4_values(nib_hi4(q)), s, s, 32u * sb + 4u * g, 32u * sb + 16u + 4u * g);
 }

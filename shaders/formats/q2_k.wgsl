@@ -4,6 +4,8 @@
 //     d * (scales[e/16] & 15) * ((qs[32h + l] >> 2s) & 3) - dmin * (scales[e/16] >> 4).
 // Group j reads the word qs[32h + l0 ..+4] once and takes two shifts of it: s = 2p and 2p + 1
 // (h = j/16, p = (j/8) % 2, l0 = 4 (j % 8)), i.e. weights e and e + 32 with e = 128h + 64p + l0.
+const HAS_MIN: bool = true;
+
 struct Blk {
     dm: vec2<f32>,
     sc: vec4<u32>, // the 16 scale bytes
@@ -14,11 +16,15 @@ fn blk_load(blk: u32) -> Blk {
     return Blk(f16x2(ld_a32(blk + 80u)), sc);
 }
 
-fn q2k_part(h: Blk, q: u32, e: u32, s: u32) -> vec4<f32> {
+// (scale, offset) of the 16 weights around element e.
+fn q2k_scale(h: Blk, e: u32) -> vec2<f32> {
     let i = e / 16u;
     let sc = (h.sc[i / 4u] >> (8u * (i % 4u))) & 0xffu;
-    let v = vec4<f32>((bytes4(q) >> vec4<u32>(2u * s)) & vec4<u32>(3u));
-    return h.dm.x * f32(sc & 15u) * v - h.dm.y * f32(sc >> 4u);
+    return vec2<f32>(h.dm.x * f32(sc & 15u), -(h.dm.y * f32(sc >> 4u)));
+}
+
+fn q2k_q(q: u32, s: u32) -> vec4<f32> {
+    return vec4<f32>((bytes4(q) >> vec4<u32>(2u * s)) & vec4<u32>(3u));
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
@@ -27,5 +33,5 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let l0 = 4u * (j % 8u);
     let q = ld_a32(blk + 16u + 32u * hf + l0);
     let e = 128u * hf + 64u * p + l0;
-    return Dq8(q2k_part(h, q, e, 2u * p), q2k_part(h, q, e + 32u, 2u * p + 1u), e, e + 32u);
+    return Dq8(q2k_q(q, 2u * p), q2k_q(q, 2u * p + 1u), q2k_scale(h, e), q2k_scale(h, e + 32u), e, e + 32u);
 }

@@ -3,6 +3,8 @@
 // Weight e = 128h + 32s + l (h: half, s: 0..4, l: 0..32) is
 //     d * (scale[e/16] - 32) * (((qs[32h + l] >> 2s) & 3) - (bit (4h + s) of hmask[l] ? 0 : 4)).
 // Groups pair the shifts as Q2_K does: weights e and e + 32, e = 128h + 64p + l0.
+const HAS_MIN: bool = false;
+
 struct Blk {
     d: f32,
     s: vec3<u32>, // the 12 packed scale bytes
@@ -21,11 +23,10 @@ fn q3k_scale(h: Blk, i: u32) -> f32 {
     return f32(i32(lo | (hi << 4u)) - 32);
 }
 
-fn q3k_part(h: Blk, q: u32, hm: u32, e: u32, s: u32, hbit: u32) -> vec4<f32> {
+fn q3k_q(q: u32, hm: u32, s: u32, hbit: u32) -> vec4<f32> {
     let lo = (bytes4(q) >> vec4<u32>(2u * s)) & vec4<u32>(3u);
     let hi = (bytes4(hm) >> vec4<u32>(hbit)) & vec4<u32>(1u);
-    let v = vec4<f32>(lo + 4u * hi) - 4.0;
-    return h.d * q3k_scale(h, e / 16u) * v;
+    return vec4<f32>(lo + 4u * hi) - 4.0;
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
@@ -36,7 +37,9 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let hm = ld_u32(blk + l0);
     let e = 128u * hf + 64u * p + l0;
     let s = 2u * p;
-    let a = q3k_part(h, q, hm, e, s, 4u * hf + s);
-    let b = q3k_part(h, q, hm, e + 32u, s + 1u, 4u * hf + s + 1u);
-    return Dq8(a, b, e, e + 32u);
+    let a = q3k_q(q, hm, s, 4u * hf + s);
+    let b = q3k_q(q, hm, s + 1u, 4u * hf + s + 1u);
+    let sa = vec2<f32>(h.d * q3k_scale(h, e / 16u), 0.0);
+    let sb = vec2<f32>(h.d * q3k_scale(h, (e + 32u) / 16u), 0.0);
+    return Dq8(a, b, sa, sb, e, e + 32u);
 }

@@ -2,6 +2,8 @@
 // Weight i < 16 is d * (low nibble of qs[i] - 8), weight i + 16 is d * (high nibble - 8).
 // Group j (0..4) is qs[4j..4j+4]: weights 4j.. from the low nibbles, 16+4j.. from the high.
 // The header holds the whole block.
+const HAS_MIN: bool = false;
+
 struct Blk {
     d: f32,
     qs: vec4<u32>,
@@ -13,7 +15,6 @@ fn blk_load(blk: u32) -> Blk {
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let q = h.qs[j];
-    let a = h.d * (vec4<f32>(nib_lo4(q)) - 8.0);
-    let b = h.d * (vec4<f32>(nib_hi4(q)) - 8.0);
-    return Dq8(a, b, 4u * j, 16u + 4u * j);
+    let s = vec2<f32>(h.d, 0.0);
+    return Dq8(vec4<f32>(nib_lo4(q)) - 8.0, vec4<f32>(nib_hi4(q)) - 8.0, s, s, 4u * j, 16u + 4u * j);
 }

@@ -1,5 +1,7 @@
 // Q4_1 (20 bytes / 32 weights): d: f16 @0, m: f16 @2, qs[16] @4; weight = d * nibble + m.
 // Nibble order as Q4_0. Blocks are 4-byte aligned. The header holds the whole block.
+const HAS_MIN: bool = true;
+
 struct Blk {
     dm: vec2<f32>,
     qs: vec4<u32>,
@@ -11,7 +13,5 @@ fn blk_load(blk: u32) -> Blk {
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let q = h.qs[j];
-    let a = h.dm.x * vec4<f32>(nib_lo4(q)) + h.dm.y;
-    let b = h.dm.x * vec4<f32>(nib_hi4(q)) + h.dm.y;
-    return Dq8(a, b, 4u * j, 16u + 4u * j);
+    return Dq8(vec4<f32>(nib_lo4(q)), vec4<f32>(nib_hi4(q)), h.dm, h.dm, 4u * j, 16u + 4u * j);
 }

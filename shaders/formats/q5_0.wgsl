@@ -2,6 +2,8 @@
 // Weight i < 16 = d * ((low nibble of qs[i] | bit i of qh << 4) - 16);
 // weight i + 16 = d * ((high nibble of qs[i] | bit i+16 of qh << 4) - 16).
 // The header holds the whole block.
+const HAS_MIN: bool = false;
+
 struct Blk {
     d: f32,
     qh: u32,
@@ -15,7 +17,8 @@ fn blk_load(blk: u32) -> Blk {
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let q = h.qs[j];
     let hb = h.qh >> (4u * j);
-    let a = h.d * (vec4<f32>(nib_lo4(q) | q5_high4(hb)) - 16.0);
-    let b = h.d * (vec4<f32>(nib_hi4(q) | q5_high4(hb >> 16u)) - 16.0);
-    return Dq8(a, b, 4u * j, 16u + 4u * j);
+    let a = vec4<f32>(nib_lo4(q) | q5_high4(hb)) - 16.0;
+    let b = vec4<f32>(nib_hi4(q) | q5_high4(hb >> 16u)) - 16.0;
+    let s = vec2<f32>(h.d, 0.0);
+    return Dq8(a, b, s, s, 4u * j, 16u + 4u * j);
 }

@@ -1,5 +1,7 @@
 // Q8_0 (34 bytes / 32 weights): d: f16 @0, qs: i8[32] @2; weight i = d * qs[i].
 // Group j (0..4) is weights 8j..8j+8. The header holds the whole block.
+const HAS_MIN: bool = false;
+
 struct Blk {
     d: f32,
     lo: vec4<u32>, // qs[0..16]
@@ -13,5 +15,6 @@ fn blk_load(blk: u32) -> Blk {
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let q = select(h.lo, h.hi, j >= 2u);
     let k = 2u * (j & 1u);
-    return Dq8(h.d * sbytes4(q[k]), h.d * sbytes4(q[k + 1u]), 8u * j, 8u * j + 4u);
+    let s = vec2<f32>(h.d, 0.0);
+    return Dq8(sbytes4(q[k]), sbytes4(q[k + 1u]), s, s, 8u * j, 8u * j + 4u);
 }

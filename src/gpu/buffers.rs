@@ -87,7 +87,11 @@ impl Context {
     /// before the next submitted command buffer; no staging buffer of ours is involved.
     pub fn write<T: Pod>(&self, dst: &GpuVec<T>, offset: usize, data: &[T]) -> Result<()> {
         if offset + data.len() > dst.len {
-            return Err(Error::Shape(format!("writing {} elements at {offset} into a buffer of {}", data.len(), dst.len)));
+            return Err(Error::Shape(format!(
+                "writing {} elements at {offset} into a buffer of {}",
+                data.len(),
+                dst.len
+            )));
         }
         let bytes: &[u8] = bytemuck::cast_slice(data);
         let at = (offset * std::mem::size_of::<T>()) as u64;

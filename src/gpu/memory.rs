@@ -27,7 +27,8 @@ pub enum MemTag {
 
 impl MemTag {
     /// Every tag, in report order.
-    pub const ALL: [MemTag; 5] = [MemTag::Weights, MemTag::KvCache, MemTag::Activations, MemTag::Staging, MemTag::Uniforms];
+    pub const ALL: [MemTag; 5] =
+        [MemTag::Weights, MemTag::KvCache, MemTag::Activations, MemTag::Staging, MemTag::Uniforms];
 
     fn index(self) -> usize {
         self as usize
@@ -106,9 +107,21 @@ impl fmt::Display for MemoryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const MIB: f64 = 1024.0 * 1024.0;
         for (tag, cur, peak) in &self.tags {
-            writeln!(f, "{:<12} {:>10.1} MiB (peak {:>10.1} MiB)", format!("{tag:?}"), *cur as f64 / MIB, *peak as f64 / MIB)?;
+            writeln!(
+                f,
+                "{:<12} {:>10.1} MiB (peak {:>10.1} MiB)",
+                format!("{tag:?}"),
+                *cur as f64 / MIB,
+                *peak as f64 / MIB
+            )?;
         }
-        write!(f, "{:<12} {:>10.1} MiB (peak {:>10.1} MiB)", "total", self.total_current as f64 / MIB, self.total_peak as f64 / MIB)
+        write!(
+            f,
+            "{:<12} {:>10.1} MiB (peak {:>10.1} MiB)",
+            "total",
+            self.total_current as f64 / MIB,
+            self.total_peak as f64 / MIB
+        )
     }
 }
 

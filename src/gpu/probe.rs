@@ -13,24 +13,44 @@ pub fn stream_read_key(wg: u32, contiguous: bool) -> PipelineKey {
     PipelineKey { kernel: Kernel::StreamRead, format: None, consts: vec![("WG", wg), ("CONTIG", contiguous as u32)] }
 }
 
-/// Workgroup size and invocation count of the probe for a device kind.
-fn probe_shape(ctx: &Context) -> (u32, u32, bool) {
-    match ctx.profile() {
-        // Enough invocations to fill a large GPU.
-        KernelProfile::Gpu => (256, 256 * 1024, false),
-        // A few invocations per core, each streaming one slice.
-        KernelProfile::Cpu => (8, 8 * 64, true),
+/// Launch shape of the streaming-read probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamShape {
+    pub wg: u32,
+    /// Total invocations.
+    pub threads: u32,
+    /// Each invocation reads one contiguous slice (else a grid-strided one).
+    pub contiguous: bool,
+}
+
+/// Shapes worth trying on a device kind; a benchmark takes the fastest as its yardstick.
+pub fn stream_shapes(profile: KernelProfile) -> Vec<StreamShape> {
+    let s = |wg, threads, contiguous| StreamShape { wg, threads, contiguous };
+    match profile {
+        KernelProfile::Gpu => vec![s(256, 256 * 1024, false), s(256, 256 * 256, false), s(64, 64 * 4096, false)],
+        KernelProfile::Cpu => vec![s(8, 8 * 64, true), s(8, 8 * 16, true), s(8, 8 * 64, false), s(64, 64 * 16, false)],
     }
 }
 
 /// Records a kernel that reads all of `src` and writes one partial sum per invocation to `dst`
-/// (which must hold at least [`stream_read_outputs`] elements).
-pub fn stream_read(ctx: &Context, pass: &mut wgpu::ComputePass<'_>, src: &F32Buffer, dst: &F32Buffer) -> Result<()> {
-    let (wg, threads, contiguous) = probe_shape(ctx);
-    if dst.len() < threads as usize || src.len() % 4 != 0 {
-        return Err(Error::Shape(format!("stream_read: dst needs {threads} elements and src a multiple of 4")));
+/// (which must hold at least `shape.threads` elements).
+pub fn stream_read(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    shape: StreamShape,
+    src: &F32Buffer,
+    dst: &F32Buffer,
+) -> Result<()> {
+    if src.byte_len() > ctx.max_binding_size() {
+        return Err(Error::DoesNotFit(format!("stream_read: {} bytes exceed one binding", src.byte_len())));
     }
-    let pipeline = ctx.pipeline(&stream_read_key(wg, contiguous))?;
+    if dst.len() < shape.threads as usize || src.len() % 4 != 0 || shape.threads % shape.wg != 0 {
+        return Err(Error::Shape(format!(
+            "stream_read {shape:?}: dst needs {} elements and src a multiple of 4",
+            shape.threads
+        )));
+    }
+    let pipeline = ctx.pipeline(&stream_read_key(shape.wg, shape.contiguous))?;
     let n_vec4 = u32::try_from(src.len() / 4).map_err(|_| Error::Shape("stream_read: source too large".into()))?;
     let uniform = ctx.uniform("stream_read params", &[n_vec4, 0, 0, 0])?;
     let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -44,11 +64,6 @@ pub fn stream_read(ctx: &Context, pass: &mut wgpu::ComputePass<'_>, src: &F32Buf
     });
     pass.set_pipeline(&pipeline.pipeline);
     pass.set_bind_group(0, &bind_group, &[]);
-    pass.dispatch_workgroups(threads / wg, 1, 1);
+    pass.dispatch_workgroups(shape.threads / shape.wg, 1, 1);
     Ok(())
-}
-
-/// Elements `dst` of [`stream_read`] must hold on this device.
-pub fn stream_read_outputs(ctx: &Context) -> usize {
-    probe_shape(ctx).1 as usize
 }

@@ -89,7 +89,7 @@ decoders! {
     Q3_K   "q3_k.wgsl"   64;
     Q4_K   "q4_k.wgsl"   64;
     Q5_K   "q5_k.wgsl"   64;
-    Q6_K   "q6_k.wgsl"   64;
+    Q6_K   "q6_k.wgsl"   128;
     IQ4_NL "iq4_nl.wgsl" 32;
     IQ4_XS "iq4_xs.wgsl" 32;
 }
@@ -153,8 +153,21 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
         s.push_str(include_str!("../../shaders/common/kquants.wgsl"));
         s.push_str(decoder(ty).source);
     }
+    if kernel == Kernel::MatVec {
+        let subgroup = consts.iter().any(|&(n, v)| n == "SG" && v == 1);
+        s.push_str(if subgroup {
+            include_str!("../../shaders/common/reduce_subgroup.wgsl")
+        } else {
+            include_str!("../../shaders/common/reduce_workgroup.wgsl")
+        });
+    }
     s.push_str(kernel.source());
     s
+}
+
+/// Whether a composed kernel uses subgroup operations (and so needs the SUBGROUP feature).
+pub fn uses_subgroups(consts: &[(&str, u32)]) -> bool {
+    consts.iter().any(|&(n, v)| n == "SG" && v == 1)
 }
 
 /// Parses and validates `source` with naga, returning a readable error. Used by the unit test
@@ -166,10 +179,7 @@ pub fn validate(source: &str, subgroups: bool) -> Result<(), String> {
     if subgroups {
         caps |= Capabilities::SUBGROUP;
     }
-    Validator::new(ValidationFlags::all(), caps)
-        .validate(&module)
-        .map(|_| ())
-        .map_err(|e| e.emit_to_string(source))
+    Validator::new(ValidationFlags::all(), caps).validate(&module).map(|_| ()).map_err(|e| e.emit_to_string(source))
 }
 
 #[cfg(test)]
@@ -194,7 +204,9 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
     for profile in [super::KernelProfile::Gpu, super::KernelProfile::Cpu] {
         for ty in GgmlType::all() {
             for ncols in 1..=crate::ops::MAX_COLS as u32 {
-                keys.push(MatVecShape::for_profile(profile).key(ty, ncols));
+                for subgroup in [None, Some(32)] {
+                    keys.push(MatVecShape::pick(profile, subgroup, ty, ncols).key(ty, ncols));
+                }
             }
             keys.push(MatMulShape::for_device(profile, ty, 16384).key(ty));
             keys.push(MatMulShape::for_device(profile, ty, 65536).key(ty));
@@ -218,11 +230,20 @@ mod naga_tests {
         for key in &keys {
             for f16_in_f32 in [true, false] {
                 let src = compose(key.kernel, key.format, &key.consts, ShaderCaps { f16_in_f32 });
-                if let Err(e) = validate(&src, false) {
-                    failures.push(format!("{:?} {:?} {:?} f16_in_f32={f16_in_f32}:\n{e}", key.kernel, key.format, key.consts));
+                if let Err(e) = validate(&src, uses_subgroups(&key.consts)) {
+                    failures.push(format!(
+                        "{:?} {:?} {:?} f16_in_f32={f16_in_f32}:\n{e}",
+                        key.kernel, key.format, key.consts
+                    ));
                 }
             }
         }
-        assert!(failures.is_empty(), "{} of {} shaders failed:\n{}", failures.len(), keys.len() * 2, failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} of {} shaders failed:\n{}",
+            failures.len(),
+            keys.len() * 2,
+            failures.join("\n")
+        );
     }
 }

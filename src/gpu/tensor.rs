@@ -33,13 +33,21 @@ pub struct GpuTensor {
 
 impl GpuTensor {
     /// Uploads `bytes` (the raw blocks of `n_rows` rows of `row_len` elements of `ty`).
-    pub fn upload(ctx: &Context, name: &str, ty: GgmlType, row_len: usize, n_rows: usize, bytes: &[u8]) -> Result<GpuTensor> {
+    pub fn upload(
+        ctx: &Context,
+        name: &str,
+        ty: GgmlType,
+        row_len: usize,
+        n_rows: usize,
+        bytes: &[u8],
+    ) -> Result<GpuTensor> {
         let row_bytes = check_geometry(name, ty, row_len, n_rows, bytes.len())?;
-        let per_chunk = rows_per_chunk(ctx.max_binding_size(), row_bytes, n_rows)
-            .ok_or_else(|| Error::DoesNotFit(format!(
+        let per_chunk = rows_per_chunk(ctx.max_binding_size(), row_bytes, n_rows).ok_or_else(|| {
+            Error::DoesNotFit(format!(
                 "tensor `{name}`: one row of {row_bytes} bytes exceeds the device's binding size {}",
                 ctx.max_binding_size()
-            )))?;
+            ))
+        })?;
         let mut chunks = Vec::new();
         let mut row0 = 0;
         while row0 < n_rows {

@@ -81,7 +81,13 @@ pub(crate) struct Range<'a> {
 /// Binds elements `start .. start + len` of `buf` (4-byte elements): the binding starts at the
 /// largest aligned offset before `start`, so buffers larger than one binding can be used as long
 /// as each dispatch's window fits.
-pub(crate) fn bind_range<'a>(ctx: &Context, buf: &'a TrackedBuffer, start: usize, len: usize, what: &str) -> Result<Range<'a>> {
+pub(crate) fn bind_range<'a>(
+    ctx: &Context,
+    buf: &'a TrackedBuffer,
+    start: usize,
+    len: usize,
+    what: &str,
+) -> Result<Range<'a>> {
     let align = ctx.limits().min_storage_buffer_offset_alignment.max(16) as u64;
     let start_b = start as u64 * 4;
     let begin = start_b / align * align;
@@ -117,8 +123,11 @@ pub(crate) fn dispatch(
     if x > max || y > max {
         return Err(Error::DoesNotFit(format!("dispatch of {x} x {y} workgroups exceeds {max} per dimension")));
     }
-    let entries: Vec<wgpu::BindGroupEntry<'_>> =
-        entries.iter().enumerate().map(|(i, r)| wgpu::BindGroupEntry { binding: i as u32, resource: r.clone() }).collect();
+    let entries: Vec<wgpu::BindGroupEntry<'_>> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, r)| wgpu::BindGroupEntry { binding: i as u32, resource: r.clone() })
+        .collect();
     let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: None,
         layout: &pipeline.layout,

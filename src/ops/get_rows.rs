@@ -30,7 +30,11 @@ pub fn get_rows<'a>(
         return Ok(());
     }
     if ids_offset + n_ids > ids.len() {
-        return Err(Error::Shape(format!("get_rows `{}`: ids {ids_offset}..+{n_ids} exceed {} ids", table.name, ids.len())));
+        return Err(Error::Shape(format!(
+            "get_rows `{}`: ids {ids_offset}..+{n_ids} exceed {} ids",
+            table.name,
+            ids.len()
+        )));
     }
     let k = table.row_len;
     let os = resolve(&out, "get_rows OUT", n_ids, k)?;

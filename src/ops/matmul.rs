@@ -3,7 +3,7 @@
 use super::dispatch::{bind_range, check_distinct, check_vec4, dispatch, resolve, u32_of, View};
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
-use crate::gpu::shaders::{span, Kernel};
+use crate::gpu::shaders::{block_geometry, span, Kernel};
 use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey};
 
 /// Tile sizes of the matmul kernel.
@@ -19,6 +19,8 @@ pub struct MatMulShape {
     pub tm: u32,
     /// Columns per invocation's micro-tile.
     pub tn: u32,
+    /// Decode whole blocks per invocation when loading W tiles (see `unit_groups`).
+    pub whole_blocks: bool,
 }
 
 impl MatMulShape {
@@ -32,8 +34,10 @@ impl MatMulShape {
     pub fn for_device(profile: KernelProfile, ty: GgmlType, limit: u32) -> MatMulShape {
         let bk = span(ty).max(32);
         let mut s = match profile {
-            KernelProfile::Gpu => MatMulShape { bm: 64, bn: 64, bk, tm: 4, tn: 4 },
-            KernelProfile::Cpu => MatMulShape { bm: 32, bn: 32, bk, tm: 4, tn: 4 },
+            KernelProfile::Gpu => MatMulShape { bm: 64, bn: 64, bk, tm: 4, tn: 4, whole_blocks: false },
+            // 8 x 8 micro-tiles: on a CPU device every workgroup-memory read is a gather, so the
+            // more multiply-adds per read the better (measured with `kernel-bench --tune-mm`).
+            KernelProfile::Cpu => MatMulShape { bm: 32, bn: 32, bk, tm: 8, tn: 8, whole_blocks: true },
         };
         while s.workgroup_bytes() > limit && s.bm > s.tm * 2 {
             s.bm /= 2;
@@ -61,7 +65,26 @@ impl MatMulShape {
         PipelineKey {
             kernel: Kernel::MatMul,
             format: Some(ty),
-            consts: vec![("BM", self.bm), ("BN", self.bn), ("BK", self.bk), ("TM", self.tm), ("TN", self.tn), ("WG", self.wg())],
+            consts: vec![
+                ("BM", self.bm),
+                ("BN", self.bn),
+                ("BK", self.bk),
+                ("TM", self.tm),
+                ("TN", self.tn),
+                ("WG", self.wg()),
+                ("UG", self.unit_groups(ty)),
+            ],
+        }
+    }
+
+    /// Groups decoded per unit of tile loading: with `whole_blocks`, all of a block's groups
+    /// inside the tile (its header read once, fewer invocations busy); else one group per
+    /// invocation (every invocation busy, as GPUs want).
+    fn unit_groups(&self, ty: GgmlType) -> u32 {
+        if self.whole_blocks {
+            (block_geometry(ty).0 / 8).min(self.bk / 8)
+        } else {
+            1
         }
     }
 }

@@ -15,21 +15,42 @@ pub const MAX_COLS: usize = 8;
 pub struct MatVecShape {
     /// Invocations per workgroup.
     pub wg: u32,
-    /// Invocations cooperating on one row (power of two); their partial sums are reduced in
-    /// workgroup memory.
+    /// Invocations cooperating on one row (power of two); their partial sums are reduced with
+    /// subgroupAdd (`subgroup`) or through workgroup memory.
     pub tpr: u32,
     /// Rows per invocation: each activation loaded is reused for this many rows.
     pub rpi: u32,
+    /// Reduce rows with subgroupAdd; requires `tpr` to equal the device's fixed subgroup size.
+    pub subgroup: bool,
 }
 
 impl MatVecShape {
-    /// The shape for a kind of device. GPU: 32 invocations per row (coalesced reads, one
-    /// reduction), 4 rows per workgroup. CPU (lavapipe): one invocation walks whole rows, 4 rows
-    /// at a time, so each activation load feeds 4 rows (measured fastest on lavapipe).
-    pub fn for_profile(p: KernelProfile) -> MatVecShape {
-        match p {
-            KernelProfile::Gpu => MatVecShape { wg: 128, tpr: 32, rpi: 1 },
-            KernelProfile::Cpu => MatVecShape { wg: 8, tpr: 1, rpi: 4 },
+    /// The shape for `ctx`'s device, weight format and column count (see [`MatVecShape::pick`]).
+    pub fn for_device(ctx: &Context, ty: GgmlType, ncols: u32) -> MatVecShape {
+        MatVecShape::pick(ctx.profile(), ctx.subgroup_size(), ty, ncols)
+    }
+
+    /// The shape for a kind of device (with a fixed subgroup size, if it has one usable for
+    /// reductions), weight format and column count.
+    ///
+    /// GPU: a subgroup (or 32 invocations) per row: coalesced reads and one reduction, by
+    /// subgroupAdd when the subgroup size is fixed, else through workgroup memory; 4 rows per
+    /// workgroup. CPU (lavapipe): one invocation walks whole rows, several rows at a time, so each
+    /// activation load and each decoded header feeds several rows; about 8 rows × columns of
+    /// reuse was fastest (`kernel-bench --tune`), fewer rows for formats whose decoders need many
+    /// registers.
+    pub fn pick(profile: KernelProfile, subgroup: Option<u32>, ty: GgmlType, ncols: u32) -> MatVecShape {
+        match (profile, subgroup) {
+            (KernelProfile::Gpu, Some(sg)) => MatVecShape { wg: 4 * sg, tpr: sg, rpi: 1, subgroup: true },
+            (KernelProfile::Gpu, None) => MatVecShape { wg: 128, tpr: 32, rpi: 1, subgroup: false },
+            (KernelProfile::Cpu, _) => {
+                use GgmlType::*;
+                let max_rows = match ty {
+                    Q2_K | Q4_1 | Q5_K | Q6_K | IQ4_XS | F32 => 4,
+                    _ => 8,
+                };
+                MatVecShape { wg: 8, tpr: 1, rpi: (8 / ncols.max(1)).clamp(1, max_rows), subgroup: false }
+            }
         }
     }
 
@@ -45,7 +66,7 @@ impl MatVecShape {
 
     /// The pipeline key (and so the generated constants) for `ty` and `ncols` columns.
     pub fn key(&self, ty: GgmlType, ncols: u32) -> PipelineKey {
-        let red = if self.tpr > 1 { self.wg * self.rpi * ncols } else { 1 };
+        let red = if self.tpr > 1 && !self.subgroup { self.wg * self.rpi * ncols } else { 1 };
         PipelineKey {
             kernel: Kernel::MatVec,
             format: Some(ty),
@@ -56,7 +77,7 @@ impl MatVecShape {
                 ("NCOLS", ncols),
                 ("RED", red),
                 ("UG", unit_groups(ty, self.tpr)),
-                ("OLD", std::env::var("EXP_OLD").map_or(0, |_| 1)),
+                ("SG", self.subgroup as u32),
             ],
         }
     }
@@ -86,20 +107,20 @@ pub fn matvec<'a>(
     y: impl Into<View<'a>>,
     n_cols: usize,
 ) -> Result<()> {
-    matvec_with(ctx, pass, MatVecShape::for_profile(ctx.profile()), w, x.into(), y.into(), n_cols)
+    matvec_with(ctx, pass, None, w, x.into(), y.into(), n_cols)
 }
 
-/// [`matvec`] with an explicit kernel shape (benchmarks and tuning).
+/// [`matvec`] with an explicit kernel shape (benchmarks and tuning); `None` picks
+/// [`MatVecShape::for_device`] for each batch of columns.
 pub fn matvec_with(
     ctx: &Context,
     pass: &mut wgpu::ComputePass<'_>,
-    shape: MatVecShape,
+    shape: Option<MatVecShape>,
     w: &GpuTensor,
     x: View<'_>,
     y: View<'_>,
     n_cols: usize,
 ) -> Result<()> {
-    shape.check()?;
     if n_cols == 0 {
         return Err(Error::Shape(format!("matvec `{}`: zero columns", w.name)));
     }
@@ -110,6 +131,11 @@ pub fn matvec_with(
     check_distinct(x.buf.buffer(), y.buf.buffer(), "matvec")?;
     for col0 in (0..n_cols).step_by(MAX_COLS) {
         let nc = MAX_COLS.min(n_cols - col0);
+        let shape = shape.unwrap_or_else(|| MatVecShape::for_device(ctx, w.ty, nc as u32));
+        shape.check()?;
+        if shape.subgroup && ctx.subgroup_size() != Some(shape.tpr) {
+            return Err(Error::Shape(format!("matvec shape {shape:?} needs a fixed subgroup size of {}", shape.tpr)));
+        }
         let pipeline = ctx.pipeline(&shape.key(w.ty, nc as u32))?;
         let xr = bind_range(ctx, x.buf.buffer(), x.offset + col0 * xs, (nc - 1) * xs + k, "matvec X")?;
         for chunk in &w.chunks {

@@ -32,7 +32,8 @@
 //!
 //! # Ops
 //! - [`mul_mat`]: picks [`matvec`] (decode, up to a few columns) or [`matmul`] (prompts).
-//! - [`matvec`]: 1..8 columns per dispatch, kernel shape per device kind ([`MatVecShape`]).
+//! - [`matvec`]: 1..8 columns per dispatch, kernel shape per device kind, format and column
+//!   count ([`MatVecShape::for_device`]; [`matvec_with`] takes an explicit one).
 //! - [`matmul`]: tiled, W tiles dequantized into workgroup memory ([`MatMulShape`]).
 //! - [`get_rows`]: embedding lookup from a quantized table into f32 rows.
 //!
