@@ -36,7 +36,7 @@ struct Args {
     /// Chunks of the text to score (default 2, or 1 with --fast).
     #[arg(long)]
     chunks: Option<usize>,
-    /// Short speed runs (16-token prompt, 4 decode tokens, no repetitions) and one chunk.
+    /// Short speed runs (16-token prompt, 4 decode tokens, one repetition) and one chunk.
     #[arg(long)]
     fast: bool,
     /// Skip the speed measurements.
@@ -56,7 +56,7 @@ struct Args {
     /// Directory for the reference and quantized files (default: a temporary one).
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Keep the reference and quantized files in the work directory.
+    /// Keep the reference and quantized files in the work directory (with --work-dir).
     #[arg(long)]
     keep: bool,
     /// Adapter index or name substring (default: the best one).

@@ -392,7 +392,10 @@ struct Setting {
 
 impl Setting {
     fn new(config: &Config, req: &PlanRequest, kv_type: KvType, n_ctx: usize) -> Setting {
-        let batch = req.batch.min(n_ctx);
+        // The attention scores of a micro-batch ([n_head][batch][n_ctx] floats) are one binding.
+        let scores_per_token = (config.n_head * n_ctx * 4) as u64;
+        let batch_fitting = (req.max_binding_size / scores_per_token.max(1)).max(1) as usize;
+        let batch = req.batch.min(n_ctx).min(batch_fitting);
         Setting {
             kv_type,
             n_ctx,

@@ -108,9 +108,7 @@ impl Model {
         req.max_binding_size = ctx.max_binding_size();
         req.allow_smaller_kv = options.allow_smaller_kv;
         req.allow_smaller_ctx = options.allow_smaller_ctx;
-        // The attention scratch ([n_head][batch][n_ctx] floats) must fit one binding.
-        let per_token_scores = (config.n_head * n_ctx * 4) as u64;
-        req.batch = options.batch.min((ctx.max_binding_size() / per_token_scores.max(1)) as usize).max(1);
+        req.batch = options.batch;
         let plan = plan::plan(&file, &req)?;
         let offload = options
             .offload

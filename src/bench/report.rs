@@ -202,8 +202,14 @@ pub fn markdown(report: &BenchReport) -> Result<String> {
             sp.prompt_tokens, sp.decode_tokens, sp.reps
         );
     }
-    let _ =
-        writeln!(s, "Source file: {:.3} bpw ({}).\n", report.source.bits_per_weight(), type_mix(&report.source.types));
+    let _ = writeln!(s, "Source file: {:.3} bpw ({}).", report.source.bits_per_weight(), type_mix(&report.source.types));
+    if report.source.types.iter().any(|t| t.ty.is_quantized()) && report.device.is_some() {
+        s += "Caveat: the source is already quantized, so the F32 reference is its dequantized weights, not the \
+              original full-precision model. Every KL is a distance from the source's weights: a format that \
+              reproduces the source's blocks (its own recipe) scores KL ≈ 0 by construction, and formats finer \
+              than the source cannot show what they would keep of the original.\n";
+    }
+    s += "\n";
     s += &markdown_table(report);
     s += "\nLlama-2-7B GB: tensor bytes of the same recipe for Llama-2-7B's shapes. ✓: the published or claimed number is ours rounded to its decimals.\n\n";
     s += &mix_table(report);

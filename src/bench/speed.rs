@@ -30,7 +30,7 @@ pub struct SpeedOptions {
 
 impl Default for SpeedOptions {
     fn default() -> Self {
-        SpeedOptions { prompt_tokens: 128, decode_tokens: 32, reps: 3, probe_bytes: 256 << 20 }
+        SpeedOptions { prompt_tokens: 128, decode_tokens: 32, reps: 2, probe_bytes: 256 << 20 }
     }
 }
 
@@ -185,7 +185,7 @@ pub fn matvec_bandwidth(ctx: &Context, timer: &PassTimer, file: &GgufFile, reps:
 
 /// Prompt and decode tokens per second of `model`: `prompt` is processed in one call (micro-
 /// batches of up to 128 tokens, as [`crate::Session`] does by default), then `decode` tokens are
-/// generated greedily one at a time, each step reading back the logits. One untimed warm-up run
+/// generated greedily one at a time, each step reading back the logits. One short untimed warm-up
 /// first; the prompt is timed `reps` times (best kept), decode once.
 pub fn generation_speed(model: &GpuModel, prompt: &[u32], decode: usize, reps: usize) -> Result<(f64, f64)> {
     if prompt.is_empty() || decode == 0 {
@@ -193,9 +193,9 @@ pub fn generation_speed(model: &GpuModel, prompt: &[u32], decode: usize, reps: u
     }
     let batch = prompt.len().min(128);
     let mut state = GpuState::new(model, prompt.len() + decode + 1, batch, 1, KvType::F16)?;
-    // Warm-up (pipelines for these shapes are built here), then the timed runs overwrite the
-    // cache from position 0.
-    run_generation(model, &mut state, prompt, 2.min(decode))?;
+    // Warm-up: a short prompt (over the matvec/matmul threshold) and two decode steps build every
+    // pipeline the timed runs use; those then overwrite the cache from position 0.
+    run_generation(model, &mut state, &prompt[..prompt.len().min(16)], 2.min(decode))?;
     let mut prefill = f64::MAX;
     let mut decode_s = 0.0;
     for rep in 0..reps.max(1) {
