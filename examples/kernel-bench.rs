@@ -154,6 +154,8 @@ fn tune(ctx: &Context, timer: &Timer, formats: &[GgmlType]) -> Result<()> {
         ops::MatVecShape { wg: 8, tpr: 1, rpi: 2, subgroup: false },
         ops::MatVecShape { wg: 8, tpr: 1, rpi: 4, subgroup: false },
         ops::MatVecShape { wg: 8, tpr: 1, rpi: 8, subgroup: false },
+        ops::MatVecShape { wg: 8, tpr: 1, rpi: 16, subgroup: false },
+        ops::MatVecShape { wg: 16, tpr: 1, rpi: 8, subgroup: false },
         ops::MatVecShape { wg: 16, tpr: 1, rpi: 4, subgroup: false },
         ops::MatVecShape { wg: 32, tpr: 1, rpi: 2, subgroup: false },
         ops::MatVecShape { wg: 64, tpr: 8, rpi: 1, subgroup: false },

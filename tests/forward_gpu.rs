@@ -104,3 +104,26 @@ fn sliding_window_ring_cache_matches_the_cpu_path() {
     assert_eq!(common::argmax(&gpu), common::argmax(&cpu));
     assert!(max_diff < 0.1, "max |gpu - cpu| = {max_diff}");
 }
+
+/// The tracker agrees with the backend's own count of buffer memory (wgpu's internal counters):
+/// every byte the runtime allocates is tracked, and dropping the model frees it.
+#[test]
+fn memory_tracker_matches_the_backend_counters() {
+    let ctx = Arc::new(Context::new().expect("a GPU adapter (lavapipe in CI)"));
+    let before = wgquant::gpu::vram::backend_buffer_bytes(&ctx.device);
+    let model = wgquant::Model::load_on(ctx.clone(), common::default_model_path(), Default::default(), |_, _| {}).unwrap();
+    let session = model.session().unwrap();
+    let tracked = ctx.memory().total();
+    let backend = wgquant::gpu::vram::backend_buffer_bytes(&ctx.device);
+    eprintln!("tracked {tracked}, backend {backend:?} (before {before:?})");
+    if let (Some(before), Some(backend)) = (before, backend) {
+        let allocated = backend - before;
+        // Within a MiB (the context's own small buffers come and go): nothing big is untracked.
+        let diff = allocated.abs_diff(tracked);
+        assert!(diff < 1 << 20, "backend {allocated} vs tracked {tracked}: {diff} bytes apart");
+    }
+    assert!(tracked > 250_000_000, "weights, KV and scratch are tracked: {tracked}");
+    drop(session);
+    drop(model);
+    assert_eq!(ctx.memory().total(), 0);
+}

@@ -202,7 +202,8 @@ pub fn markdown(report: &BenchReport) -> Result<String> {
             sp.prompt_tokens, sp.decode_tokens, sp.reps
         );
     }
-    let _ = writeln!(s, "Source file: {:.3} bpw ({}).", report.source.bits_per_weight(), type_mix(&report.source.types));
+    let _ =
+        writeln!(s, "Source file: {:.3} bpw ({}).", report.source.bits_per_weight(), type_mix(&report.source.types));
     if report.source.types.iter().any(|t| t.ty.is_quantized()) && report.device.is_some() {
         s += "Caveat: the source is already quantized, so the F32 reference is its dequantized weights, not the \
               original full-precision model. Every KL is a distance from the source's weights: a format that \
