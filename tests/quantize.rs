@@ -71,3 +71,23 @@ fn requantizing_the_default_model_to_q4_k_m_keeps_its_size() {
     assert_eq!(summary.n_elements(), 268_098_176);
     assert!((summary.bits_per_weight() - 7.358).abs() < 1e-3, "{}", summary.bits_per_weight());
 }
+
+/// The Llama-2-7B column against llama.cpp's own files: the published GGUFs of Llama-2-7B
+/// (TheBloke's conversions, byte sizes as listed on their model page) are our recipe's tensor bytes
+/// plus the same 741,056-byte header for every file type, i.e. llama.cpp's quantizer chose the
+/// same type for every tensor. (Q2_K is left out: its recipe changed after those files were made.)
+#[test]
+fn llama2_7b_recipe_matches_llama_cpps_published_files() {
+    let published = [
+        (FileType::Q4_0, 3_825_807_040u64),
+        (FileType::Q4_K_M, 4_081_004_224),
+        (FileType::Q5_K_M, 4_783_156_928),
+        (FileType::Q6_K, 5_529_194_176),
+        (FileType::Q8_0, 7_161_089_728),
+    ];
+    for (ftype, file_bytes) in published {
+        let ours = recipe_bytes(&zoo::LLAMA2_7B, ftype);
+        assert_eq!(file_bytes - ours, 741_056, "{ftype}: published {file_bytes}, recipe tensors {ours}");
+        assert!((file_bytes as f64 / ours as f64 - 1.0).abs() < 1e-3);
+    }
+}
