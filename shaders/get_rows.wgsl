@@ -15,7 +15,7 @@ struct Params {
     rows: u32,       // rows held by this chunk
 }
 
-@group(0) @binding(0) var<storage, read> wq: array<u32>;
+@group(0) @binding(0) var<storage, read> wq: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read_write> outv: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> p: Params;

@@ -18,7 +18,7 @@ struct Params {
     y_stride: u32,  // elements between columns of Y
 }
 
-@group(0) @binding(0) var<storage, read> wq: array<u32>;
+@group(0) @binding(0) var<storage, read> wq: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read> xv: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> yv: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;

@@ -59,7 +59,7 @@ const UNIFORM_BYTES: u64 = 4096;
 
 /// Spare bytes after every weight chunk: mirrors `TAIL_PAD` in `gpu/tensor.rs`, where the WGSL
 /// loaders read one word past an unaligned one.
-const TAIL_PAD: u64 = 4;
+const TAIL_PAD: u64 = 16;
 
 /// What the planner is asked to fit.
 #[derive(Clone, Debug, Serialize)]
@@ -299,7 +299,7 @@ pub fn gpu_tensor_bytes(info: &TensorInfo, chunk_limit: u64) -> Result<u64> {
     }
     let n_rows = info.n_rows().max(1) as u64;
     let row_bytes = info.n_bytes / n_rows;
-    let rows_per_chunk = chunk_limit.saturating_sub(TAIL_PAD + 4) / row_bytes.max(1);
+    let rows_per_chunk = chunk_limit.saturating_sub(TAIL_PAD + 16) / row_bytes.max(1);
     if rows_per_chunk == 0 {
         return Err(Error::DoesNotFit(format!(
             "tensor `{}`: one row of {} exceeds the device's largest buffer/binding of {} ({} bytes), \
@@ -313,7 +313,7 @@ pub fn gpu_tensor_bytes(info: &TensorInfo, chunk_limit: u64) -> Result<u64> {
     let rows_per_chunk = rows_per_chunk.min(n_rows);
     let full = n_rows / rows_per_chunk;
     let rest = n_rows % rows_per_chunk;
-    let chunk = |rows: u64| (rows * row_bytes).next_multiple_of(4) + TAIL_PAD;
+    let chunk = |rows: u64| (rows * row_bytes).next_multiple_of(16) + TAIL_PAD;
     Ok(full * chunk(rows_per_chunk) + if rest > 0 { chunk(rest) } else { 0 })
 }
 
@@ -886,10 +886,10 @@ mod tests {
             offset: 0,
             n_bytes,
         };
-        // 10 rows of 34 bytes in one chunk: 340 → 340 + 4.
-        assert_eq!(gpu_tensor_bytes(&info(10, 340), 1 << 20).unwrap(), 344);
-        // A limit of 8 + 3 rows: chunks of 3, 3, 3, 1 rows.
-        assert_eq!(gpu_tensor_bytes(&info(10, 340), 8 + 102).unwrap(), 3 * (104 + 4) + (36 + 4));
-        assert!(matches!(gpu_tensor_bytes(&info(10, 340), 40), Err(Error::DoesNotFit(_))));
+        // 10 rows of 34 bytes in one chunk: 340 → padded to 352, plus the spare vec4.
+        assert_eq!(gpu_tensor_bytes(&info(10, 340), 1 << 20).unwrap(), 368);
+        // A limit of 32 + 3 rows: chunks of 3, 3, 3, 1 rows (102 → 112 + 16, 34 → 48 + 16).
+        assert_eq!(gpu_tensor_bytes(&info(10, 340), 32 + 102).unwrap(), 3 * (112 + 16) + (48 + 16));
+        assert!(matches!(gpu_tensor_bytes(&info(10, 340), 60), Err(Error::DoesNotFit(_))));
     }
 }

@@ -11,8 +11,9 @@ fn blk_load(blk: u32) -> Blk {
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
-    let i = blk >> 2u;
-    let a = vec4<f32>(bitcast<f32>(wq[i]), bitcast<f32>(wq[i + 1u]), bitcast<f32>(wq[i + 2u]), bitcast<f32>(wq[i + 3u]));
-    let b = vec4<f32>(bitcast<f32>(wq[i + 4u]), bitcast<f32>(wq[i + 5u]), bitcast<f32>(wq[i + 6u]), bitcast<f32>(wq[i + 7u]));
+    // A virtual block is 32 bytes at a 32-byte offset: two aligned vec4 loads.
+    let i = blk >> 4u;
+    let a = bitcast<vec4<f32>>(wq[i]);
+    let b = bitcast<vec4<f32>>(wq[i + 1u]);
     return Dq8(a, b, vec2<f32>(1.0, 0.0), vec2<f32>(1.0, 0.0), 0u, 4u);
 }

@@ -8,9 +8,10 @@ use crate::error::{Error, Result};
 use crate::format::GgmlType;
 use crate::gguf::{GgufFile, TensorInfo};
 
-/// Spare bytes after the data of every chunk: the WGSL loaders read two words to assemble an
-/// unaligned one, and the spare word keeps the second read inside the binding.
-const TAIL_PAD: u64 = 4;
+/// Spare bytes after the data of every chunk: the WGSL loaders read weights 16 bytes at a time
+/// and assemble an unaligned window from two such loads; the spare vec4 keeps the second load
+/// inside the binding.
+const TAIL_PAD: u64 = 16;
 
 /// Rows `row0 .. row0 + rows` of a tensor, in their own buffer.
 pub struct TensorChunk {
@@ -53,7 +54,7 @@ impl GpuTensor {
         while row0 < n_rows {
             let rows = per_chunk.min(n_rows - row0);
             let data = &bytes[row0 * row_bytes..(row0 + rows) * row_bytes];
-            let size = (data.len() as u64).next_multiple_of(4) + TAIL_PAD;
+            let size = (data.len() as u64).next_multiple_of(16) + TAIL_PAD;
             let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
             let buffer = ctx.create_buffer(name, size, usage, MemTag::Weights)?;
             ctx.upload_bytes(&buffer, 0, data)?;
@@ -94,7 +95,7 @@ fn check_geometry(name: &str, ty: GgmlType, row_len: usize, n_rows: usize, n_byt
 /// How many rows fit in one chunk of at most `max_bytes` (including the tail padding).
 fn rows_per_chunk(max_bytes: u64, row_bytes: usize, n_rows: usize) -> Option<usize> {
     // Offsets inside a chunk are u32 in the shaders.
-    let max = max_bytes.min(u32::MAX as u64).checked_sub(TAIL_PAD + 4)?;
+    let max = max_bytes.min(u32::MAX as u64).checked_sub(TAIL_PAD + 16)?;
     let rows = (max / row_bytes as u64) as usize;
     (rows > 0).then_some(rows.min(n_rows))
 }
@@ -105,7 +106,7 @@ mod tests {
 
     #[test]
     fn chunks_split_at_rows_within_the_limit() {
-        assert_eq!(rows_per_chunk(1 << 20, 680, 262144), Some(((1 << 20) - 8) / 680));
+        assert_eq!(rows_per_chunk(1 << 20, 680, 262144), Some(((1 << 20) - 32) / 680));
         assert_eq!(rows_per_chunk(100, 680, 10), None);
         assert_eq!(rows_per_chunk(u64::MAX, 680, 10), Some(10));
         assert!(check_geometry("t", GgmlType::Q8_0, 640, 2, 2 * 680).is_ok());
