@@ -1,0 +1,71 @@
+//! The public API on the default model: streaming generation, stop strings, the full context,
+//! and multi-turn sessions that keep their cache.
+
+mod common;
+
+use wgquant::{Error, GenerateParams, Model, ModelOptions, StopReason};
+
+fn load(n_ctx: usize) -> Model {
+    let options = ModelOptions { n_ctx: Some(n_ctx), batch: 16, ..Default::default() };
+    Model::load(common::default_model_path(), options).expect("the default model on the GPU (lavapipe in CI)")
+}
+
+fn generate(model: &Model, prompt: &str, params: &GenerateParams) -> (String, StopReason, usize) {
+    let mut session = model.session().unwrap();
+    let mut generation = session.generate(prompt, params).unwrap();
+    let text: String = generation.by_ref().map(|p| p.unwrap().text).collect();
+    let stats = generation.stats().clone();
+    (text, stats.stop_reason.unwrap(), stats.generated_tokens)
+}
+
+#[test]
+fn greedy_generation_streams_llama_cpps_tokens() {
+    let model = load(64);
+    let (text, reason, n) = generate(&model, "Once upon a time", &GenerateParams::greedy(8));
+    assert_eq!(text, ", there was a little girl named Lily");
+    assert_eq!((reason, n), (StopReason::MaxTokens, 8));
+}
+
+#[test]
+fn stop_strings_end_generation_before_them() {
+    let model = load(64);
+    let params = GenerateParams { stop: vec![" girl".into()], ..GenerateParams::greedy(16) };
+    let (text, reason, _) = generate(&model, "Once upon a time", &params);
+    assert_eq!(text, ", there was a little");
+    assert_eq!(reason, StopReason::StopString);
+}
+
+#[test]
+fn a_full_context_stops_generation_and_a_long_prompt_is_an_error() {
+    let model = load(16);
+    // 5 prompt tokens (BOS included) leave 11 positions.
+    let (_, reason, n) = generate(&model, "Once upon a time", &GenerateParams::greedy(100));
+    assert_eq!((reason, n), (StopReason::ContextFull, 11));
+
+    let mut session = model.session().unwrap();
+    let long = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen";
+    match session.generate(long, &GenerateParams::greedy(4)) {
+        Err(Error::Invalid(msg)) => assert!(msg.contains("do not fit"), "{msg}"),
+        Err(e) => panic!("expected a clear error, got {e}"),
+        Ok(_) => panic!("a prompt longer than the context must be refused"),
+    }
+    // The session is still usable afterwards.
+    assert!(session.history().is_empty());
+}
+
+#[test]
+fn a_session_keeps_its_cache_across_calls() {
+    let model = load(64);
+    // Two calls on one session equal one call with the whole text.
+    let mut session = model.session().unwrap();
+    let first: String = session.generate("Once upon", &GenerateParams::greedy(0)).unwrap().map(|p| p.unwrap().text).collect();
+    assert!(first.is_empty());
+    let held = session.history().len();
+    let second: String =
+        session.generate(" a time", &GenerateParams::greedy(4)).unwrap().map(|p| p.unwrap().text).collect();
+    assert!(session.history().len() > held, "the second call appended to the cache");
+    let (whole, _, _) = generate(&model, "Once upon a time", &GenerateParams::greedy(4));
+    assert_eq!(second, whole);
+    session.reset();
+    assert!(session.history().is_empty());
+}
