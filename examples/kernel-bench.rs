@@ -8,8 +8,9 @@
 
 use std::time::Instant;
 
+use wgquant::bench::speed::{read_bandwidth, PassTimer};
 use wgquant::format::{quant, GgmlType};
-use wgquant::gpu::{probe, Context, F32Buffer, GpuTensor, MemTag};
+use wgquant::gpu::{Context, F32Buffer, GpuTensor, MemTag};
 use wgquant::ops;
 use wgquant::Result;
 
@@ -18,77 +19,6 @@ const SHAPES_7B: [(usize, usize); 4] = [(4096, 4096), (11008, 4096), (4096, 1100
 /// (M, K) of Gemma 3 270M: q, k/v, o, gate/up, down, output head.
 const SHAPES_GEMMA: [(usize, usize); 6] =
     [(1024, 640), (256, 640), (640, 1024), (2048, 640), (640, 2048), (262144, 640)];
-
-struct Timer {
-    queries: Option<(wgpu::QuerySet, f64)>,
-}
-
-impl Timer {
-    fn new(ctx: &Context) -> Timer {
-        let queries = ctx.has(wgpu::Features::TIMESTAMP_QUERY).then(|| {
-            let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("bench"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            });
-            (set, ctx.queue.get_timestamp_period() as f64 * 1e-9)
-        });
-        Timer { queries }
-    }
-
-    /// Seconds taken by the dispatches `record` puts into one compute pass.
-    fn time_pass(
-        &self,
-        ctx: &Context,
-        record: &mut dyn FnMut(&mut wgpu::ComputePass<'_>) -> Result<()>,
-    ) -> Result<f64> {
-        let mut enc = ctx.encoder("bench");
-        {
-            let timestamp_writes = self.queries.as_ref().map(|(set, _)| wgpu::ComputePassTimestampWrites {
-                query_set: set,
-                beginning_of_pass_write_index: Some(0),
-                end_of_pass_write_index: Some(1),
-            });
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
-            record(&mut pass)?;
-        }
-        let resolve = match &self.queries {
-            Some((set, _)) => {
-                let usage = wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC;
-                let buf = ctx.create_buffer("timestamps", 16, usage, MemTag::Staging)?;
-                enc.resolve_query_set(set, 0..2, &buf, 0);
-                Some(buf)
-            }
-            None => None,
-        };
-        let t0 = Instant::now();
-        ctx.submit_and_wait(enc)?;
-        let wall = t0.elapsed().as_secs_f64();
-        match (resolve, &self.queries) {
-            (Some(buf), Some((_, period))) => {
-                let b = ctx.read_bytes(&buf, 0, 16)?;
-                let t: &[u64] = bytemuck::cast_slice(&b);
-                Ok(t[1].wrapping_sub(t[0]) as f64 * period)
-            }
-            _ => Ok(wall),
-        }
-    }
-}
-
-/// Best of `reps` timings of `record` (after one warm-up run that also builds the pipelines).
-fn best_of(
-    ctx: &Context,
-    timer: &Timer,
-    reps: usize,
-    mut record: impl FnMut(&mut wgpu::ComputePass<'_>) -> Result<()>,
-) -> Result<f64> {
-    timer.time_pass(ctx, &mut record)?;
-    let mut best = f64::MAX;
-    for _ in 0..reps {
-        best = best.min(timer.time_pass(ctx, &mut record)?);
-    }
-    Ok(best)
-}
 
 fn copy_bandwidth(ctx: &Context, bytes: u64, reps: usize) -> Result<f64> {
     let usage = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
@@ -103,18 +33,6 @@ fn copy_bandwidth(ctx: &Context, bytes: u64, reps: usize) -> Result<f64> {
         best = best.min(t0.elapsed().as_secs_f64());
     }
     Ok(bytes as f64 / best / 1e9)
-}
-
-/// The fastest of the device kind's streaming-read shapes, in GB/s.
-fn stream_bandwidth(ctx: &Context, timer: &Timer, bytes: u64, reps: usize) -> Result<f64> {
-    let src = ctx.f32_buffer("stream src", (bytes / 4) as usize)?;
-    let mut best: f64 = 0.0;
-    for shape in probe::stream_shapes(ctx.profile()) {
-        let dst = ctx.f32_buffer("stream dst", shape.threads as usize)?;
-        let t = best_of(ctx, timer, reps, |pass| probe::stream_read(ctx, pass, shape, &src, &dst))?;
-        best = best.max(bytes as f64 / t / 1e9);
-    }
-    Ok(best)
 }
 
 /// A weight of `m` rows of `k` elements: 64 rows of quantized random data, repeated (quantizing
@@ -136,9 +54,9 @@ fn weight(ctx: &Context, ty: GgmlType, m: usize, k: usize) -> Result<GpuTensor> 
 }
 
 /// Weight GB/s of matvec (one column) on `w`: `per_pass` dispatches in one pass.
-fn matvec_gbs(ctx: &Context, timer: &Timer, w: &GpuTensor, x: &F32Buffer, y: &F32Buffer, reps: usize) -> Result<f64> {
+fn matvec_gbs(ctx: &Context, timer: &PassTimer, w: &GpuTensor, x: &F32Buffer, y: &F32Buffer, reps: usize) -> Result<f64> {
     let per_pass = 4;
-    let t = best_of(ctx, timer, reps, |pass| {
+    let t = timer.best_of(ctx, reps, |pass| {
         for _ in 0..per_pass {
             ops::matvec(ctx, pass, w, x, y, 1)?;
         }
@@ -148,7 +66,7 @@ fn matvec_gbs(ctx: &Context, timer: &Timer, w: &GpuTensor, x: &F32Buffer, y: &F3
 }
 
 /// `--tune`: matvec GB/s of several kernel shapes at 4096 x 4096, to pick a device's shape.
-fn tune(ctx: &Context, timer: &Timer, formats: &[GgmlType]) -> Result<()> {
+fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType]) -> Result<()> {
     let shapes = [
         ops::MatVecShape { wg: 8, tpr: 1, rpi: 1, subgroup: false },
         ops::MatVecShape { wg: 8, tpr: 1, rpi: 2, subgroup: false },
@@ -173,7 +91,7 @@ fn tune(ctx: &Context, timer: &Timer, formats: &[GgmlType]) -> Result<()> {
             for (shape, best) in shapes.iter().zip(best.iter_mut()) {
                 let reps = 8;
                 let cpu0 = process_cpu_seconds();
-                let t = best_of(ctx, timer, 1, |pass| {
+                let t = timer.best_of(ctx, 1, |pass| {
                     for _ in 0..reps {
                         ops::matvec_with(ctx, pass, Some(*shape), w, x.at(0), y.at(0), 1)?;
                     }
@@ -208,7 +126,7 @@ fn process_cpu_seconds() -> f64 {
 }
 
 /// `--tune-mm`: matmul GFLOP/s of several tile shapes against matvec over 8-column batches.
-fn tune_mm(ctx: &Context, timer: &Timer, formats: &[GgmlType]) -> Result<()> {
+fn tune_mm(ctx: &Context, timer: &PassTimer, formats: &[GgmlType]) -> Result<()> {
     let (m, k, n) = (1024, 1024, 512);
     let x = ctx.f32_buffer("x", n * k)?;
     let y = ctx.f32_buffer("y", n * m)?;
@@ -226,13 +144,13 @@ fn tune_mm(ctx: &Context, timer: &Timer, formats: &[GgmlType]) -> Result<()> {
         ];
         print!("{:<7}", ty.name());
         let flop = 2.0 * (m * k * n) as f64 / 1e9;
-        let t = best_of(ctx, timer, 2, |pass| ops::matvec(ctx, pass, &w, &x, &y, n))?;
+        let t = timer.best_of(ctx, 2, |pass| ops::matvec(ctx, pass, &w, &x, &y, n))?;
         print!(" matvec x8: {:>5.1}", flop / t);
         for s in shapes {
             if s.workgroup_bytes() > ctx.limits().max_compute_workgroup_storage_size {
                 continue;
             }
-            let t = best_of(ctx, timer, 2, |pass| ops::matmul_with(ctx, pass, s, &w, x.at(0), y.at(0), n))?;
+            let t = timer.best_of(ctx, 2, |pass| ops::matmul_with(ctx, pass, s, &w, x.at(0), y.at(0), n))?;
             print!(" {}x{}/{}x{}: {:>5.1}", s.bm, s.bn, s.tm, s.tn, flop / t);
         }
         println!();
@@ -241,13 +159,13 @@ fn tune_mm(ctx: &Context, timer: &Timer, formats: &[GgmlType]) -> Result<()> {
 }
 
 /// Cost of one small dispatch inside a pass: host recording time and device time per dispatch.
-fn dispatch_overhead(ctx: &Context, timer: &Timer) -> Result<(f64, f64)> {
+fn dispatch_overhead(ctx: &Context, timer: &PassTimer) -> Result<(f64, f64)> {
     let w = weight(ctx, GgmlType::Q8_0, 64, 256)?;
     let x = ctx.f32_buffer("x", 256)?;
     let y = ctx.f32_buffer("y", 64)?;
     let n = 200;
     let mut record = 0.0;
-    let t = best_of(ctx, timer, 3, |pass| {
+    let t = timer.best_of(ctx, 3, |pass| {
         let t0 = Instant::now();
         for _ in 0..n {
             ops::matvec(ctx, pass, &w, &x, &y, 1)?;
@@ -258,24 +176,24 @@ fn dispatch_overhead(ctx: &Context, timer: &Timer) -> Result<(f64, f64)> {
     Ok((record / n as f64 * 1e6, t / n as f64 * 1e6))
 }
 
-fn matmul_gflops(ctx: &Context, timer: &Timer, ty: GgmlType, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
+fn matmul_gflops(ctx: &Context, timer: &PassTimer, ty: GgmlType, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
     let w = weight(ctx, ty, m, k)?;
     let x = ctx.f32_buffer("x", n * k)?;
     let y = ctx.f32_buffer("y", n * m)?;
-    let t = best_of(ctx, timer, reps, |pass| ops::matmul(ctx, pass, &w, &x, &y, n))?;
+    let t = timer.best_of(ctx, reps, |pass| ops::matmul(ctx, pass, &w, &x, &y, n))?;
     Ok(2.0 * (m * k * n) as f64 / t / 1e9)
 }
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let ctx = Context::new()?;
-    let timer = Timer::new(&ctx);
+    let timer = PassTimer::new(&ctx);
     let reps = if quick { 2 } else { 5 };
     println!("device: {}", ctx.describe());
     println!(
         "profile {:?}, timing by {}, max binding {} MiB",
         ctx.profile(),
-        if timer.queries.is_some() { "timestamp queries" } else { "wall clock" },
+        if timer.uses_timestamps() { "timestamp queries" } else { "wall clock" },
         ctx.max_binding_size() >> 20
     );
     if std::env::args().any(|a| a == "--tune-mm") {
@@ -298,7 +216,7 @@ fn main() -> Result<()> {
     }
     let probe_bytes = if quick { 64 << 20 } else { 256 << 20 };
     let copy = copy_bandwidth(&ctx, probe_bytes, reps)?;
-    let stream = stream_bandwidth(&ctx, &timer, probe_bytes.min(ctx.max_binding_size() & !15), reps)?;
+    let stream = read_bandwidth(&ctx, &timer, probe_bytes.min(ctx.max_binding_size() & !15), reps)?;
     println!("buffer copy: {copy:.1} GB/s copied; streaming read: {stream:.1} GB/s");
     let (rec, dev) = dispatch_overhead(&ctx, &timer)?;
     println!("small matvec dispatch: {rec:.1} µs to record, {dev:.1} µs on the device (in one pass)\n");
