@@ -1,7 +1,7 @@
 //! Plumbing shared by the ops: activation views, sub-range bindings, bind groups, dispatch sizes.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, F32Buffer, GpuVec, Pipeline, TrackedBuffer};
+use crate::gpu::{Context, F32Buffer, GpuTensor, GpuVec, Pipeline, TrackedBuffer};
 
 /// A window into an f32 buffer viewed as rows: row `i` starts at element `offset + i * stride`.
 /// `stride: None` means rows are packed (the stride is the row length the op expects).
@@ -60,6 +60,19 @@ pub(crate) fn check_vec4(view: &View<'_>, stride: usize, what: &str) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// Checks the views of `Y = X Wᵀ` for `n_cols` columns (X rows of `w.row_len`, read as vec4; Y
+/// rows of `w.n_rows`; different buffers) and returns their resolved strides `(xs, ys)`.
+pub(crate) fn product_strides(w: &GpuTensor, x: &View<'_>, y: &View<'_>, n_cols: usize, op: &str) -> Result<(usize, usize)> {
+    if n_cols == 0 {
+        return Err(Error::Shape(format!("{op} `{}`: zero columns", w.name)));
+    }
+    let xs = resolve(x, &format!("{op} X"), n_cols, w.row_len)?;
+    let ys = resolve(y, &format!("{op} Y"), n_cols, w.n_rows)?;
+    check_vec4(x, xs, &format!("{op} X"))?;
+    check_distinct(x.buf.buffer(), y.buf.buffer(), op)?;
+    Ok((xs, ys))
 }
 
 /// Rejects an op whose input and output are the same buffer (wgpu forbids binding one buffer as

@@ -1,6 +1,6 @@
 //! Tiled matrix × matrix for prompt processing: `Y[n][m] = dot(W[m], X[n])` for many columns.
 
-use super::dispatch::{bind_range, check_distinct, check_vec4, dispatch, resolve, u32_of, View};
+use super::dispatch::{bind_range, dispatch, product_strides, u32_of, View};
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
 use crate::gpu::shaders::{block_geometry, span, Kernel};
@@ -113,14 +113,8 @@ pub fn matmul_with(
     n_cols: usize,
 ) -> Result<()> {
     shape.check(w.ty)?;
-    if n_cols == 0 {
-        return Err(Error::Shape(format!("matmul `{}`: zero columns", w.name)));
-    }
     let (k, m) = (w.row_len, w.n_rows);
-    let xs = resolve(&x, "matmul X", n_cols, k)?;
-    let ys = resolve(&y, "matmul Y", n_cols, m)?;
-    check_vec4(&x, xs, "matmul X")?;
-    check_distinct(x.buf.buffer(), y.buf.buffer(), "matmul")?;
+    let (xs, ys) = product_strides(w, &x, &y, n_cols, "matmul")?;
     let pipeline = ctx.pipeline(&shape.key(w.ty))?;
     let batch = column_batch(ctx.max_binding_size(), n_cols, k, xs, m, ys)?;
     for col0 in (0..n_cols).step_by(batch) {

@@ -1,6 +1,6 @@
 //! Matrix × vector(s) for decode: `Y[n][m] = dot(W[m], X[n])` for 1..8 columns per dispatch.
 
-use super::dispatch::{bind_range, check_distinct, check_vec4, dispatch, fold, resolve, u32_of, View};
+use super::dispatch::{bind_range, dispatch, fold, product_strides, u32_of, View};
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
 use crate::gpu::shaders::{block_geometry, Kernel};
@@ -121,14 +121,8 @@ pub fn matvec_with(
     y: View<'_>,
     n_cols: usize,
 ) -> Result<()> {
-    if n_cols == 0 {
-        return Err(Error::Shape(format!("matvec `{}`: zero columns", w.name)));
-    }
-    let (k, m) = (w.row_len, w.n_rows);
-    let xs = resolve(&x, "matvec X", n_cols, k)?;
-    let ys = resolve(&y, "matvec Y", n_cols, m)?;
-    check_vec4(&x, xs, "matvec X")?;
-    check_distinct(x.buf.buffer(), y.buf.buffer(), "matvec")?;
+    let k = w.row_len;
+    let (xs, ys) = product_strides(w, &x, &y, n_cols, "matvec")?;
     for col0 in (0..n_cols).step_by(MAX_COLS) {
         let nc = MAX_COLS.min(n_cols - col0);
         let shape = shape.unwrap_or_else(|| MatVecShape::for_device(ctx, w.ty, nc as u32));
