@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use wgquant::gpu::{format_profile, PROFILE_ENV};
 use wgquant::{GenerateParams, Model, ModelOptions, SamplerParams};
 
 #[derive(Parser)]
@@ -71,9 +72,13 @@ fn run(args: &Args) -> wgquant::Result<()> {
     let mut session = model.session()?;
     let mut generation = session.generate(&args.prompt, &params)?;
     let mut stdout = std::io::stdout().lock();
-    for piece in &mut generation {
+    for (i, piece) in (&mut generation).enumerate() {
         let _ = write!(stdout, "{}", piece?.text);
         let _ = stdout.flush();
+        if i == 0 {
+            // The prompt's forward passes are not part of the decode profile.
+            model.gpu().take_profile();
+        }
     }
     let _ = writeln!(stdout);
     let s = generation.stats();
@@ -87,5 +92,12 @@ fn run(args: &Args) -> wgquant::Result<()> {
         s.decode_tps(),
         s.stop_reason
     );
+    let profile = model.gpu().take_profile();
+    if !profile.is_empty() {
+        // The first token came from the prompt's pass; each later one took a decode step.
+        let steps = s.generated_tokens.saturating_sub(1).max(1);
+        eprintln!("device time per decode step ({steps} steps, {PROFILE_ENV}=1):");
+        eprint!("{}", format_profile(&profile, steps as f64));
+    }
     Ok(())
 }

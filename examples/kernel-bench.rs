@@ -54,7 +54,14 @@ fn weight(ctx: &Context, ty: GgmlType, m: usize, k: usize) -> Result<GpuTensor> 
 }
 
 /// Weight GB/s of matvec (one column) on `w`: `per_pass` dispatches in one pass.
-fn matvec_gbs(ctx: &Context, timer: &PassTimer, w: &GpuTensor, x: &F32Buffer, y: &F32Buffer, reps: usize) -> Result<f64> {
+fn matvec_gbs(
+    ctx: &Context,
+    timer: &PassTimer,
+    w: &GpuTensor,
+    x: &F32Buffer,
+    y: &F32Buffer,
+    reps: usize,
+) -> Result<f64> {
     let per_pass = 4;
     let t = timer.best_of(ctx, reps, |pass| {
         for _ in 0..per_pass {
@@ -176,7 +183,15 @@ fn dispatch_overhead(ctx: &Context, timer: &PassTimer) -> Result<(f64, f64)> {
     Ok((record / n as f64 * 1e6, t / n as f64 * 1e6))
 }
 
-fn matmul_gflops(ctx: &Context, timer: &PassTimer, ty: GgmlType, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
+fn matmul_gflops(
+    ctx: &Context,
+    timer: &PassTimer,
+    ty: GgmlType,
+    m: usize,
+    k: usize,
+    n: usize,
+    reps: usize,
+) -> Result<f64> {
     let w = weight(ctx, ty, m, k)?;
     let x = ctx.f32_buffer("x", n * k)?;
     let y = ctx.f32_buffer("y", n * m)?;

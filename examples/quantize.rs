@@ -12,7 +12,9 @@ use wgquant::gguf::GgufFile;
 use wgquant::quantize::{quantize_file, FileType, QuantizeSummary};
 
 #[derive(Parser)]
-#[command(about = "Quantize a GGUF model (llama.cpp recipes: Q4_0, Q8_0, Q6_K, Q5_K_S, Q5_K_M, Q4_K_S, Q4_K_M, Q3_K_M, Q2_K, ...)")]
+#[command(
+    about = "Quantize a GGUF model (llama.cpp recipes: Q4_0, Q8_0, Q6_K, Q5_K_S, Q5_K_M, Q4_K_S, Q4_K_M, Q3_K_M, Q2_K, ...)"
+)]
 struct Args {
     input: std::path::PathBuf,
     output: std::path::PathBuf,
@@ -53,7 +55,11 @@ fn print_summary(src: &GgufFile, s: &QuantizeSummary) {
     }
     println!("{} → {}", src.path().map(|p| p.display().to_string()).unwrap_or_default(), s.ftype);
     for (ty, (count, n, bytes)) in by_type {
-        println!("  {:<7} {count:>4} tensors {n:>13} weights {bytes:>13} bytes  {:.4} bpw", ty.name(), bytes as f64 * 8.0 / n as f64);
+        println!(
+            "  {:<7} {count:>4} tensors {n:>13} weights {bytes:>13} bytes  {:.4} bpw",
+            ty.name(),
+            bytes as f64 * 8.0 / n as f64
+        );
     }
     println!(
         "input  {:>13} bytes ({:.2} MiB)\noutput {:>13} bytes ({:.2} MiB), tensors {} bytes, {:.4} bits per weight",

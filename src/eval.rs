@@ -35,10 +35,7 @@ pub fn score_chunks(
     }
     let n_chunks = tokens.len() / n_ctx;
     if n_chunks == 0 {
-        return Err(Error::Invalid(format!(
-            "the text has {} tokens, fewer than one chunk of {n_ctx}",
-            tokens.len()
-        )));
+        return Err(Error::Invalid(format!("the text has {} tokens, fewer than one chunk of {n_ctx}", tokens.len())));
     }
     let n_vocab = model.config.n_vocab;
     let first = n_ctx / 2;

@@ -3,9 +3,9 @@
 //! Quantized tensors stay quantized: a GGUF file is memory-mapped, each tensor's raw blocks are
 //! uploaded unchanged, and WGSL kernels dequantize in registers inside the matrix kernels.
 
-pub mod error;
-pub mod chat;
 pub mod bench;
+pub mod chat;
+pub mod error;
 pub mod eval;
 pub mod format;
 pub mod gguf;

@@ -69,13 +69,10 @@ impl FileType {
     }
 
     pub fn from_name(name: &str) -> Result<FileType> {
-        FileType::ALL
-            .into_iter()
-            .find(|f| f.name().eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                let names: Vec<_> = FileType::ALL.iter().map(|f| f.name()).collect();
-                Error::Invalid(format!("unknown file type `{name}` (one of {})", names.join(", ")))
-            })
+        FileType::ALL.into_iter().find(|f| f.name().eq_ignore_ascii_case(name)).ok_or_else(|| {
+            let names: Vec<_> = FileType::ALL.iter().map(|f| f.name()).collect();
+            Error::Invalid(format!("unknown file type `{name}` (one of {})", names.join(", ")))
+        })
     }
 
     /// The value llama.cpp stores in `general.file_type`.
@@ -185,7 +182,13 @@ impl Recipe {
         }
         let name = t.name.as_str();
         if name == "output.weight" || (!self.has_output && name == "token_embd.weight") {
-            ty = if t.dims[0] % 256 != 0 { G::Q8_0 } else if ty != G::Q8_0 { G::Q6_K } else { ty };
+            ty = if t.dims[0] % 256 != 0 {
+                G::Q8_0
+            } else if ty != G::Q8_0 {
+                G::Q6_K
+            } else {
+                ty
+            };
         } else if name == "token_embd.weight" {
             // unchanged
         } else if name.contains("attn_v.weight") {

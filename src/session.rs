@@ -24,8 +24,8 @@ use crate::gguf::GgufFile;
 use crate::gpu::{AdapterSelector, Context, ContextOptions};
 use crate::model::cpu::Logits;
 use crate::model::gpu::{GpuModel, GpuState, Offload};
-use crate::plan::{self, Budget, Plan, PlanRequest};
 use crate::model::{Config, KvType};
+use crate::plan::{self, Budget, Plan, PlanRequest};
 use crate::sampler::{Sampler, SamplerParams};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
@@ -79,7 +79,11 @@ impl Model {
     }
 
     /// Load, calling `progress(bytes_uploaded, bytes_total)` as weights reach the GPU.
-    pub fn load_with_progress(path: impl AsRef<Path>, options: ModelOptions, progress: impl FnMut(u64, u64)) -> Result<Model> {
+    pub fn load_with_progress(
+        path: impl AsRef<Path>,
+        options: ModelOptions,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Model> {
         let adapter = options.adapter.as_deref().map(AdapterSelector::parse);
         let ctx = Arc::new(Context::with_options(ContextOptions { adapter, ..Default::default() })?);
         Self::load_on(ctx, path, options, progress)
@@ -110,9 +114,8 @@ impl Model {
         req.allow_smaller_ctx = options.allow_smaller_ctx;
         req.batch = options.batch;
         let plan = plan::plan(&file, &req)?;
-        let offload = options
-            .offload
-            .unwrap_or(Offload { gpu_layers: plan.gpu_layers(), head_on_gpu: plan.head_on_gpu() });
+        let offload =
+            options.offload.unwrap_or(Offload { gpu_layers: plan.gpu_layers(), head_on_gpu: plan.head_on_gpu() });
         let gpu = GpuModel::load(ctx, file, offload, progress)?;
         Ok(Model { gpu, tokenizer, plan, budget, load_time: start.elapsed() })
     }
@@ -276,7 +279,11 @@ impl<'m> Session<'m> {
     }
 
     /// Like [`Session::generate`] with a tokenized prompt (may be empty to continue).
-    pub fn generate_from_tokens<'s>(&'s mut self, prompt: &[u32], params: &GenerateParams) -> Result<Generation<'s, 'm>> {
+    pub fn generate_from_tokens<'s>(
+        &'s mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+    ) -> Result<Generation<'s, 'm>> {
         let start = Instant::now();
         if !prompt.is_empty() {
             self.feed(prompt)?;
@@ -360,7 +367,9 @@ impl Generation<'_, '_> {
 fn partial_suffix(text: &str, stop: &str) -> usize {
     (1..stop.len().min(text.len() + 1))
         .rev()
-        .find(|&n| text.is_char_boundary(text.len() - n) && stop.as_bytes().starts_with(&text.as_bytes()[text.len() - n..]))
+        .find(|&n| {
+            text.is_char_boundary(text.len() - n) && stop.as_bytes().starts_with(&text.as_bytes()[text.len() - n..])
+        })
         .unwrap_or(0)
 }
 

@@ -42,7 +42,8 @@ fn tokenize_prints_llama_cpp_ids() {
 
 #[test]
 fn generate_greedy_starts_like_llama_cpp() {
-    let (code, out, err) = common::run_example("generate", &["-m", &model(), "-p", "Once upon a time", "-n", "8", "--temp", "0"]);
+    let (code, out, err) =
+        common::run_example("generate", &["-m", &model(), "-p", "Once upon a time", "-n", "8", "--temp", "0"]);
     assert_eq!(code, Some(0), "{err}");
     // llama.cpp's greedy continuation; only the generated text is on stdout.
     assert_eq!(out.trim_end(), ", there was a little girl named Lily");

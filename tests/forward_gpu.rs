@@ -111,7 +111,8 @@ fn sliding_window_ring_cache_matches_the_cpu_path() {
 fn memory_tracker_matches_the_backend_counters() {
     let ctx = Arc::new(Context::new().expect("a GPU adapter (lavapipe in CI)"));
     let before = wgquant::gpu::vram::backend_buffer_bytes(&ctx.device);
-    let model = wgquant::Model::load_on(ctx.clone(), common::default_model_path(), Default::default(), |_, _| {}).unwrap();
+    let model =
+        wgquant::Model::load_on(ctx.clone(), common::default_model_path(), Default::default(), |_, _| {}).unwrap();
     let session = model.session().unwrap();
     let tracked = ctx.memory().total();
     let backend = wgquant::gpu::vram::backend_buffer_bytes(&ctx.device);

@@ -25,13 +25,8 @@ fn reads_the_default_model() {
     for t in f.tensors() {
         *types.entry(t.ty).or_default() += 1;
     }
-    let expected = [
-        (GgmlType::F32, 109),
-        (GgmlType::Q5_0, 81),
-        (GgmlType::Q8_0, 10),
-        (GgmlType::Q4_K, 27),
-        (GgmlType::Q6_K, 9),
-    ];
+    let expected =
+        [(GgmlType::F32, 109), (GgmlType::Q5_0, 81), (GgmlType::Q8_0, 10), (GgmlType::Q4_K, 27), (GgmlType::Q6_K, 9)];
     assert_eq!(types, expected.into_iter().collect());
 
     let embd = f.tensor("token_embd.weight").unwrap();
@@ -67,11 +62,7 @@ fn sample_writer() -> (GgufWriter, Vec<Vec<u8>>) {
         .set("strings", vec!["a", "ü", ""])
         .set("empty", Value::Array(ValueType::F32, vec![]))
         .set("nested", Value::Array(ValueType::Array, vec![Value::from(vec![1i32, 2]), Value::from(vec![3i32])]));
-    let data = vec![
-        (0..8 * 4).map(|i| i as u8).collect::<Vec<u8>>(),
-        vec![0xAB; 2 * 34],
-        vec![0x11; 3 * 2],
-    ];
+    let data = vec![(0..8 * 4).map(|i| i as u8).collect::<Vec<u8>>(), vec![0xAB; 2 * 34], vec![0x11; 3 * 2]];
     w.add_tensor("a", GgmlType::F32, &[8]).unwrap();
     w.add_tensor("q", GgmlType::Q8_0, &[32, 2]).unwrap();
     w.add_tensor("h", GgmlType::F16, &[3]).unwrap();

@@ -495,3 +495,30 @@ fn default_model_embedding_split_and_head() {
     let gpu = gpu_mul(ctx, &emb, &x, 1, Op::MatVec);
     check_against_cpu("output head", info.ty, raw, k, &x, 1, &gpu);
 }
+
+#[test]
+fn kernel_profile_counts_each_dispatch() {
+    let Some(ctx) = ctx() else { return };
+    let opts = ContextOptions { profile_kernels: Some(true), ..Default::default() };
+    let prof = Context::with_options(opts).unwrap();
+    let (m, k) = (64, 256);
+    let raw = random_blocks(GgmlType::Q8_0, m, k, 7);
+    let w = GpuTensor::upload(&prof, "w", GgmlType::Q8_0, k, m, &raw).unwrap();
+    let x = Rng::new(8).vec(k);
+    for _ in 0..3 {
+        gpu_mul(&prof, &w, &x, 1, Op::MatVec);
+    }
+    let times = prof.take_profile();
+    let supported = prof.features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+    if !supported {
+        assert!(times.is_empty(), "profiling without timestamps inside passes must stay off");
+        return;
+    }
+    assert_eq!(times.len(), 1, "{times:?}");
+    assert_eq!(times[0].kernel, "MatVec/Q8_0");
+    assert_eq!(times[0].dispatches, 3);
+    assert!(times[0].seconds > 0.0 && times[0].seconds < 10.0, "{times:?}");
+    assert!(prof.take_profile().is_empty(), "take_profile resets the totals");
+    // The ordinary context does not profile.
+    assert!(ctx.take_profile().is_empty());
+}

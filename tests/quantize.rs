@@ -43,9 +43,12 @@ fn llama2_7b_recipe_sizes() {
     // The Q4_K_M mix: attn_v and ffn_down get Q6_K in 16 of the 32 layers, output Q6_K.
     let shapes = zoo::LLAMA2_7B.tensors();
     let types = Recipe::plan(FileType::Q4_K_M, &shapes, 1);
-    let q6: Vec<&str> = shapes.iter().zip(&types).filter(|(_, &t)| t == GgmlType::Q6_K).map(|(s, _)| s.name.as_str()).collect();
+    let q6: Vec<&str> =
+        shapes.iter().zip(&types).filter(|(_, &t)| t == GgmlType::Q6_K).map(|(s, _)| s.name.as_str()).collect();
     assert_eq!(q6.len(), 33, "{q6:?}");
-    assert!(q6.contains(&"output.weight") && q6.contains(&"blk.6.attn_v.weight") && !q6.contains(&"blk.5.ffn_down.weight"));
+    assert!(
+        q6.contains(&"output.weight") && q6.contains(&"blk.6.attn_v.weight") && !q6.contains(&"blk.5.ffn_down.weight")
+    );
 }
 
 #[test]

@@ -58,7 +58,8 @@ fn a_session_keeps_its_cache_across_calls() {
     let model = load(64);
     // Two calls on one session equal one call with the whole text.
     let mut session = model.session().unwrap();
-    let first: String = session.generate("Once upon", &GenerateParams::greedy(0)).unwrap().map(|p| p.unwrap().text).collect();
+    let first: String =
+        session.generate("Once upon", &GenerateParams::greedy(0)).unwrap().map(|p| p.unwrap().text).collect();
     assert!(first.is_empty());
     let held = session.history().len();
     let second: String =

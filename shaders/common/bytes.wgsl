@@ -22,6 +22,16 @@ fn window4(a: vec4<u32>, c: vec4<u32>, k: u32) -> vec4<u32> {
     return select(select(select(select(c, v3, k == 3u), v2, k == 2u), v1, k == 1u), a, k == 0u);
 }
 
+// The 16 bytes at byte `r` (0..=16) of the 32 bytes `a`, `c`.
+fn window16(a: vec4<u32>, c: vec4<u32>, r: u32) -> vec4<u32> {
+    let k = r >> 2u;
+    let v = window4(a, c, k);
+    let s = (r & 3u) << 3u;
+    let n = window4(a, c, k + 1u);
+    // `(n << 1) << (31 - s)` is `n << (32 - s)` without the shift-by-32 that WGSL reduces mod 32.
+    return select((v >> vec4<u32>(s)) | ((n << vec4<u32>(1u)) << vec4<u32>(31u - s)), v, s == 0u);
+}
+
 // The 16 bytes at byte offset `b` (any alignment): one aligned vec4 load, or two and a shift.
 fn ld_u32x4(b: u32) -> vec4<u32> {
     let q = b >> 4u;
@@ -30,16 +40,42 @@ fn ld_u32x4(b: u32) -> vec4<u32> {
     if (r == 0u) {
         return a;
     }
-    let c = wq[q + 1u];
-    let k = r >> 2u;
-    let v = window4(a, c, k);
-    let s = (r & 3u) << 3u;
-    if (s == 0u) {
-        return v;
-    }
-    let n = window4(a, c, k + 1u);
-    // `(hi << 1) << (31 - s)` is `hi << (32 - s)` without the shift-by-32 that WGSL reduces mod 32.
-    return (v >> vec4<u32>(s)) | ((n << vec4<u32>(1u)) << vec4<u32>(31u - s));
+    return window16(a, wq[q + 1u], r);
+}
+
+// A block read whole: the aligned vec4s from the one holding its first byte on, three of them
+// (48 bytes: any block of up to 34 bytes at an even offset). Small blocks sit at any offset, so
+// reading them field by field costs a load or two per field; on CPU devices a load is the
+// expensive part of a matvec, and the fields are then cut out of these registers.
+struct Span {
+    a: vec4<u32>,
+    b: vec4<u32>,
+    c: vec4<u32>,
+}
+
+// The span of the block at byte `blk`; fields are addressed from `blk & 15` (see `span_*`).
+fn ld_span(blk: u32) -> Span {
+    let q = blk >> 4u;
+    return Span(wq[q], wq[q + 1u], wq[q + 2u]);
+}
+
+// The same for blocks that end within 32 bytes of the aligned start (`(blk & 15) + size <= 32`):
+// two loads, the third vec4 repeats the second and is never selected.
+fn ld_span2(blk: u32) -> Span {
+    let q = blk >> 4u;
+    let b = wq[q + 1u];
+    return Span(wq[q], b, b);
+}
+
+// The 16 bytes at byte `off` (0..=32) of a span.
+fn span_u32x4(s: Span, off: u32) -> vec4<u32> {
+    let hi = off > 16u;
+    return window16(select(s.a, s.b, hi), select(s.b, s.c, hi), select(off, off - 16u, hi));
+}
+
+// The u16 at an even byte `off` (0..=14) of a span.
+fn span_u16(s: Span, off: u32) -> u32 {
+    return (s.a[off >> 2u] >> ((off & 2u) << 3u)) & 0xffffu;
 }
 
 // The 4 bytes at byte offset `b` (any alignment) as one little-endian u32.

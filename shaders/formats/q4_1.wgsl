@@ -8,7 +8,9 @@ struct Blk {
 }
 
 fn blk_load(blk: u32) -> Blk {
-    return Blk(f16x2(ld_a32(blk)), ld_u32x4(blk + 4u));
+    let s = ld_span2(blk);
+    let r = blk & 15u;
+    return Blk(f16x2(s.a[r >> 2u]), span_u32x4(s, r + 4u));
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {

@@ -11,7 +11,9 @@ struct Blk {
 }
 
 fn blk_load(blk: u32) -> Blk {
-    return Blk(ld_f16(blk), ld_u32(blk + 2u), ld_u32x4(blk + 6u));
+    let s = ld_span(blk);
+    let r = blk & 15u;
+    return Blk(f16_to_f32(span_u16(s, r)), span_u32x4(s, r + 2u).x, span_u32x4(s, r + 6u));
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {

@@ -10,7 +10,10 @@ struct Blk {
 }
 
 fn blk_load(blk: u32) -> Blk {
-    return Blk(f16x2(ld_a32(blk)), ld_a32(blk + 4u), ld_u32x4(blk + 8u));
+    let s = ld_span(blk);
+    let r = blk & 15u;
+    let dq = span_u32x4(s, r);
+    return Blk(f16x2(dq.x), dq.y, span_u32x4(s, r + 8u));
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {

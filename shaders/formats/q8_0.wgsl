@@ -9,7 +9,9 @@ struct Blk {
 }
 
 fn blk_load(blk: u32) -> Blk {
-    return Blk(ld_f16(blk), ld_u32x4(blk + 2u), ld_u32x4(blk + 18u));
+    let s = ld_span(blk);
+    let r = blk & 15u;
+    return Blk(f16_to_f32(span_u16(s, r)), span_u32x4(s, r + 2u), span_u32x4(s, r + 18u));
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {

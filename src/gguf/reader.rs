@@ -160,29 +160,17 @@ impl GgufFile {
             let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.n_bytes));
             match end {
                 Some(end) if end <= file_len => {}
-                _ => {
-                    return Err(Error::Gguf {
-                        offset: data_offset.saturating_add(t.offset),
-                        msg: format!(
-                            "tensor `{}` ({} bytes at data offset {}) extends past the end of the file ({file_len} bytes)",
-                            t.name, t.n_bytes, t.offset
-                        ),
-                    })
-                }
+                _ => return Err(Error::Gguf {
+                    offset: data_offset.saturating_add(t.offset),
+                    msg: format!(
+                        "tensor `{}` ({} bytes at data offset {}) extends past the end of the file ({file_len} bytes)",
+                        t.name, t.n_bytes, t.offset
+                    ),
+                }),
             }
         }
 
-        Ok(GgufFile {
-            bytes,
-            path: None,
-            version,
-            metadata,
-            key_index,
-            tensors,
-            tensor_index,
-            alignment,
-            data_offset,
-        })
+        Ok(GgufFile { bytes, path: None, version, metadata, key_index, tensors, tensor_index, alignment, data_offset })
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -243,10 +231,7 @@ impl GgufFile {
 
     /// An array of strings (a vocabulary, merges).
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
-        self.get_array(key)?
-            .iter()
-            .map(|v| v.as_str().ok_or_else(|| v.type_error(key, "array of string")))
-            .collect()
+        self.get_array(key)?.iter().map(|v| v.as_str().ok_or_else(|| v.type_error(key, "array of string"))).collect()
     }
 
     /// An array of numbers as f32 (token scores).
@@ -321,10 +306,9 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(self.err(format!(
-                "{what}: needs {n} bytes but only {} remain (file truncated?)",
-                self.remaining()
-            )));
+            return Err(
+                self.err(format!("{what}: needs {n} bytes but only {} remain (file truncated?)", self.remaining()))
+            );
         }
         let s = &self.buf[self.pos..self.pos + n as usize];
         self.pos += n as usize;
@@ -346,10 +330,9 @@ impl<'a> Cursor<'a> {
     /// Reject a count of items that could not possibly fit in the rest of the file.
     fn check_count(&self, count: u64, min_item_bytes: u64, what: &str) -> Result<()> {
         if count.saturating_mul(min_item_bytes) > self.remaining() {
-            return Err(self.err(format!(
-                "{what} {count} cannot fit in the {} bytes left in the file",
-                self.remaining()
-            )));
+            return Err(
+                self.err(format!("{what} {count} cannot fit in the {} bytes left in the file", self.remaining()))
+            );
         }
         Ok(())
     }
@@ -409,7 +392,9 @@ impl<'a> Cursor<'a> {
         let name = self.string("tensor name")?;
         let n_dims = self.u32("tensor dimension count")?;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(self.err_at(start, format!("tensor `{name}`: {n_dims} dimensions (GGML allows 1 to {MAX_DIMS})")));
+            return Err(
+                self.err_at(start, format!("tensor `{name}`: {n_dims} dimensions (GGML allows 1 to {MAX_DIMS})"))
+            );
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -420,10 +405,8 @@ impl<'a> Cursor<'a> {
         let offset = self.u64("tensor offset")?;
         let at = |msg: String| Error::Gguf { offset: start as u64, msg: format!("tensor `{name}`: {msg}") };
 
-        let ty = GgmlType::from_id(type_id).map_err(|e| Error::Gguf {
-            offset: type_pos as u64,
-            msg: format!("tensor `{name}`: {e}"),
-        })?;
+        let ty = GgmlType::from_id(type_id)
+            .map_err(|e| Error::Gguf { offset: type_pos as u64, msg: format!("tensor `{name}`: {e}") })?;
         if dims.contains(&0) {
             return Err(at(format!("dimension of size 0 in {dims:?}")));
         }

@@ -56,7 +56,10 @@ impl GgufWriter {
             return Err(Error::Shape(format!("tensor `{name}`: dimensions {dims:?}")));
         }
         if dims[0] % ty.block_elems() as u64 != 0 {
-            return Err(Error::Shape(format!("tensor `{name}`: row length {} is not a multiple of {ty}'s block", dims[0])));
+            return Err(Error::Shape(format!(
+                "tensor `{name}`: row length {} is not a multiple of {ty}'s block",
+                dims[0]
+            )));
         }
         let n: u64 = dims
             .iter()

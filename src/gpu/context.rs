@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::memory::{MemTag, MemoryTracker, TrackedBuffer};
 use super::pipeline::PipelineCache;
+use super::profiler::{Profiler, PROFILE_ENV};
 use crate::error::{Error, Result};
 
 /// Environment variable that picks the adapter: an index into [`list_adapters`] or a
@@ -57,11 +58,18 @@ pub struct ContextOptions {
     /// cost little; off for CPU devices, where they were measured to cost 15-40 % of matvec speed
     /// (the kernels stay in bounds by construction; see `gpu/pipeline.rs`).
     pub shader_checks: Option<bool>,
+    /// Time every dispatch with timestamp queries (see [`super::profiler`]); `None` reads
+    /// [`super::PROFILE_ENV`]. Ignored on devices without timestamps inside passes.
+    pub profile_kernels: Option<bool>,
 }
 
 /// Optional features that kernels use when present; every kernel also has a path without them.
 const WANTED_FEATURES: wgpu::Features =
     wgpu::Features::SHADER_F16.union(wgpu::Features::SUBGROUP).union(wgpu::Features::TIMESTAMP_QUERY);
+
+/// Features kernel profiling needs.
+const PROFILE_FEATURES: wgpu::Features =
+    wgpu::Features::TIMESTAMP_QUERY.union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
 
 /// A device and queue plus everything the ops need to know about them.
 pub struct Context {
@@ -78,6 +86,7 @@ pub struct Context {
     max_binding: u64,
     memory: Arc<MemoryTracker>,
     pub(crate) pipelines: PipelineCache,
+    profiler: Option<Profiler>,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -196,7 +205,9 @@ impl Context {
 
     fn from_adapter(adapter: &wgpu::Adapter, opts: &ContextOptions) -> Result<Context> {
         let info = adapter.get_info();
-        let features = adapter.features() & WANTED_FEATURES & !opts.disable_features;
+        let profiling = opts.profile_kernels.unwrap_or_else(|| std::env::var(PROFILE_ENV).is_ok_and(|v| v == "1"));
+        let wanted = if profiling { WANTED_FEATURES | PROFILE_FEATURES } else { WANTED_FEATURES };
+        let features = adapter.features() & wanted & !opts.disable_features;
         // The adapter's real limits: wgpu's defaults would cap buffers at 256 MiB.
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
@@ -225,6 +236,7 @@ impl Context {
             _ => KernelProfile::Gpu,
         });
         let shader_checks = opts.shader_checks.unwrap_or(profile == KernelProfile::Gpu);
+        let profiler = features.contains(PROFILE_FEATURES).then(|| Profiler::new(&device, &queue));
         Ok(Context {
             device,
             queue,
@@ -237,6 +249,7 @@ impl Context {
             max_binding,
             memory: Arc::new(MemoryTracker::default()),
             pipelines: PipelineCache::default(),
+            profiler,
             errors,
         })
     }
@@ -346,6 +359,9 @@ impl Context {
 
     /// Submits `encoder` and waits until the device is idle, then reports any wgpu error.
     pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        if let Some(p) = &self.profiler {
+            return self.submit_profiled(p, encoder);
+        }
         let idx = self.queue.submit([encoder.finish()]);
         self.wait(Some(idx))
     }
@@ -358,6 +374,11 @@ impl Context {
         let polled = self.device.poll(wgpu::PollType::Wait { submission_index: idx, timeout: None });
         self.take_errors()?;
         polled.map(|_| ()).map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))
+    }
+
+    /// The kernel profiler, when profiling is on.
+    pub(crate) fn profiler(&self) -> Option<&Profiler> {
+        self.profiler.as_ref()
     }
 
     /// A command encoder with a label.

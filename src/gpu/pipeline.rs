@@ -32,6 +32,8 @@ impl PipelineKey {
 /// A compiled pipeline with its bind group layout (taken from the shader) and its key.
 pub struct Pipeline {
     pub key: PipelineKey,
+    /// `Kernel/FORMAT`, for error messages and profiles.
+    pub label: String,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
 }
@@ -89,6 +91,6 @@ impl Context {
             return Err(Error::Gpu(format!("building pipeline {label} {:?}: {e}", key.consts)));
         }
         let layout = pipeline.get_bind_group_layout(0);
-        Ok(Pipeline { key: key.clone(), pipeline, layout })
+        Ok(Pipeline { key: key.clone(), label, pipeline, layout })
     }
 }

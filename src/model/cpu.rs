@@ -35,7 +35,11 @@ impl CpuWeights {
 }
 
 /// Check every matrix against the config once, so the forward pass can trust shapes.
-pub fn check_shapes(config: &Config, global: &GlobalWeights<TensorInfo>, layers: &[LayerWeights<TensorInfo>]) -> Result<()> {
+pub fn check_shapes(
+    config: &Config,
+    global: &GlobalWeights<TensorInfo>,
+    layers: &[LayerWeights<TensorInfo>],
+) -> Result<()> {
     check_matrix(&global.token_embd, config.n_embd, config.n_vocab)?;
     if let Some(out) = &global.output {
         check_matrix(out, config.n_embd, config.n_vocab)?;
@@ -165,11 +169,11 @@ impl CpuModel {
 
         // attention rmsnorm
         let h = rms_norm(x, &self.f32s(&w.attn_norm)?, c.norm_eps); // [n][n_embd]
-        // q, k, v projections (+ biases)
+                                                                    // q, k, v projections (+ biases)
         let mut q = self.matmul_bias(&w.wq, w.bq.as_ref(), &h)?; // [n][n_head * head_dim]
         let mut k = self.matmul_bias(&w.wk, w.bk.as_ref(), &h)?; // [n][n_head_kv * head_dim]
         let v = self.matmul_bias(&w.wv, w.bv.as_ref(), &h)?; // [n][n_head_kv * head_dim_v]
-        // per-head q/k norms
+                                                             // per-head q/k norms
         if let Some(qn) = &w.q_norm {
             q = rms_norm(&q, &self.f32s(qn)?, c.norm_eps);
         }
@@ -188,7 +192,7 @@ impl CpuModel {
         store_kv(kv_type, &mut cache.v[il][pos0 * vd..(pos0 + n) * vd], &v);
         // causal (and sliding-window) attention
         let attn = attention(c, &q, &cache.k[il], &cache.v[il], pos0, c.window_of(il)); // [n][n_head * head_dim_v]
-        // output projection, post-norm, residual
+                                                                                        // output projection, post-norm, residual
         let mut o = self.matmul(&w.wo, &attn)?; // [n][n_embd]
         if let Some(pn) = &w.post_attn_norm {
             o = rms_norm(&o, &self.f32s(pn)?, c.norm_eps);
@@ -324,7 +328,14 @@ impl<'a> Rope<'a> {
 
 /// Attention of queries `q: [n][n_head * head_dim]` at positions `pos0..pos0+n` over the cache,
 /// causal and limited to `window` past positions where given. Returns `[n][n_head * head_dim_v]`.
-pub fn attention(c: &Config, q: &[f32], k_cache: &[f32], v_cache: &[f32], pos0: usize, window: Option<usize>) -> Vec<f32> {
+pub fn attention(
+    c: &Config,
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    pos0: usize,
+    window: Option<usize>,
+) -> Vec<f32> {
     let (hd, hdv) = (c.head_dim, c.head_dim_v);
     let n = q.len() / c.q_dim();
     let group = c.n_head / c.n_head_kv;

@@ -109,7 +109,10 @@ impl GpuModel {
         let cpu = CpuModel::new(file.clone())?;
         let config = cpu.config.clone();
         if placement.gpu_layers > config.n_layer {
-            return Err(Error::Invalid(format!("{} GPU layers for a model of {}", placement.gpu_layers, config.n_layer)));
+            return Err(Error::Invalid(format!(
+                "{} GPU layers for a model of {}",
+                placement.gpu_layers, config.n_layer
+            )));
         }
         let global_infos = &cpu.weights.global;
         let head_info = global_infos.output.as_ref().unwrap_or(&global_infos.token_embd);
@@ -148,8 +151,7 @@ impl GpuModel {
 
 /// Bytes the placement uploads, for progress.
 fn upload_bytes(cpu: &CpuModel, placement: Offload, head: &TensorInfo) -> u64 {
-    let layers: u64 =
-        cpu.weights.layers[..placement.gpu_layers].iter().flat_map(|l| l.iter()).map(|t| t.n_bytes).sum();
+    let layers: u64 = cpu.weights.layers[..placement.gpu_layers].iter().flat_map(|l| l.iter()).map(|t| t.n_bytes).sum();
     let head = if placement.head_on_gpu { head.n_bytes + cpu.weights.global.output_norm.n_bytes } else { 0 };
     layers + head
 }
@@ -257,7 +259,13 @@ impl GpuModel {
     }
 
     /// One micro-batch (at most `state.batch` tokens).
-    fn forward_batch(&self, state: &mut GpuState, tokens: &[u32], pos0: usize, want: Option<Logits>) -> Result<Vec<f32>> {
+    fn forward_batch(
+        &self,
+        state: &mut GpuState,
+        tokens: &[u32],
+        pos0: usize,
+        want: Option<Logits>,
+    ) -> Result<Vec<f32>> {
         let c = &self.config;
         let n = tokens.len();
         // Everything on the GPU: one submit, and only logits come back.
@@ -398,7 +406,13 @@ impl GpuModel {
     }
 
     /// `x += o`, or `x += norm(o)` for models with post-norms.
-    fn residual(&self, pass: &mut wgpu::ComputePass<'_>, s: &GpuState, post_norm: Option<&GpuWeight>, n: usize) -> Result<()> {
+    fn residual(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        s: &GpuState,
+        post_norm: Option<&GpuWeight>,
+        n: usize,
+    ) -> Result<()> {
         let c = &self.config;
         match post_norm {
             Some(pn) => rms_norm(&self.ctx, pass, &s.o, pn.vector()?, &s.x, n, c.norm_eps, NormOut::Add),

@@ -52,7 +52,12 @@ fn bias(il: usize, t: &str) -> String {
 impl<T> LayerWeights<T> {
     /// Load layer `il`'s tensors with `load`; a tensor the architecture requires but the file lacks
     /// is an error naming it.
-    pub fn load(file: &GgufFile, config: &Config, il: usize, mut load: impl FnMut(&TensorInfo) -> Result<T>) -> Result<Self> {
+    pub fn load(
+        file: &GgufFile,
+        config: &Config,
+        il: usize,
+        mut load: impl FnMut(&TensorInfo) -> Result<T>,
+    ) -> Result<Self> {
         let mut req = |n: String| load(file.require_tensor(&n)?);
         let (attn_norm, wq, wk, wv, wo) = (
             req(name(il, "attn_norm"))?,
@@ -61,8 +66,12 @@ impl<T> LayerWeights<T> {
             req(name(il, "attn_v"))?,
             req(name(il, "attn_output"))?,
         );
-        let (ffn_norm, ffn_gate, ffn_up, ffn_down) =
-            (req(name(il, "ffn_norm"))?, req(name(il, "ffn_gate"))?, req(name(il, "ffn_up"))?, req(name(il, "ffn_down"))?);
+        let (ffn_norm, ffn_gate, ffn_up, ffn_down) = (
+            req(name(il, "ffn_norm"))?,
+            req(name(il, "ffn_gate"))?,
+            req(name(il, "ffn_up"))?,
+            req(name(il, "ffn_down"))?,
+        );
         let gemma = config.arch == Arch::Gemma3;
         let qwen = config.arch == Arch::Qwen2;
         let mut opt = |n: String, required: bool| -> Result<Option<T>> {
@@ -94,8 +103,19 @@ impl<T> LayerWeights<T> {
 
     /// Every tensor of the layer, for accounting.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        let required = [&self.attn_norm, &self.wq, &self.wk, &self.wv, &self.wo, &self.ffn_norm, &self.ffn_gate, &self.ffn_up, &self.ffn_down];
-        let optional = [&self.bq, &self.bk, &self.bv, &self.q_norm, &self.k_norm, &self.post_attn_norm, &self.post_ffn_norm];
+        let required = [
+            &self.attn_norm,
+            &self.wq,
+            &self.wk,
+            &self.wv,
+            &self.wo,
+            &self.ffn_norm,
+            &self.ffn_gate,
+            &self.ffn_up,
+            &self.ffn_down,
+        ];
+        let optional =
+            [&self.bq, &self.bk, &self.bv, &self.q_norm, &self.k_norm, &self.post_attn_norm, &self.post_ffn_norm];
         required.into_iter().chain(optional.into_iter().flatten())
     }
 }

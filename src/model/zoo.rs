@@ -94,7 +94,17 @@ impl LlamaShape {
                 i => format!("▁tok{i}"),
             })
             .collect();
-        let types: Vec<i32> = (0..self.n_vocab).map(|i| if i < 3 { 3 } else if i < 259 { 6 } else { 1 }).collect();
+        let types: Vec<i32> = (0..self.n_vocab)
+            .map(|i| {
+                if i < 3 {
+                    3
+                } else if i < 259 {
+                    6
+                } else {
+                    1
+                }
+            })
+            .collect();
         vec![
             ("general.architecture".into(), "llama".into()),
             ("general.name".into(), self.name.into()),

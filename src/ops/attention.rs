@@ -26,11 +26,14 @@ impl KvBuffer {
         let words = rows * row_len * kv_type.bytes() / 4;
         Ok(KvBuffer { words: ctx.vec_zeroed(label, words, MemTag::KvCache)?, row_len, rows, kv_type })
     }
-
 }
 
 pub(crate) fn store_key(kv_type: KvType) -> PipelineKey {
-    PipelineKey { kernel: Kernel::KvStore, format: None, consts: vec![("WG", WG), ("KV_F16", u32::from(kv_type == KvType::F16))] }
+    PipelineKey {
+        kernel: Kernel::KvStore,
+        format: None,
+        consts: vec![("WG", WG), ("KV_F16", u32::from(kv_type == KvType::F16))],
+    }
 }
 
 pub(crate) fn attention_key(kv_type: KvType, head_dim: usize) -> PipelineKey {
@@ -58,10 +61,22 @@ pub fn kv_store<'a>(
     }
     let pipeline = ctx.pipeline(&store_key(cache.kv_type))?;
     let sr = bind_range(ctx, src.buf.buffer(), src.offset, n_rows * cache.row_len, "kv_store src")?;
-    let p = [u32_of(n_rows, "rows")?, u32_of(cache.row_len, "row")?, sr.base, u32_of(pos0, "pos0")?, u32_of(cache.rows, "ring")?, 0, 0, 0];
+    let p = [
+        u32_of(n_rows, "rows")?,
+        u32_of(cache.row_len, "row")?,
+        sr.base,
+        u32_of(pos0, "pos0")?,
+        u32_of(cache.rows, "ring")?,
+        0,
+        0,
+        0,
+    ];
     let uniform = ctx.uniform("kv_store params", &p)?;
-    let entries =
-        [wgpu::BindingResource::Buffer(sr.binding), cache.words.buffer().as_entire_binding(), uniform.as_entire_binding()];
+    let entries = [
+        wgpu::BindingResource::Buffer(sr.binding),
+        cache.words.buffer().as_entire_binding(),
+        uniform.as_entire_binding(),
+    ];
     let groups = u32_of(((n_rows * cache.row_len / 2) as u64).div_ceil(WG as u64), "workgroups")?;
     dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
 }
@@ -100,7 +115,10 @@ pub fn attention<'a>(
     let (q, out) = (q.into(), out.into());
     let s = shape;
     if s.n_head % s.n_head_kv != 0 || k.row_len != s.n_head_kv * s.head_dim || v.row_len != s.n_head_kv * s.head_dim_v {
-        return Err(Error::Shape(format!("attention: {s:?} does not match caches of rows {} and {}", k.row_len, v.row_len)));
+        return Err(Error::Shape(format!(
+            "attention: {s:?} does not match caches of rows {} and {}",
+            k.row_len, v.row_len
+        )));
     }
     let end = s.pos0 + s.n_tokens;
     let needed_rows = s.window.map_or(end, |w| end.min(w + s.n_tokens));

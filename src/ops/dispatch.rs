@@ -64,7 +64,13 @@ pub(crate) fn check_vec4(view: &View<'_>, stride: usize, what: &str) -> Result<(
 
 /// Checks the views of `Y = X Wᵀ` for `n_cols` columns (X rows of `w.row_len`, read as vec4; Y
 /// rows of `w.n_rows`; different buffers) and returns their resolved strides `(xs, ys)`.
-pub(crate) fn product_strides(w: &GpuTensor, x: &View<'_>, y: &View<'_>, n_cols: usize, op: &str) -> Result<(usize, usize)> {
+pub(crate) fn product_strides(
+    w: &GpuTensor,
+    x: &View<'_>,
+    y: &View<'_>,
+    n_cols: usize,
+    op: &str,
+) -> Result<(usize, usize)> {
     if n_cols == 0 {
         return Err(Error::Shape(format!("{op} `{}`: zero columns", w.name)));
     }
@@ -148,8 +154,13 @@ pub(crate) fn dispatch(
     });
     pass.set_pipeline(&pipeline.pipeline);
     pass.set_bind_group(0, &bind_group, &[]);
-    pass.dispatch_workgroups(x, y, 1);
-    Ok(())
+    match ctx.profiler() {
+        Some(p) => p.timed(pass, &pipeline.label, |pass| pass.dispatch_workgroups(x, y, 1)),
+        None => {
+            pass.dispatch_workgroups(x, y, 1);
+            Ok(())
+        }
+    }
 }
 
 /// Splits `groups` workgroups into `(x, y)` with `x, y <= max` and `x * y >= groups`, for

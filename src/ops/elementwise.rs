@@ -63,8 +63,11 @@ pub fn elementwise<'a>(
     let scale = if let Op::Scale(s) = op { s } else { 1.0 };
     let p = [u32_of(n, "n")?, ar.base, br.base, u32_of(b_len, "b_len")?, scale.to_bits(), 0, 0, 0];
     let uniform = ctx.uniform("elementwise params", &p)?;
-    let entries =
-        [wgpu::BindingResource::Buffer(ar.binding), wgpu::BindingResource::Buffer(br.binding), uniform.as_entire_binding()];
+    let entries = [
+        wgpu::BindingResource::Buffer(ar.binding),
+        wgpu::BindingResource::Buffer(br.binding),
+        uniform.as_entire_binding(),
+    ];
     let groups = u32_of((n as u64).div_ceil(WG as u64), "workgroups")?;
     dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
 }

@@ -43,11 +43,11 @@
 pub mod attention;
 mod dispatch;
 pub mod elementwise;
-pub mod norm;
-pub mod rope;
 pub mod get_rows;
 pub mod matmul;
 pub mod matvec;
+pub mod norm;
+pub mod rope;
 
 pub use dispatch::View;
 pub use get_rows::get_rows;

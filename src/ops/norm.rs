@@ -18,7 +18,11 @@ pub enum NormOut {
 }
 
 pub(crate) fn key(out: NormOut) -> PipelineKey {
-    PipelineKey { kernel: Kernel::RmsNorm, format: None, consts: vec![("WG", WG), ("ADD", u32::from(out == NormOut::Add))] }
+    PipelineKey {
+        kernel: Kernel::RmsNorm,
+        format: None,
+        consts: vec![("WG", WG), ("ADD", u32::from(out == NormOut::Add))],
+    }
 }
 
 /// RMSNorm of `n_rows` rows of `weight.len()` elements: `y = x / sqrt(mean(x²) + eps) * weight`.

@@ -66,11 +66,8 @@ pub fn rope<'a>(
     ];
     let uniform = ctx.uniform("rope params", &p)?;
     let factors = params.factors.unwrap_or(factors_fallback);
-    let entries = [
-        wgpu::BindingResource::Buffer(xr.binding),
-        factors.buffer().as_entire_binding(),
-        uniform.as_entire_binding(),
-    ];
+    let entries =
+        [wgpu::BindingResource::Buffer(xr.binding), factors.buffer().as_entire_binding(), uniform.as_entire_binding()];
     let groups = u32_of((n as u64 / 2).div_ceil(WG as u64), "workgroups")?;
     dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
 }
