@@ -1,4 +1,5 @@
-//! Kernel benchmark: `cargo run --release --example kernel-bench [-- --quick]`.
+//! Kernel benchmark: `cargo run --release --example kernel-bench [-- --quick]`; shape tuning:
+//! `-- --tune [FORMAT...] [--shape MxK]`, `-- --tune-mm [FORMAT...]`.
 //!
 //! Measures on the current device, in one run: buffer copy bandwidth, a streaming-read kernel's
 //! bandwidth (the yardstick), then per format the matvec bandwidth (weight bytes per second) at
@@ -73,7 +74,7 @@ fn matvec_gbs(
 }
 
 /// `--tune`: matvec GB/s of several kernel shapes at 4096 x 4096, to pick a device's shape.
-fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType]) -> Result<()> {
+fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, usize)) -> Result<()> {
     let shapes = [
         ops::MatVecShape { wg: 8, tpr: 1, rpi: 1, subgroup: false },
         ops::MatVecShape { wg: 8, tpr: 1, rpi: 2, subgroup: false },
@@ -83,10 +84,11 @@ fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType]) -> Result<()> {
         ops::MatVecShape { wg: 16, tpr: 1, rpi: 8, subgroup: false },
         ops::MatVecShape { wg: 16, tpr: 1, rpi: 4, subgroup: false },
         ops::MatVecShape { wg: 32, tpr: 1, rpi: 2, subgroup: false },
+        ops::MatVecShape { wg: 32, tpr: 1, rpi: 8, subgroup: false },
+        ops::MatVecShape { wg: 64, tpr: 1, rpi: 8, subgroup: false },
         ops::MatVecShape { wg: 64, tpr: 8, rpi: 1, subgroup: false },
         ops::MatVecShape { wg: 128, tpr: 32, rpi: 1, subgroup: false },
     ];
-    let (m, k) = (4096, 4096);
     let x = ctx.f32_buffer("x", k)?;
     let y = ctx.f32_buffer("y", m)?;
     let weights: Vec<GpuTensor> = formats.iter().map(|&ty| weight(ctx, ty, m, k)).collect::<Result<_>>()?;
@@ -199,6 +201,14 @@ fn matmul_gflops(
     Ok(2.0 * (m * k * n) as f64 / t / 1e9)
 }
 
+/// `--shape MxK` for `--tune` (default 4096x4096).
+fn tune_shape() -> Result<(usize, usize)> {
+    let Some(arg) = std::env::args().skip_while(|a| a != "--shape").nth(1) else { return Ok((4096, 4096)) };
+    let bad = || wgquant::Error::Invalid(format!("--shape wants MxK, got {arg:?}"));
+    let (m, k) = arg.split_once('x').ok_or_else(bad)?;
+    Ok((m.parse().map_err(|_| bad())?, k.parse().map_err(|_| bad())?))
+}
+
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let ctx = Context::new()?;
@@ -221,13 +231,14 @@ fn main() -> Result<()> {
         return tune_mm(&ctx, &timer, &formats);
     }
     if std::env::args().any(|a| a == "--tune") {
-        let names: Vec<String> = std::env::args().skip_while(|a| a != "--tune").skip(1).collect();
+        let names: Vec<String> =
+            std::env::args().skip_while(|a| a != "--tune").skip(1).take_while(|a| a != "--shape").collect();
         let formats: Vec<GgmlType> = if names.is_empty() {
             GgmlType::all().collect()
         } else {
             names.iter().filter_map(|n| GgmlType::from_name(n)).collect()
         };
-        return tune(&ctx, &timer, &formats);
+        return tune(&ctx, &timer, &formats, tune_shape()?);
     }
     let probe_bytes = if quick { 64 << 20 } else { 256 << 20 };
     let copy = copy_bandwidth(&ctx, probe_bytes, reps)?;

@@ -10,6 +10,7 @@
 //   QK, QB, SPAN, GPB  the format's block geometry (GPB = QK / 8 groups per block)
 //   RED   size of the workgroup reduction scratch (1 when unused)
 //   SG    1: rows are reduced with subgroupAdd (TPR is the subgroup size), 0: workgroup memory
+//   XU    > 0: X is a uniform-buffer window of XU vec4s (CPU devices), 0: a storage buffer
 // A workgroup covers (WG / TPR) * RPI consecutive rows.
 
 struct Params {
@@ -24,7 +25,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> wq: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> xv: array<vec4<f32>>;
+// binding 1: the activations `xv`, read through ld_x (common/x_storage.wgsl or x_uniform.wgsl)
 @group(0) @binding(2) var<storage, read_write> yv: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -69,8 +70,8 @@ fn main(@builtin(local_invocation_index) lid: u32,
                 let d = blk_dq8(rb[r] + boff, hdr[r], j);
                 if (r == 0u) {
                     for (var c = 0u; c < NCOLS; c++) {
-                        xa[c] = xv[kb + c * p.x_stride + d.ia / 4u];
-                        xb[c] = xv[kb + c * p.x_stride + d.ib / 4u];
+                        xa[c] = ld_x(kb + c * p.x_stride + d.ia / 4u);
+                        xb[c] = ld_x(kb + c * p.x_stride + d.ib / 4u);
                         if (HAS_MIN) {
                             sa[c] = dot(xa[c], vec4<f32>(1.0));
                             sb[c] = dot(xb[c], vec4<f32>(1.0));

@@ -522,3 +522,30 @@ fn kernel_profile_counts_each_dispatch() {
     // The ordinary context does not profile.
     assert!(ctx.take_profile().is_empty());
 }
+
+/// Matvec with X in a buffer large enough for the uniform window CPU devices read activations
+/// through (`shaders/common/x_uniform.wgsl`; the small buffers of the other tests take the
+/// storage path), at an offset and with 1, 3 and 8 columns: every format against the CPU.
+#[test]
+fn matvec_with_activations_in_a_large_buffer() {
+    let Some(ctx) = ctx() else { return };
+    for ty in GgmlType::all() {
+        let (m, k) = (21, odd_k(ty));
+        let raw = random_blocks(ty, m, k, 800);
+        let w = GpuTensor::upload(ctx, "w", ty, k, m, &raw).unwrap();
+        let xoff = 12;
+        let x = Rng::new(801).vec(64 * 1024);
+        let xb = ctx.vec_from("x", &x, MemTag::Activations).unwrap();
+        for n in [1, 3, 8] {
+            let yb = ctx.f32_buffer("y", n * m).unwrap();
+            let mut enc = ctx.encoder("test");
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                ops::matvec(ctx, &mut pass, &w, xb.at(xoff), &yb, n).unwrap();
+            }
+            ctx.submit_and_wait(enc).unwrap();
+            let y = ctx.read(&yb).unwrap();
+            check_against_cpu("matvec (large X buffer)", ty, &raw, k, &x[xoff..xoff + n * k], n, &y);
+        }
+    }
+}

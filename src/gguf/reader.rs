@@ -160,13 +160,15 @@ impl GgufFile {
             let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.n_bytes));
             match end {
                 Some(end) if end <= file_len => {}
-                _ => return Err(Error::Gguf {
-                    offset: data_offset.saturating_add(t.offset),
-                    msg: format!(
+                _ => {
+                    return Err(Error::Gguf {
+                        offset: data_offset.saturating_add(t.offset),
+                        msg: format!(
                         "tensor `{}` ({} bytes at data offset {}) extends past the end of the file ({file_len} bytes)",
                         t.name, t.n_bytes, t.offset
                     ),
-                }),
+                    })
+                }
             }
         }
 

@@ -42,8 +42,11 @@ impl<T: Pod> GpuVec<T> {
     }
 }
 
-const VEC_USAGE: wgpu::BufferUsages =
-    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+const VEC_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST)
+    // Matvec reads its activations as a uniform window on CPU devices (see ops::matvec).
+    .union(wgpu::BufferUsages::UNIFORM);
 
 fn padded(bytes: u64) -> u64 {
     bytes.next_multiple_of(16).max(16)

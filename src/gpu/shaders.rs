@@ -154,6 +154,12 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
         s.push_str(decoder(ty).source);
     }
     if kernel == Kernel::MatVec {
+        let uniform_x = consts.iter().any(|&(n, v)| n == "XU" && v > 0);
+        s.push_str(if uniform_x {
+            include_str!("../../shaders/common/x_uniform.wgsl")
+        } else {
+            include_str!("../../shaders/common/x_storage.wgsl")
+        });
         let subgroup = consts.iter().any(|&(n, v)| n == "SG" && v == 1);
         s.push_str(if subgroup {
             include_str!("../../shaders/common/reduce_subgroup.wgsl")
@@ -205,7 +211,9 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
         for ty in GgmlType::all() {
             for ncols in 1..=crate::ops::MAX_COLS as u32 {
                 for subgroup in [None, Some(32)] {
-                    keys.push(MatVecShape::pick(profile, subgroup, ty, ncols).key(ty, ncols));
+                    let shape = MatVecShape::pick(profile, subgroup, ty, ncols);
+                    keys.push(shape.key(ty, ncols, 0));
+                    keys.push(shape.key(ty, ncols, 64));
                 }
             }
             keys.push(MatMulShape::for_device(profile, ty, 16384).key(ty));

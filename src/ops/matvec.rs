@@ -1,10 +1,10 @@
 //! Matrix × vector(s) for decode: `Y[n][m] = dot(W[m], X[n])` for 1..8 columns per dispatch.
 
-use super::dispatch::{bind_range, dispatch, fold, product_strides, u32_of, View};
+use super::dispatch::{bind_range, dispatch, fold, product_strides, u32_of, Range, View};
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
 use crate::gpu::shaders::{block_geometry, Kernel};
-use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey};
+use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey, TrackedBuffer};
 
 /// Most activation columns one matvec dispatch handles (the kernel keeps NCOLS × RPI
 /// accumulators in registers).
@@ -64,8 +64,9 @@ impl MatVecShape {
         ok.then_some(()).ok_or_else(|| Error::Shape(format!("bad matvec shape {self:?}")))
     }
 
-    /// The pipeline key (and so the generated constants) for `ty` and `ncols` columns.
-    pub fn key(&self, ty: GgmlType, ncols: u32) -> PipelineKey {
+    /// The pipeline key (and so the generated constants) for `ty` and `ncols` columns, reading X
+    /// from a uniform window of `uniform_x` vec4s (0: from a storage buffer).
+    pub fn key(&self, ty: GgmlType, ncols: u32, uniform_x: u32) -> PipelineKey {
         let red = if self.tpr > 1 && !self.subgroup { self.wg * self.rpi * ncols } else { 1 };
         PipelineKey {
             kernel: Kernel::MatVec,
@@ -78,6 +79,7 @@ impl MatVecShape {
                 ("RED", red),
                 ("UG", unit_groups(ty, self.tpr)),
                 ("SG", self.subgroup as u32),
+                ("XU", uniform_x),
             ],
         }
     }
@@ -93,6 +95,25 @@ pub(crate) fn unit_groups(ty: GgmlType, tpr: u32) -> u32 {
     } else {
         1
     }
+}
+
+/// On CPU devices, X elements `start .. start + len` as a uniform binding, with the binding's
+/// size in vec4s (the array length the kernel declares: a power of two from 1 KiB up to the
+/// device's limit, so that few pipelines cover all row lengths); `None` (use a storage binding)
+/// on GPUs or when such a window does not fit in the buffer or the limit.
+fn uniform_x_window<'a>(ctx: &Context, buf: &'a TrackedBuffer, start: usize, len: usize) -> Option<(Range<'a>, u32)> {
+    if ctx.profile() != KernelProfile::Cpu || !buf.usage().contains(wgpu::BufferUsages::UNIFORM) {
+        return None;
+    }
+    let align = ctx.limits().min_uniform_buffer_offset_alignment.max(16) as u64;
+    let start_b = start as u64 * 4;
+    let begin = start_b / align * align;
+    let size = (start_b - begin + len as u64 * 4).next_power_of_two().max(1024);
+    if size > ctx.limits().max_uniform_buffer_binding_size || begin + size > buf.size() {
+        return None;
+    }
+    let binding = wgpu::BufferBinding { buffer: buf, offset: begin, size: wgpu::BufferSize::new(size) };
+    Some((Range { binding, base: ((start_b - begin) / 4) as u32 }, (size / 16) as u32))
 }
 
 /// `Y[n][m] = dot(W[m], X[n])` for `n` in `0..n_cols` with the device's default shape.
@@ -130,8 +151,12 @@ pub fn matvec_with(
         if shape.subgroup && ctx.subgroup_size() != Some(shape.tpr) {
             return Err(Error::Shape(format!("matvec shape {shape:?} needs a fixed subgroup size of {}", shape.tpr)));
         }
-        let pipeline = ctx.pipeline(&shape.key(w.ty, nc as u32))?;
-        let xr = bind_range(ctx, x.buf.buffer(), x.offset + col0 * xs, (nc - 1) * xs + k, "matvec X")?;
+        let (x_start, x_len) = (x.offset + col0 * xs, (nc - 1) * xs + k);
+        let (xr, uniform_x) = match uniform_x_window(ctx, x.buf.buffer(), x_start, x_len) {
+            Some(window) => window,
+            None => (bind_range(ctx, x.buf.buffer(), x_start, x_len, "matvec X")?, 0),
+        };
+        let pipeline = ctx.pipeline(&shape.key(w.ty, nc as u32, uniform_x))?;
         for chunk in &w.chunks {
             let y_start = y.offset + col0 * ys + chunk.row0;
             let yr = bind_range(ctx, y.buf.buffer(), y_start, (nc - 1) * ys + chunk.rows, "matvec Y")?;
