@@ -19,6 +19,8 @@ use wgquant::gpu::{AdapterSelector, Context, ContextOptions};
 use wgquant::quantize::FileType;
 use wgquant::{Error, Result};
 
+mod common;
+
 #[derive(Parser)]
 #[command(about = "Benchmark every quantization of a GGUF model: size, quality (PPL, KL, top-1) and speed")]
 struct Args {
@@ -65,14 +67,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<()> {

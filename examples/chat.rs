@@ -23,6 +23,8 @@ use wgquant::{
     Error, GenerateParams, GenerationStats, Model, ModelOptions, Result, SamplerParams, Session, StopReason,
 };
 
+mod common;
+
 /// Where `scripts/fetch-model.sh` puts the default model, relative to the crate root.
 const DEFAULT_MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
 
@@ -87,14 +89,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<()> {

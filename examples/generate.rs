@@ -9,6 +9,8 @@ use clap::Parser;
 use wgquant::gpu::{format_profile, PROFILE_ENV};
 use wgquant::{GenerateParams, Model, ModelOptions, SamplerParams};
 
+mod common;
+
 #[derive(Parser)]
 #[command(about = "Generate text with a GGUF model on the GPU")]
 struct Args {
@@ -43,14 +45,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run(&Args::parse()))
 }
 
 fn run(args: &Args) -> wgquant::Result<()> {

@@ -14,6 +14,8 @@ use wgquant::model::gpu::{GpuModel, Offload};
 use wgquant::model::Config;
 use wgquant::tokenizer::Tokenizer;
 
+mod common;
+
 #[derive(Parser)]
 #[command(about = "Perplexity of a GGUF model on a text, llama-perplexity's method")]
 struct Args {
@@ -33,14 +35,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run(&Args::parse()))
 }
 
 fn run(args: &Args) -> wgquant::Result<()> {

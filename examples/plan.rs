@@ -21,6 +21,8 @@ use wgquant::plan::{self, parse_bytes, Budget, PlanRequest};
 use wgquant::quantize::FileType;
 use wgquant::{Error, Result};
 
+mod common;
+
 #[derive(Parser)]
 #[command(about = "Plan a model's VRAM use: what goes on the GPU, what runs on the CPU")]
 struct Args {
@@ -63,14 +65,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<()> {

@@ -11,6 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wgquant::gguf::GgufFile;
 use wgquant::quantize::{quantize_file, FileType, QuantizeSummary};
 
+mod common;
+
 #[derive(Parser)]
 #[command(
     about = "Quantize a GGUF model (llama.cpp recipes: Q4_0, Q8_0, Q6_K, Q5_K_S, Q5_K_M, Q4_K_S, Q4_K_M, Q3_K_M, Q2_K, ...)"
@@ -23,14 +25,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run(&Args::parse()))
 }
 
 fn run(args: &Args) -> wgquant::Result<()> {

@@ -62,7 +62,10 @@ use crate::gpu::{Context, GpuTensor, KernelProfile};
 #[cfg(test)]
 pub(crate) fn activation_keys() -> Vec<crate::gpu::PipelineKey> {
     use crate::model::{Activation, KvType, RopeLayout};
-    let mut keys = vec![norm::key(norm::NormOut::Store), norm::key(norm::NormOut::Add)];
+    let mut keys = Vec::new();
+    for profile in [crate::gpu::KernelProfile::Gpu, crate::gpu::KernelProfile::Cpu] {
+        keys.extend([norm::key(profile, norm::NormOut::Store), norm::key(profile, norm::NormOut::Add)]);
+    }
     for layout in [RopeLayout::Normal, RopeLayout::Neox] {
         keys.extend([rope::key(layout, false), rope::key(layout, true)]);
     }

@@ -3,10 +3,16 @@
 use super::dispatch::{bind_range, dispatch, fold, resolve, u32_of, View};
 use crate::error::Result;
 use crate::gpu::shaders::Kernel;
-use crate::gpu::{Context, F32Buffer, PipelineKey};
+use crate::gpu::{Context, F32Buffer, KernelProfile, PipelineKey};
 
-/// Invocations per workgroup (one workgroup per row).
-const WG: u32 = 64;
+/// Invocations per workgroup (one workgroup per row): 64 on GPUs; on CPU devices one SIMD
+/// batch, since every workgroup barrier there switches between the batches of the workgroup.
+fn workgroup_size(profile: KernelProfile) -> u32 {
+    match profile {
+        KernelProfile::Gpu => 64,
+        KernelProfile::Cpu => 8,
+    }
+}
 
 /// How the normalised row is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,11 +23,11 @@ pub enum NormOut {
     Add,
 }
 
-pub(crate) fn key(out: NormOut) -> PipelineKey {
+pub(crate) fn key(profile: KernelProfile, out: NormOut) -> PipelineKey {
     PipelineKey {
         kernel: Kernel::RmsNorm,
         format: None,
-        consts: vec![("WG", WG), ("ADD", u32::from(out == NormOut::Add))],
+        consts: vec![("WG", workgroup_size(profile)), ("ADD", u32::from(out == NormOut::Add))],
     }
 }
 
@@ -42,7 +48,7 @@ pub fn rms_norm<'a>(
     // Rows are packed: the shader indexes row * d.
     resolve(&x.stride(d), "rms_norm x", n_rows, d)?;
     resolve(&y.stride(d), "rms_norm y", n_rows, d)?;
-    let pipeline = ctx.pipeline(&key(out))?;
+    let pipeline = ctx.pipeline(&key(ctx.profile(), out))?;
     let xr = bind_range(ctx, x.buf.buffer(), x.offset, n_rows * d, "rms_norm x")?;
     let yr = bind_range(ctx, y.buf.buffer(), y.offset, n_rows * d, "rms_norm y")?;
     let params = [u32_of(d, "d")?, u32_of(n_rows, "rows")?, xr.base, yr.base, eps.to_bits(), 0, 0, 0];
