@@ -358,12 +358,19 @@ impl Context {
     }
 
     /// Submits `encoder` and waits until the device is idle, then reports any wgpu error.
-    pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
-        if let Some(p) = &self.profiler {
-            return self.submit_profiled(p, encoder);
-        }
+    /// With kernel profiling on, the dispatches' timestamps are resolved too and added to the
+    /// profile.
+    pub fn submit_and_wait(&self, mut encoder: wgpu::CommandEncoder) -> Result<()> {
+        let timed = match &self.profiler {
+            Some(p) => p.resolve(self, &mut encoder)?,
+            None => None,
+        };
         let idx = self.queue.submit([encoder.finish()]);
-        self.wait(Some(idx))
+        self.wait(Some(idx))?;
+        match (&self.profiler, timed) {
+            (Some(p), Some(timed)) => p.record(self, timed),
+            _ => Ok(()),
+        }
     }
 
     /// Waits for submission `idx` (or everything submitted) to finish.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use super::context::Context;
-use super::memory::MemTag;
+use super::memory::{MemTag, TrackedBuffer};
 use crate::error::{Error, Result};
 
 /// Environment variable that turns kernel profiling on (`1`).
@@ -67,48 +67,56 @@ impl Profiler {
         let slot = {
             let mut s = self.lock()?;
             let slot = s.pending.len() as u32;
-            if slot < MAX_TIMED {
+            (slot < MAX_TIMED).then(|| {
                 s.pending.push(label.to_string());
-            }
-            slot
+                slot
+            })
         };
-        if slot >= MAX_TIMED {
-            dispatch(pass);
-            return Ok(());
+        if let Some(slot) = slot {
+            pass.write_timestamp(&self.queries, 2 * slot);
         }
-        pass.write_timestamp(&self.queries, 2 * slot);
         dispatch(pass);
-        pass.write_timestamp(&self.queries, 2 * slot + 1);
+        if let Some(slot) = slot {
+            pass.write_timestamp(&self.queries, 2 * slot + 1);
+        }
+        Ok(())
+    }
+
+    /// Adds to `encoder` the resolution of the timestamps recorded into it; `None` if it timed
+    /// nothing.
+    pub(crate) fn resolve(&self, ctx: &Context, encoder: &mut wgpu::CommandEncoder) -> Result<Option<Resolved>> {
+        let labels = std::mem::take(&mut self.lock()?.pending);
+        if labels.is_empty() {
+            return Ok(None);
+        }
+        let bytes = labels.len() as u64 * 16;
+        let usage = wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC;
+        let buffer = ctx.create_buffer("profile timestamps", bytes, usage, MemTag::Staging)?;
+        encoder.resolve_query_set(&self.queries, 0..2 * labels.len() as u32, &buffer, 0);
+        Ok(Some(Resolved { labels, buffer }))
+    }
+
+    /// Adds the times of a finished submission to the totals.
+    pub(crate) fn record(&self, ctx: &Context, resolved: Resolved) -> Result<()> {
+        let raw = ctx.read_bytes(&resolved.buffer, 0, resolved.buffer.size())?;
+        let ticks: &[u64] = bytemuck::cast_slice(&raw);
+        let mut s = self.lock()?;
+        for (label, t) in resolved.labels.into_iter().zip(ticks.chunks_exact(2)) {
+            let e = s.totals.entry(label).or_default();
+            e.0 += 1;
+            e.1 += t[1].saturating_sub(t[0]) as f64 * self.period;
+        }
         Ok(())
     }
 }
 
-impl Context {
-    /// Submits `encoder` with the timestamps of its dispatches resolved, waits, and adds their
-    /// times to the profile.
-    pub(crate) fn submit_profiled(&self, profiler: &Profiler, mut encoder: wgpu::CommandEncoder) -> Result<()> {
-        let labels = std::mem::take(&mut profiler.lock()?.pending);
-        if labels.is_empty() {
-            let idx = self.queue.submit([encoder.finish()]);
-            return self.wait(Some(idx));
-        }
-        let bytes = labels.len() as u64 * 16;
-        let usage = wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC;
-        let resolved = self.create_buffer("profile timestamps", bytes, usage, MemTag::Staging)?;
-        encoder.resolve_query_set(&profiler.queries, 0..2 * labels.len() as u32, &resolved, 0);
-        let idx = self.queue.submit([encoder.finish()]);
-        self.wait(Some(idx))?;
-        let raw = self.read_bytes(&resolved, 0, bytes)?;
-        let ticks: &[u64] = bytemuck::cast_slice(&raw);
-        let mut s = profiler.lock()?;
-        for (label, t) in labels.into_iter().zip(ticks.chunks_exact(2)) {
-            let e = s.totals.entry(label).or_default();
-            e.0 += 1;
-            e.1 += t[1].saturating_sub(t[0]) as f64 * profiler.period;
-        }
-        Ok(())
-    }
+/// The timestamps of one submission, resolved into a buffer, with the kernel each pair timed.
+pub(crate) struct Resolved {
+    labels: Vec<String>,
+    buffer: TrackedBuffer,
+}
 
+impl Context {
     /// Device time per kernel since the context was made (or the last [`Context::take_profile`]),
     /// slowest first; empty when profiling is off.
     pub fn take_profile(&self) -> Vec<KernelTime> {

@@ -107,9 +107,7 @@ pub(crate) fn bind_range<'a>(
     len: usize,
     what: &str,
 ) -> Result<Range<'a>> {
-    let align = ctx.limits().min_storage_buffer_offset_alignment.max(16) as u64;
-    let start_b = start as u64 * 4;
-    let begin = start_b / align * align;
+    let (begin, base) = window_start(start, ctx.limits().min_storage_buffer_offset_alignment);
     let end = ((start + len) as u64 * 4).next_multiple_of(16).min(buf.size());
     let size = end - begin;
     if size > ctx.max_binding_size() {
@@ -120,8 +118,39 @@ pub(crate) fn bind_range<'a>(
     }
     Ok(Range {
         binding: wgpu::BufferBinding { buffer: buf, offset: begin, size: wgpu::BufferSize::new(size) },
-        base: u32_of((start_b - begin) / 4, what)?,
+        base: u32_of(base, what)?,
     })
+}
+
+/// Binds elements `start .. start + len` of `buf` as a uniform buffer whose size is a power of
+/// two from 1 KiB (the array length a kernel declares, so that few pipelines cover all lengths),
+/// with that size in vec4s; `None` when the buffer is not usable as a uniform or such a window
+/// would leave it or exceed the device's uniform binding limit.
+pub(crate) fn bind_uniform_range<'a>(
+    ctx: &Context,
+    buf: &'a TrackedBuffer,
+    start: usize,
+    len: usize,
+) -> Option<(Range<'a>, u32)> {
+    if !buf.usage().contains(wgpu::BufferUsages::UNIFORM) {
+        return None;
+    }
+    let (begin, base) = window_start(start, ctx.limits().min_uniform_buffer_offset_alignment);
+    let size = (base * 4 + len as u64 * 4).next_power_of_two().max(1024);
+    if size > ctx.limits().max_uniform_buffer_binding_size || begin + size > buf.size() {
+        return None;
+    }
+    let binding = wgpu::BufferBinding { buffer: buf, offset: begin, size: wgpu::BufferSize::new(size) };
+    Some((Range { binding, base: u32::try_from(base).ok()? }, u32::try_from(size / 16).ok()?))
+}
+
+/// Where a binding that reaches element `start` begins: the largest offset before it that is
+/// aligned for the device (and for vec4 reads), and the elements from there to `start`.
+fn window_start(start: usize, device_align: u32) -> (u64, u64) {
+    let align = device_align.max(16) as u64;
+    let start_b = start as u64 * 4;
+    let begin = start_b / align * align;
+    (begin, (start_b - begin) / 4)
 }
 
 /// `v` as u32, or a shape error naming `what`.

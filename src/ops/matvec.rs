@@ -1,10 +1,10 @@
 //! Matrix × vector(s) for decode: `Y[n][m] = dot(W[m], X[n])` for 1..8 columns per dispatch.
 
-use super::dispatch::{bind_range, dispatch, fold, product_strides, u32_of, Range, View};
+use super::dispatch::{bind_range, bind_uniform_range, dispatch, fold, product_strides, u32_of, View};
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
 use crate::gpu::shaders::{block_geometry, Kernel};
-use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey, TrackedBuffer};
+use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey};
 
 /// Most activation columns one matvec dispatch handles (the kernel keeps NCOLS × RPI
 /// accumulators in registers).
@@ -97,25 +97,6 @@ pub(crate) fn unit_groups(ty: GgmlType, tpr: u32) -> u32 {
     }
 }
 
-/// On CPU devices, X elements `start .. start + len` as a uniform binding, with the binding's
-/// size in vec4s (the array length the kernel declares: a power of two from 1 KiB up to the
-/// device's limit, so that few pipelines cover all row lengths); `None` (use a storage binding)
-/// on GPUs or when such a window does not fit in the buffer or the limit.
-fn uniform_x_window<'a>(ctx: &Context, buf: &'a TrackedBuffer, start: usize, len: usize) -> Option<(Range<'a>, u32)> {
-    if ctx.profile() != KernelProfile::Cpu || !buf.usage().contains(wgpu::BufferUsages::UNIFORM) {
-        return None;
-    }
-    let align = ctx.limits().min_uniform_buffer_offset_alignment.max(16) as u64;
-    let start_b = start as u64 * 4;
-    let begin = start_b / align * align;
-    let size = (start_b - begin + len as u64 * 4).next_power_of_two().max(1024);
-    if size > ctx.limits().max_uniform_buffer_binding_size || begin + size > buf.size() {
-        return None;
-    }
-    let binding = wgpu::BufferBinding { buffer: buf, offset: begin, size: wgpu::BufferSize::new(size) };
-    Some((Range { binding, base: ((start_b - begin) / 4) as u32 }, (size / 16) as u32))
-}
-
 /// `Y[n][m] = dot(W[m], X[n])` for `n` in `0..n_cols` with the device's default shape.
 /// Views: X rows of `W.row_len` (offset and stride multiples of 4), Y rows of `W.n_rows`.
 /// More than [`MAX_COLS`] columns are done in several dispatches (use [`super::matmul`] for
@@ -152,7 +133,12 @@ pub fn matvec_with(
             return Err(Error::Shape(format!("matvec shape {shape:?} needs a fixed subgroup size of {}", shape.tpr)));
         }
         let (x_start, x_len) = (x.offset + col0 * xs, (nc - 1) * xs + k);
-        let (xr, uniform_x) = match uniform_x_window(ctx, x.buf.buffer(), x_start, x_len) {
+        // On CPU devices X is read through a uniform window (shaders/common/x_uniform.wgsl).
+        let uniform = match ctx.profile() {
+            KernelProfile::Cpu => bind_uniform_range(ctx, x.buf.buffer(), x_start, x_len),
+            KernelProfile::Gpu => None,
+        };
+        let (xr, uniform_x) = match uniform {
             Some(window) => window,
             None => (bind_range(ctx, x.buf.buffer(), x_start, x_len, "matvec X")?, 0),
         };
