@@ -88,6 +88,11 @@ fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, 
         ops::MatVecShape { wg: 64, tpr: 1, rpi: 8, subgroup: false },
         ops::MatVecShape { wg: 64, tpr: 8, rpi: 1, subgroup: false },
         ops::MatVecShape { wg: 128, tpr: 32, rpi: 1, subgroup: false },
+        ops::MatVecShape { wg: 8, tpr: 8, rpi: 4, subgroup: false },
+        ops::MatVecShape { wg: 8, tpr: 8, rpi: 8, subgroup: false },
+        ops::MatVecShape { wg: 16, tpr: 8, rpi: 8, subgroup: false },
+        ops::MatVecShape { wg: 8, tpr: 4, rpi: 8, subgroup: false },
+        ops::MatVecShape { wg: 8, tpr: 2, rpi: 8, subgroup: false },
     ];
     let x = ctx.f32_buffer("x", k)?;
     let y = ctx.f32_buffer("y", m)?;

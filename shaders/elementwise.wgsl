@@ -5,7 +5,7 @@
 //   3  a += b[i % b_len]      (a bias broadcast over rows)
 //   4  a *= scale
 //
-// Generated constants: WG, OP.
+// Generated constants: WG, OP. Composed after common/activations.wgsl.
 
 struct Params {
     n: u32,
@@ -22,12 +22,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-fn gelu_tanh(x: f32) -> f32 {
-    // Clamped so tanh's exponentials cannot overflow into inf/inf on any implementation.
-    let u = clamp(0.7978845608 * x * (1.0 + 0.044715 * x * x), -15.0, 15.0);
-    return 0.5 * x * (1.0 + tanh(u));
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
@@ -37,11 +31,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let ia = p.a_off + i;
     switch OP {
         case 0u: { a[ia] += b[p.b_off + i]; }
-        case 1u: {
-            let g = a[ia];
-            a[ia] = g / (1.0 + exp(-g)) * b[p.b_off + i];
-        }
-        case 2u: { a[ia] = gelu_tanh(a[ia]) * b[p.b_off + i]; }
+        case 1u, 2u: { a[ia] = act(OP, a[ia]) * b[p.b_off + i]; }
         case 3u: { a[ia] += b[p.b_off + i % p.b_len]; }
         default: { a[ia] *= p.scale; }
     }

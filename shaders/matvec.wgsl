@@ -11,6 +11,8 @@
 //   RED   size of the workgroup reduction scratch (1 when unused)
 //   SG    1: rows are reduced with subgroupAdd (TPR is the subgroup size), 0: workgroup memory
 //   XU    > 0: X is a uniform-buffer window of XU vec4s (CPU devices), 0: a storage buffer
+//   GATE  0: Y = the products; 1 (SiLU) or 2 (GELU): Y = act(Y) * the products, Y holding the
+//         gate projection on entry (the up projection of a gated FFN, its activation fused in)
 // A workgroup covers (WG / TPR) * RPI consecutive rows.
 
 struct Params {
@@ -60,7 +62,9 @@ fn main(@builtin(local_invocation_index) lid: u32,
             hdr[r] = blk_load(rb[r] + boff);
         }
         for (var jj = 0u; jj < UG; jj++) {
-            let j = g0 % GPB + jj;
+            // With whole-block units (UG = GPB) the group is the loop counter itself, a constant
+            // once the loop is unrolled: decoders then pick their fields without select ladders.
+            let j = select(g0 % GPB, 0u, UG == GPB) + jj;
             var xa: array<vec4<f32>, NCOLS>;
             var xb: array<vec4<f32>, NCOLS>;
             // Sums of the activations, for formats whose weights have an offset (s.y).
@@ -99,7 +103,12 @@ fn main(@builtin(local_invocation_index) lid: u32,
             let row = row0 + r;
             if (row < p.m) {
                 for (var c = 0u; c < NCOLS; c++) {
-                    yv[p.y_off + c * p.y_stride + row] = acc[r * NCOLS + c];
+                    let yi = p.y_off + c * p.y_stride + row;
+                    if (GATE == 0u) {
+                        yv[yi] = acc[r * NCOLS + c];
+                    } else {
+                        yv[yi] = act(GATE, yv[yi]) * acc[r * NCOLS + c];
+                    }
                 }
             }
         }

@@ -1,7 +1,7 @@
 // RMSNorm of each row: y = x / sqrt(mean(x²) + eps) * w, one workgroup per row.
 // With ADD = 1 the result is added to y instead (Gemma's post-norms feed the residual directly).
 //
-// Generated constants: WG (a power of two), ADD (0 or 1).
+// Generated constants: WG (a power of two), ADD (0 or 1). Composed after common/row_sum.wgsl.
 
 struct Params {
     d: u32,      // row length (also the length of w)
@@ -19,8 +19,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, WG>;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
@@ -35,15 +33,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
         let v = x[xb + i];
         s += v * v;
     }
-    red[lid] = s;
-    workgroupBarrier();
-    for (var o = WG / 2u; o > 0u; o >>= 1u) {
-        if (lid < o) {
-            red[lid] += red[lid + o];
-        }
-        workgroupBarrier();
-    }
-    let scale = inverseSqrt(red[0] / f32(p.d) + p.eps);
+    let scale = inverseSqrt(workgroup_sum(lid, s) / f32(p.d) + p.eps);
     let yb = p.y_off + row * p.d;
     for (var i = lid; i < p.d; i += WG) {
         let v = x[xb + i] * scale * w[i];

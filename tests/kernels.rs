@@ -549,3 +549,84 @@ fn matvec_with_activations_in_a_large_buffer() {
         }
     }
 }
+
+/// Runs `record` in one pass and submits it.
+fn run_pass(ctx: &Context, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+    let mut enc = ctx.encoder("test");
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        record(&mut pass);
+    }
+    ctx.submit_and_wait(enc).unwrap();
+}
+
+/// |a - b| <= tol * max(1, |b|) elementwise.
+fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], tol: f32) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths");
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        assert!((g - c).abs() <= tol * c.abs().max(1.0), "{what}[{i}]: gpu {g} cpu {c}");
+    }
+}
+
+/// The up projection with the activation fused in equals a plain matvec followed by the
+/// element-wise activation pass, for every format, both activations and several columns, in every
+/// kernel shape. (The reference is the GPU's own activation: near tanh's saturation a few ulps of
+/// difference between GPU and CPU tanh become large relative errors of GELU.)
+#[test]
+fn gated_matvec_equals_matvec_then_activation() {
+    use wgquant::model::Activation;
+    use wgquant::ops::elementwise::{elementwise, Op as Elementwise};
+    let Some(first) = ctx() else { return };
+    for ctx in std::iter::once(first).chain(gpu_shaped_ctxs()) {
+        for (i, ty) in GgmlType::all().enumerate() {
+            let (m, k) = (70, odd_k(ty));
+            let w = GpuTensor::upload(ctx, "up", ty, k, m, &random_blocks(ty, m, k, 1200 + i as u64)).unwrap();
+            for (n, act) in [(1, Activation::GeluTanh), (3, Activation::Silu)] {
+                let x = Rng::new(1300 + i as u64).vec(n * k);
+                let gate: Vec<f32> = Rng::new(1400 + i as u64).vec(n * m).iter().map(|v| 4.0 * v).collect();
+                let xb = ctx.vec_from("x", &x, MemTag::Activations).unwrap();
+                let up = ctx.f32_buffer("up", n * m).unwrap();
+                let want = ctx.vec_from("gate", &gate, MemTag::Activations).unwrap();
+                run_pass(ctx, |pass| {
+                    ops::matvec(ctx, pass, &w, &xb, &up, n).unwrap();
+                    elementwise(ctx, pass, Elementwise::Gated(act), &want, &up, n * m, n * m).unwrap();
+                });
+                let got = ctx.vec_from("gate", &gate, MemTag::Activations).unwrap();
+                run_pass(ctx, |pass| ops::matvec_gated(ctx, pass, &w, &xb, &got, n, act).unwrap());
+                let what = format!("gated {ty} {act:?} n={n}");
+                assert_close(&what, &ctx.read(&got).unwrap(), &ctx.read(&want).unwrap(), 1e-5);
+            }
+        }
+    }
+}
+
+/// The residual add fused with the next RMSNorm equals the add and the norm done one by one on
+/// the CPU, with and without a post-norm, for rows that are and are not multiples of the
+/// workgroup.
+#[test]
+fn add_rms_norm_matches_cpu() {
+    use wgquant::model::cpu::{add_in_place, rms_norm};
+    let Some(first) = ctx() else { return };
+    let eps = 1e-6;
+    for ctx in std::iter::once(first).chain(gpu_shaped_ctxs()) {
+        for (d, rows) in [(640, 1), (100, 3)] {
+            let mut rng = Rng::new(1500 + d as u64);
+            let (o, r, w_post, w) = (rng.vec(rows * d), rng.vec(rows * d), rng.vec(d), rng.vec(d));
+            for post in [false, true] {
+                let mut want_r = r.clone();
+                add_in_place(&mut want_r, &if post { rms_norm(&o, &w_post, eps) } else { o.clone() });
+                let want_h = rms_norm(&want_r, &w, eps);
+                let buf = |name: &str, v: &[f32]| ctx.vec_from(name, v, MemTag::Activations).unwrap();
+                let (ob, rb, pb, wb) = (buf("o", &o), buf("r", &r), buf("post", &w_post), buf("w", &w));
+                let hb = ctx.f32_buffer("h", rows * d).unwrap();
+                run_pass(ctx, |pass| {
+                    let pn = post.then_some(&pb);
+                    ops::norm::add_rms_norm(ctx, pass, &ob, pn, &rb, &wb, &hb, rows, eps).unwrap()
+                });
+                let what = format!("add_rms_norm d={d} post={post}");
+                assert_close(&format!("{what} r"), &ctx.read(&rb).unwrap(), &want_r, 1e-5);
+                assert_close(&format!("{what} h"), &ctx.read(&hb).unwrap(), &want_h, 1e-5);
+            }
+        }
+    }
+}

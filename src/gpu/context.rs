@@ -424,7 +424,7 @@ mod tests {
         let dgpu = info("NVIDIA RTX", Vulkan, DiscreteGpu);
         assert_eq!(best_adapter(&[gl.clone(), lavapipe.clone()]), Some(1));
         assert_eq!(best_adapter(&[lavapipe.clone(), igpu.clone(), dgpu.clone()]), Some(2));
-        assert_eq!(best_adapter(&[gl.clone()]), Some(0));
+        assert_eq!(best_adapter(std::slice::from_ref(&gl)), Some(0));
         assert_eq!(select(&[gl.clone(), lavapipe.clone()], Some(&AdapterSelector::parse("llvm"))).unwrap(), 1);
         assert_eq!(select(&[gl, lavapipe], Some(&AdapterSelector::parse("0"))).unwrap(), 0);
         assert!(select(&[igpu], Some(&AdapterSelector::parse("amd"))).is_err());

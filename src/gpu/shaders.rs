@@ -18,6 +18,8 @@ pub enum Kernel {
     StreamRead,
     /// `shaders/rms_norm.wgsl`: RMSNorm over rows.
     RmsNorm,
+    /// `shaders/add_rms_norm.wgsl`: residual add, then RMSNorm (one block's end, the next's start).
+    AddRmsNorm,
     /// `shaders/rope.wgsl`: rotary position embedding.
     Rope,
     /// `shaders/kv_store.wgsl`: append keys or values to the cache.
@@ -29,12 +31,13 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 10] = [
         Kernel::MatVec,
         Kernel::MatMul,
         Kernel::GetRows,
         Kernel::StreamRead,
         Kernel::RmsNorm,
+        Kernel::AddRmsNorm,
         Kernel::Rope,
         Kernel::KvStore,
         Kernel::Attention,
@@ -48,6 +51,7 @@ impl Kernel {
             Kernel::GetRows => include_str!("../../shaders/get_rows.wgsl"),
             Kernel::StreamRead => include_str!("../../shaders/stream_read.wgsl"),
             Kernel::RmsNorm => include_str!("../../shaders/rms_norm.wgsl"),
+            Kernel::AddRmsNorm => include_str!("../../shaders/add_rms_norm.wgsl"),
             Kernel::Rope => include_str!("../../shaders/rope.wgsl"),
             Kernel::KvStore => include_str!("../../shaders/kv_store.wgsl"),
             Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
@@ -153,6 +157,12 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
         s.push_str(include_str!("../../shaders/common/kquants.wgsl"));
         s.push_str(decoder(ty).source);
     }
+    if matches!(kernel, Kernel::MatVec | Kernel::Elementwise) {
+        s.push_str(include_str!("../../shaders/common/activations.wgsl"));
+    }
+    if matches!(kernel, Kernel::RmsNorm | Kernel::AddRmsNorm) {
+        s.push_str(include_str!("../../shaders/common/row_sum.wgsl"));
+    }
     if kernel == Kernel::MatVec {
         let uniform_x = consts.iter().any(|&(n, v)| n == "XU" && v > 0);
         s.push_str(if uniform_x {
@@ -212,8 +222,9 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
             for ncols in 1..=crate::ops::MAX_COLS as u32 {
                 for subgroup in [None, Some(32)] {
                     let shape = MatVecShape::pick(profile, subgroup, ty, ncols);
-                    keys.push(shape.key(ty, ncols, 0));
-                    keys.push(shape.key(ty, ncols, 64));
+                    keys.push(shape.key(ty, ncols, 0, None));
+                    keys.push(shape.key(ty, ncols, 64, None));
+                    keys.push(shape.key(ty, ncols, 64, Some(crate::model::Activation::GeluTanh)));
                 }
             }
             keys.push(MatMulShape::for_device(profile, ty, 16384).key(ty));

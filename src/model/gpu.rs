@@ -15,9 +15,9 @@ use crate::gguf::{GgufFile, TensorInfo};
 use crate::gpu::{Context, F32Buffer, GpuTensor, MemTag, U32Buffer};
 use crate::ops::attention::{attention, kv_store, AttentionShape, KvBuffer};
 use crate::ops::elementwise::{elementwise, Op};
-use crate::ops::norm::{rms_norm, NormOut};
+use crate::ops::norm::{add_rms_norm, rms_norm, NormOut};
 use crate::ops::rope::{rope, RopeParams};
-use crate::ops::{get_rows, mul_mat};
+use crate::ops::{get_rows, mul_mat, mul_mat_gated};
 
 /// A weight on the device: matrices stay raw blocks, vectors (norms, biases) become f32.
 pub enum GpuWeight {
@@ -345,8 +345,10 @@ impl GpuModel {
         let w = &self.layers[il];
         let eps = c.norm_eps;
 
-        // attention rmsnorm
-        rms_norm(ctx, pass, &s.x, w.attn_norm.vector()?, &s.h, n, eps, NormOut::Store)?;
+        // attention rmsnorm (from layer 1 on, the previous layer's end computed it)
+        if il == 0 {
+            rms_norm(ctx, pass, &s.x, w.attn_norm.vector()?, &s.h, n, eps, NormOut::Store)?;
+        }
         // q, k, v projections (into the pre-norm buffers when q/k get their own norms)
         let q_out = if w.q_norm.is_some() { &s.q_raw } else { &s.q };
         let k_out = if w.k_norm.is_some() { &s.k_raw } else { &s.k };
@@ -391,18 +393,22 @@ impl GpuModel {
             n_ctx: s.n_ctx,
         };
         attention(ctx, pass, &shape, &s.q, &s.k_cache[il], &s.v_cache[il], &s.scores, &s.attn)?;
-        // output projection, post-norm, residual
+        // output projection, post-norm and residual, ffn rmsnorm
         mul_mat(ctx, pass, w.wo.matrix()?, &s.attn, &s.o, n)?;
-        self.residual(pass, s, w.post_attn_norm.as_ref(), n)?;
-
-        // ffn rmsnorm
-        rms_norm(ctx, pass, &s.x, w.ffn_norm.vector()?, &s.h, n, eps, NormOut::Store)?;
+        let post_attn = w.post_attn_norm.as_ref().map(GpuWeight::vector).transpose()?;
+        add_rms_norm(ctx, pass, &s.o, post_attn, &s.x, w.ffn_norm.vector()?, &s.h, n, eps)?;
         // gated feed-forward: down(act(gate(h)) * up(h))
         mul_mat(ctx, pass, w.ffn_gate.matrix()?, &s.h, &s.gate, n)?;
-        mul_mat(ctx, pass, w.ffn_up.matrix()?, &s.h, &s.up, n)?;
-        elementwise(ctx, pass, Op::Gated(c.activation), &s.gate, &s.up, n * c.n_ff, n * c.n_ff)?;
+        mul_mat_gated(ctx, pass, w.ffn_up.matrix()?, &s.h, &s.gate, &s.up, n, c.activation)?;
         mul_mat(ctx, pass, w.ffn_down.matrix()?, &s.gate, &s.o, n)?;
-        self.residual(pass, s, w.post_ffn_norm.as_ref(), n)
+        // post-norm and residual; with the next layer's attention rmsnorm when it runs here too
+        match self.layers.get(il + 1) {
+            Some(next) => {
+                let post_ffn = w.post_ffn_norm.as_ref().map(GpuWeight::vector).transpose()?;
+                add_rms_norm(ctx, pass, &s.o, post_ffn, &s.x, next.attn_norm.vector()?, &s.h, n, eps)
+            }
+            None => self.residual(pass, s, w.post_ffn_norm.as_ref(), n),
+        }
     }
 
     /// `x += o`, or `x += norm(o)` for models with post-norms.

@@ -25,11 +25,18 @@ impl Op {
     fn code(self) -> u32 {
         match self {
             Op::Add => 0,
-            Op::Gated(Activation::Silu) => 1,
-            Op::Gated(Activation::GeluTanh) => 2,
+            Op::Gated(act) => act_code(act),
             Op::AddRow => 3,
             Op::Scale(_) => 4,
         }
+    }
+}
+
+/// The shaders' number for an activation (`shaders/common/activations.wgsl`).
+pub(crate) fn act_code(act: Activation) -> u32 {
+    match act {
+        Activation::Silu => 1,
+        Activation::GeluTanh => 2,
     }
 }
 

@@ -1,10 +1,12 @@
 //! Matrix × vector(s) for decode: `Y[n][m] = dot(W[m], X[n])` for 1..8 columns per dispatch.
 
 use super::dispatch::{bind_range, bind_uniform_range, dispatch, fold, product_strides, u32_of, View};
+use super::elementwise::act_code;
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
 use crate::gpu::shaders::{block_geometry, Kernel};
 use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey};
+use crate::model::Activation;
 
 /// Most activation columns one matvec dispatch handles (the kernel keeps NCOLS × RPI
 /// accumulators in registers).
@@ -65,8 +67,9 @@ impl MatVecShape {
     }
 
     /// The pipeline key (and so the generated constants) for `ty` and `ncols` columns, reading X
-    /// from a uniform window of `uniform_x` vec4s (0: from a storage buffer).
-    pub fn key(&self, ty: GgmlType, ncols: u32, uniform_x: u32) -> PipelineKey {
+    /// from a uniform window of `uniform_x` vec4s (0: from a storage buffer), with the gated
+    /// activation `gate` applied to the output (see [`matvec_gated`]).
+    pub fn key(&self, ty: GgmlType, ncols: u32, uniform_x: u32, gate: Option<Activation>) -> PipelineKey {
         let red = if self.tpr > 1 && !self.subgroup { self.wg * self.rpi * ncols } else { 1 };
         PipelineKey {
             kernel: Kernel::MatVec,
@@ -80,6 +83,7 @@ impl MatVecShape {
                 ("UG", unit_groups(ty, self.tpr)),
                 ("SG", self.subgroup as u32),
                 ("XU", uniform_x),
+                ("GATE", gate.map_or(0, act_code)),
             ],
         }
     }
@@ -112,6 +116,21 @@ pub fn matvec<'a>(
     matvec_with(ctx, pass, None, w, x.into(), y.into(), n_cols)
 }
 
+/// `Y[n][m] = act(Y[n][m]) * dot(W[m], X[n])`: the up projection of a gated feed-forward block
+/// with its activation fused in, `Y` holding the gate projection on entry (as
+/// [`super::elementwise::Op::Gated`] after a plain matvec, without the extra pass over Y).
+pub fn matvec_gated<'a>(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    w: &GpuTensor,
+    x: impl Into<View<'a>>,
+    y: impl Into<View<'a>>,
+    n_cols: usize,
+    act: Activation,
+) -> Result<()> {
+    matvec_impl(ctx, pass, None, w, x.into(), y.into(), n_cols, Some(act))
+}
+
 /// [`matvec`] with an explicit kernel shape (benchmarks and tuning); `None` picks
 /// [`MatVecShape::for_device`] for each batch of columns.
 pub fn matvec_with(
@@ -122,6 +141,20 @@ pub fn matvec_with(
     x: View<'_>,
     y: View<'_>,
     n_cols: usize,
+) -> Result<()> {
+    matvec_impl(ctx, pass, shape, w, x, y, n_cols, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matvec_impl(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    shape: Option<MatVecShape>,
+    w: &GpuTensor,
+    x: View<'_>,
+    y: View<'_>,
+    n_cols: usize,
+    gate: Option<Activation>,
 ) -> Result<()> {
     let k = w.row_len;
     let (xs, ys) = product_strides(w, &x, &y, n_cols, "matvec")?;
@@ -142,7 +175,7 @@ pub fn matvec_with(
             Some(window) => window,
             None => (bind_range(ctx, x.buf.buffer(), x_start, x_len, "matvec X")?, 0),
         };
-        let pipeline = ctx.pipeline(&shape.key(w.ty, nc as u32, uniform_x))?;
+        let pipeline = ctx.pipeline(&shape.key(w.ty, nc as u32, uniform_x, gate))?;
         for chunk in &w.chunks {
             let y_start = y.offset + col0 * ys + chunk.row0;
             let yr = bind_range(ctx, y.buf.buffer(), y_start, (nc - 1) * ys + chunk.rows, "matvec Y")?;

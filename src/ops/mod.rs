@@ -52,7 +52,7 @@ pub mod rope;
 pub use dispatch::View;
 pub use get_rows::get_rows;
 pub use matmul::{matmul, matmul_with, MatMulShape};
-pub use matvec::{matvec, matvec_with, MatVecShape, MAX_COLS};
+pub use matvec::{matvec, matvec_gated, matvec_with, MatVecShape, MAX_COLS};
 
 use crate::error::Result;
 use crate::gpu::{Context, GpuTensor, KernelProfile};
@@ -65,6 +65,7 @@ pub(crate) fn activation_keys() -> Vec<crate::gpu::PipelineKey> {
     let mut keys = Vec::new();
     for profile in [crate::gpu::KernelProfile::Gpu, crate::gpu::KernelProfile::Cpu] {
         keys.extend([norm::key(profile, norm::NormOut::Store), norm::key(profile, norm::NormOut::Add)]);
+        keys.extend([norm::add_key(profile, false), norm::add_key(profile, true)]);
     }
     for layout in [RopeLayout::Normal, RopeLayout::Neox] {
         keys.extend([rope::key(layout, false), rope::key(layout, true)]);
@@ -106,4 +107,26 @@ pub fn mul_mat<'a>(
     } else {
         matmul(ctx, pass, w, x, y, n_cols)
     }
+}
+
+/// The up projection and activation of a gated feed-forward block: `gate = act(gate) * (X Wᵀ)`
+/// over `n_cols` columns, in one matvec dispatch for decode ([`matvec_gated`]); prompts go
+/// through the matmul into `up` and an element-wise pass.
+#[allow(clippy::too_many_arguments)]
+pub fn mul_mat_gated(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    w_up: &GpuTensor,
+    x: &crate::gpu::F32Buffer,
+    gate: &crate::gpu::F32Buffer,
+    up: &crate::gpu::F32Buffer,
+    n_cols: usize,
+    act: crate::model::Activation,
+) -> Result<()> {
+    if n_cols < matmul_threshold(ctx) {
+        return matvec_gated(ctx, pass, w_up, x, gate, n_cols, act);
+    }
+    matmul(ctx, pass, w_up, x, up, n_cols)?;
+    let n = n_cols * w_up.n_rows;
+    elementwise::elementwise(ctx, pass, elementwise::Op::Gated(act), gate, up, n, n)
 }

@@ -1,4 +1,5 @@
-//! RMSNorm over rows (`shaders/rms_norm.wgsl`); CPU reference: [`crate::model::cpu::rms_norm`].
+//! RMSNorm over rows (`shaders/rms_norm.wgsl`), and the residual add fused with the next norm
+//! (`shaders/add_rms_norm.wgsl`); CPU reference: [`crate::model::cpu::rms_norm`].
 
 use super::dispatch::{bind_range, dispatch, fold, resolve, u32_of, View};
 use crate::error::Result;
@@ -31,7 +32,16 @@ pub(crate) fn key(profile: KernelProfile, out: NormOut) -> PipelineKey {
     }
 }
 
+pub(crate) fn add_key(profile: KernelProfile, post_norm: bool) -> PipelineKey {
+    PipelineKey {
+        kernel: Kernel::AddRmsNorm,
+        format: None,
+        consts: vec![("WG", workgroup_size(profile)), ("POST", u32::from(post_norm))],
+    }
+}
+
 /// RMSNorm of `n_rows` rows of `weight.len()` elements: `y = x / sqrt(mean(x²) + eps) * weight`.
+#[allow(clippy::too_many_arguments)]
 pub fn rms_norm<'a>(
     ctx: &Context,
     pass: &mut wgpu::ComputePass<'_>,
@@ -57,6 +67,55 @@ pub fn rms_norm<'a>(
         wgpu::BindingResource::Buffer(xr.binding),
         weight.buffer().as_entire_binding(),
         wgpu::BindingResource::Buffer(yr.binding),
+        uniform.as_entire_binding(),
+    ];
+    let groups = u32_of(n_rows, "rows")?;
+    dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+}
+
+/// The residual add of a block's output and the next norm, in one dispatch, over `n_rows` packed
+/// rows of `weight.len()` elements:
+/// `r += norm(o) * post_norm` (or `r += o` without a post-norm), then `h = norm(r) * weight`.
+/// `o`, `r` and `h` must be different buffers.
+#[allow(clippy::too_many_arguments)]
+pub fn add_rms_norm(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    o: &F32Buffer,
+    post_norm: Option<&F32Buffer>,
+    r: &F32Buffer,
+    weight: &F32Buffer,
+    h: &F32Buffer,
+    n_rows: usize,
+    eps: f32,
+) -> Result<()> {
+    let d = weight.len();
+    if post_norm.is_some_and(|pn| pn.len() != d) {
+        return Err(crate::Error::Shape(format!(
+            "add_rms_norm: post-norm of {} for rows of {d}",
+            post_norm.map_or(0, |p| p.len())
+        )));
+    }
+    for (a, b) in [(o, r), (o, h), (r, h)] {
+        super::dispatch::check_distinct(a.buffer(), b.buffer(), "add_rms_norm")?;
+    }
+    for (buf, what) in [(o, "add_rms_norm o"), (r, "add_rms_norm r"), (h, "add_rms_norm h")] {
+        resolve(&View::from(buf), what, n_rows, d)?;
+    }
+    let pipeline = ctx.pipeline(&add_key(ctx.profile(), post_norm.is_some()))?;
+    let len = n_rows * d;
+    let or = bind_range(ctx, o.buffer(), 0, len, "add_rms_norm o")?;
+    let rr = bind_range(ctx, r.buffer(), 0, len, "add_rms_norm r")?;
+    let hr = bind_range(ctx, h.buffer(), 0, len, "add_rms_norm h")?;
+    let params = [u32_of(d, "d")?, u32_of(n_rows, "rows")?, or.base, rr.base, hr.base, eps.to_bits(), 0, 0];
+    let uniform = ctx.uniform("add_rms_norm params", &params)?;
+    // Without a post-norm the kernel never reads binding 1; any f32 buffer fills it.
+    let entries = [
+        wgpu::BindingResource::Buffer(or.binding),
+        post_norm.unwrap_or(weight).buffer().as_entire_binding(),
+        wgpu::BindingResource::Buffer(rr.binding),
+        weight.buffer().as_entire_binding(),
+        wgpu::BindingResource::Buffer(hr.binding),
         uniform.as_entire_binding(),
     ];
     let groups = u32_of(n_rows, "rows")?;
