@@ -117,6 +117,12 @@ fn check_model(arch: &str, formats: &[GgmlType]) {
     let diff = gpu.iter().zip(&cpu).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(diff < 2e-3 * scale.max(1.0), "{arch} {formats:?}: batch max |gpu - cpu| {diff} (logit scale {scale})");
 
+    // The same batch with an f32 KV cache.
+    let mut state = GpuState::new(&model, 32, 16, 16, KvType::F32).unwrap();
+    let gpu32 = model.forward(&mut state, &tokens, 0, Logits::All).unwrap();
+    let diff = gpu32.iter().zip(&cpu).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff < 2e-3 * scale.max(1.0), "{arch} {formats:?}: f32 KV max |gpu - cpu| {diff} (logit scale {scale})");
+
     // Prefill of 5, then token by token through the matvec kernels.
     let mut state = GpuState::new(&model, 32, 16, 1, KvType::F16).unwrap();
     let mut rows = vec![model.forward(&mut state, &tokens[..5], 0, Logits::Last).unwrap()];

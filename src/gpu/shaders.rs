@@ -20,10 +20,8 @@ pub enum Kernel {
     RmsNorm,
     /// `shaders/add_rms_norm.wgsl`: residual add, then RMSNorm (one block's end, the next's start).
     AddRmsNorm,
-    /// `shaders/rope.wgsl`: rotary position embedding.
-    Rope,
-    /// `shaders/kv_store.wgsl`: append keys or values to the cache.
-    KvStore,
+    /// `shaders/qkv_prep.wgsl`: per-head q/k norms, rotary embedding, KV cache append.
+    QkvPrep,
     /// `shaders/attention.wgsl`: causal (sliding-window) attention over the cache.
     Attention,
     /// `shaders/elementwise.wgsl`: add, gated activations, bias, scale.
@@ -31,15 +29,14 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 10] = [
+    pub const ALL: [Kernel; 9] = [
         Kernel::MatVec,
         Kernel::MatMul,
         Kernel::GetRows,
         Kernel::StreamRead,
         Kernel::RmsNorm,
         Kernel::AddRmsNorm,
-        Kernel::Rope,
-        Kernel::KvStore,
+        Kernel::QkvPrep,
         Kernel::Attention,
         Kernel::Elementwise,
     ];
@@ -52,8 +49,7 @@ impl Kernel {
             Kernel::StreamRead => include_str!("../../shaders/stream_read.wgsl"),
             Kernel::RmsNorm => include_str!("../../shaders/rms_norm.wgsl"),
             Kernel::AddRmsNorm => include_str!("../../shaders/add_rms_norm.wgsl"),
-            Kernel::Rope => include_str!("../../shaders/rope.wgsl"),
-            Kernel::KvStore => include_str!("../../shaders/kv_store.wgsl"),
+            Kernel::QkvPrep => include_str!("../../shaders/qkv_prep.wgsl"),
             Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
             Kernel::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
         }
@@ -160,7 +156,7 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
     if matches!(kernel, Kernel::MatVec | Kernel::Elementwise) {
         s.push_str(include_str!("../../shaders/common/activations.wgsl"));
     }
-    if matches!(kernel, Kernel::RmsNorm | Kernel::AddRmsNorm) {
+    if matches!(kernel, Kernel::RmsNorm | Kernel::AddRmsNorm | Kernel::QkvPrep) {
         s.push_str(include_str!("../../shaders/common/row_sum.wgsl"));
     }
     if kernel == Kernel::MatVec {

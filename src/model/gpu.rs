@@ -13,10 +13,10 @@ use crate::error::{Error, Result};
 use crate::format::{dequant, GgmlType};
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::gpu::{Context, F32Buffer, GpuTensor, MemTag, U32Buffer};
-use crate::ops::attention::{attention, kv_store, AttentionShape, KvBuffer};
+use crate::ops::attention::{attention, AttentionShape, KvBuffer};
 use crate::ops::elementwise::{elementwise, Op};
 use crate::ops::norm::{add_rms_norm, rms_norm, NormOut};
-use crate::ops::rope::{rope, RopeParams};
+use crate::ops::qkv::{prepare_qkv, QkvPrep, RopeParams};
 use crate::ops::{get_rows, mul_mat, mul_mat_gated};
 
 /// A weight on the device: matrices stay raw blocks, vectors (norms, biases) become f32.
@@ -93,7 +93,7 @@ pub struct GpuModel {
     /// Whether `head` is the embedding table, so token lookup can read it on the GPU.
     head_is_embedding: bool,
     rope_factors: Option<F32Buffer>,
-    /// Bound where a kernel needs a buffer it does not read (rope without factors).
+    /// Bound where a kernel needs a buffer it does not read (no rope factors, no q/k norms).
     placeholder: F32Buffer,
     pub cpu: CpuModel,
 }
@@ -166,9 +166,7 @@ pub struct GpuState {
     x: F32Buffer,      // [B][n_embd] residual stream
     h: F32Buffer,      // [B][n_embd] normed input of a block
     o: F32Buffer,      // [B][n_embd] block output before the residual
-    q_raw: F32Buffer,  // [B][q_dim] q before its per-head norm (models with q/k norms)
     q: F32Buffer,      // [B][q_dim]
-    k_raw: F32Buffer,  // [B][kv_dim]
     k: F32Buffer,      // [B][kv_dim]
     v: F32Buffer,      // [B][kv_dim_v]
     attn: F32Buffer,   // [B][n_head * head_dim_v]
@@ -191,8 +189,6 @@ impl GpuState {
             return Err(Error::Invalid(format!("context {n_ctx}, batch {batch}, logits rows {logits_rows}")));
         }
         let f = |label: &str, n: usize| ctx.f32_buffer(label, n);
-        let has_qk_norm = model.layers.iter().any(|l| l.q_norm.is_some());
-        let raw = |n: usize| if has_qk_norm { n } else { 4 };
         let mut k_cache = Vec::new();
         let mut v_cache = Vec::new();
         for il in 0..model.placement.gpu_layers {
@@ -207,9 +203,7 @@ impl GpuState {
             x: f("x", batch * c.n_embd)?,
             h: f("h", batch * c.n_embd)?,
             o: f("o", batch * c.n_embd)?,
-            q_raw: f("q_raw", raw(batch * c.q_dim()))?,
             q: f("q", batch * c.q_dim())?,
-            k_raw: f("k_raw", raw(batch * c.kv_dim()))?,
             k: f("k", batch * c.kv_dim())?,
             v: f("v", batch * c.kv_dim_v())?,
             attn: f("attn", batch * c.n_head * c.head_dim_v)?,
@@ -349,37 +343,38 @@ impl GpuModel {
         if il == 0 {
             rms_norm(ctx, pass, &s.x, w.attn_norm.vector()?, &s.h, n, eps, NormOut::Store)?;
         }
-        // q, k, v projections (into the pre-norm buffers when q/k get their own norms)
-        let q_out = if w.q_norm.is_some() { &s.q_raw } else { &s.q };
-        let k_out = if w.k_norm.is_some() { &s.k_raw } else { &s.k };
-        mul_mat(ctx, pass, w.wq.matrix()?, &s.h, q_out, n)?;
-        mul_mat(ctx, pass, w.wk.matrix()?, &s.h, k_out, n)?;
+        // q, k, v projections
+        mul_mat(ctx, pass, w.wq.matrix()?, &s.h, &s.q, n)?;
+        mul_mat(ctx, pass, w.wk.matrix()?, &s.h, &s.k, n)?;
         mul_mat(ctx, pass, w.wv.matrix()?, &s.h, &s.v, n)?;
         // biases (Qwen2)
-        for (bias, out, dim) in [(&w.bq, q_out, c.q_dim()), (&w.bk, k_out, c.kv_dim()), (&w.bv, &s.v, c.kv_dim_v())] {
+        for (bias, out, dim) in [(&w.bq, &s.q, c.q_dim()), (&w.bk, &s.k, c.kv_dim()), (&w.bv, &s.v, c.kv_dim_v())] {
             if let Some(b) = bias {
                 elementwise(ctx, pass, Op::AddRow, out, b.vector()?, n * dim, dim)?;
             }
         }
-        // per-head q/k norms (Gemma 3)
-        if let Some(qn) = &w.q_norm {
-            rms_norm(ctx, pass, &s.q_raw, qn.vector()?, &s.q, n * c.n_head, eps, NormOut::Store)?;
-        }
-        if let Some(kn) = &w.k_norm {
-            rms_norm(ctx, pass, &s.k_raw, kn.vector()?, &s.k, n * c.n_head_kv, eps, NormOut::Store)?;
-        }
-        // RoPE
-        let rp = RopeParams {
-            layout: c.rope_layout,
-            base: c.rope_base_of(il),
-            freq_scale: c.rope_freq_scale,
-            factors: self.rope_factors.as_ref(),
+        // per-head q/k norms (Gemma 3), RoPE, and the append to the KV cache, in one dispatch
+        let prep = QkvPrep {
+            q: &s.q,
+            k: &s.k,
+            v: &s.v,
+            n_head: c.n_head,
+            n_head_kv: c.n_head_kv,
+            head_dim: c.head_dim,
+            head_dim_v: c.head_dim_v,
+            q_norm: w.q_norm.as_ref().map(GpuWeight::vector).transpose()?,
+            k_norm: w.k_norm.as_ref().map(GpuWeight::vector).transpose()?,
+            eps,
+            rope: RopeParams {
+                layout: c.rope_layout,
+                base: c.rope_base_of(il),
+                freq_scale: c.rope_freq_scale,
+                factors: self.rope_factors.as_ref(),
+            },
+            k_cache: &s.k_cache[il],
+            v_cache: &s.v_cache[il],
         };
-        rope(ctx, pass, &s.q, n, c.n_head, c.head_dim, pos0, &rp, &self.placeholder)?;
-        rope(ctx, pass, &s.k, n, c.n_head_kv, c.head_dim, pos0, &rp, &self.placeholder)?;
-        // append to the KV cache
-        kv_store(ctx, pass, &s.k, &s.k_cache[il], n, pos0)?;
-        kv_store(ctx, pass, &s.v, &s.v_cache[il], n, pos0)?;
+        prepare_qkv(ctx, pass, &prep, n, pos0, &self.placeholder)?;
         // causal (and sliding-window) attention
         let shape = AttentionShape {
             n_tokens: n,

@@ -1,5 +1,5 @@
-//! The KV cache and attention (`shaders/kv_store.wgsl`, `shaders/attention.wgsl`); CPU
-//! reference: [`crate::model::cpu::attention`].
+//! The KV cache and attention (`shaders/attention.wgsl`; [`super::qkv`] appends to the cache);
+//! CPU reference: [`crate::model::cpu::attention`].
 
 use super::dispatch::{bind_range, dispatch, fold, u32_of, View};
 use crate::error::{Error, Result};
@@ -28,14 +28,6 @@ impl KvBuffer {
     }
 }
 
-pub(crate) fn store_key(kv_type: KvType) -> PipelineKey {
-    PipelineKey {
-        kernel: Kernel::KvStore,
-        format: None,
-        consts: vec![("WG", WG), ("KV_F16", u32::from(kv_type == KvType::F16))],
-    }
-}
-
 pub(crate) fn attention_key(kv_type: KvType, head_dim: usize) -> PipelineKey {
     // The query is staged in a workgroup array of HD floats; a power of two keeps pipelines few.
     let hd = head_dim.next_power_of_two().max(2) as u32;
@@ -44,41 +36,6 @@ pub(crate) fn attention_key(kv_type: KvType, head_dim: usize) -> PipelineKey {
         format: None,
         consts: vec![("WG", WG), ("KV_F16", u32::from(kv_type == KvType::F16)), ("HD", hd)],
     }
-}
-
-/// Write `n_rows` rows of `src` into the cache at positions `pos0..`.
-pub fn kv_store<'a>(
-    ctx: &Context,
-    pass: &mut wgpu::ComputePass<'_>,
-    src: impl Into<View<'a>>,
-    cache: &KvBuffer,
-    n_rows: usize,
-    pos0: usize,
-) -> Result<()> {
-    let src = src.into();
-    if n_rows > cache.rows {
-        return Err(Error::Invalid(format!("KV cache: {n_rows} new rows exceed its ring of {}", cache.rows)));
-    }
-    let pipeline = ctx.pipeline(&store_key(cache.kv_type))?;
-    let sr = bind_range(ctx, src.buf.buffer(), src.offset, n_rows * cache.row_len, "kv_store src")?;
-    let p = [
-        u32_of(n_rows, "rows")?,
-        u32_of(cache.row_len, "row")?,
-        sr.base,
-        u32_of(pos0, "pos0")?,
-        u32_of(cache.rows, "ring")?,
-        0,
-        0,
-        0,
-    ];
-    let uniform = ctx.uniform("kv_store params", &p)?;
-    let entries = [
-        wgpu::BindingResource::Buffer(sr.binding),
-        cache.words.buffer().as_entire_binding(),
-        uniform.as_entire_binding(),
-    ];
-    let groups = u32_of(((n_rows * cache.row_len / 2) as u64).div_ceil(WG as u64), "workgroups")?;
-    dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
 }
 
 /// Shape of one attention call.

@@ -47,7 +47,7 @@ pub mod get_rows;
 pub mod matmul;
 pub mod matvec;
 pub mod norm;
-pub mod rope;
+pub mod qkv;
 
 pub use dispatch::View;
 pub use get_rows::get_rows;
@@ -57,7 +57,7 @@ pub use matvec::{matvec, matvec_gated, matvec_with, MatVecShape, MAX_COLS};
 use crate::error::Result;
 use crate::gpu::{Context, GpuTensor, KernelProfile};
 
-/// Every pipeline the activation ops (norm, rope, KV store, attention, element-wise) can build,
+/// Every pipeline the activation ops (norms, q/k/v preparation, attention, element-wise) can build,
 /// for validation without a device.
 #[cfg(test)]
 pub(crate) fn activation_keys() -> Vec<crate::gpu::PipelineKey> {
@@ -68,10 +68,14 @@ pub(crate) fn activation_keys() -> Vec<crate::gpu::PipelineKey> {
         keys.extend([norm::add_key(profile, false), norm::add_key(profile, true)]);
     }
     for layout in [RopeLayout::Normal, RopeLayout::Neox] {
-        keys.extend([rope::key(layout, false), rope::key(layout, true)]);
+        for kv in [KvType::F16, KvType::F32] {
+            for flags in [[false, false, false], [true, true, true], [true, false, true]] {
+                keys.push(qkv::key(KernelProfile::Cpu, layout, flags, kv));
+                keys.push(qkv::key(KernelProfile::Gpu, layout, flags, kv));
+            }
+        }
     }
     for kv in [KvType::F16, KvType::F32] {
-        keys.push(attention::store_key(kv));
         keys.extend([64, 128, 256].map(|hd| attention::attention_key(kv, hd)));
     }
     let ops = [

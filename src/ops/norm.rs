@@ -8,7 +8,7 @@ use crate::gpu::{Context, F32Buffer, KernelProfile, PipelineKey};
 
 /// Invocations per workgroup (one workgroup per row): 64 on GPUs; on CPU devices one SIMD
 /// batch, since every workgroup barrier there switches between the batches of the workgroup.
-fn workgroup_size(profile: KernelProfile) -> u32 {
+pub(crate) fn workgroup_size(profile: KernelProfile) -> u32 {
     match profile {
         KernelProfile::Gpu => 64,
         KernelProfile::Cpu => 8,
