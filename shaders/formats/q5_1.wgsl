@@ -1,5 +1,6 @@
 // Q5_1 (24 bytes / 32 weights): d: f16 @0, m: f16 @2, qh: u32 @4, qs[16] @8;
-// weight = d * q5 + m with the 5-bit q5 built as in Q5_0 (q5_high4). Blocks are 4-byte aligned.
+// weight = d * q5 + m with the 5-bit q5 built as in Q5_0 (q5_high4). Blocks are 8-byte aligned
+// (rows are whole blocks), so a block ends within the two aligned vec4s from its start.
 // The header holds the whole block.
 const HAS_MIN: bool = true;
 
@@ -10,7 +11,7 @@ struct Blk {
 }
 
 fn blk_load(blk: u32) -> Blk {
-    let s = ld_span(blk);
+    let s = ld_span2(blk);
     let r = blk & 15u;
     let dq = span_u32x4(s, r);
     return Blk(f16x2(dq.x), dq.y, span_u32x4(s, r + 8u));
