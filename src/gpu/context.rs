@@ -323,7 +323,7 @@ impl Context {
     }
 
     /// Creates a buffer with `contents`, counted under `tag` (small buffers: goes through a
-    /// mapping of the whole size, see [`Context::upload`] for large data).
+    /// mapping of the whole size, see [`Context::upload_bytes`] for large data).
     pub fn create_buffer_init(
         &self,
         label: &str,

@@ -41,9 +41,9 @@ impl Arch {
 /// How rotary embeddings pair up the dimensions of a head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum RopeLayout {
-    /// Adjacent pairs (x[2i], x[2i+1]): llama's GGUF files permute q/k weights for this layout.
+    /// Adjacent pairs (`x[2i]`, `x[2i+1]`): llama's GGUF files permute q/k weights for this layout.
     Normal,
-    /// Halves (x[i], x[i + d/2]): GPT-NeoX style, used by Gemma and Qwen2.
+    /// Halves (`x[i]`, `x[i + d/2]`): GPT-NeoX style, used by Gemma and Qwen2.
     Neox,
 }
 

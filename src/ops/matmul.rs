@@ -89,7 +89,7 @@ impl MatMulShape {
     }
 }
 
-/// `Y[n][m] = dot(W[m], X[n])` for `n` in `0..n_cols`, tiled. Same views as [`super::matvec`].
+/// `Y[n][m] = dot(W[m], X[n])` for `n` in `0..n_cols`, tiled. Same views as [`super::matvec()`].
 /// Columns are processed in batches when X or Y windows would exceed one binding.
 pub fn matmul<'a>(
     ctx: &Context,

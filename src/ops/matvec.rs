@@ -103,7 +103,7 @@ pub(crate) fn unit_groups(ty: GgmlType, tpr: u32) -> u32 {
 
 /// `Y[n][m] = dot(W[m], X[n])` for `n` in `0..n_cols` with the device's default shape.
 /// Views: X rows of `W.row_len` (offset and stride multiples of 4), Y rows of `W.n_rows`.
-/// More than [`MAX_COLS`] columns are done in several dispatches (use [`super::matmul`] for
+/// More than [`MAX_COLS`] columns are done in several dispatches (use [`super::matmul()`] for
 /// prompts).
 pub fn matvec<'a>(
     ctx: &Context,

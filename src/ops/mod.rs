@@ -31,11 +31,20 @@
 //! ```
 //!
 //! # Ops
-//! - [`mul_mat`]: picks [`matvec`] (decode, up to a few columns) or [`matmul`] (prompts).
-//! - [`matvec`]: 1..8 columns per dispatch, kernel shape per device kind, format and column
+//! - [`mul_mat`]: picks [`matvec()`] (decode, up to a few columns) or [`matmul()`] (prompts).
+//! - [`matvec()`]: 1..8 columns per dispatch, kernel shape per device kind, format and column
 //!   count ([`MatVecShape::for_device`]; [`matvec_with`] takes an explicit one).
-//! - [`matmul`]: tiled, W tiles dequantized into workgroup memory ([`MatMulShape`]).
-//! - [`get_rows`]: embedding lookup from a quantized table into f32 rows.
+//! - [`matmul()`]: tiled, W tiles dequantized into workgroup memory ([`MatMulShape`]).
+//! - [`get_rows()`]: embedding lookup from a quantized table into f32 rows.
+//! - [`mul_mat_gated`] / [`matvec_gated`]: a gated FFN's up projection with the activation fused
+//!   into the matvec's epilogue.
+//! - [`norm::rms_norm`], [`norm::add_rms_norm`] (a block's residual add fused with the next
+//!   norm), [`qkv::prepare_qkv`] (per-head q/k norms, RoPE and the KV-cache append in one
+//!   dispatch), [`attention::attention`], [`elementwise::elementwise`].
+//!
+//! Fusions exist because every dispatch has a fixed cost (tens of µs on lavapipe, a launch and a
+//! round trip of the activations through memory on a GPU): a decode step is 11 dispatches per
+//! layer.
 //!
 //! Weights bigger than one storage binding are split by rows ([`GpuTensor::chunks`]); every op
 //! dispatches once per chunk, so callers never see the split.
