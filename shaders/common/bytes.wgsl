@@ -67,13 +67,6 @@ fn ld_span2(blk: u32) -> Span {
     return Span(wq[q], b, b);
 }
 
-// The same for blocks that end within 36 bytes of the aligned start (`(blk & 15) + size <= 36`):
-// two vec4 loads and one word, the third vec4's first. On CPU drivers a load costs per word.
-fn ld_span_w(blk: u32) -> Span {
-    let q = blk >> 4u;
-    return Span(wq[q], wq[q + 1u], vec4<u32>(wq[q + 2u].x, 0u, 0u, 0u));
-}
-
 // The 16 bytes at byte `off` (0..=32) of a span.
 fn span_u32x4(s: Span, off: u32) -> vec4<u32> {
     let hi = off > 16u;

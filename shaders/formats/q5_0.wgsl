@@ -11,7 +11,7 @@ struct Blk {
 }
 
 fn blk_load(blk: u32) -> Blk {
-    let s = ld_span_w(blk);
+    let s = ld_span(blk);
     let r = blk & 15u;
     return Blk(f16_to_f32(span_u16(s, r)), span_u32x4(s, r + 2u).x, span_u32x4(s, r + 6u));
 }
