@@ -234,11 +234,11 @@ impl Plan {
 /// Bytes of activations (scratch) the GPU forward pass allocates for a micro-batch of `batch`
 /// tokens with a cache of `n_ctx` positions, all f32:
 ///
-/// `4 × [batch × (3·n_embd + q_dim + 2·kv_dim + n_head·head_dim_v + 2·n_ff)
+/// `4 × [batch × (3·n_embd + q_dim + kv_dim + kv_dim_v + n_head·head_dim_v + 2·n_ff)
 ///       + logits_rows × n_vocab + n_head × batch × n_ctx] + 4096`
 ///
 /// - `3·n_embd`: the residual stream, its normed copy, and a layer output before the residual add;
-/// - `q_dim + 2·kv_dim`: Q, K and V of the batch;
+/// - `q_dim + kv_dim + kv_dim_v`: Q, K and V of the batch;
 /// - `n_head·head_dim_v`: the attention output;
 /// - `2·n_ff`: FFN gate and up;
 /// - `logits_rows × n_vocab`: the logits;
@@ -248,9 +248,7 @@ impl Plan {
 /// This is the single definition of the scratch size: the forward pass allocates exactly these.
 pub fn scratch_bytes(config: &Config, batch: usize, n_ctx: usize, logits_rows: usize) -> u64 {
     let c = config;
-    // Models with per-head q/k norms keep q and k before the norm too.
-    let qk_raw = if c.arch == crate::model::Arch::Gemma3 { c.q_dim() + c.kv_dim() } else { 0 };
-    let per_token = 3 * c.n_embd + c.q_dim() + 2 * c.kv_dim() + c.n_head * c.head_dim_v + 2 * c.n_ff + qk_raw;
+    let per_token = 3 * c.n_embd + c.q_dim() + c.kv_dim() + c.kv_dim_v() + c.n_head * c.head_dim_v + 2 * c.n_ff;
     let floats = batch as u64 * per_token as u64
         + logits_rows as u64 * c.n_vocab as u64
         + c.n_head as u64 * batch as u64 * n_ctx as u64;

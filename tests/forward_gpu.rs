@@ -128,3 +128,19 @@ fn memory_tracker_matches_the_backend_counters() {
     drop(model);
     assert_eq!(ctx.memory().total(), 0);
 }
+
+/// The planner's scratch is what the GPU state allocates: its activation buffers, give or take
+/// the small fixed buffers (token ids, the placeholder) that the planner's uniform allowance covers.
+#[test]
+fn planned_scratch_matches_the_allocated_activations() {
+    use wgquant::gpu::MemTag;
+    let model = load(None);
+    let (n_ctx, batch, logits_rows) = (256, 32, 1);
+    let before = model.ctx.memory().current(MemTag::Activations);
+    let state = GpuState::new(&model, n_ctx, batch, logits_rows, KvType::F16).unwrap();
+    let allocated = model.ctx.memory().current(MemTag::Activations) - before;
+    let planned = wgquant::plan::scratch_bytes(&model.config, batch, n_ctx, logits_rows);
+    eprintln!("allocated {allocated}, planned {planned}");
+    assert!(allocated <= planned && planned - allocated <= 4096, "allocated {allocated}, planned {planned}");
+    drop(state);
+}
