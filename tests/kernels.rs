@@ -125,19 +125,24 @@ enum Op {
     MatMul,
 }
 
+/// Runs `record` in one pass and submits it.
+fn run_pass(ctx: &Context, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+    let mut enc = ctx.encoder("test");
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        record(&mut pass);
+    }
+    ctx.submit_and_wait(enc).unwrap();
+}
+
 /// Runs `op` on the GPU: `Y[n][m] = dot(W[m], X[n])`.
 fn gpu_mul(ctx: &Context, w: &GpuTensor, x: &[f32], n: usize, op: Op) -> Vec<f32> {
     let xb = ctx.vec_from("x", x, MemTag::Activations).unwrap();
     let yb = ctx.f32_buffer("y", n * w.n_rows).unwrap();
-    let mut enc = ctx.encoder("test");
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        match op {
-            Op::MatVec => ops::matvec(ctx, &mut pass, w, &xb, &yb, n).unwrap(),
-            Op::MatMul => ops::matmul(ctx, &mut pass, w, &xb, &yb, n).unwrap(),
-        }
-    }
-    ctx.submit_and_wait(enc).unwrap();
+    run_pass(ctx, |pass| match op {
+        Op::MatVec => ops::matvec(ctx, pass, w, &xb, &yb, n).unwrap(),
+        Op::MatMul => ops::matmul(ctx, pass, w, &xb, &yb, n).unwrap(),
+    });
     ctx.read(&yb).unwrap()
 }
 
@@ -305,12 +310,7 @@ fn large_shapes() {
 fn gpu_get_rows(ctx: &Context, table: &GpuTensor, ids: &[u32]) -> Vec<f32> {
     let idb = ctx.vec_from("ids", ids, MemTag::Activations).unwrap();
     let out = ctx.f32_buffer("rows", ids.len() * table.row_len).unwrap();
-    let mut enc = ctx.encoder("test");
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        ops::get_rows(ctx, &mut pass, table, &idb, 0, ids.len(), &out).unwrap();
-    }
-    ctx.submit_and_wait(enc).unwrap();
+    run_pass(ctx, |pass| ops::get_rows(ctx, pass, table, &idb, 0, ids.len(), &out).unwrap());
     ctx.read(&out).unwrap()
 }
 
@@ -397,16 +397,13 @@ fn views_with_offsets_and_strides() {
     let xb = ctx.vec_from("x", &x, MemTag::Activations).unwrap();
     for op in [Op::MatVec, Op::MatMul] {
         let yb = ctx.vec_from("y", &vec![-7.0f32; yoff + n * ys], MemTag::Activations).unwrap();
-        let mut enc = ctx.encoder("test");
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
+        run_pass(ctx, |pass| {
             let (xv, yv) = (xb.at(xoff).stride(xs), yb.at(yoff).stride(ys));
             match op {
-                Op::MatVec => ops::matvec(ctx, &mut pass, &w, xv, yv, n).unwrap(),
-                Op::MatMul => ops::matmul(ctx, &mut pass, &w, xv, yv, n).unwrap(),
+                Op::MatVec => ops::matvec(ctx, pass, &w, xv, yv, n).unwrap(),
+                Op::MatMul => ops::matmul(ctx, pass, &w, xv, yv, n).unwrap(),
             }
-        }
-        ctx.submit_and_wait(enc).unwrap();
+        });
         let y = ctx.read(&yb).unwrap();
         let xp: Vec<f32> = (0..n).flat_map(|c| x[xoff + c * xs..xoff + c * xs + k].to_vec()).collect();
         let yp: Vec<f32> = (0..n).flat_map(|c| y[yoff + c * ys..yoff + c * ys + m].to_vec()).collect();
@@ -538,26 +535,11 @@ fn matvec_with_activations_in_a_large_buffer() {
         let xb = ctx.vec_from("x", &x, MemTag::Activations).unwrap();
         for n in [1, 3, 8] {
             let yb = ctx.f32_buffer("y", n * m).unwrap();
-            let mut enc = ctx.encoder("test");
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                ops::matvec(ctx, &mut pass, &w, xb.at(xoff), &yb, n).unwrap();
-            }
-            ctx.submit_and_wait(enc).unwrap();
+            run_pass(ctx, |pass| ops::matvec(ctx, pass, &w, xb.at(xoff), &yb, n).unwrap());
             let y = ctx.read(&yb).unwrap();
             check_against_cpu("matvec (large X buffer)", ty, &raw, k, &x[xoff..xoff + n * k], n, &y);
         }
     }
-}
-
-/// Runs `record` in one pass and submits it.
-fn run_pass(ctx: &Context, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
-    let mut enc = ctx.encoder("test");
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        record(&mut pass);
-    }
-    ctx.submit_and_wait(enc).unwrap();
 }
 
 /// |a - b| <= tol * max(1, |b|) elementwise.
