@@ -245,14 +245,18 @@ impl Plan {
 /// - `n_head × batch × n_ctx`: attention scores of every head and query over the cache;
 /// - 4096: uniform buffers.
 ///
-/// This is the single definition of the scratch size: the forward pass allocates exactly these.
+/// Each of these buffers is allocated [`crate::gpu::activation_bytes`] large (buffers of up to
+/// 64 KiB are rounded up to a power of two), and the token ids take `4 × batch` more bytes. The
+/// forward pass allocates exactly these; a test compares the two.
 pub fn scratch_bytes(config: &Config, batch: usize, n_ctx: usize, logits_rows: usize) -> u64 {
     let c = config;
-    let per_token = 3 * c.n_embd + c.q_dim() + c.kv_dim() + c.kv_dim_v() + c.n_head * c.head_dim_v + 2 * c.n_ff;
-    let floats = batch as u64 * per_token as u64
-        + logits_rows as u64 * c.n_vocab as u64
-        + c.n_head as u64 * batch as u64 * n_ctx as u64;
-    4 * floats + UNIFORM_BYTES
+    // The f32 buffers of `GpuState`: x, h, o, q, k, v, attention output, gate, up, scores, logits.
+    let per_token =
+        [c.n_embd, c.n_embd, c.n_embd, c.q_dim(), c.kv_dim(), c.kv_dim_v(), c.n_head * c.head_dim_v, c.n_ff, c.n_ff];
+    let buffers = per_token.iter().map(|&n| batch * n).chain([c.n_head * batch * n_ctx, logits_rows * c.n_vocab]);
+    let f32_bytes: u64 = buffers.map(|n| crate::gpu::activation_bytes(4 * n as u64)).sum();
+    let ids = device_vec_bytes(4 * batch as u64);
+    f32_bytes + ids + UNIFORM_BYTES
 }
 
 /// Bytes of the staging buffer alive at one time: an upload chunk ([`crate::gpu::UPLOAD_CHUNK`])

@@ -52,6 +52,30 @@ fn padded(bytes: u64) -> u64 {
     bytes.next_multiple_of(16).max(16)
 }
 
+/// Size of the uniform window a CPU-device matvec reads its activations through
+/// (`ops::dispatch::bind_uniform_range`) when they span `bytes` bytes from the window's start: a
+/// power of two from 1 KiB, the array length the kernel declares, so that few pipelines cover
+/// every length.
+pub fn uniform_window_bytes(bytes: u64) -> u64 {
+    bytes.next_power_of_two().max(1 << 10)
+}
+
+/// The largest uniform window activation buffers are sized for: WebGPU's default limit on a
+/// uniform binding, and lavapipe's.
+const MAX_UNIFORM_WINDOW: u64 = 64 << 10;
+
+/// Bytes allocated for an activation buffer of `bytes` bytes. Buffers that a uniform window could
+/// cover whole are rounded up to that window's size, so a matvec reading the buffer from its
+/// start (every decode step does) gets its window; a window that left the buffer would send it
+/// back to storage reads, several times slower on CPU devices for the smallest states.
+pub fn activation_bytes(bytes: u64) -> u64 {
+    if bytes <= MAX_UNIFORM_WINDOW {
+        uniform_window_bytes(bytes)
+    } else {
+        padded(bytes)
+    }
+}
+
 fn map_wait(ctx: &Context, slice: wgpu::BufferSlice<'_>, mode: wgpu::MapMode) -> Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     slice.map_async(mode, move |r| {
@@ -66,11 +90,16 @@ fn map_wait(ctx: &Context, slice: wgpu::BufferSlice<'_>, mode: wgpu::MapMode) ->
 impl Context {
     /// A zero-filled device vector of `len` elements.
     pub fn vec_zeroed<T: Pod>(&self, label: &str, len: usize, tag: MemTag) -> Result<GpuVec<T>> {
+        self.vec_sized(label, len, tag, padded)
+    }
+
+    /// A zero-filled device vector of `len` elements in a buffer of `alloc(bytes)` bytes.
+    fn vec_sized<T: Pod>(&self, label: &str, len: usize, tag: MemTag, alloc: fn(u64) -> u64) -> Result<GpuVec<T>> {
         let bytes = (len as u64)
             .checked_mul(std::mem::size_of::<T>() as u64)
             .ok_or_else(|| Error::DoesNotFit(format!("buffer `{label}` of {len} elements overflows")))?;
         // wgpu zero-initialises new buffers.
-        let buffer = self.create_buffer(label, padded(bytes), VEC_USAGE, tag)?;
+        let buffer = self.create_buffer(label, alloc(bytes), VEC_USAGE, tag)?;
         Ok(GpuVec { buffer, len, _t: PhantomData })
     }
 
@@ -81,9 +110,9 @@ impl Context {
         Ok(v)
     }
 
-    /// f32 activations: shorthand for `vec_zeroed::<f32>(.., MemTag::Activations)`.
+    /// f32 activations (tagged [`MemTag::Activations`]), allocated [`activation_bytes`] large.
     pub fn f32_buffer(&self, label: &str, len: usize) -> Result<F32Buffer> {
-        self.vec_zeroed(label, len, MemTag::Activations)
+        self.vec_sized(label, len, MemTag::Activations, activation_bytes)
     }
 
     /// Queues a small write (token ids, per-step values) at element `offset` of `dst`. It lands
@@ -187,5 +216,23 @@ impl Context {
     /// A uniform buffer holding one dispatch's parameters.
     pub(crate) fn uniform(&self, label: &str, words: &[u32]) -> Result<TrackedBuffer> {
         self.create_buffer_init(label, bytemuck::cast_slice(words), wgpu::BufferUsages::UNIFORM, MemTag::Uniforms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uniform_window_from_the_start_of_an_activation_buffer_lies_inside_it() {
+        for floats in 1..=(MAX_UNIFORM_WINDOW / 4 + 4096) {
+            let (bytes, window) = (4 * floats, uniform_window_bytes(4 * floats));
+            assert!(window >= bytes);
+            if window <= MAX_UNIFORM_WINDOW {
+                assert!(window <= activation_bytes(bytes), "{floats} floats");
+            }
+        }
+        // Larger buffers keep their size (rounded to 16 bytes).
+        assert_eq!(activation_bytes(65540), 65552);
     }
 }

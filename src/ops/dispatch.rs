@@ -1,6 +1,7 @@
 //! Plumbing shared by the ops: activation views, sub-range bindings, bind groups, dispatch sizes.
 
 use crate::error::{Error, Result};
+use crate::gpu::uniform_window_bytes;
 use crate::gpu::{Context, F32Buffer, GpuTensor, GpuVec, Pipeline, TrackedBuffer};
 
 /// A window into an f32 buffer viewed as rows: row `i` starts at element `offset + i * stride`.
@@ -122,10 +123,10 @@ pub(crate) fn bind_range<'a>(
     })
 }
 
-/// Binds elements `start .. start + len` of `buf` as a uniform buffer whose size is a power of
-/// two from 1 KiB (the array length a kernel declares, so that few pipelines cover all lengths),
-/// with that size in vec4s; `None` when the buffer is not usable as a uniform or such a window
-/// would leave it or exceed the device's uniform binding limit.
+/// Binds elements `start .. start + len` of `buf` as a uniform buffer of
+/// [`uniform_window_bytes`] (activation buffers are allocated so that a window from their start
+/// fits), with that size in vec4s; `None` when the buffer is not usable as a uniform or such a
+/// window would leave it or exceed the device's uniform binding limit.
 pub(crate) fn bind_uniform_range<'a>(
     ctx: &Context,
     buf: &'a TrackedBuffer,
@@ -136,7 +137,7 @@ pub(crate) fn bind_uniform_range<'a>(
         return None;
     }
     let (begin, base) = window_start(start, ctx.limits().min_uniform_buffer_offset_alignment);
-    let size = (base * 4 + len as u64 * 4).next_power_of_two().max(1024);
+    let size = uniform_window_bytes(base * 4 + len as u64 * 4);
     if size > ctx.limits().max_uniform_buffer_binding_size || begin + size > buf.size() {
         return None;
     }
