@@ -19,7 +19,7 @@ threads=${THREADS:-$(nproc)}
 echo "## $(date -u +%F) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)"
 echo
 echo "### wgquant"
-cargo run --quiet --release --example speed -- -m "$model" -p "$pp" -n "$tg" -r "$reps" 2> >(grep -v XDG_RUNTIME_DIR >&2)
+cargo bench --quiet --bench speed -- -m "$model" -p "$pp" -n "$tg" -r "$reps" 2> >(grep -v XDG_RUNTIME_DIR >&2)
 if [[ -n "${LLAMA_BENCH_VK:-}" ]]; then
     echo
     echo "### llama.cpp, Vulkan backend"

@@ -39,7 +39,7 @@ impl MatVecShape {
     /// subgroupAdd when the subgroup size is fixed, else through workgroup memory; 4 rows per
     /// workgroup. CPU (lavapipe): one invocation walks whole rows, several rows at a time, so each
     /// activation load and each decoded header feeds several rows; about 8 rows × columns of
-    /// reuse was fastest (`kernel-bench --tune`), fewer rows for formats whose decoders need many
+    /// reuse was fastest (`cargo bench --bench kernels -- --tune`), fewer rows for formats whose decoders need many
     /// registers.
     pub fn pick(profile: KernelProfile, subgroup: Option<u32>, ty: GgmlType, ncols: u32) -> MatVecShape {
         match (profile, subgroup) {

@@ -1,7 +1,7 @@
 //! Prompt and decode speed of a model, in the manner of llama.cpp's `llama-bench`, so the two can
 //! be run side by side (`scripts/compare-llamacpp.sh`):
 //!
-//! `cargo run --release --example speed -- -m MODEL -p 64 -n 32 -r 3`
+//! `cargo bench --bench speed -- -m MODEL -p 64 -n 32 -r 3`
 //!
 //! `ppP`: P prompt tokens in one call; `tgN`: N tokens decoded greedily one at a time after a
 //! short prompt. Each is repeated `-r` times; mean ± standard deviation in tokens per second.
@@ -11,8 +11,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use wgquant::bench::speed::generation_speed;
 use wgquant::{Model, ModelOptions};
-
-mod common;
 
 #[derive(Parser)]
 #[command(about = "Prompt and decode tokens per second of a GGUF model on the GPU")]
@@ -32,10 +30,19 @@ struct Args {
     /// Adapter index or name substring.
     #[arg(long)]
     device: Option<String>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn main() -> ExitCode {
-    common::exit_code(run(&Args::parse()))
+    match run(&Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Mean and sample standard deviation.

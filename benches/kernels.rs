@@ -1,4 +1,4 @@
-//! Kernel benchmark: `cargo run --release --example kernel-bench [-- --quick]`; shape tuning:
+//! Kernel benchmark: `cargo bench --bench kernels [-- --quick]`; shape tuning:
 //! `-- --tune [FORMAT...] [--shape MxK]`, `-- --tune-mm [FORMAT...]`.
 //!
 //! Measures on the current device, in one run: buffer copy bandwidth, a streaming-read kernel's
@@ -208,14 +208,19 @@ fn matmul_gflops(
 
 /// `--shape MxK` for `--tune` (default 4096x4096).
 fn tune_shape() -> Result<(usize, usize)> {
-    let Some(arg) = std::env::args().skip_while(|a| a != "--shape").nth(1) else { return Ok((4096, 4096)) };
+    let Some(arg) = args().skip_while(|a| a != "--shape").nth(1) else { return Ok((4096, 4096)) };
     let bad = || wgquant::Error::Invalid(format!("--shape wants MxK, got {arg:?}"));
     let (m, k) = arg.split_once('x').ok_or_else(bad)?;
     Ok((m.parse().map_err(|_| bad())?, k.parse().map_err(|_| bad())?))
 }
 
+/// The command line, without the `--bench` flag cargo adds.
+fn args() -> impl Iterator<Item = String> {
+    std::env::args().filter(|a| a != "--bench")
+}
+
 fn main() -> Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let quick = args().any(|a| a == "--quick");
     let ctx = Context::new()?;
     let timer = PassTimer::new(&ctx);
     let reps = if quick { 2 } else { 5 };
@@ -226,8 +231,8 @@ fn main() -> Result<()> {
         if timer.uses_timestamps() { "timestamp queries" } else { "wall clock" },
         ctx.max_binding_size() >> 20
     );
-    if std::env::args().any(|a| a == "--tune-mm") {
-        let names: Vec<String> = std::env::args().skip_while(|a| a != "--tune-mm").skip(1).collect();
+    if args().any(|a| a == "--tune-mm") {
+        let names: Vec<String> = args().skip_while(|a| a != "--tune-mm").skip(1).collect();
         let formats: Vec<GgmlType> = if names.is_empty() {
             GgmlType::all().collect()
         } else {
@@ -235,9 +240,8 @@ fn main() -> Result<()> {
         };
         return tune_mm(&ctx, &timer, &formats);
     }
-    if std::env::args().any(|a| a == "--tune") {
-        let names: Vec<String> =
-            std::env::args().skip_while(|a| a != "--tune").skip(1).take_while(|a| a != "--shape").collect();
+    if args().any(|a| a == "--tune") {
+        let names: Vec<String> = args().skip_while(|a| a != "--tune").skip(1).take_while(|a| a != "--shape").collect();
         let formats: Vec<GgmlType> = if names.is_empty() {
             GgmlType::all().collect()
         } else {
