@@ -2,7 +2,8 @@
 // One invocation decodes one 8-weight group. A table split over several buffers is looked up
 // with one dispatch per chunk; each writes only the rows whose ids fall inside its chunk.
 //
-// Generated constants: WG, and the format's QK, QB, SPAN, GPB.
+// Generated constants: WG, UG = 1 (groups decoded per header read), and the format's QK, QB,
+// SPAN, GPB, LU.
 
 struct Params {
     k: u32,

@@ -40,7 +40,7 @@ fn load_w_tile(lid: u32, m0: u32, k0: u32) {
         if (g0 < ngroups) {
             let row = min(m0 + r, p.m - 1u);
             let blk = row * p.row_bytes + (g0 / GPB) * QB;
-            let h = blk_load(blk);
+            let h = blk_load(blk, g0 % GPB);
             let e0 = (g0 / GPB) * QK - k0;
             for (var jj = 0u; jj < UG; jj++) {
                 let d = blk_dq8(blk, h, g0 % GPB + jj);

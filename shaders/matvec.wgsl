@@ -6,7 +6,7 @@
 //   TPR   invocations sharing one row slot (power of two; > 1 adds a workgroup reduction)
 //   RPI   rows per invocation: each loaded activation is reused for RPI rows
 //   NCOLS activation columns, 1..8
-//   UG    groups per unit of work: a whole block (GPB) or one group
+//   UG    groups per unit of work: the format's load unit (LU, usually a whole block) or one group
 //   QK, QB, SPAN, GPB  the format's block geometry (GPB = QK / 8 groups per block)
 //   RED   size of the workgroup reduction scratch (1 when unused)
 //   SG    1: rows are reduced with subgroupAdd (TPR is the subgroup size), 0: workgroup memory
@@ -59,7 +59,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
         let kb = p.x_off + (g0 / GPB) * (QK / 4u);
         var hdr: array<Blk, RPI>;
         for (var r = 0u; r < RPI; r++) {
-            hdr[r] = blk_load(rb[r] + boff);
+            hdr[r] = blk_load(rb[r] + boff, g0 % GPB);
         }
         for (var jj = 0u; jj < UG; jj++) {
             // With whole-block units (UG = GPB) the group is the loop counter itself, a constant

@@ -155,12 +155,16 @@ fn q5_high4(bits: u32) -> vec4<u32> {
 }
 
 // Every format decoder provides
-//     struct Blk { ... }                         the per-block header (scales, mins, high bits)
-//     fn blk_load(blk: u32) -> Blk               reads the header of the block at byte blk
-//     fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8  decodes group j (0 <= j < GPB) of that block
-// so kernels that walk a block can read its header once. Formats with 32-weight blocks load the
-// whole block into the header (a handful of words, each read once); k-quants load only their
-// scales. dq8 is the one-shot form.
+//     struct Blk { ... }                         the header of a load unit (scales, mins, bits)
+//     fn blk_load(blk: u32, g: u32) -> Blk       reads it for the load unit holding group g of
+//                                                the block at byte blk
+//     fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8  decodes group j (0 <= j < GPB) of that unit
+// so kernels that walk a block read each header once. A load unit is LU consecutive groups
+// (generated from the format table). Kernels set UG, the groups they decode per blk_load: either
+// 1 or LU, the unit aligned (g0 % LU == 0). Formats with 32-weight blocks load the whole block
+// into the header (a handful of vec4s, each read once; LU = GPB); most k-quants load only their
+// scales (LU = GPB); Q4_K loads a 64-weight chunk's quants with its scales when UG = LU = 8, two
+// vec4 loads where a group at a time would take eight word loads. dq8 is the one-shot form.
 fn dq8(blk: u32, j: u32) -> Dq8 {
-    return blk_dq8(blk, blk_load(blk), j);
+    return blk_dq8(blk, blk_load(blk, j), j);
 }

@@ -6,7 +6,7 @@ struct Blk {
     unused: u32,
 }
 
-fn blk_load(blk: u32) -> Blk {
+fn blk_load(blk: u32, g: u32) -> Blk {
     return Blk(0u);
 }
 

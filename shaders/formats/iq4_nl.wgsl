@@ -7,7 +7,7 @@ struct Blk {
     qs: vec4<u32>,
 }
 
-fn blk_load(blk: u32) -> Blk {
+fn blk_load(blk: u32, g: u32) -> Blk {
     let s = ld_span2(blk);
     let r = blk & 15u;
     return Blk(f16_to_f32(span_u16(s, r)), span_u32x4(s, r + 2u));

@@ -10,7 +10,7 @@ struct Blk {
     sl: u32, // scales_l, four bytes
 }
 
-fn blk_load(blk: u32) -> Blk {
+fn blk_load(blk: u32, g: u32) -> Blk {
     let w0 = ld_a32(blk);
     return Blk(f16_to_f32(w0 & 0xffffu), w0 >> 16u, ld_a32(blk + 4u));
 }

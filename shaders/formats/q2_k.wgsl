@@ -11,7 +11,7 @@ struct Blk {
     sc: vec4<u32>, // the 16 scale bytes
 }
 
-fn blk_load(blk: u32) -> Blk {
+fn blk_load(blk: u32, g: u32) -> Blk {
     let sc = vec4<u32>(ld_a32(blk), ld_a32(blk + 4u), ld_a32(blk + 8u), ld_a32(blk + 12u));
     return Blk(f16x2(ld_a32(blk + 80u)), sc);
 }

@@ -10,7 +10,7 @@ struct Blk {
     s: vec3<u32>, // the 12 packed scale bytes
 }
 
-fn blk_load(blk: u32) -> Blk {
+fn blk_load(blk: u32, g: u32) -> Blk {
     return Blk(ld_f16(blk + 108u), vec3<u32>(ld_u32(blk + 96u), ld_u32(blk + 100u), ld_u32(blk + 104u)));
 }
 

@@ -1,26 +1,41 @@
 // Q4_K (144 bytes / 256 weights): d: f16 @0, dmin: f16 @2, scales[12] @4 (8 packed 6-bit
-// scale/min pairs, see kq_scale_min), qs[128] @16. Blocks are 4-aligned.
+// scale/min pairs, see kq_scale_min), qs[128] @16. 144 bytes is nine vec4s, so blocks are
+// 16-aligned within their tensor (rows are whole blocks).
 // In chunk c (0..4) of 64 weights, weight 64c + l (l < 32) is d * sc[2c] * (qs[32c + l] & 15)
 // - dmin * m[2c], and weight 64c + 32 + l uses the high nibble with pair 2c + 1.
 // Group j reads qs[32c + l0 ..+4] (c = j/8, l0 = 4 (j % 8)): weights 64c + l0 and 64c + 32 + l0.
+// The load unit is a chunk (LU = 8 groups): its two scale pairs, and, when a kernel decodes
+// whole chunks (UG = LU), its 32 quant bytes as two vec4s.
 const HAS_MIN: bool = true;
 
 struct Blk {
-    dm: vec2<f32>,
-    s: vec3<u32>, // the 12 packed scale bytes
+    sa: vec2<f32>, // (d * scale, -dmin * min) of the chunk's low nibbles
+    sb: vec2<f32>, // and of its high nibbles
+    lo: vec4<u32>, // qs[32c .. 32c + 16] (loaded when UG = LU)
+    hi: vec4<u32>, // qs[32c + 16 .. 32c + 32]
 }
 
-fn blk_load(blk: u32) -> Blk {
-    return Blk(f16x2(ld_a32(blk)), vec3<u32>(ld_a32(blk + 4u), ld_a32(blk + 8u), ld_a32(blk + 12u)));
+fn blk_load(blk: u32, g: u32) -> Blk {
+    let c = g / 8u;
+    let head = wq[blk >> 4u];
+    let dm = f16x2(head.x) * vec2<f32>(1.0, -1.0);
+    var h = Blk(dm * kq_scale_min(head.yzw, 2u * c), dm * kq_scale_min(head.yzw, 2u * c + 1u), vec4<u32>(), vec4<u32>());
+    if (UG == LU) {
+        let q = (blk >> 4u) + 1u + 2u * c;
+        h.lo = wq[q];
+        h.hi = wq[q + 1u];
+    }
+    return h;
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let c = j / 8u;
     let l0 = 4u * (j % 8u);
-    let sa = h.dm * kq_scale_min(h.s, 2u * c);
-    let sb = h.dm * kq_scale_min(h.s, 2u * c + 1u);
-    let q = ld_a32(blk + 16u + 32u * c + l0);
-    let a = vec4<f32>(nib_lo4(q));
-    let b = vec4<f32>(nib_hi4(q));
-    return Dq8(a, b, vec2<f32>(sa.x, -sa.y), vec2<f32>(sb.x, -sb.y), 64u * c + l0, 64u * c + 32u + l0);
+    var q: u32;
+    if (UG == LU) {
+        q = select(h.lo, h.hi, l0 >= 16u)[(l0 / 4u) % 4u];
+    } else {
+        q = ld_a32(blk + 16u + 32u * c + l0);
+    }
+    return Dq8(vec4<f32>(nib_lo4(q)), vec4<f32>(nib_hi4(q)), h.sa, h.sb, 64u * c + l0, 64u * c + 32u + l0);
 }

@@ -10,7 +10,7 @@ struct Blk {
     qs: vec4<u32>,
 }
 
-fn blk_load(blk: u32) -> Blk {
+fn blk_load(blk: u32, g: u32) -> Blk {
     let s = ld_span(blk);
     let r = blk & 15u;
     return Blk(f16_to_f32(span_u16(s, r)), span_u32x4(s, r + 2u).x, span_u32x4(s, r + 6u));

@@ -10,7 +10,7 @@ struct Blk {
     qs: vec4<u32>,
 }
 
-fn blk_load(blk: u32) -> Blk {
+fn blk_load(blk: u32, g: u32) -> Blk {
     let s = ld_span2(blk);
     let r = blk & 15u;
     let dq = span_u32x4(s, r);

@@ -8,7 +8,7 @@ struct Blk {
     s: vec3<u32>, // the 12 packed scale bytes
 }
 
-fn blk_load(blk: u32) -> Blk {
+fn blk_load(blk: u32, g: u32) -> Blk {
     return Blk(f16x2(ld_a32(blk)), vec3<u32>(ld_a32(blk + 4u), ld_a32(blk + 8u), ld_a32(blk + 12u)));
 }
 

@@ -8,16 +8,38 @@
 // each times d * scales[e / 16] after subtracting 32.
 // Group j (h = j/16, q = (j/8) % 2, l0 = 4 (j % 8)) reads the words ql[64h + 32q + l0 ..+4] and
 // qh[32h + l0 ..+4]: both nibbles of the ql word give weights e = 128h + 32q + l0 and e + 64.
+// The load unit is the 8 groups of one (h, q) (LU = 8): d, the four scales they use, and, when a
+// kernel decodes whole units (UG = LU), their 32 ql and 32 qh bytes, each from the three vec4s
+// around them (blocks sit at any even offset).
 const HAS_MIN: bool = false;
 
+// Separate vec4 fields, not arrays: a group picks its word with selects, where an indexed array
+// would be spilled to memory on CPU drivers.
 struct Blk {
     d: f32,
-    sc: vec4<u32>, // the 16 signed scale bytes
+    sc: u32,         // scales[e/16] for e = 128h + 32q + (0, 16, 64, 80), one per byte
+    ql0: vec4<u32>,  // ql[64h + 32q ..+16] (loaded when UG = LU)
+    ql1: vec4<u32>,  // ql[64h + 32q + 16 ..+16]
+    qh0: vec4<u32>,  // qh[32h ..+16]
+    qh1: vec4<u32>,  // qh[32h + 16 ..+16]
 }
 
-fn blk_load(blk: u32) -> Blk {
-    let sc = vec4<u32>(ld_u32(blk + 192u), ld_u32(blk + 196u), ld_u32(blk + 200u), ld_u32(blk + 204u));
-    return Blk(ld_f16(blk + 208u), sc);
+fn blk_load(blk: u32, g: u32) -> Blk {
+    let hf = g / 16u;
+    let q = (g / 8u) % 2u;
+    let sc = blk + 192u + 8u * hf + 2u * q;
+    var h = Blk(ld_f16(blk + 208u), ld_u16(sc) | (ld_u16(sc + 4u) << 16u), vec4<u32>(), vec4<u32>(), vec4<u32>(), vec4<u32>());
+    if (UG == LU) {
+        let lb = blk + 64u * hf + 32u * q;
+        let l = ld_span(lb);
+        h.ql0 = span_u32x4(l, lb & 15u);
+        h.ql1 = span_u32x4(l, (lb & 15u) + 16u);
+        let hb = blk + 128u + 32u * hf;
+        let m = ld_span(hb);
+        h.qh0 = span_u32x4(m, hb & 15u);
+        h.qh1 = span_u32x4(m, (hb & 15u) + 16u);
+    }
+    return h;
 }
 
 // The four 6-bit quants from nibble `nib` of `ql` and bits hsh..hsh+2 of `qh`, minus 32.
@@ -27,21 +49,28 @@ fn q6k_q(ql: u32, qh: u32, nib: u32, hsh: u32) -> vec4<f32> {
     return vec4<f32>(lo | (hi << vec4<u32>(4u))) - 32.0;
 }
 
-// (d * scale, 0) of the 16 weights around element e.
-fn q6k_scale(h: Blk, e: u32) -> vec2<f32> {
-    let i = e / 16u;
-    let sc = f32(bitcast<i32>(h.sc[i / 4u] << (24u - 8u * (i % 4u))) >> 24u);
+// (d * scale, 0) with the signed scale in byte `k` of the unit's scales.
+fn q6k_scale(h: Blk, k: u32) -> vec2<f32> {
+    let sc = f32(bitcast<i32>(h.sc << (24u - 8u * k)) >> 24u);
     return vec2<f32>(h.d * sc, 0.0);
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let hf = j / 16u;
     let q = (j / 8u) % 2u;
-    let l0 = 4u * (j % 8u);
-    let ql = ld_u32(blk + 64u * hf + 32u * q + l0);
-    let qh = ld_u32(blk + 128u + 32u * hf + l0);
-    let e = 128u * hf + 32u * q + l0;
+    let w = j % 8u;
+    var ql: u32;
+    var qh: u32;
+    if (UG == LU) {
+        ql = select(h.ql0, h.ql1, w >= 4u)[w % 4u];
+        qh = select(h.qh0, h.qh1, w >= 4u)[w % 4u];
+    } else {
+        ql = ld_u32(blk + 64u * hf + 32u * q + 4u * w);
+        qh = ld_u32(blk + 128u + 32u * hf + 4u * w);
+    }
+    let e = 128u * hf + 32u * q + 4u * w;
     let a = q6k_q(ql, qh, 0u, 2u * q);
     let b = q6k_q(ql, qh, 1u, 4u + 2u * q);
-    return Dq8(a, b, q6k_scale(h, e), q6k_scale(h, e + 64u), e, e + 64u);
+    let k = w / 4u; // weights l0 >= 16 use the unit's second scale
+    return Dq8(a, b, q6k_scale(h, k), q6k_scale(h, 2u + k), e, e + 64u);
 }

@@ -8,7 +8,7 @@ struct Blk {
     hi: vec4<u32>, // qs[16..32]
 }
 
-fn blk_load(blk: u32) -> Blk {
+fn blk_load(blk: u32, g: u32) -> Blk {
     let s = ld_span(blk);
     let r = blk & 15u;
     return Blk(f16_to_f32(span_u16(s, r)), span_u32x4(s, r + 2u), span_u32x4(s, r + 18u));

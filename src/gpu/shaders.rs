@@ -61,17 +61,27 @@ impl Kernel {
     }
 }
 
-/// One format's WGSL decoder and the widest aligned window (in elements) one of its groups spans.
+/// One format's WGSL decoder, the widest aligned window (in elements) one of its groups spans,
+/// and its load unit: the groups one `blk_load` can serve (see `shaders/common/bytes.wgsl`),
+/// `None` for a whole block.
 struct Decoder {
     ty: GgmlType,
     source: &'static str,
     span: u32,
+    unit: Option<u32>,
 }
 
 macro_rules! decoders {
-    ($($ty:ident $file:literal $span:literal;)*) => {
+    (@unit) => { None };
+    (@unit $unit:literal) => { Some($unit) };
+    ($($ty:ident $file:literal $span:literal $($unit:literal)?;)*) => {
         const DECODERS: &[Decoder] = &[
-            $(Decoder { ty: GgmlType::$ty, source: include_str!(concat!("../../shaders/formats/", $file)), span: $span },)*
+            $(Decoder {
+                ty: GgmlType::$ty,
+                source: include_str!(concat!("../../shaders/formats/", $file)),
+                span: $span,
+                unit: decoders!(@unit $($unit)?),
+            },)*
         ];
     };
 }
@@ -87,9 +97,9 @@ decoders! {
     Q8_0   "q8_0.wgsl"   32;
     Q2_K   "q2_k.wgsl"   64;
     Q3_K   "q3_k.wgsl"   64;
-    Q4_K   "q4_k.wgsl"   64;
+    Q4_K   "q4_k.wgsl"   64 8;
     Q5_K   "q5_k.wgsl"   64;
-    Q6_K   "q6_k.wgsl"   128;
+    Q6_K   "q6_k.wgsl"   128 8;
     IQ4_NL "iq4_nl.wgsl" 32;
     IQ4_XS "iq4_xs.wgsl" 32;
 }
@@ -122,6 +132,12 @@ pub fn span(ty: GgmlType) -> u32 {
     decoder(ty).span
 }
 
+/// Groups per load unit of `ty`: what one `blk_load` serves, a kernel's largest unit of work.
+pub fn load_unit(ty: GgmlType) -> u32 {
+    let gpb = block_geometry(ty).0 / 8;
+    decoder(ty).unit.unwrap_or(gpb)
+}
+
 /// Device capabilities that change the composed source.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ShaderCaps {
@@ -140,9 +156,10 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
         let ty = format.unwrap_or(GgmlType::F32);
         let (qk, qb) = block_geometry(ty);
         s.push_str(&format!(
-            "// format {ty}\nconst QK: u32 = {qk}u;\nconst QB: u32 = {qb}u;\nconst SPAN: u32 = {}u;\nconst GPB: u32 = {}u;\n",
+            "// format {ty}\nconst QK: u32 = {qk}u;\nconst QB: u32 = {qb}u;\nconst SPAN: u32 = {}u;\nconst GPB: u32 = {}u;\nconst LU: u32 = {}u;\n",
             span(ty),
-            qk / 8
+            qk / 8,
+            load_unit(ty)
         ));
         s.push_str(if caps.f16_in_f32 {
             include_str!("../../shaders/common/f16_native.wgsl")

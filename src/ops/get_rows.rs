@@ -9,7 +9,7 @@ use crate::gpu::{Context, GpuTensor, PipelineKey, U32Buffer};
 pub const GET_ROWS_WG: u32 = 64;
 
 pub(crate) fn key(ty: crate::format::GgmlType) -> PipelineKey {
-    PipelineKey { kernel: Kernel::GetRows, format: Some(ty), consts: vec![("WG", GET_ROWS_WG)] }
+    PipelineKey { kernel: Kernel::GetRows, format: Some(ty), consts: vec![("WG", GET_ROWS_WG), ("UG", 1)] }
 }
 
 /// `OUT[r] = dequantize(table[ids[ids_offset + r]])` for `r` in `0..n_ids`. OUT rows hold

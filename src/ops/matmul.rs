@@ -3,7 +3,7 @@
 use super::dispatch::{bind_range, dispatch, product_strides, u32_of, View};
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
-use crate::gpu::shaders::{block_geometry, span, Kernel};
+use crate::gpu::shaders::{load_unit, span, Kernel};
 use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey};
 
 /// Tile sizes of the matmul kernel.
@@ -19,7 +19,8 @@ pub struct MatMulShape {
     pub tm: u32,
     /// Columns per invocation's micro-tile.
     pub tn: u32,
-    /// Decode whole blocks per invocation when loading W tiles (see `unit_groups`).
+    /// Decode whole load units (usually blocks) per invocation when loading W tiles (see
+    /// `unit_groups`).
     pub whole_blocks: bool,
 }
 
@@ -82,7 +83,7 @@ impl MatMulShape {
     /// invocation (every invocation busy, as GPUs want).
     fn unit_groups(&self, ty: GgmlType) -> u32 {
         if self.whole_blocks {
-            (block_geometry(ty).0 / 8).min(self.bk / 8)
+            load_unit(ty).min(self.bk / 8)
         } else {
             1
         }

@@ -4,7 +4,7 @@ use super::dispatch::{bind_range, bind_uniform_range, dispatch, fold, product_st
 use super::elementwise::act_code;
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
-use crate::gpu::shaders::{block_geometry, Kernel};
+use crate::gpu::shaders::{block_geometry, load_unit, Kernel};
 use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey};
 use crate::model::Activation;
 
@@ -89,13 +89,14 @@ impl MatVecShape {
     }
 }
 
-/// Groups per unit of work: a whole block when one invocation walks the row or the block is small
-/// (32-weight formats keep the whole block in registers), else one group of a 256-weight block
-/// so that the invocations sharing a row have enough units to go round.
+/// Groups per unit of work: the format's load unit (usually a whole block) when one invocation
+/// walks the row or the block is small (32-weight formats keep the whole block in registers),
+/// else one group of a 256-weight block so that the invocations sharing a row have enough units
+/// to go round.
 pub(crate) fn unit_groups(ty: GgmlType, tpr: u32) -> u32 {
     let gpb = block_geometry(ty).0 / 8;
     if tpr == 1 || gpb <= 4 {
-        gpb
+        load_unit(ty)
     } else {
         1
     }
