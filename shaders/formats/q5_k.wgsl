@@ -1,27 +1,53 @@
 // Q5_K (176 bytes / 256 weights): d: f16 @0, dmin: f16 @2, scales[12] @4 (as Q4_K), qh[32] @16,
-// qs[128] @48. Blocks are 4-aligned. As Q4_K with a fifth bit: weight 64c + l takes bit 2c of
-// qh[l], weight 64c + 32 + l takes bit 2c + 1.
+// qs[128] @48. 176 bytes is eleven vec4s, so blocks are 16-aligned within their tensor. As Q4_K
+// with a fifth bit: weight 64c + l takes bit 2c of qh[l], weight 64c + 32 + l takes bit 2c + 1.
+// The load unit is a chunk (LU = 8 groups), as for Q4_K: its scale pairs, and, when a kernel
+// decodes whole chunks (UG = LU), its 32 qs bytes and the 32 qh bytes as four aligned vec4s.
 const HAS_MIN: bool = true;
 
 struct Blk {
-    dm: vec2<f32>,
-    s: vec3<u32>, // the 12 packed scale bytes
+    sa: vec2<f32>,  // (d * scale, -dmin * min) of the chunk's low nibbles
+    sb: vec2<f32>,  // and of its high nibbles
+    lo: vec4<u32>,  // qs[32c .. 32c + 16] (loaded when UG = LU)
+    hi: vec4<u32>,  // qs[32c + 16 .. 32c + 32]
+    hlo: vec4<u32>, // qh[0 .. 16]
+    hhi: vec4<u32>, // qh[16 .. 32]
 }
 
 fn blk_load(blk: u32, g: u32) -> Blk {
-    return Blk(f16x2(ld_a32(blk)), vec3<u32>(ld_a32(blk + 4u), ld_a32(blk + 8u), ld_a32(blk + 12u)));
+    let c = g / 8u;
+    let v = blk >> 4u;
+    let head = wq[v];
+    let dm = f16x2(head.x) * vec2<f32>(1.0, -1.0);
+    let sa = dm * kq_scale_min(head.yzw, 2u * c);
+    let sb = dm * kq_scale_min(head.yzw, 2u * c + 1u);
+    var h = Blk(sa, sb, vec4<u32>(), vec4<u32>(), vec4<u32>(), vec4<u32>());
+    if (UG == LU) {
+        h.hlo = wq[v + 1u];
+        h.hhi = wq[v + 2u];
+        h.lo = wq[v + 3u + 2u * c];
+        h.hi = wq[v + 4u + 2u * c];
+    }
+    return h;
 }
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let c = j / 8u;
-    let l0 = 4u * (j % 8u);
-    let sa = h.dm * kq_scale_min(h.s, 2u * c);
-    let sb = h.dm * kq_scale_min(h.s, 2u * c + 1u);
-    let qh = bytes4(ld_a32(blk + 16u + l0));
-    let q = ld_a32(blk + 48u + 32u * c + l0);
-    let ha = ((qh >> vec4<u32>(2u * c)) & vec4<u32>(1u)) << vec4<u32>(4u);
-    let hb = ((qh >> vec4<u32>(2u * c + 1u)) & vec4<u32>(1u)) << vec4<u32>(4u);
+    let w = j % 8u;
+    var q: u32;
+    var qh: u32;
+    if (UG == LU) {
+        q = select(h.lo, h.hi, w >= 4u)[w % 4u];
+        qh = select(h.hlo, h.hhi, w >= 4u)[w % 4u];
+    } else {
+        q = ld_a32(blk + 48u + 32u * c + 4u * w);
+        qh = ld_a32(blk + 16u + 4u * w);
+    }
+    let hb = bytes4(qh);
+    let ha = ((hb >> vec4<u32>(2u * c)) & vec4<u32>(1u)) << vec4<u32>(4u);
+    let hh = ((hb >> vec4<u32>(2u * c + 1u)) & vec4<u32>(1u)) << vec4<u32>(4u);
     let a = vec4<f32>(nib_lo4(q) | ha);
-    let b = vec4<f32>(nib_hi4(q) | hb);
-    return Dq8(a, b, vec2<f32>(sa.x, -sa.y), vec2<f32>(sb.x, -sb.y), 64u * c + l0, 64u * c + 32u + l0);
+    let b = vec4<f32>(nib_hi4(q) | hh);
+    let l0 = 4u * w;
+    return Dq8(a, b, h.sa, h.sb, 64u * c + l0, 64u * c + 32u + l0);
 }

@@ -98,7 +98,7 @@ decoders! {
     Q2_K   "q2_k.wgsl"   64;
     Q3_K   "q3_k.wgsl"   64;
     Q4_K   "q4_k.wgsl"   64 8;
-    Q5_K   "q5_k.wgsl"   64;
+    Q5_K   "q5_k.wgsl"   64 8;
     Q6_K   "q6_k.wgsl"   128 8;
     IQ4_NL "iq4_nl.wgsl" 32;
     IQ4_XS "iq4_xs.wgsl" 32;
