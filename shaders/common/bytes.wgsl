@@ -78,6 +78,11 @@ fn span_u16(s: Span, off: u32) -> u32 {
     return (s.a[off >> 2u] >> ((off & 2u) << 3u)) & 0xffffu;
 }
 
+// Word `w` (0..8) of the 32 bytes held as the vec4s `lo`, `hi` (a load unit's cached quants).
+fn word8(lo: vec4<u32>, hi: vec4<u32>, w: u32) -> u32 {
+    return select(lo, hi, w >= 4u)[w % 4u];
+}
+
 // The 4 bytes at byte offset `b` (any alignment) as one little-endian u32.
 fn ld_u32(b: u32) -> u32 {
     let i = b >> 2u;

@@ -33,7 +33,7 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let l0 = 4u * (j % 8u);
     var q: u32;
     if (UG == LU) {
-        q = select(h.lo, h.hi, l0 >= 16u)[(l0 / 4u) % 4u];
+        q = word8(h.lo, h.hi, j % 8u);
     } else {
         q = ld_a32(blk + 16u + 32u * c + l0);
     }

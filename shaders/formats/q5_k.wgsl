@@ -37,8 +37,8 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     var q: u32;
     var qh: u32;
     if (UG == LU) {
-        q = select(h.lo, h.hi, w >= 4u)[w % 4u];
-        qh = select(h.hlo, h.hhi, w >= 4u)[w % 4u];
+        q = word8(h.lo, h.hi, w);
+        qh = word8(h.hlo, h.hhi, w);
     } else {
         q = ld_a32(blk + 48u + 32u * c + 4u * w);
         qh = ld_a32(blk + 16u + 4u * w);

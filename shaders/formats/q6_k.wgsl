@@ -62,8 +62,8 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     var ql: u32;
     var qh: u32;
     if (UG == LU) {
-        ql = select(h.ql0, h.ql1, w >= 4u)[w % 4u];
-        qh = select(h.qh0, h.qh1, w >= 4u)[w % 4u];
+        ql = word8(h.ql0, h.ql1, w);
+        qh = word8(h.qh0, h.qh1, w);
     } else {
         ql = ld_u32(blk + 64u * hf + 32u * q + 4u * w);
         qh = ld_u32(blk + 128u + 32u * hf + 4u * w);
