@@ -38,6 +38,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, GgufWriter, TensorData, TensorInfo, Value};
+use crate::gpu::activation_bytes;
 use crate::model::config::{Config, KvType};
 use crate::model::zoo::LlamaShape;
 use crate::quantize::{FileType, Recipe};
@@ -254,7 +255,7 @@ pub fn scratch_bytes(config: &Config, batch: usize, n_ctx: usize, logits_rows: u
     let per_token =
         [c.n_embd, c.n_embd, c.n_embd, c.q_dim(), c.kv_dim(), c.kv_dim_v(), c.n_head * c.head_dim_v, c.n_ff, c.n_ff];
     let buffers = per_token.iter().map(|&n| batch * n).chain([c.n_head * batch * n_ctx, logits_rows * c.n_vocab]);
-    let f32_bytes: u64 = buffers.map(|n| crate::gpu::activation_bytes(4 * n as u64)).sum();
+    let f32_bytes: u64 = buffers.map(|n| activation_bytes(4 * n as u64)).sum();
     let ids = device_vec_bytes(4 * batch as u64);
     f32_bytes + ids + UNIFORM_BYTES
 }
@@ -284,11 +285,9 @@ pub fn kv_layer_bytes(config: &Config, il: usize, n_ctx: usize, batch: usize, kv
     k + v
 }
 
-/// Bytes a device vector of `bytes` bytes allocates: rounded up to 16 bytes, at least 16, as
-/// `Context::vec_zeroed` pads them (the KV cache, and weight vectors, are such vectors).
-pub fn device_vec_bytes(bytes: u64) -> u64 {
-    bytes.next_multiple_of(16).max(16)
-}
+/// Bytes a device vector of `bytes` bytes allocates (the KV cache, and weight vectors, are such
+/// vectors): the allocator's own rule, so the plan cannot drift from it.
+pub use crate::gpu::device_vec_bytes;
 
 /// Bytes the GPU allocates for one weight tensor, mirroring how the GPU model uploads weights.
 /// A vector (1-D: norms, biases) becomes an f32 device vector ([`device_vec_bytes`]). A matrix

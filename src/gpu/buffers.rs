@@ -48,7 +48,8 @@ const VEC_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     // Matvec reads its activations as a uniform window on CPU devices (see ops::matvec).
     .union(wgpu::BufferUsages::UNIFORM);
 
-fn padded(bytes: u64) -> u64 {
+/// Bytes allocated for a device vector of `bytes` bytes: rounded up to 16, at least 16.
+pub fn device_vec_bytes(bytes: u64) -> u64 {
     bytes.next_multiple_of(16).max(16)
 }
 
@@ -72,7 +73,7 @@ pub fn activation_bytes(bytes: u64) -> u64 {
     if bytes <= MAX_UNIFORM_WINDOW {
         uniform_window_bytes(bytes)
     } else {
-        padded(bytes)
+        device_vec_bytes(bytes)
     }
 }
 
@@ -90,7 +91,7 @@ fn map_wait(ctx: &Context, slice: wgpu::BufferSlice<'_>, mode: wgpu::MapMode) ->
 impl Context {
     /// A zero-filled device vector of `len` elements.
     pub fn vec_zeroed<T: Pod>(&self, label: &str, len: usize, tag: MemTag) -> Result<GpuVec<T>> {
-        self.vec_sized(label, len, tag, padded)
+        self.vec_sized(label, len, tag, device_vec_bytes)
     }
 
     /// A zero-filled device vector of `len` elements in a buffer of `alloc(bytes)` bytes.

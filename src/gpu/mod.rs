@@ -19,7 +19,9 @@ pub mod shaders;
 mod tensor;
 pub mod vram;
 
-pub use buffers::{activation_bytes, uniform_window_bytes, F32Buffer, GpuVec, U32Buffer, UPLOAD_CHUNK};
+pub use buffers::{
+    activation_bytes, device_vec_bytes, uniform_window_bytes, F32Buffer, GpuVec, U32Buffer, UPLOAD_CHUNK,
+};
 pub use context::{list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, KernelProfile, ADAPTER_ENV};
 pub use memory::{MemTag, MemoryReport, MemoryTracker, TrackedBuffer};
 pub use pipeline::{Pipeline, PipelineKey};
