@@ -165,12 +165,13 @@ fn q5_high4(bits: u32) -> vec4<u32> {
 //                                                the block at byte blk
 //     fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8  decodes group j (0 <= j < GPB) of that unit
 // so kernels that walk a block read each header once. A load unit is LU consecutive groups
-// (generated from the format table). Kernels set UG, the groups they decode per blk_load: either
-// 1 or LU, the unit aligned (g0 % LU == 0). Formats with 32-weight blocks load the whole block
-// into the header (a handful of vec4s, each read once; LU = GPB); most k-quants load only their
-// scales (LU = GPB); Q4_K, Q5_K and Q6_K load a 64-weight unit's quants with its scales when
-// UG = LU = 8, a few vec4 loads where a group at a time would take eight or more word loads.
-// dq8 is the one-shot form.
+// (generated from the format table). Kernels set UG, the groups they decode per blk_load: at
+// most LU, all inside one unit (g0 % UG == 0, UG dividing LU). Formats that cache a unit's quants
+// do so only when UG = LU; any other UG reads them group by group. Formats with 32-weight blocks
+// load the whole block into the header (a handful of vec4s, each read once; LU = GPB); most
+// k-quants load only their scales (LU = GPB); Q4_K, Q5_K and Q6_K load a 64-weight unit's quants
+// with its scales when UG = LU = 8, a few vec4 loads where a group at a time would take eight or
+// more word loads. dq8 is the one-shot form.
 fn dq8(blk: u32, j: u32) -> Dq8 {
     return blk_dq8(blk, blk_load(blk, j), j);
 }
