@@ -75,25 +75,28 @@ fn matvec_gbs(
 
 /// `--tune`: matvec GB/s of several kernel shapes at 4096 x 4096, to pick a device's shape.
 fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, usize)) -> Result<()> {
+    // (invocations per workgroup, per row, rows per invocation); one-invocation rows (the CPU
+    // shapes) warm their rows into cache first, as `MatVecShape::pick` does.
     let shapes = [
-        ops::MatVecShape { wg: 8, tpr: 1, rpi: 1, subgroup: false },
-        ops::MatVecShape { wg: 8, tpr: 1, rpi: 2, subgroup: false },
-        ops::MatVecShape { wg: 8, tpr: 1, rpi: 4, subgroup: false },
-        ops::MatVecShape { wg: 8, tpr: 1, rpi: 8, subgroup: false },
-        ops::MatVecShape { wg: 8, tpr: 1, rpi: 16, subgroup: false },
-        ops::MatVecShape { wg: 16, tpr: 1, rpi: 8, subgroup: false },
-        ops::MatVecShape { wg: 16, tpr: 1, rpi: 4, subgroup: false },
-        ops::MatVecShape { wg: 32, tpr: 1, rpi: 2, subgroup: false },
-        ops::MatVecShape { wg: 32, tpr: 1, rpi: 8, subgroup: false },
-        ops::MatVecShape { wg: 64, tpr: 1, rpi: 8, subgroup: false },
-        ops::MatVecShape { wg: 64, tpr: 8, rpi: 1, subgroup: false },
-        ops::MatVecShape { wg: 128, tpr: 32, rpi: 1, subgroup: false },
-        ops::MatVecShape { wg: 8, tpr: 8, rpi: 4, subgroup: false },
-        ops::MatVecShape { wg: 8, tpr: 8, rpi: 8, subgroup: false },
-        ops::MatVecShape { wg: 16, tpr: 8, rpi: 8, subgroup: false },
-        ops::MatVecShape { wg: 8, tpr: 4, rpi: 8, subgroup: false },
-        ops::MatVecShape { wg: 8, tpr: 2, rpi: 8, subgroup: false },
-    ];
+        (8, 1, 1),
+        (8, 1, 2),
+        (8, 1, 4),
+        (8, 1, 8),
+        (8, 1, 16),
+        (16, 1, 8),
+        (16, 1, 4),
+        (32, 1, 2),
+        (32, 1, 8),
+        (64, 1, 8),
+        (64, 8, 1),
+        (128, 32, 1),
+        (8, 8, 4),
+        (8, 8, 8),
+        (16, 8, 8),
+        (8, 4, 8),
+        (8, 2, 8),
+    ]
+    .map(|(wg, tpr, rpi)| ops::MatVecShape { wg, tpr, rpi, subgroup: false, warm: tpr == 1 });
     let x = ctx.f32_buffer("x", k)?;
     let y = ctx.f32_buffer("y", m)?;
     let weights: Vec<GpuTensor> = formats.iter().map(|&ty| weight(ctx, ty, m, k)).collect::<Result<_>>()?;

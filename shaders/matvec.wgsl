@@ -11,9 +11,17 @@
 //   RED   size of the workgroup reduction scratch (1 when unused)
 //   SG    1: rows are reduced with subgroupAdd (TPR is the subgroup size), 0: workgroup memory
 //   XU    > 0: X is a uniform-buffer window of XU vec4s (CPU devices), 0: a storage buffer
+//   WARM  > 0 (CPU devices): before decoding, each invocation reads one word every WARM vec4s
+//         (every cache line) of its rows; 0: no warm-up (GPUs)
 //   GATE  0: Y = the products; 1 (SiLU) or 2 (GELU): Y = act(Y) * the products, Y holding the
 //         gate projection on entry (the up projection of a gated FFN, its activation fused in)
-// A workgroup covers (WG / TPR) * RPI consecutive rows.
+//   PAIR  1: W stacks an FFN's gate matrix (rows 0..m) over its up matrix (rows m..2m); each
+//         invocation decodes RPI / 2 gate rows and the same up rows, and Y = act(gate) * up
+//         (GATE names the activation); 0: plain rows
+// A workgroup covers (WG / TPR) * ROWS consecutive output rows.
+//
+// Rows of a stack of matrices (one weight buffer, see GpuTensor::upload_stack) can go to up to
+// three outputs: rows from seg1 on to Y1 (y_off1), from seg2 on to Y2 (y_off2); one column then.
 
 struct Params {
     k: u32,         // elements per row
@@ -23,8 +31,15 @@ struct Params {
     x_stride: u32,  // vec4s from one column of X to the next
     y_off: u32,     // element index of Y[0][first row of this chunk]
     y_stride: u32,  // elements from one column of Y to the next
-    pad: u32,
+    zero: u32,      // always 0: the warm-up words are masked with it (see warm_rows)
+    seg1: u32,      // first row of the second output (m when there is one output)
+    seg2: u32,      // first row of the third output (m when there are fewer)
+    y_off1: u32,    // element index of its first row
+    y_off2: u32,
 }
+
+// Output rows per invocation: with PAIR, half the RPI rows are the up rows of the other half.
+const ROWS = RPI / (1u + PAIR);
 
 @group(0) @binding(0) var<storage, read> wq: array<vec4<u32>>;
 // binding 1: the activations `xv`, read through ld_x (common/x_storage.wgsl or x_uniform.wgsl)
@@ -35,18 +50,52 @@ struct Params {
 // common/reduce_*.wgsl) can reach it.
 var<private> acc: array<f32, RPI * NCOLS>;
 
+// Reads one word per cache line of bytes [start, end) of W. On a CPU device a matrix streamed
+// from memory otherwise stalls the decode loop once per line: its loads are long per-lane
+// sequences, so few misses are in flight at a time. This loop has little else in it, so the
+// misses of all the lines overlap and the decode loop then finds them in cache. Returns the
+// words folded together, for the caller to keep (an unused load would be optimised away).
+fn warm_rows(start: u32, end: u32) -> u32 {
+    var folded = 0u;
+    for (var i = start / 16u; i < (end + 15u) / 16u; i += WARM) {
+        folded ^= wq[i].x;
+    }
+    return folded;
+}
+
+// Where output row `row` of column `c` goes.
+fn y_index(row: u32, c: u32) -> u32 {
+    if (row >= p.seg2) {
+        return p.y_off2 + row - p.seg2;
+    }
+    if (row >= p.seg1) {
+        return p.y_off1 + row - p.seg1;
+    }
+    return p.y_off + c * p.y_stride + row;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let wgi = wid.x + wid.y * nwg.x;
     let lane = lid % TPR;
-    let row0 = (wgi * (WG / TPR) + lid / TPR) * RPI;
+    let row0 = (wgi * (WG / TPR) + lid / TPR) * ROWS;
 
-    // Rows past the end are clamped (their loads stay in bounds) and not written.
+    // Rows past the end are clamped (their loads stay in bounds) and not written. Slot r reads
+    // output row row0 + r % ROWS of matrix r / ROWS (the up matrix for the second half of PAIR).
     var rb: array<u32, RPI>;
     for (var r = 0u; r < RPI; r++) {
-        rb[r] = min(row0 + r, p.m - 1u) * p.row_bytes;
+        rb[r] = (min(row0 + r % ROWS, p.m - 1u) + (r / ROWS) * p.m) * p.row_bytes;
+    }
+
+    // On CPU devices, this invocation's rows (consecutive in each matrix, so one span of W per
+    // matrix) into cache first.
+    var warmed = 0u;
+    if (WARM > 0u) {
+        for (var h = 0u; h < RPI; h += ROWS) {
+            warmed ^= warm_rows(rb[h], rb[h + ROWS - 1u] + p.row_bytes);
+        }
     }
 
     // The row is walked in units of UG consecutive groups of one block; the TPR invocations of a
@@ -94,20 +143,26 @@ fn main(@builtin(local_invocation_index) lid: u32,
         }
     }
 
+    // Adds exactly 0 (p.zero is 0), but the compiler cannot know it and keeps the warm-up loads.
+    acc[0] += f32(warmed & p.zero);
+
     if (TPR > 1u) {
         reduce_acc(lid, lane);
     }
 
     if (lane == 0u) {
-        for (var r = 0u; r < RPI; r++) {
+        for (var r = 0u; r < ROWS; r++) {
             let row = row0 + r;
             if (row < p.m) {
                 for (var c = 0u; c < NCOLS; c++) {
-                    let yi = p.y_off + c * p.y_stride + row;
-                    if (GATE == 0u) {
-                        yv[yi] = acc[r * NCOLS + c];
+                    let yi = y_index(row, c);
+                    let product = acc[r * NCOLS + c];
+                    if (PAIR == 1u) {
+                        yv[yi] = act(GATE, product) * acc[(r + ROWS) * NCOLS + c];
+                    } else if (GATE == 0u) {
+                        yv[yi] = product;
                     } else {
-                        yv[yi] = act(GATE, yv[yi]) * acc[r * NCOLS + c];
+                        yv[yi] = act(GATE, yv[yi]) * product;
                     }
                 }
             }

@@ -22,7 +22,7 @@ struct Params {
     head_dim_v: u32,
     pos0: u32,
     ring: u32,       // rows of the caches
-    q_off: u32,      // element offsets of token 0 in the q, k and v bindings
+    q_off: u32,      // element offsets of token 0's q, k and v in the qkv binding
     k_off: u32,
     v_off: u32,
     eps: f32,
@@ -33,15 +33,14 @@ struct Params {
     pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> q: array<f32>;
-@group(0) @binding(1) var<storage, read> k: array<f32>;
-@group(0) @binding(2) var<storage, read> v: array<f32>;
-@group(0) @binding(3) var<storage, read> qn: array<f32>;
-@group(0) @binding(4) var<storage, read> kn: array<f32>;
-@group(0) @binding(5) var<storage, read> factors: array<f32>;
-@group(0) @binding(6) var<storage, read_write> k_cache: array<u32>;
-@group(0) @binding(7) var<storage, read_write> v_cache: array<u32>;
-@group(0) @binding(8) var<uniform> p: Params;
+// q, k and v of the tokens, one buffer (the projections of a stack land in one binding).
+@group(0) @binding(0) var<storage, read_write> qkv: array<f32>;
+@group(0) @binding(1) var<storage, read> qn: array<f32>;
+@group(0) @binding(2) var<storage, read> kn: array<f32>;
+@group(0) @binding(3) var<storage, read> factors: array<f32>;
+@group(0) @binding(4) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(5) var<storage, read_write> v_cache: array<u32>;
+@group(0) @binding(6) var<uniform> p: Params;
 
 // Element indices within a head of quad j: (x, y) is rotated pair 2j, (z, w) pair 2j + 1; the
 // adjacent pairs are (x, z) and (y, w) in the NeoX layout, (x, y) and (z, w) otherwise.
@@ -85,12 +84,9 @@ fn store_v(e: u32, a: f32, b: f32) {
     }
 }
 
-// The four elements of quad `e` of the q head at `base`, or of the k head.
-fn load_quad(is_q: bool, base: u32, e: vec4<u32>) -> vec4<f32> {
-    if (is_q) {
-        return vec4<f32>(q[base + e.x], q[base + e.y], q[base + e.z], q[base + e.w]);
-    }
-    return vec4<f32>(k[base + e.x], k[base + e.y], k[base + e.z], k[base + e.w]);
+// The four elements of quad `e` of the q or k head at `base`.
+fn load_quad(base: u32, e: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(qkv[base + e.x], qkv[base + e.y], qkv[base + e.z], qkv[base + e.w]);
 }
 
 fn norm_weights(is_q: bool, e: vec4<u32>) -> vec4<f32> {
@@ -119,7 +115,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
         let src = p.v_off + (t * p.n_head_kv + hv) * p.head_dim_v;
         let dst = (row * p.n_head_kv + hv) * p.head_dim_v;
         for (var e = 2u * lid; e < p.head_dim_v; e += 2u * WG) {
-            store_v(dst + e, v[src + e], v[src + e + 1u]);
+            store_v(dst + e, qkv[src + e], qkv[src + e + 1u]);
         }
         return;
     }
@@ -133,7 +129,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
     if (norm) {
         var s = 0.0;
         for (var j = lid; j < nquads; j += WG) {
-            let x = load_quad(is_q, base, quad(j));
+            let x = load_quad(base, quad(j));
             s += dot(x, x);
         }
         scale = inverseSqrt(workgroup_sum(lid, s) / f32(p.head_dim) + p.eps);
@@ -141,17 +137,17 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let dst = (row * p.n_head_kv + hk) * p.head_dim;
     for (var j = lid; j < nquads; j += WG) {
         let e = quad(j);
-        var x = load_quad(is_q, base, e);
+        var x = load_quad(base, e);
         if (norm) {
             x *= scale * norm_weights(is_q, e);
         }
         let r0 = rotate(x.x, x.y, 2u * j, pos);
         let r1 = rotate(x.z, x.w, 2u * j + 1u, pos);
         if (is_q) {
-            q[base + e.x] = r0.x;
-            q[base + e.y] = r0.y;
-            q[base + e.z] = r1.x;
-            q[base + e.w] = r1.y;
+            qkv[base + e.x] = r0.x;
+            qkv[base + e.y] = r0.y;
+            qkv[base + e.z] = r1.x;
+            qkv[base + e.w] = r1.y;
         } else if (NEOX == 1u) {
             store_k(dst + e.x, r0.x, r1.x);
             store_k(dst + e.y, r0.y, r1.y);

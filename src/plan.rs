@@ -251,9 +251,10 @@ impl Plan {
 /// forward pass allocates exactly these; a test compares the two.
 pub fn scratch_bytes(config: &Config, batch: usize, n_ctx: usize, logits_rows: usize) -> u64 {
     let c = config;
-    // The f32 buffers of `GpuState`: x, h, o, q, k, v, attention output, gate, up, scores, logits.
-    let per_token =
-        [c.n_embd, c.n_embd, c.n_embd, c.q_dim(), c.kv_dim(), c.kv_dim_v(), c.n_head * c.head_dim_v, c.n_ff, c.n_ff];
+    // The f32 buffers of `GpuState`: x, h, o, q/k/v (one buffer), attention output, gate, up,
+    // scores, logits.
+    let qkv = c.q_dim() + c.kv_dim() + c.kv_dim_v();
+    let per_token = [c.n_embd, c.n_embd, c.n_embd, qkv, c.n_head * c.head_dim_v, c.n_ff, c.n_ff];
     let buffers = per_token.iter().map(|&n| batch * n).chain([c.n_head * batch * n_ctx, logits_rows * c.n_vocab]);
     let f32_bytes: u64 = buffers.map(|n| activation_bytes(4 * n as u64)).sum();
     let ids = device_vec_bytes(4 * batch as u64);
@@ -294,6 +295,8 @@ pub use crate::gpu::device_vec_bytes;
 /// keeps its raw blocks as [`crate::gpu::GpuTensor::upload`] does: rows split into chunks of at
 /// most `chunk_limit` bytes (with padding), each padded to a multiple of 4 plus a spare word. A
 /// matrix with one row larger than the limit cannot be split: that is an error naming it.
+/// Projections the GPU model stacks into one buffer ([`crate::gpu::GpuTensor::upload_stack`])
+/// share one padding, so this is an upper bound for them (by at most 32 bytes per stack).
 pub fn gpu_tensor_bytes(info: &TensorInfo, chunk_limit: u64) -> Result<u64> {
     if info.dims.len() == 1 {
         return Ok(device_vec_bytes(4 * info.n_elements()));

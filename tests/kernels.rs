@@ -582,6 +582,86 @@ fn gated_matvec_equals_matvec_then_activation() {
     }
 }
 
+/// Matrices stacked into one buffer (a layer's q/k/v, an FFN's gate and up) give in one
+/// dispatch exactly what separate matvecs give: each part's rows land at its own view of the
+/// output buffer and nothing else is written, and the paired gate/up equals the gate matvec
+/// followed by the gated up matvec. Every format, every kernel shape.
+#[test]
+fn stacked_matvecs_equal_separate_ones() {
+    use wgquant::model::Activation;
+    use wgquant::ops::matvec::{matvec_gate_up, matvec_stack};
+    let Some(first) = ctx() else { return };
+    for ctx in std::iter::once(first).chain(gpu_shaped_ctxs()) {
+        let align = ctx.limits().min_storage_buffer_offset_alignment as usize;
+        for (i, ty) in GgmlType::all().enumerate() {
+            let k = odd_k(ty);
+            let row_bytes = ty.row_bytes(k).unwrap();
+            // The fewest rows whose bytes keep the next part at a bindable offset.
+            let unit = align / gcd(row_bytes, align);
+            let rows = [3 * unit, unit, 2 * unit];
+            let raws: Vec<Vec<u8>> = rows
+                .iter()
+                .enumerate()
+                .map(|(j, &m)| random_blocks(ty, m, k, 1600 + 10 * i as u64 + j as u64))
+                .collect();
+            let parts: Vec<(&str, usize, &[u8])> =
+                rows.iter().zip(&raws).map(|(&m, raw)| ("part", m, &raw[..])).collect();
+            let x = Rng::new(1700 + i as u64).vec(k);
+            let xb = ctx.vec_from("x", &x, MemTag::Activations).unwrap();
+            let what = format!("{ty} on {}", ctx.describe());
+
+            // Split: q, k, v at offsets of one buffer with gaps, the gaps keeping their sentinel.
+            let (stack, views) = GpuTensor::upload_stack(ctx, "qkv", ty, k, &parts).unwrap().expect("stackable");
+            let offsets = [4, 4 + rows[0] + 8, 4 + rows[0] + 8 + rows[1] + 4];
+            let total = offsets[2] + rows[2] + 4;
+            let y = ctx.vec_from("y", &vec![7.5f32; total], MemTag::Activations).unwrap();
+            let outs: Vec<_> = offsets.iter().map(|&o| y.at(o)).collect();
+            run_pass(ctx, |pass| matvec_stack(ctx, pass, &stack, &xb, &outs).unwrap());
+            let got = ctx.read(&y).unwrap();
+            let mut want = vec![7.5f32; total];
+            for (view, &o) in views.iter().zip(&offsets) {
+                let yb = ctx.f32_buffer("y part", view.n_rows).unwrap();
+                run_pass(ctx, |pass| ops::matvec(ctx, pass, view, &xb, &yb, 1).unwrap());
+                want[o..o + view.n_rows].copy_from_slice(&ctx.read(&yb).unwrap());
+            }
+            assert_eq!(got, want, "split stack, {what}");
+
+            // Paired: gate and up of the same rows.
+            let gate_up =
+                [("gate", rows[0], &raws[0][..]), ("up", rows[0], &random_blocks(ty, rows[0], k, 1800 + i as u64)[..])];
+            let (stack, views) = GpuTensor::upload_stack(ctx, "gate+up", ty, k, &gate_up).unwrap().expect("stackable");
+            for act in [Activation::Silu, Activation::GeluTanh] {
+                let got = ctx.f32_buffer("y", rows[0]).unwrap();
+                run_pass(ctx, |pass| matvec_gate_up(ctx, pass, &stack, &xb, &got, act).unwrap());
+                let want = ctx.f32_buffer("y", rows[0]).unwrap();
+                run_pass(ctx, |pass| {
+                    ops::matvec(ctx, pass, &views[0], &xb, &want, 1).unwrap();
+                    ops::matvec_gated(ctx, pass, &views[1], &xb, &want, 1, act).unwrap();
+                });
+                assert_eq!(ctx.read(&got).unwrap(), ctx.read(&want).unwrap(), "gate/up {act:?}, {what}");
+            }
+        }
+    }
+}
+
+/// Parts that would start at an offset the device cannot bind are not stacked.
+#[test]
+fn unbindable_stacks_are_declined() {
+    let Some(ctx) = ctx() else { return };
+    // One 34-byte Q8_0 row: the second part would start at byte 34, never a binding alignment.
+    let raw = random_blocks(GgmlType::Q8_0, 1, 32, 1900);
+    let parts = [("a", 1, &raw[..]), ("b", 1, &raw[..])];
+    assert!(GpuTensor::upload_stack(ctx, "ab", GgmlType::Q8_0, 32, &parts).unwrap().is_none());
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 /// The residual add fused with the next RMSNorm equals the add and the norm done one by one on
 /// the CPU, with and without a post-norm, for rows that are and are not multiples of the
 /// workgroup.

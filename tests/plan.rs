@@ -248,13 +248,15 @@ fn gemma_sliding_window_caps_the_kv_cache() {
 fn scratch_formula() {
     let (_dir, file) = open_stand_in(&zoo::LLAMA2_7B);
     let c = Config::from_gguf(&file).unwrap();
-    // batch × (3·4096 + 4096 + 2·4096 + 32·128 + 2·11008) + 32000 + 32 × batch × n_ctx floats.
-    // Then 4 bytes per token id and 4096 of uniforms.
-    let floats = 512 * (3 * 4096 + 4096 + 2 * 4096 + 4096 + 2 * 11008) + 32000 + 32 * 512 * 4096;
+    // batch × (3·4096 + (4096 + 2·4096) + 32·128 + 2·11008) + 32000 + 32 × batch × n_ctx floats
+    // (x, h, o; q, k and v in one buffer; attention; gate, up; scores; logits). Then 4 bytes
+    // per token id and 4096 of uniforms.
+    let floats = 512 * (3 * 4096 + (4096 + 2 * 4096) + 4096 + 2 * 11008) + 32000 + 32 * 512 * 4096;
     assert_eq!(plan::scratch_bytes(&c, 512, 4096, 1), 4 * floats + 4 * 512 + 4096);
     // A single token: buffers of up to 64 KiB are rounded up to a power of two (the 16 KiB
-    // activations already are; the 43 KiB FFN ones become 64 KiB, the 4-byte ids 16 bytes).
-    let per_token = 7 * 16384 + 2 * 65536;
+    // activations already are; the 48 KiB q/k/v and 43 KiB FFN ones become 64 KiB, the 4-byte
+    // ids 16 bytes).
+    let per_token = 4 * 16384 + 3 * 65536;
     assert_eq!(plan::scratch_bytes(&c, 1, 4096, 1), per_token + 4 * 32 * 4096 + 4 * 32000 + 16 + 4096);
 }
 

@@ -26,4 +26,4 @@ pub use context::{list_adapters, AdapterEntry, AdapterSelector, Context, Context
 pub use memory::{MemTag, MemoryReport, MemoryTracker, TrackedBuffer};
 pub use pipeline::{Pipeline, PipelineKey};
 pub use profiler::{format_profile, KernelTime, PROFILE_ENV};
-pub use tensor::{GpuTensor, TensorChunk};
+pub use tensor::{GpuTensor, StackedTensor, TensorChunk};

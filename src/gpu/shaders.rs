@@ -235,9 +235,11 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
             for ncols in 1..=crate::ops::MAX_COLS as u32 {
                 for subgroup in [None, Some(32)] {
                     let shape = MatVecShape::pick(profile, subgroup, ty, ncols);
-                    keys.push(shape.key(ty, ncols, 0, None));
-                    keys.push(shape.key(ty, ncols, 64, None));
-                    keys.push(shape.key(ty, ncols, 64, Some(crate::model::Activation::GeluTanh)));
+                    let gelu = Some(crate::model::Activation::GeluTanh);
+                    keys.push(shape.key(ty, ncols, 0, None, false));
+                    keys.push(shape.key(ty, ncols, 64, None, false));
+                    keys.push(shape.key(ty, ncols, 64, gelu, false));
+                    keys.push(shape.paired().key(ty, 1, 64, gelu, true));
                 }
             }
             keys.push(MatMulShape::for_device(profile, ty, 16384).key(ty));

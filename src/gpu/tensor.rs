@@ -1,5 +1,8 @@
 //! Weight tensors on the device: a tensor's raw GGUF blocks, unchanged, in one or more storage
-//! buffers split at row boundaries.
+//! buffers split at row boundaries; or several tensors back to back in one buffer (a stack), so
+//! that one dispatch can read them all.
+
+use std::sync::Arc;
 
 use super::context::Context;
 use super::memory::{MemTag, TrackedBuffer};
@@ -13,11 +16,35 @@ use crate::gguf::{GgufFile, TensorInfo};
 /// inside the binding.
 const TAIL_PAD: u64 = 16;
 
-/// Rows `row0 .. row0 + rows` of a tensor, in their own buffer.
+/// Rows `row0 .. row0 + rows` of a tensor: `size` bytes (the blocks and a spare vec4) from byte
+/// `offset` of a buffer, which the other parts of a stack may share.
 pub struct TensorChunk {
-    pub buffer: TrackedBuffer,
+    pub buffer: Arc<TrackedBuffer>,
+    pub offset: u64,
+    pub size: u64,
     pub row0: usize,
     pub rows: usize,
+}
+
+impl TensorChunk {
+    /// The chunk as a storage binding.
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.size),
+        })
+    }
+}
+
+/// Matrices of one format and row length uploaded back to back into one buffer, viewed as one
+/// tensor of all their rows (part after part). Decode reads a layer's q, k and v projections (or
+/// its FFN gate and up) in one dispatch through it; prompt processing uses views of the parts
+/// ([`GpuTensor::upload_stack`] returns both) like separate tensors.
+pub struct StackedTensor {
+    pub whole: GpuTensor,
+    /// Rows of each part, in order.
+    pub part_rows: Vec<usize>,
 }
 
 /// A 2-D weight `W` of `n_rows` rows of `row_len` elements (GGML dims `[row_len, n_rows]`),
@@ -54,14 +81,53 @@ impl GpuTensor {
         while row0 < n_rows {
             let rows = per_chunk.min(n_rows - row0);
             let data = &bytes[row0 * row_bytes..(row0 + rows) * row_bytes];
-            let size = (data.len() as u64).next_multiple_of(16) + TAIL_PAD;
-            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-            let buffer = ctx.create_buffer(name, size, usage, MemTag::Weights)?;
-            ctx.upload_bytes(&buffer, 0, data)?;
-            chunks.push(TensorChunk { buffer, row0, rows });
+            let buffer = Arc::new(upload_blocks(ctx, name, &[data])?);
+            chunks.push(TensorChunk { size: buffer.size(), buffer, offset: 0, row0, rows });
             row0 += rows;
         }
         Ok(GpuTensor { name: name.to_string(), ty, row_len, n_rows, row_bytes, chunks })
+    }
+
+    /// Uploads `parts` (name, rows, raw blocks), matrices of `ty` with rows of `row_len`, back to
+    /// back into one buffer: the stack, and a view of each part. `None` when they cannot share
+    /// one binding: together they exceed the binding size, or a part would start at an offset
+    /// the device cannot bind.
+    pub fn upload_stack(
+        ctx: &Context,
+        name: &str,
+        ty: GgmlType,
+        row_len: usize,
+        parts: &[(&str, usize, &[u8])],
+    ) -> Result<Option<(StackedTensor, Vec<GpuTensor>)>> {
+        let mut row_bytes = 0;
+        for &(part, rows, bytes) in parts {
+            row_bytes = check_geometry(part, ty, row_len, rows, bytes.len())?;
+        }
+        let n_rows: usize = parts.iter().map(|p| p.1).sum();
+        let total: usize = parts.iter().map(|p| p.2.len()).sum();
+        let align = ctx.limits().min_storage_buffer_offset_alignment as usize;
+        let mut starts = parts.iter().scan(0, |at, p| Some(std::mem::replace(at, *at + p.2.len())));
+        let bindable = starts.all(|start| start % align == 0);
+        if parts.is_empty() || !bindable || rows_per_chunk(ctx.max_binding_size(), row_bytes, n_rows) != Some(n_rows) {
+            return Ok(None);
+        }
+        let datas: Vec<&[u8]> = parts.iter().map(|p| p.2).collect();
+        let buffer = Arc::new(upload_blocks(ctx, name, &datas)?);
+        let view = |name: &str, offset: usize, rows: usize| {
+            // A part's spare vec4 is the start of the next part (or the buffer's own tail).
+            let size = ((rows * row_bytes) as u64 + TAIL_PAD).next_multiple_of(16).min(buffer.size() - offset as u64);
+            let chunk = TensorChunk { buffer: buffer.clone(), offset: offset as u64, size, row0: 0, rows };
+            GpuTensor { name: name.to_string(), ty, row_len, n_rows: rows, row_bytes, chunks: vec![chunk] }
+        };
+        let mut offset = 0;
+        let mut views = Vec::new();
+        for &(part, rows, bytes) in parts {
+            views.push(view(part, offset, rows));
+            offset += bytes.len();
+        }
+        debug_assert_eq!(offset, total);
+        let stack = StackedTensor { whole: view(name, 0, n_rows), part_rows: parts.iter().map(|p| p.1).collect() };
+        Ok(Some((stack, views)))
     }
 
     /// Uploads a tensor of a GGUF file. Tensors of more than two dimensions are viewed as 2-D
@@ -74,6 +140,20 @@ impl GpuTensor {
     pub fn n_bytes(&self) -> usize {
         self.row_bytes * self.n_rows
     }
+}
+
+/// A weight buffer holding `datas` back to back, padded to 16 bytes plus a spare vec4.
+fn upload_blocks(ctx: &Context, name: &str, datas: &[&[u8]]) -> Result<TrackedBuffer> {
+    let len: usize = datas.iter().map(|d| d.len()).sum();
+    let size = (len as u64).next_multiple_of(16) + TAIL_PAD;
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    let buffer = ctx.create_buffer(name, size, usage, MemTag::Weights)?;
+    let mut at = 0;
+    for data in datas {
+        ctx.upload_bytes(&buffer, at, data)?;
+        at += data.len() as u64;
+    }
+    Ok(buffer)
 }
 
 fn check_geometry(name: &str, ty: GgmlType, row_len: usize, n_rows: usize, n_bytes: usize) -> Result<usize> {

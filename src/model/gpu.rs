@@ -12,12 +12,13 @@ use super::weights::LayerWeights;
 use crate::error::{Error, Result};
 use crate::format::{dequant, GgmlType};
 use crate::gguf::{GgufFile, TensorInfo};
-use crate::gpu::{Context, F32Buffer, GpuTensor, MemTag, U32Buffer};
+use crate::gpu::{Context, F32Buffer, GpuTensor, MemTag, StackedTensor, U32Buffer};
 use crate::ops::attention::{attention, AttentionShape, KvBuffer};
 use crate::ops::elementwise::{elementwise, Op};
+use crate::ops::matvec::{matvec_gate_up, matvec_stack};
 use crate::ops::norm::{add_rms_norm, rms_norm, NormOut};
 use crate::ops::qkv::{prepare_qkv, QkvPrep, RopeParams};
-use crate::ops::{get_rows, mul_mat, mul_mat_gated};
+use crate::ops::{get_rows, mul_mat, mul_mat_gated, View};
 
 /// A weight on the device: matrices stay raw blocks, vectors (norms, biases) become f32.
 pub enum GpuWeight {
@@ -87,6 +88,8 @@ pub struct GpuModel {
     pub config: Config,
     pub placement: Offload,
     layers: Vec<LayerWeights<GpuWeight>>,
+    /// Per GPU layer, the projections uploaded as stacks (their parts are also in `layers`).
+    stacks: Vec<LayerStacks>,
     output_norm: Option<F32Buffer>,
     /// The output head (the embedding table when tied), when on the GPU.
     head: Option<GpuTensor>,
@@ -118,21 +121,34 @@ impl GpuModel {
         let head_info = global_infos.output.as_ref().unwrap_or(&global_infos.token_embd);
         let total = upload_bytes(&cpu, placement, head_info);
         let mut done = 0u64;
-        let mut up = |info: &TensorInfo| {
-            let w = GpuWeight::upload(&ctx, &file, info);
+        // `stacked`: the tensor's view in a stack already uploaded.
+        let mut up = |info: &TensorInfo, stacked: Option<GpuTensor>| {
+            let w = match stacked {
+                Some(view) => Ok(GpuWeight::Matrix(view)),
+                None => GpuWeight::upload(&ctx, &file, info),
+            };
             done += info.n_bytes;
             progress(done, total);
             w
         };
-        let layers = (0..placement.gpu_layers)
-            .map(|il| LayerWeights::load(&file, &config, il, &mut up))
-            .collect::<Result<Vec<_>>>()?;
+        let mut layers = Vec::new();
+        let mut stacks = Vec::new();
+        for il in 0..placement.gpu_layers {
+            // The stacks first; their parts then stand in for the separate uploads.
+            let (layer_stacks, mut parts) = LayerStacks::upload(&ctx, &file, il)?;
+            let layer = LayerWeights::load(&file, &config, il, |info| {
+                let view = parts.iter().position(|(n, _)| *n == info.name).map(|i| parts.swap_remove(i).1);
+                up(info, view)
+            })?;
+            layers.push(layer);
+            stacks.push(layer_stacks);
+        }
         let (output_norm, head) = if placement.head_on_gpu {
-            (Some(up(&global_infos.output_norm)?.into_vector()?), Some(up(head_info)?.into_matrix()?))
+            (Some(up(&global_infos.output_norm, None)?.into_vector()?), Some(up(head_info, None)?.into_matrix()?))
         } else {
             (None, None)
         };
-        let rope_factors = global_infos.rope_freqs.as_ref().map(|info| up(info)?.into_vector()).transpose()?;
+        let rope_factors = global_infos.rope_freqs.as_ref().map(|info| up(info, None)?.into_vector()).transpose()?;
         let placeholder = ctx.vec_zeroed("placeholder", 4, MemTag::Activations)?;
         Ok(GpuModel {
             head_is_embedding: global_infos.output.is_none(),
@@ -140,12 +156,53 @@ impl GpuModel {
             config,
             placement,
             layers,
+            stacks,
             output_norm,
             head,
             rope_factors,
             placeholder,
             cpu,
         })
+    }
+}
+
+/// A layer's projections that read the same input and share a format and row length, uploaded
+/// back to back so that decode reads them in one dispatch: q, k and v (or q and k when v has
+/// another format), and the FFN's gate and up. `None` where they differ or cannot share a
+/// binding; the layer then runs them one by one.
+#[derive(Default)]
+struct LayerStacks {
+    qkv: Option<StackedTensor>,
+    gate_up: Option<StackedTensor>,
+}
+
+impl LayerStacks {
+    /// Uploads layer `il`'s stacks; also returns the views of their parts, by tensor name.
+    fn upload(ctx: &Context, file: &GgufFile, il: usize) -> Result<(LayerStacks, Vec<(String, GpuTensor)>)> {
+        let mut parts = Vec::new();
+        let mut stack = |names: &[&str]| -> Result<Option<StackedTensor>> {
+            let infos: Vec<&TensorInfo> =
+                names.iter().map(|n| file.require_tensor(&format!("blk.{il}.{n}.weight"))).collect::<Result<_>>()?;
+            let first = infos[0];
+            let alike = |i: &&TensorInfo| i.ty == first.ty && i.dims.len() == 2 && i.dims[0] == first.dims[0];
+            if !infos.iter().all(alike) {
+                return Ok(None);
+            }
+            let datas: Vec<(&str, usize, &[u8])> =
+                infos.iter().map(|i| (i.name.as_str(), i.n_rows(), file.tensor_data(i))).collect();
+            let name = format!("blk.{il}.{}", names.join("+"));
+            let Some((stack, views)) = GpuTensor::upload_stack(ctx, &name, first.ty, first.row_len(), &datas)? else {
+                return Ok(None);
+            };
+            parts.extend(infos.iter().map(|i| i.name.clone()).zip(views));
+            Ok(Some(stack))
+        };
+        let qkv = match stack(&["attn_q", "attn_k", "attn_v"])? {
+            Some(s) => Some(s),
+            None => stack(&["attn_q", "attn_k"])?,
+        };
+        let gate_up = stack(&["ffn_gate", "ffn_up"])?;
+        Ok((LayerStacks { qkv, gate_up }, parts))
     }
 }
 
@@ -163,12 +220,12 @@ pub struct GpuState {
     pub n_ctx: usize,
     /// Rows of logits the state can return at once.
     pub logits_rows: usize,
-    x: F32Buffer,      // [B][n_embd] residual stream
-    h: F32Buffer,      // [B][n_embd] normed input of a block
-    o: F32Buffer,      // [B][n_embd] block output before the residual
-    q: F32Buffer,      // [B][q_dim]
-    k: F32Buffer,      // [B][kv_dim]
-    v: F32Buffer,      // [B][kv_dim_v]
+    x: F32Buffer,   // [B][n_embd] residual stream
+    h: F32Buffer,   // [B][n_embd] normed input of a block
+    o: F32Buffer,   // [B][n_embd] block output before the residual
+    qkv: F32Buffer, // [B][q_dim], then [B][kv_dim] from k_at, then [B][kv_dim_v] from v_at
+    k_at: usize,
+    v_at: usize,
     attn: F32Buffer,   // [B][n_head * head_dim_v]
     gate: F32Buffer,   // [B][n_ff]
     up: F32Buffer,     // [B][n_ff]
@@ -203,9 +260,10 @@ impl GpuState {
             x: f("x", batch * c.n_embd)?,
             h: f("h", batch * c.n_embd)?,
             o: f("o", batch * c.n_embd)?,
-            q: f("q", batch * c.q_dim())?,
-            k: f("k", batch * c.kv_dim())?,
-            v: f("v", batch * c.kv_dim_v())?,
+            // One buffer, so that a stacked projection writes all three in one dispatch.
+            qkv: f("qkv", batch * (c.q_dim() + c.kv_dim() + c.kv_dim_v()))?,
+            k_at: batch * c.q_dim(),
+            v_at: batch * (c.q_dim() + c.kv_dim()),
             attn: f("attn", batch * c.n_head * c.head_dim_v)?,
             gate: f("gate", batch * c.n_ff)?,
             up: f("up", batch * c.n_ff)?,
@@ -216,6 +274,20 @@ impl GpuState {
             v_cache,
             cpu_cache: CpuKvCache::for_layers(c, n_ctx, kv_type, model.placement.gpu_layers..c.n_layer),
         })
+    }
+}
+
+impl GpuState {
+    fn q(&self) -> View<'_> {
+        self.qkv.at(0)
+    }
+
+    fn k(&self) -> View<'_> {
+        self.qkv.at(self.k_at)
+    }
+
+    fn v(&self) -> View<'_> {
+        self.qkv.at(self.v_at)
     }
 }
 
@@ -343,21 +415,33 @@ impl GpuModel {
         if il == 0 {
             rms_norm(ctx, pass, &s.x, w.attn_norm.vector()?, &s.h, n, eps, NormOut::Store)?;
         }
-        // q, k, v projections
-        mul_mat(ctx, pass, w.wq.matrix()?, &s.h, &s.q, n)?;
-        mul_mat(ctx, pass, w.wk.matrix()?, &s.h, &s.k, n)?;
-        mul_mat(ctx, pass, w.wv.matrix()?, &s.h, &s.v, n)?;
+        // q, k, v projections: one dispatch per stack when decoding
+        let stacks = &self.stacks[il];
+        let (q, k, v) = (s.q(), s.k(), s.v());
+        match &stacks.qkv {
+            Some(stack) if n == 1 => {
+                matvec_stack(ctx, pass, stack, &s.h, &[q, k, v][..stack.part_rows.len()])?;
+                if stack.part_rows.len() == 2 {
+                    mul_mat(ctx, pass, w.wv.matrix()?, &s.h, v, n)?;
+                }
+            }
+            _ => {
+                mul_mat(ctx, pass, w.wq.matrix()?, &s.h, q, n)?;
+                mul_mat(ctx, pass, w.wk.matrix()?, &s.h, k, n)?;
+                mul_mat(ctx, pass, w.wv.matrix()?, &s.h, v, n)?;
+            }
+        }
         // biases (Qwen2)
-        for (bias, out, dim) in [(&w.bq, &s.q, c.q_dim()), (&w.bk, &s.k, c.kv_dim()), (&w.bv, &s.v, c.kv_dim_v())] {
+        for (bias, out, dim) in [(&w.bq, q, c.q_dim()), (&w.bk, k, c.kv_dim()), (&w.bv, v, c.kv_dim_v())] {
             if let Some(b) = bias {
                 elementwise(ctx, pass, Op::AddRow, out, b.vector()?, n * dim, dim)?;
             }
         }
         // per-head q/k norms (Gemma 3), RoPE, and the append to the KV cache, in one dispatch
         let prep = QkvPrep {
-            q: &s.q,
-            k: &s.k,
-            v: &s.v,
+            q,
+            k,
+            v,
             n_head: c.n_head,
             n_head_kv: c.n_head_kv,
             head_dim: c.head_dim,
@@ -387,14 +471,19 @@ impl GpuModel {
             scale: c.attn_scale,
             n_ctx: s.n_ctx,
         };
-        attention(ctx, pass, &shape, &s.q, &s.k_cache[il], &s.v_cache[il], &s.scores, &s.attn)?;
+        attention(ctx, pass, &shape, q, &s.k_cache[il], &s.v_cache[il], &s.scores, &s.attn)?;
         // output projection, post-norm and residual, ffn rmsnorm
         mul_mat(ctx, pass, w.wo.matrix()?, &s.attn, &s.o, n)?;
         let post_attn = w.post_attn_norm.as_ref().map(GpuWeight::vector).transpose()?;
         add_rms_norm(ctx, pass, &s.o, post_attn, &s.x, w.ffn_norm.vector()?, &s.h, n, eps)?;
         // gated feed-forward: down(act(gate(h)) * up(h))
-        mul_mat(ctx, pass, w.ffn_gate.matrix()?, &s.h, &s.gate, n)?;
-        mul_mat_gated(ctx, pass, w.ffn_up.matrix()?, &s.h, &s.gate, &s.up, n, c.activation)?;
+        match &stacks.gate_up {
+            Some(stack) if n == 1 => matvec_gate_up(ctx, pass, stack, &s.h, &s.gate, c.activation)?,
+            _ => {
+                mul_mat(ctx, pass, w.ffn_gate.matrix()?, &s.h, &s.gate, n)?;
+                mul_mat_gated(ctx, pass, w.ffn_up.matrix()?, &s.h, &s.gate, &s.up, n, c.activation)?;
+            }
+        }
         mul_mat(ctx, pass, w.ffn_down.matrix()?, &s.gate, &s.o, n)?;
         // post-norm and residual; with the next layer's attention rmsnorm when it runs here too
         match self.layers.get(il + 1) {

@@ -57,7 +57,7 @@ pub fn get_rows<'a>(
         ];
         let uniform = ctx.uniform("get_rows params", &params)?;
         let entries = [
-            chunk.buffer.as_entire_binding(),
+            chunk.binding(),
             wgpu::BindingResource::Buffer(ir.binding.clone()),
             wgpu::BindingResource::Buffer(or.binding.clone()),
             uniform.as_entire_binding(),

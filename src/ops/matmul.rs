@@ -140,7 +140,7 @@ pub fn matmul_with(
                 u32_of(nc.div_ceil(shape.bn as usize), "column tiles")?,
             );
             let entries = [
-                chunk.buffer.as_entire_binding(),
+                chunk.binding(),
                 wgpu::BindingResource::Buffer(xr.binding.clone()),
                 wgpu::BindingResource::Buffer(yr.binding),
                 uniform.as_entire_binding(),

@@ -1,11 +1,13 @@
 //! Matrix × vector(s) for decode: `Y[n][m] = dot(W[m], X[n])` for 1..8 columns per dispatch.
 
-use super::dispatch::{bind_range, bind_uniform_range, dispatch, fold, product_strides, u32_of, View};
+use super::dispatch::{
+    bind_range, bind_uniform_range, check_distinct, check_vec4, dispatch, fold, product_strides, resolve, u32_of, View,
+};
 use super::elementwise::act_code;
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
 use crate::gpu::shaders::{block_geometry, load_unit, Kernel};
-use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey};
+use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey, StackedTensor};
 use crate::model::Activation;
 
 /// Most activation columns one matvec dispatch handles (the kernel keeps NCOLS × RPI
@@ -24,7 +26,15 @@ pub struct MatVecShape {
     pub rpi: u32,
     /// Reduce rows with subgroupAdd; requires `tpr` to equal the device's fixed subgroup size.
     pub subgroup: bool,
+    /// Read each invocation's rows into cache, one word per cache line, before decoding them
+    /// (`warm_rows` in `shaders/matvec.wgsl`): for CPU devices, where a matrix streamed from
+    /// memory otherwise stalls the decode loop line by line.
+    pub warm: bool,
 }
+
+/// The cache line the CPU warm-up steps by: 64 bytes on x86-64 and most Arm cores. Touching
+/// every other line instead left the stalls in place (no gain end to end on lavapipe).
+const CACHE_LINE_BYTES: u32 = 64;
 
 impl MatVecShape {
     /// The shape for `ctx`'s device, weight format and column count (see [`MatVecShape::pick`]).
@@ -40,18 +50,20 @@ impl MatVecShape {
     /// workgroup. CPU (lavapipe): one invocation walks whole rows, several rows at a time, so each
     /// activation load and each decoded header feeds several rows; about 8 rows × columns of
     /// reuse was fastest (`cargo bench --bench kernels -- --tune`), fewer rows for formats whose decoders need many
-    /// registers.
+    /// registers; and the rows are warmed into cache first (`warm`: decode 11.3 → 12.6 t/s on
+    /// the default model).
     pub fn pick(profile: KernelProfile, subgroup: Option<u32>, ty: GgmlType, ncols: u32) -> MatVecShape {
         match (profile, subgroup) {
-            (KernelProfile::Gpu, Some(sg)) => MatVecShape { wg: 4 * sg, tpr: sg, rpi: 1, subgroup: true },
-            (KernelProfile::Gpu, None) => MatVecShape { wg: 128, tpr: 32, rpi: 1, subgroup: false },
+            (KernelProfile::Gpu, Some(sg)) => MatVecShape { wg: 4 * sg, tpr: sg, rpi: 1, subgroup: true, warm: false },
+            (KernelProfile::Gpu, None) => MatVecShape { wg: 128, tpr: 32, rpi: 1, subgroup: false, warm: false },
             (KernelProfile::Cpu, _) => {
                 use GgmlType::*;
                 let max_rows = match ty {
                     Q2_K | Q4_1 | Q5_K | Q6_K | IQ4_XS | F32 => 4,
                     _ => 8,
                 };
-                MatVecShape { wg: 8, tpr: 1, rpi: (8 / ncols.max(1)).clamp(1, max_rows), subgroup: false }
+                let rpi = (8 / ncols.max(1)).clamp(1, max_rows);
+                MatVecShape { wg: 8, tpr: 1, rpi, subgroup: false, warm: true }
             }
         }
     }
@@ -61,15 +73,27 @@ impl MatVecShape {
         self.wg / self.tpr * self.rpi
     }
 
+    /// The same shape reading each output row from two matrices (gate and up): two rows per
+    /// invocation at least, half of them the up rows.
+    pub(crate) fn paired(self) -> MatVecShape {
+        MatVecShape { rpi: self.rpi.max(2) & !1, ..self }
+    }
+
     fn check(&self) -> Result<()> {
-        let ok = self.tpr.is_power_of_two() && self.wg % self.tpr == 0 && self.rpi >= 1 && self.wg >= 1;
+        // The warm-up reads an invocation's whole rows: only for shapes that give it whole rows.
+        let ok = self.tpr.is_power_of_two()
+            && self.wg % self.tpr == 0
+            && self.rpi >= 1
+            && self.wg >= 1
+            && (!self.warm || self.tpr == 1);
         ok.then_some(()).ok_or_else(|| Error::Shape(format!("bad matvec shape {self:?}")))
     }
 
     /// The pipeline key (and so the generated constants) for `ty` and `ncols` columns, reading X
     /// from a uniform window of `uniform_x` vec4s (0: from a storage buffer), with the gated
-    /// activation `gate` applied to the output (see [`matvec_gated`]).
-    pub fn key(&self, ty: GgmlType, ncols: u32, uniform_x: u32, gate: Option<Activation>) -> PipelineKey {
+    /// activation `gate` applied to the output (see [`matvec_gated`]; with `pair`, to the first
+    /// of two stacked matrices, see [`matvec_gate_up`]).
+    pub fn key(&self, ty: GgmlType, ncols: u32, uniform_x: u32, gate: Option<Activation>, pair: bool) -> PipelineKey {
         let red = if self.tpr > 1 && !self.subgroup { self.wg * self.rpi * ncols } else { 1 };
         PipelineKey {
             kernel: Kernel::MatVec,
@@ -78,12 +102,14 @@ impl MatVecShape {
                 ("WG", self.wg),
                 ("TPR", self.tpr),
                 ("RPI", self.rpi),
+                ("WARM", if self.warm { CACHE_LINE_BYTES / 16 } else { 0 }),
                 ("NCOLS", ncols),
                 ("RED", red),
                 ("UG", unit_groups(ty, self.tpr)),
                 ("SG", self.subgroup as u32),
                 ("XU", uniform_x),
                 ("GATE", gate.map_or(0, act_code)),
+                ("PAIR", pair as u32),
             ],
         }
     }
@@ -129,7 +155,54 @@ pub fn matvec_gated<'a>(
     n_cols: usize,
     act: Activation,
 ) -> Result<()> {
-    matvec_impl(ctx, pass, None, w, x.into(), y.into(), n_cols, Some(act))
+    matvec_impl(ctx, pass, None, w, x.into(), y.into(), n_cols, Output::Gated(act))
+}
+
+/// `y[m] = act(dot(G[m], x)) * dot(U[m], x)` for one column, from a stack of a gated FFN's gate
+/// and up matrices ([`GpuTensor::upload_stack`]): the whole gated projection in one dispatch.
+pub fn matvec_gate_up<'a>(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    gate_up: &StackedTensor,
+    x: impl Into<View<'a>>,
+    y: impl Into<View<'a>>,
+    act: Activation,
+) -> Result<()> {
+    let w = &gate_up.whole;
+    if gate_up.part_rows.len() != 2 || gate_up.part_rows[0] != gate_up.part_rows[1] {
+        return Err(Error::Shape(format!("`{}`: gate and up stacked as {:?} rows", w.name, gate_up.part_rows)));
+    }
+    let shape = MatVecShape::for_device(ctx, w.ty, 1).paired();
+    // The kernel reads the up rows `m` rows after the gate rows, from the stack's one binding.
+    matvec_impl(ctx, pass, Some(shape), &gate_up.whole, x.into(), y.into(), 1, Output::Paired(act))
+}
+
+/// One column through every matrix of a stack ([`GpuTensor::upload_stack`]) in one dispatch:
+/// `outs[i][m] = dot(W_i[m], x)`, the outputs views of one buffer (a layer's q, k and v).
+pub fn matvec_stack<'a>(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    stack: &StackedTensor,
+    x: impl Into<View<'a>>,
+    outs: &[View<'_>],
+) -> Result<()> {
+    let (n_parts, name) = (stack.part_rows.len(), &stack.whole.name);
+    if n_parts != outs.len() || !(1..=3).contains(&n_parts) {
+        return Err(Error::Shape(format!("`{name}`: {n_parts} stacked matrices (1 to 3) for {} outputs", outs.len())));
+    }
+    let buffer: &wgpu::Buffer = outs[0].buf.buffer();
+    if outs.iter().any(|o| **o.buf.buffer() != *buffer) {
+        return Err(Error::Shape(format!("`{name}`: the outputs of a stack must share one buffer")));
+    }
+    // Segment i starts at the stack's row `first[i]` and lands at element `outs[i].offset`.
+    let first: Vec<usize> =
+        stack.part_rows.iter().scan(0, |at, &rows| Some(std::mem::replace(at, *at + rows))).collect();
+    for (i, (&rows, out)) in stack.part_rows.iter().zip(outs).enumerate() {
+        resolve(out, &format!("matvec `{name}` output {i}"), 1, rows)?;
+    }
+    let segments: Vec<(usize, usize)> = first.into_iter().zip(outs.iter().map(|o| o.offset)).collect();
+    let y = View { buf: outs[0].buf, offset: 0, stride: None };
+    matvec_impl(ctx, pass, None, &stack.whole, x.into(), y, 1, Output::Split(&segments))
 }
 
 /// [`matvec`] with an explicit kernel shape (benchmarks and tuning); `None` picks
@@ -143,7 +216,20 @@ pub fn matvec_with(
     y: View<'_>,
     n_cols: usize,
 ) -> Result<()> {
-    matvec_impl(ctx, pass, shape, w, x, y, n_cols, None)
+    matvec_impl(ctx, pass, shape, w, x, y, n_cols, Output::Plain)
+}
+
+/// What a matvec writes.
+enum Output<'a> {
+    /// The products.
+    Plain,
+    /// `act(Y) * products`, Y holding the gate projection on entry.
+    Gated(Activation),
+    /// `act(products) * the products of the up rows`, stacked `m` rows after W's rows.
+    Paired(Activation),
+    /// Rows of a stack to several places of Y: (first row of the segment, element index it
+    /// lands at), in row order, the first starting at row 0.
+    Split(&'a [(usize, usize)]),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -155,10 +241,25 @@ fn matvec_impl(
     x: View<'_>,
     y: View<'_>,
     n_cols: usize,
-    gate: Option<Activation>,
+    out: Output<'_>,
 ) -> Result<()> {
     let k = w.row_len;
-    let (xs, ys) = product_strides(w, &x, &y, n_cols, "matvec")?;
+    let (split, paired) = (matches!(out, Output::Split(_)), matches!(out, Output::Paired(_)));
+    let (xs, ys) = if split || paired {
+        // Stacks: one column, one chunk; Y is checked by the caller (split) or here (paired).
+        if n_cols != 1 || w.chunks.len() != 1 || (paired && w.n_rows % 2 != 0) {
+            return Err(Error::Shape(format!("matvec `{}`: a stack is read one column at a time", w.name)));
+        }
+        if paired {
+            resolve(&y, "matvec Y", 1, w.n_rows / 2)?;
+        }
+        let xs = resolve(&x, "matvec X", 1, k)?;
+        check_vec4(&x, xs, "matvec X")?;
+        check_distinct(x.buf.buffer(), y.buf.buffer(), "matvec")?;
+        (xs, 0)
+    } else {
+        product_strides(w, &x, &y, n_cols, "matvec")?
+    };
     for col0 in (0..n_cols).step_by(MAX_COLS) {
         let nc = MAX_COLS.min(n_cols - col0);
         let shape = shape.unwrap_or_else(|| MatVecShape::for_device(ctx, w.ty, nc as u32));
@@ -176,24 +277,45 @@ fn matvec_impl(
             Some(window) => window,
             None => (bind_range(ctx, x.buf.buffer(), x_start, x_len, "matvec X")?, 0),
         };
-        let pipeline = ctx.pipeline(&shape.key(w.ty, nc as u32, uniform_x, gate))?;
+        let (gate, pair) = match out {
+            Output::Gated(act) => (Some(act), false),
+            Output::Paired(act) => (Some(act), true),
+            Output::Plain | Output::Split(_) => (None, false),
+        };
+        let pipeline = ctx.pipeline(&shape.key(w.ty, nc as u32, uniform_x, gate, pair))?;
+        // Paired: the kernel's rows are the gate rows, the first half of the stack.
+        let pairs = if paired { 2 } else { 1 };
         for chunk in &w.chunks {
+            let rows = chunk.rows / pairs;
             let y_start = y.offset + col0 * ys + chunk.row0;
-            let yr = bind_range(ctx, y.buf.buffer(), y_start, (nc - 1) * ys + chunk.rows, "matvec Y")?;
+            let y_len = if split { y.buf.len() - y.offset } else { (nc - 1) * ys + rows };
+            let yr = bind_range(ctx, y.buf.buffer(), y_start, y_len, "matvec Y")?;
+            // Segments 1 and 2 (absent: starting past the last row), relative to the binding.
+            let mut seg = [(rows, 0), (rows, 0)];
+            if let Output::Split(segments) = out {
+                for (slot, &(row, at)) in seg.iter_mut().zip(segments.iter().skip(1)) {
+                    *slot = (row, at - y_start);
+                }
+            }
             let params = [
                 u32_of(k, "K")?,
-                u32_of(chunk.rows, "rows")?,
+                u32_of(rows, "rows")?,
                 u32_of(w.row_bytes, "row bytes")?,
                 xr.base / 4,
                 u32_of(xs / 4, "X stride")?,
-                yr.base,
+                yr.base + if let Output::Split(segments) = out { u32_of(segments[0].1 - y_start, "Y")? } else { 0 },
                 u32_of(ys, "Y stride")?,
-                0,
+                0, // `zero`: masks the warm-up words away
+                u32_of(seg[0].0, "segment")?,
+                u32_of(seg[1].0, "segment")?,
+                yr.base + u32_of(seg[0].1, "segment offset")?,
+                yr.base + u32_of(seg[1].1, "segment offset")?,
             ];
             let uniform = ctx.uniform("matvec params", &params)?;
-            let groups = u32_of(chunk.rows.div_ceil(shape.rows_per_workgroup() as usize), "workgroups")?;
+            let rows_per_group = shape.rows_per_workgroup() / pairs as u32;
+            let groups = u32_of(rows.div_ceil(rows_per_group as usize), "workgroups")?;
             let entries = [
-                chunk.buffer.as_entire_binding(),
+                chunk.binding(),
                 wgpu::BindingResource::Buffer(xr.binding.clone()),
                 wgpu::BindingResource::Buffer(yr.binding),
                 uniform.as_entire_binding(),

@@ -3,7 +3,7 @@
 //! cache. CPU reference: [`crate::model::cpu::Rope`], [`crate::model::cpu::rms_norm`].
 
 use super::attention::KvBuffer;
-use super::dispatch::{bind_range, dispatch, fold, u32_of};
+use super::dispatch::{bind_range, dispatch, fold, u32_of, View};
 use super::norm::workgroup_size;
 use crate::error::{Error, Result};
 use crate::gpu::shaders::Kernel;
@@ -23,10 +23,11 @@ pub struct RopeParams<'a> {
 /// One layer's projections and where they go. `q` is `[n_tokens][n_head * head_dim]` and is
 /// rewritten in place; `k` is `[n_tokens][n_head_kv * head_dim]` and `v`
 /// `[n_tokens][n_head_kv * head_dim_v]`, both appended to the caches at positions `pos0..`.
+/// The three are views (packed rows) of one buffer, which the kernel binds once.
 pub struct QkvPrep<'a> {
-    pub q: &'a F32Buffer,
-    pub k: &'a F32Buffer,
-    pub v: &'a F32Buffer,
+    pub q: View<'a>,
+    pub k: View<'a>,
+    pub v: View<'a>,
     pub n_head: usize,
     pub n_head_kv: usize,
     pub head_dim: usize,
@@ -64,14 +65,22 @@ impl QkvPrep<'_> {
         if hd % 4 != 0 || hdv % 2 != 0 {
             return bad(format!("head dims {hd} and {hdv} must be multiples of 4 and 2"));
         }
-        for (buf, need, what) in [
-            (self.q, n_tokens * self.n_head * hd, "q"),
-            (self.k, n_tokens * nkv * hd, "k"),
-            (self.v, n_tokens * nkv * hdv, "v"),
+        for (view, need, what) in [
+            (&self.q, n_tokens * self.n_head * hd, "q"),
+            (&self.k, n_tokens * nkv * hd, "k"),
+            (&self.v, n_tokens * nkv * hdv, "v"),
         ] {
-            if buf.len() < need {
-                return bad(format!("{what} holds {} floats, {n_tokens} tokens need {need}", buf.len()));
+            if view.stride.is_some() || view.offset + need > view.buf.len() {
+                return bad(format!(
+                    "{what} at {} of {} floats (packed), {n_tokens} tokens need {need}",
+                    view.offset,
+                    view.buf.len()
+                ));
             }
+        }
+        let buffer: &wgpu::Buffer = self.q.buf.buffer();
+        if **self.k.buf.buffer() != *buffer || **self.v.buf.buffer() != *buffer {
+            return bad("q, k and v must be views of one buffer".into());
         }
         for (norm, what) in [(self.q_norm, "q norm"), (self.k_norm, "k norm")] {
             if norm.is_some_and(|w| w.len() != hd) {
@@ -109,9 +118,15 @@ pub fn prepare_qkv(
     let s = prep;
     let flags = [s.rope.factors.is_some(), s.q_norm.is_some(), s.k_norm.is_some()];
     let pipeline = ctx.pipeline(&key(ctx.profile(), s.rope.layout, flags, s.k_cache.kv_type))?;
-    let qr = bind_range(ctx, s.q.buffer(), 0, n_tokens * s.n_head * s.head_dim, "qkv_prep q")?;
-    let kr = bind_range(ctx, s.k.buffer(), 0, n_tokens * s.n_head_kv * s.head_dim, "qkv_prep k")?;
-    let vr = bind_range(ctx, s.v.buffer(), 0, n_tokens * s.n_head_kv * s.head_dim_v, "qkv_prep v")?;
+    let ends = [
+        s.q.offset + n_tokens * s.n_head * s.head_dim,
+        s.k.offset + n_tokens * s.n_head_kv * s.head_dim,
+        s.v.offset + n_tokens * s.n_head_kv * s.head_dim_v,
+    ];
+    let start = s.q.offset.min(s.k.offset).min(s.v.offset);
+    let end = ends.into_iter().max().unwrap_or(start);
+    let r = bind_range(ctx, s.q.buf.buffer(), start, end - start, "qkv_prep q/k/v")?;
+    let at = |view: &View<'_>| u32_of(view.offset - start, "qkv offset").map(|o| r.base + o);
     let p = [
         u32_of(n_tokens, "tokens")?,
         u32_of(s.n_head, "heads")?,
@@ -120,9 +135,9 @@ pub fn prepare_qkv(
         u32_of(s.head_dim_v, "head dim v")?,
         u32_of(pos0, "pos0")?,
         u32_of(s.k_cache.rows, "ring")?,
-        qr.base,
-        kr.base,
-        vr.base,
+        at(&s.q)?,
+        at(&s.k)?,
+        at(&s.v)?,
         s.eps.to_bits(),
         s.rope.base.to_bits(),
         s.rope.freq_scale.to_bits(),
@@ -132,9 +147,7 @@ pub fn prepare_qkv(
     ];
     let uniform = ctx.uniform("qkv_prep params", &p)?;
     let entries = [
-        wgpu::BindingResource::Buffer(qr.binding),
-        wgpu::BindingResource::Buffer(kr.binding),
-        wgpu::BindingResource::Buffer(vr.binding),
+        wgpu::BindingResource::Buffer(r.binding),
         s.q_norm.unwrap_or(unused).buffer().as_entire_binding(),
         s.k_norm.unwrap_or(unused).buffer().as_entire_binding(),
         s.rope.factors.unwrap_or(unused).buffer().as_entire_binding(),
