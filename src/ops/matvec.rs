@@ -50,8 +50,8 @@ impl MatVecShape {
     /// workgroup. CPU (lavapipe): one invocation walks whole rows, several rows at a time, so each
     /// activation load and each decoded header feeds several rows; about 8 rows × columns of
     /// reuse was fastest (`cargo bench --bench kernels -- --tune`), fewer rows for formats whose decoders need many
-    /// registers; and the rows are warmed into cache first (`warm`: decode 11.3 → 12.6 t/s on
-    /// the default model).
+    /// registers; and the rows of quantized formats are warmed into cache first (`warm`: decode
+    /// 11.3 → 12.6 t/s on the default model).
     pub fn pick(profile: KernelProfile, subgroup: Option<u32>, ty: GgmlType, ncols: u32) -> MatVecShape {
         match (profile, subgroup) {
             (KernelProfile::Gpu, Some(sg)) => MatVecShape { wg: 4 * sg, tpr: sg, rpi: 1, subgroup: true, warm: false },
@@ -63,7 +63,9 @@ impl MatVecShape {
                     _ => 8,
                 };
                 let rpi = (8 / ncols.max(1)).clamp(1, max_rows);
-                MatVecShape { wg: 8, tpr: 1, rpi, subgroup: false, warm: true }
+                // F32, F16 and BF16 rows already stream at about the read bandwidth: a warm-up
+                // would only read them twice (F32 14.2 → 11.4 GB/s).
+                MatVecShape { wg: 8, tpr: 1, rpi, subgroup: false, warm: ty.is_quantized() }
             }
         }
     }
