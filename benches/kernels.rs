@@ -76,7 +76,7 @@ fn matvec_gbs(
 /// `--tune`: matvec GB/s of several kernel shapes at 4096 x 4096, to pick a device's shape.
 fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, usize)) -> Result<()> {
     // (invocations per workgroup, per row, rows per invocation); one-invocation rows (the CPU
-    // shapes) of quantized formats warm their rows into cache first, as `MatVecShape::pick` does.
+    // shapes) warm their rows into cache first where `MatVecShape::pick` would.
     let shapes = [
         (8, 1, 1),
         (8, 1, 2),
@@ -110,7 +110,7 @@ fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, 
                 let cpu0 = process_cpu_seconds();
                 let t = timer.best_of(ctx, 1, |pass| {
                     for _ in 0..reps {
-                        let shape = ops::MatVecShape { warm: shape.warm && w.ty.is_quantized(), ..*shape };
+                        let shape = ops::MatVecShape { warm: shape.warm && ops::matvec::warm_pays(w.ty, k), ..*shape };
                         ops::matvec_with(ctx, pass, Some(shape), w, x.at(0), y.at(0), 1)?;
                     }
                     Ok(())
