@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use wgquant::bench::speed::{read_bandwidth, PassTimer};
 use wgquant::format::{quant, GgmlType};
-use wgquant::gpu::{Context, F32Buffer, GpuTensor, MemTag};
+use wgquant::gpu::{Context, GpuTensor, MemTag};
 use wgquant::ops;
 use wgquant::Result;
 
@@ -54,23 +54,27 @@ fn weight(ctx: &Context, ty: GgmlType, m: usize, k: usize) -> Result<GpuTensor> 
     GpuTensor::upload(ctx, "bench", ty, k, m, &bytes)
 }
 
-/// Weight GB/s of matvec (one column) on `w`: `per_pass` dispatches in one pass.
+/// Matvec (one column) on an `m` × `k` weight of `ty`: its bytes and the weight GB/s, best of
+/// `reps` passes of `per_pass` dispatches.
 fn matvec_gbs(
     ctx: &Context,
     timer: &PassTimer,
-    w: &GpuTensor,
-    x: &F32Buffer,
-    y: &F32Buffer,
+    ty: GgmlType,
+    (m, k): (usize, usize),
     reps: usize,
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
+    let w = weight(ctx, ty, m, k)?;
+    let x = ctx.f32_buffer("x", k)?;
+    let y = ctx.f32_buffer("y", m)?;
     let per_pass = 4;
     let t = timer.best_of(ctx, reps, |pass| {
         for _ in 0..per_pass {
-            ops::matvec(ctx, pass, w, x, y, 1)?;
+            ops::matvec(ctx, pass, &w, &x, &y, 1)?;
         }
         Ok(())
     })?;
-    Ok(w.n_bytes() as f64 * per_pass as f64 / t / 1e9)
+    let bytes = w.n_bytes() as f64;
+    Ok((bytes, bytes * per_pass as f64 / t / 1e9))
 }
 
 /// `--tune`: matvec GB/s of several kernel shapes at 4096 x 4096, to pick a device's shape.
@@ -278,13 +282,10 @@ fn main() -> Result<()> {
         print!("{:<7}", ty.name());
         let mut bytes_7b = 0.0;
         let mut time_7b = 0.0;
-        for &(m, k) in shapes_7b {
-            let w = weight(&ctx, ty, m, k)?;
-            let x = ctx.f32_buffer("x", k)?;
-            let y = ctx.f32_buffer("y", m)?;
-            let gbs = matvec_gbs(&ctx, &timer, &w, &x, &y, reps)?;
-            bytes_7b += w.n_bytes() as f64;
-            time_7b += w.n_bytes() as f64 / gbs;
+        for &shape in shapes_7b {
+            let (bytes, gbs) = matvec_gbs(&ctx, &timer, ty, shape, reps)?;
+            bytes_7b += bytes;
+            time_7b += bytes / gbs;
             print!(" {gbs:>11.2}");
         }
         let (mut bytes_g, mut time_g) = (0.0, 0.0);
@@ -292,12 +293,9 @@ fn main() -> Result<()> {
             if k % ty.block_elems() != 0 || (quick && m > 100_000) {
                 continue;
             }
-            let w = weight(&ctx, ty, m, k)?;
-            let x = ctx.f32_buffer("x", k)?;
-            let y = ctx.f32_buffer("y", m)?;
-            let gbs = matvec_gbs(&ctx, &timer, &w, &x, &y, reps)?;
-            bytes_g += w.n_bytes() as f64;
-            time_g += w.n_bytes() as f64 / gbs;
+            let (bytes, gbs) = matvec_gbs(&ctx, &timer, ty, (m, k), reps)?;
+            bytes_g += bytes;
+            time_g += bytes / gbs;
         }
         let (g7, gg) = (bytes_7b / time_7b, bytes_g / time_g);
         let mm = matmul_gflops(&ctx, &timer, ty, mm_m, mm_k, mm_n, reps.min(2))?;

@@ -104,10 +104,10 @@ impl GpuTensor {
             row_bytes = check_geometry(part, ty, row_len, rows, bytes.len())?;
         }
         let n_rows: usize = parts.iter().map(|p| p.1).sum();
-        let total: usize = parts.iter().map(|p| p.2.len()).sum();
+        // Byte offset of each part in the stack.
+        let starts: Vec<usize> = parts.iter().scan(0, |at, p| Some(std::mem::replace(at, *at + p.2.len()))).collect();
         let align = ctx.limits().min_storage_buffer_offset_alignment as usize;
-        let mut starts = parts.iter().scan(0, |at, p| Some(std::mem::replace(at, *at + p.2.len())));
-        let bindable = starts.all(|start| start % align == 0);
+        let bindable = starts.iter().all(|start| start % align == 0);
         if parts.is_empty() || !bindable || rows_per_chunk(ctx.max_binding_size(), row_bytes, n_rows) != Some(n_rows) {
             return Ok(None);
         }
@@ -119,13 +119,7 @@ impl GpuTensor {
             let chunk = TensorChunk { buffer: buffer.clone(), offset: offset as u64, size, row0: 0, rows };
             GpuTensor { name: name.to_string(), ty, row_len, n_rows: rows, row_bytes, chunks: vec![chunk] }
         };
-        let mut offset = 0;
-        let mut views = Vec::new();
-        for &(part, rows, bytes) in parts {
-            views.push(view(part, offset, rows));
-            offset += bytes.len();
-        }
-        debug_assert_eq!(offset, total);
+        let views = parts.iter().zip(&starts).map(|(&(part, rows, _), &start)| view(part, start, rows)).collect();
         let stack = StackedTensor { whole: view(name, 0, n_rows), part_rows: parts.iter().map(|p| p.1).collect() };
         Ok(Some((stack, views)))
     }

@@ -275,9 +275,7 @@ impl GpuState {
             cpu_cache: CpuKvCache::for_layers(c, n_ctx, kv_type, model.placement.gpu_layers..c.n_layer),
         })
     }
-}
 
-impl GpuState {
     fn q(&self) -> View<'_> {
         self.qkv.at(0)
     }

@@ -197,7 +197,7 @@ pub fn matvec_gate_up<'a>(
     }
     let shape = MatVecShape::for_device(ctx, w.ty, 1, w.row_len).paired();
     // The kernel reads the up rows `m` rows after the gate rows, from the stack's one binding.
-    matvec_impl(ctx, pass, Some(shape), &gate_up.whole, x.into(), y.into(), 1, Output::Paired(act))
+    matvec_impl(ctx, pass, Some(shape), w, x.into(), y.into(), 1, Output::Paired(act))
 }
 
 /// One column through every matrix of a stack ([`GpuTensor::upload_stack`]) in one dispatch:
@@ -255,6 +255,17 @@ enum Output<'a> {
     Split(&'a [(usize, usize)]),
 }
 
+impl Output<'_> {
+    /// The kernel's epilogue constants: the activation applied (GATE) and whether it pairs rows.
+    fn epilogue(&self) -> (Option<Activation>, bool) {
+        match *self {
+            Output::Gated(act) => (Some(act), false),
+            Output::Paired(act) => (Some(act), true),
+            Output::Plain | Output::Split(_) => (None, false),
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn matvec_impl(
     ctx: &Context,
@@ -300,11 +311,7 @@ fn matvec_impl(
             Some(window) => window,
             None => (bind_range(ctx, x.buf.buffer(), x_start, x_len, "matvec X")?, 0),
         };
-        let (gate, pair) = match out {
-            Output::Gated(act) => (Some(act), false),
-            Output::Paired(act) => (Some(act), true),
-            Output::Plain | Output::Split(_) => (None, false),
-        };
+        let (gate, pair) = out.epilogue();
         let pipeline = ctx.pipeline(&shape.key(w.ty, nc as u32, uniform_x, gate, pair))?;
         // Paired: the kernel's rows are the gate rows, the first half of the stack.
         let pairs = if paired { 2 } else { 1 };
