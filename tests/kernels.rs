@@ -692,3 +692,101 @@ fn add_rms_norm_matches_cpu() {
         }
     }
 }
+
+/// Attention over a cache filled with random keys and values (rounded to the cache's type, so
+/// the reference reads what the GPU reads), against the CPU reference: the split-dimension kernel
+/// that CPU devices use (`attention_split.wgsl`), and the one-position-per-invocation kernel in
+/// the GPU-shaped contexts and for heads the split kernel does not take (head_dim 40). Grouped
+/// queries, several query tokens, a sliding window over a ring cache that has wrapped around.
+#[test]
+fn attention_matches_cpu() {
+    use wgquant::model::{Activation, Arch, Config, KvType, RopeLayout};
+    use wgquant::ops::attention::{attention, AttentionShape, KvBuffer};
+    let Some(ctx) = ctx() else { return };
+    let n_ctx = 48;
+    let mut rng = Rng::new(7);
+    for ctx in std::iter::once(ctx).chain(gpu_shaped_ctxs()) {
+        for (n_head, n_head_kv, head_dim) in [(4, 1, 256), (4, 2, 64), (2, 2, 128), (8, 2, 64), (2, 1, 40)] {
+            for kv_type in [KvType::F16, KvType::F32] {
+                // (query tokens, first position, window, cache rows)
+                for (n, pos0, window, ring) in
+                    [(1, 0, None, 40), (1, 29, None, 40), (7, 20, None, 40), (1, 37, Some(9), 12), (5, 30, Some(6), 12)]
+                {
+                    let config = Config {
+                        arch: Arch::Llama,
+                        n_vocab: 1,
+                        n_embd: n_head * head_dim,
+                        n_layer: 1,
+                        n_head,
+                        n_head_kv,
+                        head_dim,
+                        head_dim_v: head_dim,
+                        n_ff: 1,
+                        norm_eps: 1e-6,
+                        n_ctx_train: n_ctx,
+                        rope_layout: RopeLayout::Normal,
+                        rope_base: 1e4,
+                        rope_base_swa: 1e4,
+                        rope_freq_scale: 1.0,
+                        sliding_window: window,
+                        layer_is_swa: vec![window.is_some()],
+                        attn_scale: 1.0 / (head_dim as f32).sqrt(),
+                        embd_scale: 1.0,
+                        activation: Activation::Silu,
+                    };
+                    let kv_dim = n_head_kv * head_dim;
+                    let end = pos0 + n;
+                    let round = |v: f32| match kv_type {
+                        KvType::F16 => half::f16::from_f32(v).to_f32(),
+                        _ => v,
+                    };
+                    let keys: Vec<f32> = rng.vec(end * kv_dim).into_iter().map(round).collect();
+                    let values: Vec<f32> = rng.vec(end * kv_dim).into_iter().map(round).collect();
+                    let q = rng.vec(n * n_head * head_dim);
+                    let expected = wgquant::model::cpu::attention(&config, &q, &keys, &values, pos0, window);
+
+                    // The caches: position j in row j % ring, later positions overwriting earlier.
+                    let cache = |data: &[f32], label: &str| {
+                        let buf = KvBuffer::new(ctx, label, ring, kv_dim, kv_type).unwrap();
+                        let mut rows = vec![0.0f32; ring * kv_dim];
+                        for j in 0..end {
+                            rows[(j % ring) * kv_dim..][..kv_dim].copy_from_slice(&data[j * kv_dim..][..kv_dim]);
+                        }
+                        let words: Vec<u32> = match kv_type {
+                            KvType::F16 => rows
+                                .chunks(2)
+                                .map(|p| {
+                                    let bits = |v: f32| u32::from(half::f16::from_f32(v).to_bits());
+                                    bits(p[0]) | bits(p[1]) << 16
+                                })
+                                .collect(),
+                            _ => rows.iter().map(|v| v.to_bits()).collect(),
+                        };
+                        ctx.write(&buf.words, 0, &words).unwrap();
+                        buf
+                    };
+                    let (k, v) = (cache(&keys, "k"), cache(&values, "v"));
+                    let qb = ctx.f32_buffer("q", q.len()).unwrap();
+                    ctx.write(&qb, 0, &q).unwrap();
+                    let scores = ctx.f32_buffer("scores", n * n_head * n_ctx).unwrap();
+                    let out = ctx.f32_buffer("out", expected.len()).unwrap();
+                    let shape = AttentionShape {
+                        n_tokens: n,
+                        n_head,
+                        n_head_kv,
+                        head_dim,
+                        head_dim_v: head_dim,
+                        pos0,
+                        window,
+                        scale: config.attn_scale,
+                        n_ctx,
+                    };
+                    run_pass(ctx, |pass| attention(ctx, pass, &shape, &qb, &k, &v, &scores, &out).unwrap());
+                    let got = ctx.read_range(&out, 0, expected.len()).unwrap();
+                    let what = format!("{:?} {shape:?} {kv_type:?} ring {ring}", ctx.profile());
+                    assert_close(&what, &got, &expected, 1e-5);
+                }
+            }
+        }
+    }
+}

@@ -24,12 +24,15 @@ pub enum Kernel {
     QkvPrep,
     /// `shaders/attention.wgsl`: causal (sliding-window) attention over the cache.
     Attention,
+    /// `shaders/attention_split.wgsl`: the same with the head dimensions split across a subgroup
+    /// (CPU devices).
+    AttentionSplit,
     /// `shaders/elementwise.wgsl`: add, gated activations, bias, scale.
     Elementwise,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 10] = [
         Kernel::MatVec,
         Kernel::MatMul,
         Kernel::GetRows,
@@ -38,6 +41,7 @@ impl Kernel {
         Kernel::AddRmsNorm,
         Kernel::QkvPrep,
         Kernel::Attention,
+        Kernel::AttentionSplit,
         Kernel::Elementwise,
     ];
 
@@ -51,6 +55,7 @@ impl Kernel {
             Kernel::AddRmsNorm => include_str!("../../shaders/add_rms_norm.wgsl"),
             Kernel::QkvPrep => include_str!("../../shaders/qkv_prep.wgsl"),
             Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
+            Kernel::AttentionSplit => include_str!("../../shaders/attention_split.wgsl"),
             Kernel::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
         }
     }

@@ -4,7 +4,7 @@
 use super::dispatch::{bind_range, dispatch, fold, u32_of, View};
 use crate::error::{Error, Result};
 use crate::gpu::shaders::Kernel;
-use crate::gpu::{Context, F32Buffer, MemTag, PipelineKey, U32Buffer};
+use crate::gpu::{Context, F32Buffer, KernelProfile, MemTag, PipelineKey, U32Buffer};
 use crate::model::KvType;
 
 const WG: u32 = 64;
@@ -36,6 +36,42 @@ pub(crate) fn attention_key(kv_type: KvType, head_dim: usize) -> PipelineKey {
         format: None,
         consts: vec![("WG", WG), ("KV_F16", u32::from(kv_type == KvType::F16)), ("HD", hd)],
     }
+}
+
+/// The split-dimension kernel (`shaders/attention_split.wgsl`) for `heads_per_group` query heads
+/// per workgroup, each of the `subgroup` invocations owning `head_dim / subgroup` dimensions.
+pub(crate) fn split_key(kv_type: KvType, head_dim: usize, subgroup: u32, heads_per_group: u32) -> PipelineKey {
+    PipelineKey {
+        kernel: Kernel::AttentionSplit,
+        format: None,
+        consts: vec![
+            ("WG", subgroup),
+            ("DPI", head_dim as u32 / subgroup),
+            ("HPW", heads_per_group),
+            ("KV_F16", u32::from(kv_type == KvType::F16)),
+            // Read by `uses_subgroups`: the scores are summed with subgroupAdd.
+            ("SG", 1),
+        ],
+    }
+}
+
+/// Query heads per workgroup of the split kernel on `ctx`, or `None` where it does not apply:
+/// GPUs (measured only on CPU devices so far), devices without a fixed subgroup size, and heads
+/// that do not split into whole cache vec4s per invocation. The heads of a KV group share one
+/// workgroup, so each cached key and value is read once for all of them, except where that
+/// would leave fewer workgroups than the two a CPU device's threads need to stay busy.
+fn split_heads_per_group(ctx: &Context, s: &AttentionShape, kv_type: KvType) -> Option<u32> {
+    let sg = ctx.subgroup_size()? as usize;
+    let per_vec4 = if kv_type == KvType::F16 { 8 } else { 4 };
+    let fits = s.head_dim == s.head_dim_v && s.head_dim % (sg * per_vec4) == 0;
+    if ctx.profile() != KernelProfile::Cpu || !fits {
+        return None;
+    }
+    let mut hpw = s.n_head / s.n_head_kv;
+    while hpw % 2 == 0 && s.n_tokens * s.n_head / hpw < 2 {
+        hpw /= 2;
+    }
+    Some(hpw as u32)
 }
 
 /// Shape of one attention call.
@@ -89,7 +125,12 @@ pub fn attention<'a>(
     if scores.len() < n_scores {
         return Err(Error::Shape(format!("attention: scratch of {} floats, needs {n_scores}", scores.len())));
     }
-    let pipeline = ctx.pipeline(&attention_key(k.kv_type, s.head_dim))?;
+    let split = split_heads_per_group(ctx, s, k.kv_type);
+    let key = match (split, ctx.subgroup_size()) {
+        (Some(hpw), Some(sg)) => split_key(k.kv_type, s.head_dim, sg, hpw),
+        _ => attention_key(k.kv_type, s.head_dim),
+    };
+    let pipeline = ctx.pipeline(&key)?;
     let (q_stride, o_stride) = (s.n_head * s.head_dim, s.n_head * s.head_dim_v);
     let qr = bind_range(ctx, q.buf.buffer(), q.offset, s.n_tokens * q_stride, "attention q")?;
     let or = bind_range(ctx, out.buf.buffer(), out.offset, s.n_tokens * o_stride, "attention out")?;
@@ -112,14 +153,27 @@ pub fn attention<'a>(
         u32_of(k.rows, "ring")?,
     ];
     let uniform = ctx.uniform("attention params", &p)?;
-    let entries = [
-        wgpu::BindingResource::Buffer(qr.binding),
-        k.words.buffer().as_entire_binding(),
-        v.words.buffer().as_entire_binding(),
-        scores.buffer().as_entire_binding(),
-        wgpu::BindingResource::Buffer(or.binding),
-        uniform.as_entire_binding(),
-    ];
-    let groups = u32_of(s.n_tokens * s.n_head, "workgroups")?;
-    dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+    let (q, k, v) = (qr.binding, k.words.buffer().as_entire_binding(), v.words.buffer().as_entire_binding());
+    let (out, params) = (or.binding, uniform.as_entire_binding());
+    let max = ctx.limits().max_compute_workgroups_per_dimension;
+    match split {
+        // The split kernel keeps its scores in registers: no scratch binding.
+        Some(hpw) => {
+            let entries = [wgpu::BindingResource::Buffer(q), k, v, wgpu::BindingResource::Buffer(out), params];
+            let groups = u32_of(s.n_tokens * s.n_head / hpw as usize, "workgroups")?;
+            dispatch(ctx, pass, &pipeline, &entries, fold(groups, max)?)
+        }
+        None => {
+            let entries = [
+                wgpu::BindingResource::Buffer(q),
+                k,
+                v,
+                scores.buffer().as_entire_binding(),
+                wgpu::BindingResource::Buffer(out),
+                params,
+            ];
+            let groups = u32_of(s.n_tokens * s.n_head, "workgroups")?;
+            dispatch(ctx, pass, &pipeline, &entries, fold(groups, max)?)
+        }
+    }
 }
