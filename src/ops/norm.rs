@@ -40,6 +40,22 @@ pub(crate) fn add_key(profile: KernelProfile, post_norm: bool) -> PipelineKey {
     }
 }
 
+/// The kernels read rows 4 elements at a time: `d`, checked to be a multiple of 4.
+fn whole_vec4s(d: usize, what: &str) -> Result<usize> {
+    if d % 4 != 0 {
+        return Err(crate::Error::Shape(format!("{what}: rows of {d} elements (the norms need a multiple of 4)")));
+    }
+    Ok(d)
+}
+
+/// A binding's element offset as a vec4 index (rows of whole vec4s start at multiples of 4).
+fn vec4_index(base: u32) -> Result<u32> {
+    if base % 4 != 0 {
+        return Err(crate::Error::Shape(format!("norm: element offset {base} is not a multiple of 4")));
+    }
+    Ok(base / 4)
+}
+
 /// RMSNorm of `n_rows` rows of `weight.len()` elements: `y = x / sqrt(mean(x²) + eps) * weight`.
 #[allow(clippy::too_many_arguments)]
 pub fn rms_norm<'a>(
@@ -53,7 +69,7 @@ pub fn rms_norm<'a>(
     out: NormOut,
 ) -> Result<()> {
     let (x, y) = (x.into(), y.into());
-    let d = weight.len();
+    let d = whole_vec4s(weight.len(), "rms_norm")?;
     super::dispatch::check_distinct(x.buf.buffer(), y.buf.buffer(), "rms_norm")?;
     // Rows are packed: the shader indexes row * d.
     resolve(&x.stride(d), "rms_norm x", n_rows, d)?;
@@ -61,7 +77,8 @@ pub fn rms_norm<'a>(
     let pipeline = ctx.pipeline(&key(ctx.profile(), out))?;
     let xr = bind_range(ctx, x.buf.buffer(), x.offset, n_rows * d, "rms_norm x")?;
     let yr = bind_range(ctx, y.buf.buffer(), y.offset, n_rows * d, "rms_norm y")?;
-    let params = [u32_of(d, "d")?, u32_of(n_rows, "rows")?, xr.base, yr.base, eps.to_bits(), 0, 0, 0];
+    let params =
+        [u32_of(d / 4, "d")?, u32_of(n_rows, "rows")?, vec4_index(xr.base)?, vec4_index(yr.base)?, eps.to_bits(), 0, 0, 0];
     let uniform = ctx.uniform("rms_norm params", &params)?;
     let entries = [
         wgpu::BindingResource::Buffer(xr.binding),
@@ -89,7 +106,7 @@ pub fn add_rms_norm(
     n_rows: usize,
     eps: f32,
 ) -> Result<()> {
-    let d = weight.len();
+    let d = whole_vec4s(weight.len(), "add_rms_norm")?;
     if post_norm.is_some_and(|pn| pn.len() != d) {
         return Err(crate::Error::Shape(format!(
             "add_rms_norm: post-norm of {} for rows of {d}",
@@ -107,7 +124,16 @@ pub fn add_rms_norm(
     let or = bind_range(ctx, o.buffer(), 0, len, "add_rms_norm o")?;
     let rr = bind_range(ctx, r.buffer(), 0, len, "add_rms_norm r")?;
     let hr = bind_range(ctx, h.buffer(), 0, len, "add_rms_norm h")?;
-    let params = [u32_of(d, "d")?, u32_of(n_rows, "rows")?, or.base, rr.base, hr.base, eps.to_bits(), 0, 0];
+    let params = [
+        u32_of(d / 4, "d")?,
+        u32_of(n_rows, "rows")?,
+        vec4_index(or.base)?,
+        vec4_index(rr.base)?,
+        vec4_index(hr.base)?,
+        eps.to_bits(),
+        0,
+        0,
+    ];
     let uniform = ctx.uniform("add_rms_norm params", &params)?;
     // Without a post-norm the kernel never reads binding 1; any f32 buffer fills it.
     let entries = [
