@@ -154,9 +154,14 @@ fn dq8_wb(d: Dq8) -> vec4<f32> {
     return d.sb.x * d.qb + d.sb.y;
 }
 
-// Bits 0..3 of `bits` moved to bit 4 of the four lanes (the fifth bit of Q5_0 / Q5_1 quants).
-fn q5_high4(bits: u32) -> vec4<u32> {
-    return (vec4<u32>(bits) << vec4<u32>(4u, 3u, 2u, 1u)) & vec4<u32>(16u);
+// Four 5-bit quants (Q5_0, Q5_1): the low nibbles of `w`'s four bytes, with bits 0..3 of `bits`
+// as their fifth bits. The quants are assembled in one word and split once: multiplying by
+// 0x02040810 (bits 4, 11, 18, 25) moves bit k of `bits` to bit 8k + 4, and no two of the partial
+// products meet, so there are no carries. On CPU devices this is a third of the instructions of
+// building each lane separately.
+fn q5_quants(w: u32, bits: u32) -> vec4<f32> {
+    let fifth = ((bits & 0xfu) * 0x02040810u) & 0x10101010u;
+    return vec4<f32>(bytes4((w & 0x0f0f0f0fu) | fifth));
 }
 
 // Every format decoder provides

@@ -1,8 +1,9 @@
 // Q5_0 (22 bytes / 32 weights): d: f16 @0, qh: u32 @2 (5th bits), qs[16] @6.
 // Weight i < 16 = d * ((low nibble of qs[i] | bit i of qh << 4) - 16);
 // weight i + 16 = d * ((high nibble of qs[i] | bit i+16 of qh << 4) - 16).
-// The header holds the whole block.
-const HAS_MIN: bool = false;
+// The header holds the whole block. The -16 is an offset (s.y = -16 d), so kernels apply it once
+// per 4 weights through the activations' sum rather than to every quant.
+const HAS_MIN: bool = true;
 
 struct Blk {
     d: f32,
@@ -19,8 +20,6 @@ fn blk_load(blk: u32, g: u32) -> Blk {
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let q = h.qs[j];
     let hb = h.qh >> (4u * j);
-    let a = vec4<f32>(nib_lo4(q) | q5_high4(hb)) - 16.0;
-    let b = vec4<f32>(nib_hi4(q) | q5_high4(hb >> 16u)) - 16.0;
-    let s = vec2<f32>(h.d, 0.0);
-    return Dq8(a, b, s, s, 4u * j, 16u + 4u * j);
+    let s = vec2<f32>(h.d, -16.0 * h.d);
+    return Dq8(q5_quants(q, hb), q5_quants(q >> 4u, hb >> 16u), s, s, 4u * j, 16u + 4u * j);
 }

@@ -1,5 +1,5 @@
 // Q5_1 (24 bytes / 32 weights): d: f16 @0, m: f16 @2, qh: u32 @4, qs[16] @8;
-// weight = d * q5 + m with the 5-bit q5 built as in Q5_0 (q5_high4). Blocks are 8-byte aligned
+// weight = d * q5 + m with the 5-bit q5 built as in Q5_0 (q5_quants). Blocks are 8-byte aligned
 // (rows are whole blocks), so a block ends within the two aligned vec4s from its start.
 // The header holds the whole block.
 const HAS_MIN: bool = true;
@@ -20,7 +20,5 @@ fn blk_load(blk: u32, g: u32) -> Blk {
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let q = h.qs[j];
     let hb = h.qh >> (4u * j);
-    let a = vec4<f32>(nib_lo4(q) | q5_high4(hb));
-    let b = vec4<f32>(nib_hi4(q) | q5_high4(hb >> 16u));
-    return Dq8(a, b, h.dm, h.dm, 4u * j, 16u + 4u * j);
+    return Dq8(q5_quants(q, hb), q5_quants(q >> 4u, hb >> 16u), h.dm, h.dm, 4u * j, 16u + 4u * j);
 }

@@ -43,11 +43,12 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
         q = ld_a32(blk + 48u + 32u * c + 4u * w);
         qh = ld_a32(blk + 16u + 4u * w);
     }
-    let hb = bytes4(qh);
-    let ha = ((hb >> vec4<u32>(2u * c)) & vec4<u32>(1u)) << vec4<u32>(4u);
-    let hh = ((hb >> vec4<u32>(2u * c + 1u)) & vec4<u32>(1u)) << vec4<u32>(4u);
-    let a = vec4<f32>(nib_lo4(q) | ha);
-    let b = vec4<f32>(nib_hi4(q) | hh);
+    // The fifth bits: bit 2c (low nibbles) and 2c + 1 (high nibbles) of each byte of qh, moved to
+    // bit 4 of the byte and joined to the nibbles in one word.
+    let ha = ((qh >> (2u * c)) & 0x01010101u) << 4u;
+    let hh = ((qh >> (2u * c + 1u)) & 0x01010101u) << 4u;
+    let a = vec4<f32>(bytes4((q & 0x0f0f0f0fu) | ha));
+    let b = vec4<f32>(bytes4(((q >> 4u) & 0x0f0f0f0fu) | hh));
     let l0 = 4u * w;
     return Dq8(a, b, h.sa, h.sb, 64u * c + l0, 64u * c + 32u + l0);
 }
