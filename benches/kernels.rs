@@ -81,26 +81,8 @@ fn matvec_gbs(
 fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, usize)) -> Result<()> {
     // (invocations per workgroup, per row, rows per invocation); one-invocation rows (the CPU
     // shapes) warm their rows into cache first where `MatVecShape::pick` would.
-    let shapes = [
-        (8, 1, 1),
-        (8, 1, 2),
-        (8, 1, 4),
-        (8, 1, 8),
-        (8, 1, 16),
-        (16, 1, 8),
-        (16, 1, 4),
-        (32, 1, 2),
-        (32, 1, 8),
-        (64, 1, 8),
-        (64, 8, 1),
-        (128, 32, 1),
-        (8, 8, 4),
-        (8, 8, 8),
-        (16, 8, 8),
-        (8, 4, 8),
-        (8, 2, 8),
-    ]
-    .map(|(wg, tpr, rpi)| ops::MatVecShape { wg, tpr, rpi, subgroup: false, warm: tpr == 1 });
+    let shapes =
+        [(8, 1, 8), (8, 1, 4)].map(|(wg, tpr, rpi)| ops::MatVecShape { wg, tpr, rpi, subgroup: false, warm: tpr == 1 });
     let x = ctx.f32_buffer("x", k)?;
     let y = ctx.f32_buffer("y", m)?;
     let weights: Vec<GpuTensor> = formats.iter().map(|&ty| weight(ctx, ty, m, k)).collect::<Result<_>>()?;

@@ -15,6 +15,7 @@
 //         (every cache line) of its rows; 0: no warm-up (GPUs)
 //   GATE  0: Y = the products; 1 (SiLU) or 2 (GELU): Y = act(Y) * the products, Y holding the
 //         gate projection on entry (the up projection of a gated FFN, its activation fused in)
+//   UNROLL 1: a unit's groups are spelled out (at most 8), 0: looped over
 //   PAIR  1: W stacks an FFN's gate matrix (rows 0..m) over its up matrix (rows m..2m); each
 //         invocation decodes RPI / 2 gate rows and the same up rows, and Y = act(gate) * up
 //         (GATE names the activation); 0: plain rows
@@ -74,6 +75,40 @@ fn y_index(row: u32, c: u32) -> u32 {
     return p.y_off + c * p.y_stride + row;
 }
 
+// Adds group jj of a unit (UG groups from group g0, in the block at byte boff of each row, whose
+// headers are `hdr`; activations from vec4 kb on) of every row to the accumulators.
+fn add_group(rb: array<u32, RPI>, hdr: array<Blk, RPI>, boff: u32, kb: u32, g0: u32, jj: u32) {
+    // With whole-block units (UG = GPB) the group is jj itself, a constant where the unit's groups
+    // are spelled out (UNROLL): decoders then pick their fields without select ladders.
+    let j = select(g0 % GPB, 0u, UG == GPB) + jj;
+    var xa: array<vec4<f32>, NCOLS>;
+    var xb: array<vec4<f32>, NCOLS>;
+    // Sums of the activations, for formats whose weights have an offset (s.y).
+    var sa: array<f32, NCOLS>;
+    var sb: array<f32, NCOLS>;
+    for (var r = 0u; r < RPI; r++) {
+        let d = blk_dq8(rb[r] + boff, hdr[r], j);
+        if (r == 0u) {
+            for (var c = 0u; c < NCOLS; c++) {
+                xa[c] = ld_x(kb + c * p.x_stride + d.ia / 4u);
+                xb[c] = ld_x(kb + c * p.x_stride + d.ib / 4u);
+                if (HAS_MIN) {
+                    sa[c] = dot(xa[c], vec4<f32>(1.0));
+                    sb[c] = dot(xb[c], vec4<f32>(1.0));
+                }
+            }
+        }
+        // The quants are dotted with the activations first and scaled once per 4 weights.
+        for (var c = 0u; c < NCOLS; c++) {
+            var t = d.sa.x * dot(d.qa, xa[c]) + d.sb.x * dot(d.qb, xb[c]);
+            if (HAS_MIN) {
+                t += d.sa.y * sa[c] + d.sb.y * sb[c];
+            }
+            acc[r * NCOLS + c] += t;
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
@@ -110,35 +145,28 @@ fn main(@builtin(local_invocation_index) lid: u32,
         for (var r = 0u; r < RPI; r++) {
             hdr[r] = blk_load(rb[r] + boff, g0 % GPB);
         }
-        for (var jj = 0u; jj < UG; jj++) {
-            // With whole-block units (UG = GPB) the group is the loop counter itself, a constant
-            // once the loop is unrolled: decoders then pick their fields without select ladders.
-            let j = select(g0 % GPB, 0u, UG == GPB) + jj;
-            var xa: array<vec4<f32>, NCOLS>;
-            var xb: array<vec4<f32>, NCOLS>;
-            // Sums of the activations, for formats whose weights have an offset (s.y).
-            var sa: array<f32, NCOLS>;
-            var sb: array<f32, NCOLS>;
-            for (var r = 0u; r < RPI; r++) {
-                let d = blk_dq8(rb[r] + boff, hdr[r], j);
-                if (r == 0u) {
-                    for (var c = 0u; c < NCOLS; c++) {
-                        xa[c] = ld_x(kb + c * p.x_stride + d.ia / 4u);
-                        xb[c] = ld_x(kb + c * p.x_stride + d.ib / 4u);
-                        if (HAS_MIN) {
-                            sa[c] = dot(xa[c], vec4<f32>(1.0));
-                            sb[c] = dot(xb[c], vec4<f32>(1.0));
-                        }
-                    }
-                }
-                // The quants are dotted with the activations first and scaled once per 4 weights.
-                for (var c = 0u; c < NCOLS; c++) {
-                    var t = d.sa.x * dot(d.qa, xa[c]) + d.sb.x * dot(d.qb, xb[c]);
-                    if (HAS_MIN) {
-                        t += d.sa.y * sa[c] + d.sb.y * sb[c];
-                    }
-                    acc[r * NCOLS + c] += t;
-                }
+        if (UNROLL == 1u) {
+            // The unit's groups spelled out rather than looped over: a loop this large is left
+            // rolled (by llvmpipe), the group index then stays a variable and every decoder picks
+            // its fields with selects at run time (see `unroll_groups` for where this pays). UG is
+            // at most 8 here.
+            add_group(rb, hdr, boff, kb, g0, 0u);
+            if (UG > 1u) {
+                add_group(rb, hdr, boff, kb, g0, 1u);
+            }
+            if (UG > 2u) {
+                add_group(rb, hdr, boff, kb, g0, 2u);
+                add_group(rb, hdr, boff, kb, g0, 3u);
+            }
+            if (UG > 4u) {
+                add_group(rb, hdr, boff, kb, g0, 4u);
+                add_group(rb, hdr, boff, kb, g0, 5u);
+                add_group(rb, hdr, boff, kb, g0, 6u);
+                add_group(rb, hdr, boff, kb, g0, 7u);
+            }
+        } else {
+            for (var jj = 0u; jj < UG; jj++) {
+                add_group(rb, hdr, boff, kb, g0, jj);
             }
         }
     }

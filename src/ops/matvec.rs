@@ -129,6 +129,7 @@ impl MatVecShape {
                 ("NCOLS", ncols),
                 ("RED", red),
                 ("UG", unit_groups(ty, self.tpr)),
+                ("UNROLL", unroll_groups(ty, unit_groups(ty, self.tpr)) as u32),
                 ("SG", self.subgroup as u32),
                 ("XU", uniform_x),
                 ("GATE", gate.map_or(0, act_code)),
@@ -136,6 +137,16 @@ impl MatVecShape {
             ],
         }
     }
+}
+
+/// Whether the kernel spells out a unit's `unit_groups` groups instead of looping over them
+/// (`UNROLL` in `shaders/matvec.wgsl`): at most 8, and not for IQ4_NL and Q6_K, whose larger
+/// decoders make the spelled-out body slower. Lavapipe, 8192 x 2048 (A/B): Q4_0 +14 %, Q4_1 and
+/// Q5_1 +10-15 %, Q5_K +10 %, Q4_K +1-4 %, IQ4_NL -12 to -35 %; at 65536 x 640 Q5_0 +8 %, Q8_0
+/// unchanged; decoding the default model (four interleaved runs each) Q5_0 -2 % time, Q4_K
+/// unchanged, Q6_K +13 %.
+pub(crate) fn unroll_groups(ty: GgmlType, unit_groups: u32) -> bool {
+    unit_groups <= 8 && !matches!(ty, GgmlType::IQ4_NL | GgmlType::Q6_K)
 }
 
 /// Groups per unit of work: the format's load unit (usually a whole block) when one invocation

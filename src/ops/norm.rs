@@ -77,8 +77,16 @@ pub fn rms_norm<'a>(
     let pipeline = ctx.pipeline(&key(ctx.profile(), out))?;
     let xr = bind_range(ctx, x.buf.buffer(), x.offset, n_rows * d, "rms_norm x")?;
     let yr = bind_range(ctx, y.buf.buffer(), y.offset, n_rows * d, "rms_norm y")?;
-    let params =
-        [u32_of(d / 4, "d")?, u32_of(n_rows, "rows")?, vec4_index(xr.base)?, vec4_index(yr.base)?, eps.to_bits(), 0, 0, 0];
+    let params = [
+        u32_of(d / 4, "d")?,
+        u32_of(n_rows, "rows")?,
+        vec4_index(xr.base)?,
+        vec4_index(yr.base)?,
+        eps.to_bits(),
+        0,
+        0,
+        0,
+    ];
     let uniform = ctx.uniform("rms_norm params", &params)?;
     let entries = [
         wgpu::BindingResource::Buffer(xr.binding),
