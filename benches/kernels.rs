@@ -77,12 +77,38 @@ fn matvec_gbs(
     Ok((bytes, bytes * per_pass as f64 / t / 1e9))
 }
 
-/// `--tune`: matvec GB/s of several kernel shapes at 4096 x 4096, to pick a device's shape.
+/// `--tune`: matvec GB/s of several kernel shapes (4096 x 4096 unless `--shape`), to pick a
+/// device's shape.
 fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, usize)) -> Result<()> {
-    // (invocations per workgroup, per row, rows per invocation); one-invocation rows (the CPU
-    // shapes) warm their rows into cache first where `MatVecShape::pick` would.
-    let shapes =
-        [(8, 1, 8), (8, 1, 4)].map(|(wg, tpr, rpi)| ops::MatVecShape { wg, tpr, rpi, subgroup: false, warm: tpr == 1 });
+    // (invocations per workgroup, per row, rows per invocation, shared activations); one-invocation
+    // rows (the CPU shapes) warm their rows into cache first where `MatVecShape::pick` would, and
+    // share activations through subgroupShuffle where marked and the device allows (`x` in the
+    // table).
+    let shapes = [
+        (8, 1, 1, true),
+        (8, 1, 2, true),
+        (8, 1, 4, true),
+        (8, 1, 4, false),
+        (8, 1, 8, true),
+        (8, 1, 8, false),
+        (8, 1, 16, true),
+        (16, 1, 8, true),
+        (16, 1, 4, true),
+        (32, 1, 2, true),
+        (32, 1, 8, true),
+        (64, 1, 8, true),
+        (64, 8, 1, false),
+        (128, 32, 1, false),
+        (8, 8, 4, false),
+        (8, 8, 8, false),
+        (16, 8, 8, false),
+        (8, 4, 8, false),
+        (8, 2, 8, false),
+    ]
+    .map(|(wg, tpr, rpi, share)| {
+        let shuffle_x = share && tpr == 1 && ctx.subgroup_size() == Some(wg);
+        ops::MatVecShape { wg, tpr, rpi, subgroup: false, warm: tpr == 1, shuffle_x }
+    });
     let x = ctx.f32_buffer("x", k)?;
     let y = ctx.f32_buffer("y", m)?;
     let weights: Vec<GpuTensor> = formats.iter().map(|&ty| weight(ctx, ty, m, k)).collect::<Result<_>>()?;
@@ -111,7 +137,8 @@ fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, 
         print!("{:<7}", w.ty.name());
         for (shape, (t, c)) in shapes.iter().zip(best) {
             let gb = w.n_bytes() as f64 / 1e9;
-            print!(" {}/{}/{}: {:>5.2}|{:>5.2}", shape.wg, shape.tpr, shape.rpi, gb / t, gb / c);
+            let shared = if shape.shares_x(w.ty, 1) { "x" } else { "" };
+            print!(" {}/{}/{}{shared}: {:>5.2}|{:>5.2}", shape.wg, shape.tpr, shape.rpi, gb / t, gb / c);
         }
         println!();
     }

@@ -16,6 +16,8 @@
 //   GATE  0: Y = the products; 1 (SiLU) or 2 (GELU): Y = act(Y) * the products, Y holding the
 //         gate projection on entry (the up projection of a gated FFN, its activation fused in)
 //   UNROLL 1: a unit's groups are spelled out (at most 8), 0: looped over
+//   XS    1 (CPU devices): the invocations share the unit's activations through subgroupShuffle
+//         (the workgroup is one subgroup, one column, whole-block units of at most 2 WG vec4s)
 //   PAIR  1: W stacks an FFN's gate matrix (rows 0..m) over its up matrix (rows m..2m); each
 //         invocation decodes RPI / 2 gate rows and the same up rows, and Y = act(gate) * up
 //         (GATE names the activation); 0: plain rows
@@ -76,8 +78,9 @@ fn y_index(row: u32, c: u32) -> u32 {
 }
 
 // Adds group jj of a unit (UG groups from group g0, in the block at byte boff of each row, whose
-// headers are `hdr`; activations from vec4 kb on) of every row to the accumulators.
-fn add_group(rb: array<u32, RPI>, hdr: array<Blk, RPI>, boff: u32, kb: u32, g0: u32, jj: u32) {
+// headers are `hdr`; activations from vec4 kb on, or in `xl` across the subgroup with XS) of
+// every row to the accumulators.
+fn add_group(rb: array<u32, RPI>, hdr: array<Blk, RPI>, boff: u32, kb: u32, g0: u32, jj: u32, xl: vec4<f32>) {
     // With whole-block units (UG = GPB) the group is jj itself, a constant where the unit's groups
     // are spelled out (UNROLL): decoders then pick their fields without select ladders.
     let j = select(g0 % GPB, 0u, UG == GPB) + jj;
@@ -90,8 +93,14 @@ fn add_group(rb: array<u32, RPI>, hdr: array<Blk, RPI>, boff: u32, kb: u32, g0: 
         let d = blk_dq8(rb[r] + boff, hdr[r], j);
         if (r == 0u) {
             for (var c = 0u; c < NCOLS; c++) {
-                xa[c] = ld_x(kb + c * p.x_stride + d.ia / 4u);
-                xb[c] = ld_x(kb + c * p.x_stride + d.ib / 4u);
+                if (XS == 1u) {
+                    // From the invocations holding them (one column, see the unit loop).
+                    xa[c] = x_shared(xl, d.ia / 4u);
+                    xb[c] = x_shared(xl, d.ib / 4u);
+                } else {
+                    xa[c] = ld_x(kb + c * p.x_stride + d.ia / 4u);
+                    xb[c] = ld_x(kb + c * p.x_stride + d.ib / 4u);
+                }
                 if (HAS_MIN) {
                     sa[c] = dot(xa[c], vec4<f32>(1.0));
                     sb[c] = dot(xb[c], vec4<f32>(1.0));
@@ -145,28 +154,36 @@ fn main(@builtin(local_invocation_index) lid: u32,
         for (var r = 0u; r < RPI; r++) {
             hdr[r] = blk_load(rb[r] + boff, g0 % GPB);
         }
+        // With XS, invocation i reads vec4 i of the unit's activations, and each group takes its
+        // two vec4s from the invocations holding them (common/x_shared.wgsl): one gather per unit
+        // instead of two per group. The workgroup is one subgroup and the unit's activations
+        // at most WG vec4s (the host checks both).
+        var xl = vec4<f32>(0.0);
+        if (XS == 1u) {
+            xl = ld_x(kb + min(lid, 2u * UG - 1u));
+        }
         if (UNROLL == 1u) {
             // The unit's groups spelled out rather than looped over: a loop this large is left
             // rolled (by llvmpipe), the group index then stays a variable and every decoder picks
             // its fields with selects at run time (see `unroll_groups` for where this pays). UG is
             // at most 8 here.
-            add_group(rb, hdr, boff, kb, g0, 0u);
+            add_group(rb, hdr, boff, kb, g0, 0u, xl);
             if (UG > 1u) {
-                add_group(rb, hdr, boff, kb, g0, 1u);
+                add_group(rb, hdr, boff, kb, g0, 1u, xl);
             }
             if (UG > 2u) {
-                add_group(rb, hdr, boff, kb, g0, 2u);
-                add_group(rb, hdr, boff, kb, g0, 3u);
+                add_group(rb, hdr, boff, kb, g0, 2u, xl);
+                add_group(rb, hdr, boff, kb, g0, 3u, xl);
             }
             if (UG > 4u) {
-                add_group(rb, hdr, boff, kb, g0, 4u);
-                add_group(rb, hdr, boff, kb, g0, 5u);
-                add_group(rb, hdr, boff, kb, g0, 6u);
-                add_group(rb, hdr, boff, kb, g0, 7u);
+                add_group(rb, hdr, boff, kb, g0, 4u, xl);
+                add_group(rb, hdr, boff, kb, g0, 5u, xl);
+                add_group(rb, hdr, boff, kb, g0, 6u, xl);
+                add_group(rb, hdr, boff, kb, g0, 7u, xl);
             }
         } else {
             for (var jj = 0u; jj < UG; jj++) {
-                add_group(rb, hdr, boff, kb, g0, jj);
+                add_group(rb, hdr, boff, kb, g0, jj, xl);
             }
         }
     }

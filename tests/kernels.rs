@@ -207,16 +207,34 @@ fn even_k(ty: GgmlType) -> usize {
     odd_k(ty) + wgquant::gpu::shaders::row_granularity(ty) as usize
 }
 
+/// The default context's kernel profile without subgroup operations: on CPU devices, the matvec
+/// whose invocations each read their own activations (no `shuffle_x`).
+fn ctx_without_subgroups() -> Option<&'static Context> {
+    static CTX: OnceLock<Option<Context>> = OnceLock::new();
+    let profile = ctx()?.profile();
+    CTX.get_or_init(|| {
+        let opts =
+            ContextOptions { profile: Some(profile), disable_features: wgpu::Features::SUBGROUP, ..Default::default() };
+        Some(Context::with_options(opts).expect("context without subgroups"))
+    })
+    .as_ref()
+}
+
 #[test]
 fn matvec_every_format_matches_cpu() {
-    let Some(ctx) = ctx() else { return };
-    for ty in GgmlType::all() {
-        for k in [odd_k(ty), even_k(ty)] {
-            let mut worst = 0.0f32;
-            for (i, &(m, n)) in [(1, 1), (7, 2), (37, 7), (64, 8), (33, 3), (5, 13), (70, 1)].iter().enumerate() {
-                worst = worst.max(run_case(ctx, ty, m, k, n, Op::MatVec, 100 + i as u64));
+    let (Some(ctx), Some(plain)) = (ctx(), ctx_without_subgroups()) else { return };
+    for ctx in [ctx, plain] {
+        for ty in GgmlType::all() {
+            for k in [odd_k(ty), even_k(ty)] {
+                let mut worst = 0.0f32;
+                for (i, &(m, n)) in [(1, 1), (7, 2), (37, 7), (64, 8), (33, 3), (5, 13), (70, 1)].iter().enumerate() {
+                    worst = worst.max(run_case(ctx, ty, m, k, n, Op::MatVec, 100 + i as u64));
+                }
+                eprintln!(
+                    "matvec {ty:>6} K={k:4} subgroups {:?}: worst error / bound = {worst:.3}",
+                    ctx.subgroup_size()
+                );
             }
-            eprintln!("matvec {ty:>6} K={k:4}: worst error / bound = {worst:.3}");
         }
     }
 }

@@ -188,6 +188,12 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
         } else {
             include_str!("../../shaders/common/x_storage.wgsl")
         });
+        let shared_x = consts.iter().any(|&(n, v)| n == "XS" && v == 1);
+        s.push_str(if shared_x {
+            include_str!("../../shaders/common/x_shared.wgsl")
+        } else {
+            include_str!("../../shaders/common/x_shared_off.wgsl")
+        });
         let subgroup = consts.iter().any(|&(n, v)| n == "SG" && v == 1);
         s.push_str(if subgroup {
             include_str!("../../shaders/common/reduce_subgroup.wgsl")
@@ -199,9 +205,10 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
     s
 }
 
-/// Whether a composed kernel uses subgroup operations (and so needs the SUBGROUP feature).
+/// Whether a composed kernel uses subgroup operations (and so needs the SUBGROUP feature):
+/// subgroup reductions (SG) or activations shared across the subgroup (XS).
 pub fn uses_subgroups(consts: &[(&str, u32)]) -> bool {
-    consts.iter().any(|&(n, v)| n == "SG" && v == 1)
+    consts.iter().any(|&(n, v)| (n == "SG" || n == "XS") && v == 1)
 }
 
 /// Parses and validates `source` with naga, returning a readable error. Used by the unit test
@@ -238,7 +245,7 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
     for profile in [super::KernelProfile::Gpu, super::KernelProfile::Cpu] {
         for ty in GgmlType::all() {
             for ncols in 1..=crate::ops::MAX_COLS as u32 {
-                for subgroup in [None, Some(32)] {
+                for subgroup in [None, Some(8), Some(32)] {
                     // Short rows (warmed on CPU devices) and long ones (not warmed).
                     let long = MatVecShape::pick(profile, subgroup, ty, ncols, 1 << 16);
                     keys.push(long.key(ty, ncols, 0, None, false));

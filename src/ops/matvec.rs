@@ -30,6 +30,10 @@ pub struct MatVecShape {
     /// (`warm_rows` in `shaders/matvec.wgsl`): for CPU devices, where a matrix streamed from
     /// memory otherwise stalls the decode loop line by line.
     pub warm: bool,
+    /// Share each unit's activations across the workgroup through subgroupShuffle: one gather
+    /// per unit instead of two per group (`XS` in `shaders/matvec.wgsl`; see [`shares_x`] for
+    /// where it applies). Requires `tpr == 1` and `wg` equal to the device's fixed subgroup size.
+    pub shuffle_x: bool,
 }
 
 /// The cache line the CPU warm-up steps by: 64 bytes on x86-64 and most Arm cores. Touching
@@ -77,8 +81,12 @@ impl MatVecShape {
         row_len: usize,
     ) -> MatVecShape {
         match (profile, subgroup) {
-            (KernelProfile::Gpu, Some(sg)) => MatVecShape { wg: 4 * sg, tpr: sg, rpi: 1, subgroup: true, warm: false },
-            (KernelProfile::Gpu, None) => MatVecShape { wg: 128, tpr: 32, rpi: 1, subgroup: false, warm: false },
+            (KernelProfile::Gpu, Some(sg)) => {
+                MatVecShape { wg: 4 * sg, tpr: sg, rpi: 1, subgroup: true, warm: false, shuffle_x: false }
+            }
+            (KernelProfile::Gpu, None) => {
+                MatVecShape { wg: 128, tpr: 32, rpi: 1, subgroup: false, warm: false, shuffle_x: false }
+            }
             (KernelProfile::Cpu, _) => {
                 use GgmlType::*;
                 let max_rows = match ty {
@@ -86,9 +94,23 @@ impl MatVecShape {
                     _ => 8,
                 };
                 let rpi = (8 / ncols.max(1)).clamp(1, max_rows);
-                MatVecShape { wg: 8, tpr: 1, rpi, subgroup: false, warm: warm_pays(ty, row_len) }
+                let wg = 8;
+                let shuffle_x = subgroup == Some(wg);
+                MatVecShape { wg, tpr: 1, rpi, subgroup: false, warm: warm_pays(ty, row_len), shuffle_x }
             }
         }
+    }
+
+    /// Whether the kernel shares activations across the subgroup (`shuffle_x`) for `ty` and
+    /// `ncols` columns: one column, quantized whole-block units whose activations (2 vec4s per
+    /// group) are at most one vec4 per invocation, which is the 32-weight formats (8 vec4s a
+    /// block). Lavapipe, 65536 x 640, A/B: Q8_0 +13 %, Q5_0, Q4_0, Q5_1 and IQ4_NL +11-12 %,
+    /// Q4_1 +8 %; the float formats' 8-element units lose 3-6 %, so they read their own.
+    pub fn shares_x(&self, ty: GgmlType, ncols: u32) -> bool {
+        let groups = unit_groups(ty, self.tpr);
+        let whole_blocks = groups == block_geometry(ty).0 / 8;
+        let fits = ty.is_quantized() && whole_blocks && 2 * groups <= self.wg;
+        self.shuffle_x && self.tpr == 1 && ncols == 1 && fits
     }
 
     /// Rows covered by one workgroup.
@@ -103,12 +125,13 @@ impl MatVecShape {
     }
 
     fn check(&self) -> Result<()> {
-        // The warm-up reads an invocation's whole rows: only for shapes that give it whole rows.
+        // The warm-up reads an invocation's whole rows, and shared activations need every
+        // invocation on its own rows: only for shapes that give it whole rows.
         let ok = self.tpr.is_power_of_two()
             && self.wg % self.tpr == 0
             && self.rpi >= 1
             && self.wg >= 1
-            && (!self.warm || self.tpr == 1);
+            && (!(self.warm || self.shuffle_x) || self.tpr == 1);
         ok.then_some(()).ok_or_else(|| Error::Shape(format!("bad matvec shape {self:?}")))
     }
 
@@ -129,6 +152,7 @@ impl MatVecShape {
                 ("NCOLS", ncols),
                 ("RED", red),
                 ("UG", unit_groups(ty, self.tpr)),
+                ("XS", self.shares_x(ty, ncols) as u32),
                 ("UNROLL", unroll_groups(ty, unit_groups(ty, self.tpr)) as u32),
                 ("SG", self.subgroup as u32),
                 ("XU", uniform_x),
@@ -311,6 +335,9 @@ fn matvec_impl(
         shape.check()?;
         if shape.subgroup && ctx.subgroup_size() != Some(shape.tpr) {
             return Err(Error::Shape(format!("matvec shape {shape:?} needs a fixed subgroup size of {}", shape.tpr)));
+        }
+        if shape.shuffle_x && ctx.subgroup_size() != Some(shape.wg) {
+            return Err(Error::Shape(format!("matvec shape {shape:?} needs a fixed subgroup size of {}", shape.wg)));
         }
         let (x_start, x_len) = (x.offset + col0 * xs, (nc - 1) * xs + k);
         // On CPU devices X is read through a uniform window (shaders/common/x_uniform.wgsl).
