@@ -5,25 +5,7 @@
 // (f16 pairs when KV_F16 = 1, else f32 bits; see kv_store.wgsl); position j is in row j % ring.
 //
 // Generated constants: WG (a power of two), KV_F16, HD (head_dim, ≤ the workgroup array).
-
-struct Params {
-    n_tokens: u32,
-    n_head: u32,
-    group: u32,       // query heads per KV head
-    head_dim: u32,    // of q and k
-    head_dim_v: u32,
-    kv_dim: u32,      // elements per position in the K cache
-    kv_dim_v: u32,    // elements per position in the V cache
-    pos0: u32,        // position of query token 0
-    n_ctx: u32,       // scratch row stride
-    window: u32,      // 0 = attend to every past position
-    scale: f32,
-    q_off: u32,
-    q_stride: u32,
-    o_off: u32,
-    o_stride: u32,
-    ring: u32,        // rows of the caches
-}
+// Composed after common/attention_params.wgsl.
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<u32>;

@@ -12,26 +12,7 @@
 // pairs when KV_F16 = 1, else f32 bits).
 //
 // Generated constants: WG (the subgroup size), DPI (head_dim / WG, a multiple of 8 with f16 or 4
-// with f32), HPW (query heads per workgroup), KV_F16.
-
-struct Params {
-    n_tokens: u32,
-    n_head: u32,
-    group: u32,       // query heads per KV head
-    head_dim: u32,    // of q, k and v (equal on this path)
-    head_dim_v: u32,
-    kv_dim: u32,      // elements per position in the K cache
-    kv_dim_v: u32,    // elements per position in the V cache
-    pos0: u32,        // position of query token 0
-    n_ctx: u32,
-    window: u32,      // 0 = attend to every past position
-    scale: f32,
-    q_off: u32,
-    q_stride: u32,
-    o_off: u32,
-    o_stride: u32,
-    ring: u32,        // rows of the caches
-}
+// with f32), HPW (query heads per workgroup), KV_F16. Composed after common/attention_params.wgsl.
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<vec4<u32>>;

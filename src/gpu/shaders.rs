@@ -178,6 +178,9 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
     if matches!(kernel, Kernel::MatVec | Kernel::Elementwise) {
         s.push_str(include_str!("../../shaders/common/activations.wgsl"));
     }
+    if matches!(kernel, Kernel::Attention | Kernel::AttentionSplit) {
+        s.push_str(include_str!("../../shaders/common/attention_params.wgsl"));
+    }
     if matches!(kernel, Kernel::RmsNorm | Kernel::AddRmsNorm | Kernel::QkvPrep) {
         s.push_str(include_str!("../../shaders/common/row_sum.wgsl"));
     }

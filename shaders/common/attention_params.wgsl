@@ -1,0 +1,20 @@
+// The parameters of both attention kernels (attention.wgsl, attention_split.wgsl), filled by
+// `ops::attention::attention`.
+struct Params {
+    n_tokens: u32,
+    n_head: u32,
+    group: u32,       // query heads per KV head
+    head_dim: u32,    // of q and k
+    head_dim_v: u32,
+    kv_dim: u32,      // elements per position in the K cache
+    kv_dim_v: u32,    // elements per position in the V cache
+    pos0: u32,        // position of query token 0
+    n_ctx: u32,       // scratch row stride (attention.wgsl)
+    window: u32,      // 0 = attend to every past position
+    scale: f32,
+    q_off: u32,
+    q_stride: u32,
+    o_off: u32,
+    o_stride: u32,
+    ring: u32,        // rows of the caches
+}
