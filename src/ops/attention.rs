@@ -55,15 +55,15 @@ pub(crate) fn split_key(kv_type: KvType, head_dim: usize, subgroup: u32, heads_p
     }
 }
 
-/// Query heads per workgroup of the split kernel on `ctx`, or `None` where it does not apply:
-/// GPUs (measured only on CPU devices so far), devices without a fixed subgroup size, and heads
-/// that do not split into whole cache vec4s per invocation. The heads of a KV group share one
-/// workgroup, so each cached key and value is read once for all of them, except where that
-/// would leave fewer workgroups than the two a CPU device's threads need to stay busy.
-fn split_heads_per_group(ctx: &Context, s: &AttentionShape, kv_type: KvType) -> Option<u32> {
-    let sg = ctx.subgroup_size()? as usize;
+/// The split kernel's key and its query heads per workgroup on `ctx`, or `None` where it does
+/// not apply: GPUs (measured only on CPU devices so far), devices without a fixed subgroup size,
+/// and heads that do not split into whole cache vec4s per invocation. The heads of a KV group
+/// share one workgroup, so each cached key and value is read once for all of them, except where
+/// that would leave fewer workgroups than the two a CPU device's threads need to stay busy.
+fn split_kernel(ctx: &Context, s: &AttentionShape, kv_type: KvType) -> Option<(PipelineKey, usize)> {
+    let sg = ctx.subgroup_size()?;
     let per_vec4 = if kv_type == KvType::F16 { 8 } else { 4 };
-    let fits = s.head_dim == s.head_dim_v && s.head_dim % (sg * per_vec4) == 0;
+    let fits = s.head_dim == s.head_dim_v && s.head_dim % (sg as usize * per_vec4) == 0;
     if ctx.profile() != KernelProfile::Cpu || !fits {
         return None;
     }
@@ -71,7 +71,7 @@ fn split_heads_per_group(ctx: &Context, s: &AttentionShape, kv_type: KvType) -> 
     while hpw % 2 == 0 && s.n_tokens * s.n_head / hpw < 2 {
         hpw /= 2;
     }
-    Some(hpw as u32)
+    Some((split_key(kv_type, s.head_dim, sg, hpw as u32), hpw))
 }
 
 /// Shape of one attention call.
@@ -125,11 +125,9 @@ pub fn attention<'a>(
     if scores.len() < n_scores {
         return Err(Error::Shape(format!("attention: scratch of {} floats, needs {n_scores}", scores.len())));
     }
-    let split = split_heads_per_group(ctx, s, k.kv_type);
-    let key = match (split, ctx.subgroup_size()) {
-        (Some(hpw), Some(sg)) => split_key(k.kv_type, s.head_dim, sg, hpw),
-        _ => attention_key(k.kv_type, s.head_dim),
-    };
+    let split = split_kernel(ctx, s, k.kv_type);
+    let uses_scratch = split.is_none();
+    let (key, heads_per_workgroup) = split.unwrap_or_else(|| (attention_key(k.kv_type, s.head_dim), 1));
     let pipeline = ctx.pipeline(&key)?;
     let (q_stride, o_stride) = (s.n_head * s.head_dim, s.n_head * s.head_dim_v);
     let qr = bind_range(ctx, q.buf.buffer(), q.offset, s.n_tokens * q_stride, "attention q")?;
@@ -153,27 +151,18 @@ pub fn attention<'a>(
         u32_of(k.rows, "ring")?,
     ];
     let uniform = ctx.uniform("attention params", &p)?;
-    let (q, k, v) = (qr.binding, k.words.buffer().as_entire_binding(), v.words.buffer().as_entire_binding());
-    let (out, params) = (or.binding, uniform.as_entire_binding());
-    let max = ctx.limits().max_compute_workgroups_per_dimension;
-    match split {
-        // The split kernel keeps its scores in registers: no scratch binding.
-        Some(hpw) => {
-            let entries = [wgpu::BindingResource::Buffer(q), k, v, wgpu::BindingResource::Buffer(out), params];
-            let groups = u32_of(s.n_tokens * s.n_head / hpw as usize, "workgroups")?;
-            dispatch(ctx, pass, &pipeline, &entries, fold(groups, max)?)
-        }
-        None => {
-            let entries = [
-                wgpu::BindingResource::Buffer(q),
-                k,
-                v,
-                scores.buffer().as_entire_binding(),
-                wgpu::BindingResource::Buffer(out),
-                params,
-            ];
-            let groups = u32_of(s.n_tokens * s.n_head, "workgroups")?;
-            dispatch(ctx, pass, &pipeline, &entries, fold(groups, max)?)
-        }
+    let mut entries = vec![
+        wgpu::BindingResource::Buffer(qr.binding),
+        k.words.buffer().as_entire_binding(),
+        v.words.buffer().as_entire_binding(),
+        wgpu::BindingResource::Buffer(or.binding),
+        uniform.as_entire_binding(),
+    ];
+    // The one-position-per-invocation kernel keeps its scores in the scratch (binding 3); the
+    // split kernel keeps them in registers.
+    if uses_scratch {
+        entries.insert(3, scores.buffer().as_entire_binding());
     }
+    let groups = u32_of(s.n_tokens * s.n_head / heads_per_workgroup, "workgroups")?;
+    dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
 }

@@ -141,6 +141,7 @@ impl MatVecShape {
     /// of two stacked matrices, see [`matvec_gate_up`]).
     pub fn key(&self, ty: GgmlType, ncols: u32, uniform_x: u32, gate: Option<Activation>, pair: bool) -> PipelineKey {
         let red = if self.tpr > 1 && !self.subgroup { self.wg * self.rpi * ncols } else { 1 };
+        let groups = unit_groups(ty, self.tpr);
         PipelineKey {
             kernel: Kernel::MatVec,
             format: Some(ty),
@@ -151,9 +152,9 @@ impl MatVecShape {
                 ("WARM", if self.warm { CACHE_LINE_BYTES / 16 } else { 0 }),
                 ("NCOLS", ncols),
                 ("RED", red),
-                ("UG", unit_groups(ty, self.tpr)),
+                ("UG", groups),
                 ("XS", self.shares_x(ty, ncols) as u32),
-                ("UNROLL", unroll_groups(ty, unit_groups(ty, self.tpr)) as u32),
+                ("UNROLL", unroll_groups(ty, groups) as u32),
                 ("SG", self.subgroup as u32),
                 ("XU", uniform_x),
                 ("GATE", gate.map_or(0, act_code)),
