@@ -14,9 +14,11 @@ struct Params {
     out_stride: u32, // vec4s between output rows
     row0: u32,       // first table row held by this chunk
     rows: u32,       // rows held by this chunk
+    w_off: u32,     // weights in a texture: the chunk's first texel (see common/w_texture.wgsl)
+    w_shift: u32,   // and log2 of the texels per texture row
 }
 
-@group(0) @binding(0) var<storage, read> wq: array<vec4<u32>>;
+// binding 0: the weights `wq`, read through wq_at (common/w_storage.wgsl or w_texture.wgsl)
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read_write> outv: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> p: Params;

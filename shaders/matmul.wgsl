@@ -16,9 +16,11 @@ struct Params {
     x_stride: u32,  // vec4s between columns of X
     y_off: u32,     // element index of Y[0][first row of this chunk]
     y_stride: u32,  // elements between columns of Y
+    w_off: u32,     // weights in a texture: the chunk's first texel (see common/w_texture.wgsl)
+    w_shift: u32,   // and log2 of the texels per texture row
 }
 
-@group(0) @binding(0) var<storage, read> wq: array<vec4<u32>>;
+// binding 0: the weights `wq`, read through wq_at (common/w_storage.wgsl or w_texture.wgsl)
 @group(0) @binding(1) var<storage, read> xv: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> yv: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;

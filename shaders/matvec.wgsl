@@ -39,12 +39,14 @@ struct Params {
     seg2: u32,      // first row of the third output (m when there are fewer)
     y_off1: u32,    // element index of its first row
     y_off2: u32,
+    w_off: u32,     // weights in a texture: the chunk's first texel (see common/w_texture.wgsl)
+    w_shift: u32,   // and log2 of the texels per texture row
 }
 
 // Output rows per invocation: with PAIR, half the RPI rows are the up rows of the other half.
 const ROWS = RPI / (1u + PAIR);
 
-@group(0) @binding(0) var<storage, read> wq: array<vec4<u32>>;
+// binding 0: the weights `wq`, read through wq_at (common/w_storage.wgsl or w_texture.wgsl)
 // binding 1: the activations `xv`, read through ld_x (common/x_storage.wgsl or x_uniform.wgsl)
 @group(0) @binding(2) var<storage, read_write> yv: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
@@ -61,7 +63,7 @@ var<private> acc: array<f32, RPI * NCOLS>;
 fn warm_rows(start: u32, end: u32) -> u32 {
     var folded = 0u;
     for (var i = start / 16u; i < (end + 15u) / 16u; i += WARM) {
-        folded ^= wq[i].x;
+        folded ^= wq_at(i).x;
     }
     return folded;
 }

@@ -105,17 +105,17 @@ fn sliding_window_ring_cache_matches_the_cpu_path() {
     assert!(max_diff < 0.1, "max |gpu - cpu| = {max_diff}");
 }
 
-/// The tracker agrees with the backend's own count of buffer memory (wgpu's internal counters):
-/// every byte the runtime allocates is tracked, and dropping the model frees it.
+/// The tracker agrees with the backend's own count of buffer and texture memory (wgpu's internal
+/// counters): every byte the runtime allocates is tracked, and dropping the model frees it.
 #[test]
 fn memory_tracker_matches_the_backend_counters() {
     let ctx = Arc::new(Context::new().expect("a GPU adapter (lavapipe in CI)"));
-    let before = wgquant::gpu::vram::backend_buffer_bytes(&ctx.device);
+    let before = wgquant::gpu::vram::backend_memory_bytes(&ctx.device);
     let model =
         wgquant::Model::load_on(ctx.clone(), common::default_model_path(), Default::default(), |_, _| {}).unwrap();
     let session = model.session().unwrap();
     let tracked = ctx.memory().total();
-    let backend = wgquant::gpu::vram::backend_buffer_bytes(&ctx.device);
+    let backend = wgquant::gpu::vram::backend_memory_bytes(&ctx.device);
     eprintln!("tracked {tracked}, backend {backend:?} (before {before:?})");
     if let (Some(before), Some(backend)) = (before, backend) {
         let allocated = backend - before;

@@ -207,14 +207,19 @@ fn even_k(ty: GgmlType) -> usize {
     odd_k(ty) + wgquant::gpu::shaders::row_granularity(ty) as usize
 }
 
-/// The default context's kernel profile without subgroup operations: on CPU devices, the matvec
-/// whose invocations each read their own activations (no `shuffle_x`).
+/// The default context's kernel profile without subgroup operations (on CPU devices, the matvec
+/// whose invocations each read their own activations, no `shuffle_x`) and with weights in storage
+/// buffers (the default context holds them in textures on CPU devices).
 fn ctx_without_subgroups() -> Option<&'static Context> {
     static CTX: OnceLock<Option<Context>> = OnceLock::new();
     let profile = ctx()?.profile();
     CTX.get_or_init(|| {
-        let opts =
-            ContextOptions { profile: Some(profile), disable_features: wgpu::Features::SUBGROUP, ..Default::default() };
+        let opts = ContextOptions {
+            profile: Some(profile),
+            disable_features: wgpu::Features::SUBGROUP,
+            weight_textures: Some(false),
+            ..Default::default()
+        };
         Some(Context::with_options(opts).expect("context without subgroups"))
     })
     .as_ref()
@@ -364,6 +369,35 @@ fn get_rows_every_format_equals_dequantize() {
     }
 }
 
+/// Weights held in textures and in storage buffers give bit-identical products and lookups, for
+/// every format, with the same kernel shapes.
+#[test]
+fn weights_in_textures_and_buffers_give_identical_results() {
+    let Some(ctx) = ctx() else { return };
+    let with = |textures| {
+        let opts =
+            ContextOptions { profile: Some(ctx.profile()), weight_textures: Some(textures), ..Default::default() };
+        Context::with_options(opts).unwrap()
+    };
+    let (textures, buffers) = (with(true), with(false));
+    for (i, ty) in GgmlType::all().enumerate() {
+        let (m, k) = (300, even_k(ty));
+        let raw = random_blocks(ty, m, k, 2000 + i as u64);
+        let in_texture = GpuTensor::upload(&textures, "w", ty, k, m, &raw).unwrap();
+        let in_buffer = GpuTensor::upload(&buffers, "w", ty, k, m, &raw).unwrap();
+        assert!(in_texture.in_texture() && !in_buffer.in_texture());
+        for (n, op) in [(1, Op::MatVec), (3, Op::MatVec), (40, Op::MatMul)] {
+            let x = Rng::new(2100 + i as u64).vec(n * k);
+            let a = gpu_mul(&textures, &in_texture, &x, n, op);
+            let b = gpu_mul(&buffers, &in_buffer, &x, n, op);
+            assert!(a == b, "{ty} {op:?} N={n}: texture and buffer results differ");
+        }
+        let ids: Vec<u32> = (0..20).map(|j| (j * 37 % m) as u32).collect();
+        let a = gpu_get_rows(&textures, &in_texture, &ids);
+        assert!(a == gpu_get_rows(&buffers, &in_buffer, &ids), "{ty} get_rows: texture and buffer results differ");
+    }
+}
+
 #[test]
 fn forced_small_binding_gives_identical_results() {
     let Some(ctx) = ctx() else { return };
@@ -485,36 +519,39 @@ fn default_model_tensors_match_cpu() {
     }
 }
 
-/// The 178 MB Q8_0 embedding exceeds lavapipe's 128 MiB binding, so this is the split path on
-/// the real tensor: lookup of rows on both sides of the split, and the tied output head.
+/// The 178 MB Q8_0 embedding exceeds lavapipe's 128 MiB storage binding, so in buffers this is
+/// the split path on the real tensor: lookup of rows on both sides of the split, and the tied
+/// output head. In textures (the default on CPU devices) it is one chunk.
 #[test]
 fn default_model_embedding_split_and_head() {
-    let Some(ctx) = ctx() else { return };
+    let (Some(ctx), Some(buffers)) = (ctx(), ctx_without_subgroups()) else { return };
     let file = GgufFile::open(MODEL).unwrap_or_else(|e| panic!("{MODEL}: {e} (run scripts/fetch-model.sh)"));
     let info = file.tensor("token_embd.weight").expect("token_embd.weight");
-    let emb = GpuTensor::from_gguf(ctx, &file, info).unwrap();
     let raw = file.tensor_data(info);
-    eprintln!("token_embd: {} rows in {} buffers", emb.n_rows, emb.chunks.len());
-    if info.n_bytes > ctx.max_binding_size() {
-        assert!(emb.chunks.len() > 1);
-    }
-    let last = emb.n_rows as u32 - 1;
-    let mut ids = vec![0u32, 2, 106, 107, last, last - 1];
-    if let Some(c) = emb.chunks.get(1) {
-        ids.extend([c.row0 as u32 - 1, c.row0 as u32]);
-    }
-    let gpu = gpu_get_rows(ctx, &emb, &ids);
-    let rb = info.row_bytes();
-    let cpu: Vec<f32> = ids
-        .iter()
-        .flat_map(|&i| dequant::dequantize_to_vec(info.ty, &raw[i as usize * rb..(i as usize + 1) * rb]).unwrap())
-        .collect();
-    assert_ulp_equal("token_embd get_rows", &gpu, &cpu);
+    for ctx in [ctx, buffers] {
+        let emb = GpuTensor::from_gguf(ctx, &file, info).unwrap();
+        eprintln!("token_embd: {} rows in {} chunks", emb.n_rows, emb.chunks.len());
+        if info.n_bytes > ctx.weight_chunk_limit() {
+            assert!(emb.chunks.len() > 1);
+        }
+        let last = emb.n_rows as u32 - 1;
+        let mut ids = vec![0u32, 2, 106, 107, last, last - 1];
+        if let Some(c) = emb.chunks.get(1) {
+            ids.extend([c.row0 as u32 - 1, c.row0 as u32]);
+        }
+        let gpu = gpu_get_rows(ctx, &emb, &ids);
+        let rb = info.row_bytes();
+        let cpu: Vec<f32> = ids
+            .iter()
+            .flat_map(|&i| dequant::dequantize_to_vec(info.ty, &raw[i as usize * rb..(i as usize + 1) * rb]).unwrap())
+            .collect();
+        assert_ulp_equal("token_embd get_rows", &gpu, &cpu);
 
-    let k = info.row_len();
-    let x = Rng::new(900).vec(k);
-    let gpu = gpu_mul(ctx, &emb, &x, 1, Op::MatVec);
-    check_against_cpu("output head", info.ty, raw, k, &x, 1, &gpu);
+        let k = info.row_len();
+        let x = Rng::new(900).vec(k);
+        let gpu = gpu_mul(ctx, &emb, &x, 1, Op::MatVec);
+        check_against_cpu("output head", info.ty, raw, k, &x, 1, &gpu);
+    }
 }
 
 #[test]

@@ -1,9 +1,9 @@
 // Byte loaders over raw GGUF blocks.
 //
-// Every kernel that reads quantized weights declares them as
-//     @group(0) @binding(0) var<storage, read> wq: array<vec4<u32>>;
-// holding the tensor's bytes unchanged (little-endian, padded to 16 bytes plus one spare vec4 so
-// that the two-load reads below never leave the binding). Weights are read 16 bytes at a time:
+// Every kernel that reads quantized weights reads them through `wq_at(i)`, the i-th 16 bytes of
+// the tensor chunk (common/w_storage.wgsl or w_texture.wgsl): the tensor's bytes unchanged
+// (little-endian, padded to 16 bytes plus one spare vec4 so that the two-load reads below never
+// leave the chunk). Weights are read 16 bytes at a time:
 // on CPU Vulkan drivers (lavapipe) a vec4 load streams about twice as fast as four u32 loads, and
 // GPUs coalesce either. Blocks of 18, 22, 34, 110 or 210 bytes start at any even offset, so
 // multi-byte fields are assembled from the aligned vec4s around them. Quant bytes are never
@@ -11,7 +11,7 @@
 
 // The 32-bit word at word index `i`.
 fn wq_word(i: u32) -> u32 {
-    return wq[i >> 2u][i & 3u];
+    return wq_at(i >> 2u)[i & 3u];
 }
 
 // Four consecutive words starting at word `k` (0..4) of the 8 words `a`, `c`.
@@ -35,12 +35,12 @@ fn window16(a: vec4<u32>, c: vec4<u32>, r: u32) -> vec4<u32> {
 // The 16 bytes at byte offset `b` (any alignment): one aligned vec4 load, or two and a shift.
 fn ld_u32x4(b: u32) -> vec4<u32> {
     let q = b >> 4u;
-    let a = wq[q];
+    let a = wq_at(q);
     let r = b & 15u;
     if (r == 0u) {
         return a;
     }
-    return window16(a, wq[q + 1u], r);
+    return window16(a, wq_at(q + 1u), r);
 }
 
 // A block read whole: the aligned vec4s from the one holding its first byte on, three of them
@@ -56,15 +56,15 @@ struct Span {
 // The span of the block at byte `blk`; fields are addressed from `blk & 15` (see `span_*`).
 fn ld_span(blk: u32) -> Span {
     let q = blk >> 4u;
-    return Span(wq[q], wq[q + 1u], wq[q + 2u]);
+    return Span(wq_at(q), wq_at(q + 1u), wq_at(q + 2u));
 }
 
 // The same for blocks that end within 32 bytes of the aligned start (`(blk & 15) + size <= 32`):
 // two loads, the third vec4 repeats the second and is never selected.
 fn ld_span2(blk: u32) -> Span {
     let q = blk >> 4u;
-    let b = wq[q + 1u];
-    return Span(wq[q], b, b);
+    let b = wq_at(q + 1u);
+    return Span(wq_at(q), b, b);
 }
 
 // The 16 bytes at byte `off` (0..=32) of a span.

@@ -15,7 +15,7 @@ fn bf16x2(w: u32) -> vec2<f32> {
 
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     // A virtual block is 16 bytes at a 16-byte offset: one aligned vec4 load.
-    let w = wq[blk >> 4u];
+    let w = wq_at(blk >> 4u);
     let a = vec4<f32>(bf16x2(w.x), bf16x2(w.y));
     let b = vec4<f32>(bf16x2(w.z), bf16x2(w.w));
     return Dq8(a, b, vec2<f32>(1.0, 0.0), vec2<f32>(1.0, 0.0), 0u, 4u);

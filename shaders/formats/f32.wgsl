@@ -13,7 +13,7 @@ fn blk_load(blk: u32, g: u32) -> Blk {
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     // A virtual block is 32 bytes at a 32-byte offset: two aligned vec4 loads.
     let i = blk >> 4u;
-    let a = bitcast<vec4<f32>>(wq[i]);
-    let b = bitcast<vec4<f32>>(wq[i + 1u]);
+    let a = bitcast<vec4<f32>>(wq_at(i));
+    let b = bitcast<vec4<f32>>(wq_at(i + 1u));
     return Dq8(a, b, vec2<f32>(1.0, 0.0), vec2<f32>(1.0, 0.0), 0u, 4u);
 }

@@ -17,13 +17,13 @@ struct Blk {
 
 fn blk_load(blk: u32, g: u32) -> Blk {
     let c = g / 8u;
-    let head = wq[blk >> 4u];
+    let head = wq_at(blk >> 4u);
     let dm = f16x2(head.x) * vec2<f32>(1.0, -1.0);
     var h = Blk(dm * kq_scale_min(head.yzw, 2u * c), dm * kq_scale_min(head.yzw, 2u * c + 1u), vec4<u32>(), vec4<u32>());
     if (UG == LU) {
         let q = (blk >> 4u) + 1u + 2u * c;
-        h.lo = wq[q];
-        h.hi = wq[q + 1u];
+        h.lo = wq_at(q);
+        h.hi = wq_at(q + 1u);
     }
     return h;
 }

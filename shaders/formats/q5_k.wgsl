@@ -17,16 +17,16 @@ struct Blk {
 fn blk_load(blk: u32, g: u32) -> Blk {
     let c = g / 8u;
     let v = blk >> 4u;
-    let head = wq[v];
+    let head = wq_at(v);
     let dm = f16x2(head.x) * vec2<f32>(1.0, -1.0);
     let sa = dm * kq_scale_min(head.yzw, 2u * c);
     let sb = dm * kq_scale_min(head.yzw, 2u * c + 1u);
     var h = Blk(sa, sb, vec4<u32>(), vec4<u32>(), vec4<u32>(), vec4<u32>());
     if (UG == LU) {
-        h.hlo = wq[v + 1u];
-        h.hhi = wq[v + 2u];
-        h.lo = wq[v + 3u + 2u * c];
-        h.hi = wq[v + 4u + 2u * c];
+        h.hlo = wq_at(v + 1u);
+        h.hhi = wq_at(v + 2u);
+        h.lo = wq_at(v + 3u + 2u * c);
+        h.hi = wq_at(v + 4u + 2u * c);
     }
     return h;
 }

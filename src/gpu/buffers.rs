@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use bytemuck::Pod;
 
 use super::context::Context;
-use super::memory::{MemTag, TrackedBuffer};
+use super::memory::{MemTag, TrackedBuffer, TrackedTexture};
 use crate::error::{Error, Result};
 
 /// Bytes staged per upload step: bounds host-visible memory during model loading
@@ -173,6 +173,65 @@ impl Context {
             staging.unmap();
             let mut enc = self.encoder("upload");
             enc.copy_buffer_to_buffer(&staging, 0, dst, offset + i as u64 * chunk, n);
+            self.queue.submit([enc.finish()]);
+        }
+        self.wait(None)
+    }
+
+    /// Copies `datas`, back to back, into `dst` from its first texel, through one staging buffer
+    /// of about [`UPLOAD_CHUNK`] bytes (whole texture rows); the last row is padded with zeros.
+    /// Waits for the copies to finish.
+    pub fn upload_texture(&self, dst: &TrackedTexture, datas: &[&[u8]]) -> Result<()> {
+        let total: u64 = datas.iter().map(|d| d.len() as u64).sum();
+        if total > dst.bytes() {
+            return Err(Error::Shape(format!("upload of {total} bytes into a texture of {} bytes", dst.bytes())));
+        }
+        let row_bytes = dst.row_bytes();
+        let rows = total.div_ceil(row_bytes);
+        let batch_rows = (UPLOAD_CHUNK / row_bytes).clamp(1, rows.max(1));
+        let usage = wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC;
+        let staging = self.create_buffer("upload staging", batch_rows * row_bytes, usage, MemTag::Staging)?;
+        let mut source = datas.iter().copied();
+        let mut pending: &[u8] = &[];
+        for row0 in (0..rows).step_by(batch_rows as usize) {
+            let n_rows = batch_rows.min(rows - row0);
+            let slice = staging.slice(..n_rows * row_bytes);
+            map_wait(self, slice, wgpu::MapMode::Write)?;
+            {
+                let mut view = slice.get_mapped_range_mut().map_err(|e| Error::Gpu(e.to_string()))?;
+                let mut at = 0;
+                while at < view.len() {
+                    if pending.is_empty() {
+                        match source.next() {
+                            Some(next) => pending = next,
+                            None => break,
+                        }
+                    }
+                    let n = pending.len().min(view.len() - at);
+                    view.slice(at..at + n).copy_from_slice(&pending[..n]);
+                    (at, pending) = (at + n, &pending[n..]);
+                }
+                view.slice(at..).fill(0);
+            }
+            staging.unmap();
+            let mut enc = self.encoder("upload");
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &staging,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: 0,
+                        bytes_per_row: Some(row_bytes as u32),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: dst.texture(),
+                    mip_level: 0,
+                    origin: wgpu::Origin3d { x: 0, y: row0 as u32, z: 0 },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d { width: 1 << dst.row_bits(), height: n_rows as u32, depth_or_array_layers: 1 },
+            );
             self.queue.submit([enc.finish()]);
         }
         self.wait(None)

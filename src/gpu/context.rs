@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::memory::{MemTag, MemoryTracker, TrackedBuffer};
+use super::memory::{MemTag, MemoryTracker, TrackedBuffer, TrackedTexture, TEXEL_BYTES};
 use super::pipeline::PipelineCache;
 use super::profiler::{Profiler, PROFILE_ENV};
 use crate::error::{Error, Result};
@@ -11,6 +11,38 @@ use crate::error::{Error, Result};
 /// Environment variable that picks the adapter: an index into [`list_adapters`] or a
 /// case-insensitive substring of the adapter's name. Read once, when a context is created.
 pub const ADAPTER_ENV: &str = "WGQUANT_ADAPTER";
+
+/// Environment variable that overrides where weights are held: `1` in textures, `0` in storage
+/// buffers (see [`ContextOptions::weight_textures`]). Read once, when a context is created.
+pub const WEIGHT_TEXTURES_ENV: &str = "WGQUANT_WEIGHT_TEXTURES";
+
+/// Widest weight texture row, as log2 of its texels: 16384 texels (256 KiB), the largest 2-D
+/// texture dimension Vulkan devices commonly have.
+const MAX_TEXTURE_ROW_BITS: u32 = 14;
+
+/// Narrowest weight texture row: 16 texels, 256 bytes, the row alignment of buffer-to-texture
+/// copies.
+const MIN_TEXTURE_ROW_BITS: u32 = 4;
+
+/// Weight textures have at least this many rows where their width allows: a texture is padded to
+/// whole rows (and the driver may round its height, llvmpipe to 4 rows), so short, wide textures
+/// would waste up to a few rows' bytes each.
+const MIN_TEXTURE_ROWS: u64 = 256;
+
+/// Weight texture heights are rounded up to this many rows, as llvmpipe rounds them, so that the
+/// memory tracker counts what the driver allocates.
+const TEXTURE_ROW_ALIGN: u64 = 4;
+
+/// The shape of a weight texture for `bytes` bytes: `(row_bits, height)`, `2^row_bits` texels per
+/// row, as wide as `max_bits` allows while keeping [`MIN_TEXTURE_ROWS`] rows (and at least
+/// [`MIN_TEXTURE_ROW_BITS`]); `None` when it would be higher than `max_height`.
+fn weight_texture_shape(bytes: u64, max_bits: u32, max_height: u32) -> Option<(u32, u32)> {
+    let texels = bytes.div_ceil(TEXEL_BYTES).max(1);
+    let bits = (texels / MIN_TEXTURE_ROWS).max(1).ilog2().clamp(MIN_TEXTURE_ROW_BITS, max_bits);
+    let height = texels.div_ceil(1 << bits).next_multiple_of(TEXTURE_ROW_ALIGN);
+    let height = u32::try_from(height).ok().filter(|&h| h <= max_height)?;
+    Some((bits, height))
+}
 
 /// Which family of kernel shapes suits the device.
 ///
@@ -61,6 +93,11 @@ pub struct ContextOptions {
     /// Time every dispatch with timestamp queries (see [`super::profiler`]); `None` reads
     /// [`super::PROFILE_ENV`]. Ignored on devices without timestamps inside passes.
     pub profile_kernels: Option<bool>,
+    /// Hold weights in rgba32uint textures instead of storage buffers (the same bytes; the
+    /// kernels read them with `textureLoad`). `None` reads [`WEIGHT_TEXTURES_ENV`], and if that is
+    /// unset uses textures on CPU devices, where llvmpipe gathers texels for all SIMD lanes at
+    /// once but loads storage words lane by lane (a matrix streams about twice as fast).
+    pub weight_textures: Option<bool>,
 }
 
 /// Optional features that kernels use when present; every kernel also has a path without them.
@@ -84,6 +121,11 @@ pub struct Context {
     profile: KernelProfile,
     shader_checks: bool,
     max_binding: u64,
+    /// log2 of the texels in the widest row of a weight texture; `None`: weights are in storage
+    /// buffers.
+    weight_texture_bits: Option<u32>,
+    /// Largest byte size of one chunk of a weight tensor.
+    weight_chunk_limit: u64,
     memory: Arc<MemoryTracker>,
     pub(crate) pipelines: PipelineCache,
     profiler: Option<Profiler>,
@@ -236,6 +278,20 @@ impl Context {
             _ => KernelProfile::Gpu,
         });
         let shader_checks = opts.shader_checks.unwrap_or(profile == KernelProfile::Gpu);
+        let textures = opts.weight_textures.unwrap_or_else(|| match std::env::var(WEIGHT_TEXTURES_ENV).as_deref() {
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => profile == KernelProfile::Cpu,
+        });
+        let max_dim = limits.max_texture_dimension_2d;
+        let weight_texture_bits =
+            (textures && max_dim >= 1 << MIN_TEXTURE_ROW_BITS).then(|| max_dim.ilog2().min(MAX_TEXTURE_ROW_BITS));
+        let weight_chunk_limit = match weight_texture_bits {
+            // A caller's binding cap still splits tensors, so tests can exercise chunking.
+            Some(bits) => (TEXEL_BYTES << bits) * (max_dim as u64 / TEXTURE_ROW_ALIGN * TEXTURE_ROW_ALIGN),
+            None => device_max,
+        }
+        .min(opts.max_binding_size.unwrap_or(u64::MAX));
         let profiler = features.contains(PROFILE_FEATURES).then(|| Profiler::new(&device, &queue));
         Ok(Context {
             device,
@@ -247,6 +303,8 @@ impl Context {
             profile,
             shader_checks,
             max_binding,
+            weight_texture_bits,
+            weight_chunk_limit,
             memory: Arc::new(MemoryTracker::default()),
             pipelines: PipelineCache::default(),
             profiler,
@@ -292,6 +350,14 @@ impl Context {
     pub fn memory(&self) -> &MemoryTracker {
         &self.memory
     }
+    /// Whether weights are held in textures (see [`ContextOptions::weight_textures`]).
+    pub fn weight_textures(&self) -> bool {
+        self.weight_texture_bits.is_some()
+    }
+    /// Largest byte size of one chunk of a weight tensor (see [`super::GpuTensor`]).
+    pub fn weight_chunk_limit(&self) -> u64 {
+        self.weight_chunk_limit
+    }
 
     /// A one-line description: adapter name, backend, device type, driver.
     pub fn describe(&self) -> String {
@@ -320,6 +386,30 @@ impl Context {
             mapped_at_creation: false,
         });
         Ok(TrackedBuffer::new(buffer, tag, self.memory.clone()))
+    }
+
+    /// Creates a zeroed weight texture of at least `bytes` bytes (see [`weight_texture_shape`]).
+    /// Counted under [`MemTag::Weights`].
+    pub fn create_weight_texture(&self, label: &str, bytes: u64) -> Result<TrackedTexture> {
+        let max = self.limits.max_texture_dimension_2d;
+        let shape = self.weight_texture_bits.and_then(|bits| weight_texture_shape(bytes, bits, max));
+        let (row_bits, height) = shape.ok_or_else(|| {
+            Error::DoesNotFit(format!(
+                "weight texture `{label}` of {bytes} bytes: the device's textures hold at most {} bytes",
+                self.weight_chunk_limit
+            ))
+        })?;
+        let texture = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d { width: 1 << row_bits, height, depth_or_array_layers: 1 },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Uint,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        Ok(TrackedTexture::new(texture, row_bits, MemTag::Weights, self.memory.clone()))
     }
 
     /// Creates a buffer with `contents`, counted under `tag` (small buffers: goes through a
@@ -413,6 +503,22 @@ mod tests {
             transient_saves_memory: None,
             limit_bucket: None,
         }
+    }
+
+    #[test]
+    fn weight_textures_keep_their_rows_many_and_their_padding_small() {
+        // 450 KB: 64-texel rows, 440 of them (4-aligned).
+        assert_eq!(weight_texture_shape(450_560, 14, 16384), Some((6, 440)));
+        // 178 MB: the widest rows.
+        let (bits, height) = weight_texture_shape(178_257_920, 14, 16384).unwrap();
+        assert_eq!((bits, height), (14, 680));
+        // Padding stays under 2 % (or the four smallest rows, 1 KiB) whatever the size.
+        for bytes in [16u64, 1000, 65_536, 1 << 20, 5_000_000, 1 << 30] {
+            let (bits, height) = weight_texture_shape(bytes, 14, 16384).unwrap();
+            let held = (TEXEL_BYTES << bits) * height as u64;
+            assert!(held >= bytes && held - bytes <= (bytes / 50).max(1 << 10), "{bytes}: {held}");
+        }
+        assert_eq!(weight_texture_shape(5 << 30, 14, 16384), None);
     }
 
     #[test]

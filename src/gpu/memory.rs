@@ -1,4 +1,4 @@
-//! Accounting of every GPU buffer the runtime creates.
+//! Accounting of every GPU buffer (and weight texture) the runtime creates.
 //!
 //! wgpu does not say how much device memory a program holds, and the planner needs to know what a
 //! model really costs (weights vs KV cache vs scratch). So every buffer is created through
@@ -169,6 +169,61 @@ impl Drop for TrackedBuffer {
         // No `destroy()`: a command buffer recorded but not yet submitted may still use the buffer
         // (per-dispatch uniforms are dropped right after recording); wgpu frees it after the last use.
         self.tracker.free(self.tag, self.buffer.size());
+    }
+}
+
+/// A texture of raw weight bytes (see [`crate::gpu::GpuTensor`]): rgba32uint texels, `2^row_bits`
+/// per row, counted in a [`MemoryTracker`] until it is dropped, with the view kernels bind.
+pub struct TrackedTexture {
+    texture: wgpu::Texture,
+    view: wgpu::TextureView,
+    row_bits: u32,
+    tag: MemTag,
+    tracker: Arc<MemoryTracker>,
+}
+
+/// Bytes of one rgba32uint texel.
+pub const TEXEL_BYTES: u64 = 16;
+
+impl TrackedTexture {
+    /// Wraps `texture` (2-D, rgba32uint, `2^row_bits` texels wide) and counts its bytes under
+    /// `tag`. Only [`crate::gpu::Context`] calls this.
+    pub(crate) fn new(texture: wgpu::Texture, row_bits: u32, tag: MemTag, tracker: Arc<MemoryTracker>) -> Self {
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        let t = TrackedTexture { texture, view, row_bits, tag, tracker };
+        t.tracker.alloc(tag, t.bytes());
+        t
+    }
+
+    pub fn texture(&self) -> &wgpu::Texture {
+        &self.texture
+    }
+    pub fn view(&self) -> &wgpu::TextureView {
+        &self.view
+    }
+    /// log2 of the texels per row.
+    pub fn row_bits(&self) -> u32 {
+        self.row_bits
+    }
+    /// Bytes of one row of texels.
+    pub fn row_bytes(&self) -> u64 {
+        TEXEL_BYTES << self.row_bits
+    }
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.row_bytes() * self.texture.height() as u64
+    }
+}
+
+impl fmt::Debug for TrackedTexture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrackedTexture").field("bytes", &self.bytes()).field("tag", &self.tag).finish()
+    }
+}
+
+impl Drop for TrackedTexture {
+    fn drop(&mut self) {
+        self.tracker.free(self.tag, self.bytes());
     }
 }
 

@@ -4,7 +4,8 @@
 //! - [`Context`]: adapter choice (discrete > integrated > virtual > CPU, Vulkan first, overridable
 //!   with [`ADAPTER_ENV`] or [`ContextOptions::adapter`]), the device with the adapter's own
 //!   limits, optional features (shader-f16, subgroups, timestamps) when present.
-//! - [`MemoryTracker`]: every buffer is a [`TrackedBuffer`] counted under a [`MemTag`].
+//! - [`MemoryTracker`]: every buffer is a [`TrackedBuffer`] (every weight texture a
+//!   [`TrackedTexture`]) counted under a [`MemTag`].
 //! - [`GpuVec`] / [`F32Buffer`]: activations; uploads go through a bounded staging buffer.
 //! - [`GpuTensor`]: a weight's raw blocks, split by rows over several buffers when needed.
 //! - [`shaders`]: WGSL composition (common library + one decoder per format + kernel family).
@@ -22,8 +23,11 @@ pub mod vram;
 pub use buffers::{
     activation_bytes, device_vec_bytes, uniform_window_bytes, F32Buffer, GpuVec, U32Buffer, UPLOAD_CHUNK,
 };
-pub use context::{list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, KernelProfile, ADAPTER_ENV};
-pub use memory::{MemTag, MemoryReport, MemoryTracker, TrackedBuffer};
+pub use context::{
+    list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, KernelProfile, ADAPTER_ENV,
+    WEIGHT_TEXTURES_ENV,
+};
+pub use memory::{MemTag, MemoryReport, MemoryTracker, TrackedBuffer, TrackedTexture, TEXEL_BYTES};
 pub use pipeline::{Pipeline, PipelineKey};
 pub use profiler::{format_profile, KernelTime, PROFILE_ENV};
-pub use tensor::{GpuTensor, StackedTensor, TensorChunk};
+pub use tensor::{ChunkStore, GpuTensor, StackedTensor, TensorChunk};

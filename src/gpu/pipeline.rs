@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::context::Context;
 use super::shaders::{compose, Kernel, ShaderCaps};
+use super::tensor::GpuTensor;
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
 
@@ -26,6 +27,13 @@ impl PipelineKey {
     /// The value of a generated constant, if the key has it.
     pub fn constant(&self, name: &str) -> Option<u32> {
         self.consts.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+    }
+
+    /// The key of a weight-reading kernel for the weights `w`: adds where they are held (`WT`,
+    /// see [`GpuTensor::in_texture`]).
+    pub fn reading(mut self, w: &GpuTensor) -> PipelineKey {
+        self.consts.push(("WT", w.in_texture() as u32));
+        self
     }
 }
 

@@ -171,6 +171,12 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
         } else {
             include_str!("../../shaders/common/f16_soft.wgsl")
         });
+        let texture = consts.iter().any(|&(n, v)| n == "WT" && v == 1);
+        s.push_str(if texture {
+            include_str!("../../shaders/common/w_texture.wgsl")
+        } else {
+            include_str!("../../shaders/common/w_storage.wgsl")
+        });
         s.push_str(include_str!("../../shaders/common/bytes.wgsl"));
         s.push_str(include_str!("../../shaders/common/kquants.wgsl"));
         s.push_str(decoder(ty).source);
@@ -268,7 +274,18 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
     keys.extend(crate::ops::activation_keys());
     keys.push(super::probe::stream_read_key(256, false));
     keys.push(super::probe::stream_read_key(8, true));
-    keys
+    // Weights in storage buffers and in textures (`PipelineKey::reading`).
+    let with_store = |key: &super::PipelineKey, bits: u32| {
+        let mut key = key.clone();
+        key.consts.push(("WT", bits));
+        key
+    };
+    keys.iter()
+        .flat_map(|k| match k.kernel.reads_weights() {
+            true => vec![with_store(k, 0), with_store(k, 1)],
+            false => vec![k.clone()],
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Weight tensors on the device: a tensor's raw GGUF blocks, unchanged, in one or more storage
-//! buffers split at row boundaries; or several tensors back to back in one buffer (a stack), so
-//! that one dispatch can read them all.
+//! buffers (or weight textures, see [`super::ContextOptions::weight_textures`]) split at row
+//! boundaries; or several tensors back to back in one allocation (a stack), so that one dispatch
+//! can read them all.
 
 use std::sync::Arc;
 
 use super::context::Context;
-use super::memory::{MemTag, TrackedBuffer};
+use super::memory::{MemTag, TrackedBuffer, TrackedTexture, TEXEL_BYTES};
 use super::shaders::row_granularity;
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
@@ -16,24 +17,102 @@ use crate::gguf::{GgufFile, TensorInfo};
 /// inside the binding.
 const TAIL_PAD: u64 = 16;
 
-/// Rows `row0 .. row0 + rows` of a tensor: `size` bytes (the blocks and a spare vec4) from byte
-/// `offset` of a buffer, which the other parts of a stack may share.
+/// Where a chunk's bytes (its blocks and a spare vec4) are held; the other parts of a stack may
+/// share the allocation.
+pub enum ChunkStore {
+    /// `size` bytes from byte `offset` of a storage buffer.
+    Buffer { buffer: Arc<TrackedBuffer>, offset: u64, size: u64 },
+    /// A weight texture from texel `texel0` on.
+    Texture { texture: Arc<TrackedTexture>, texel0: u32 },
+}
+
+/// Rows `row0 .. row0 + rows` of a tensor.
 pub struct TensorChunk {
-    pub buffer: Arc<TrackedBuffer>,
-    pub offset: u64,
-    pub size: u64,
+    pub store: ChunkStore,
     pub row0: usize,
     pub rows: usize,
 }
 
 impl TensorChunk {
-    /// The chunk as a storage binding.
+    /// The chunk as the kernels' weight binding (binding 0).
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &self.buffer,
-            offset: self.offset,
-            size: wgpu::BufferSize::new(self.size),
-        })
+        match &self.store {
+            ChunkStore::Buffer { buffer, offset, size } => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset: *offset,
+                size: wgpu::BufferSize::new(*size),
+            }),
+            ChunkStore::Texture { texture, .. } => wgpu::BindingResource::TextureView(texture.view()),
+        }
+    }
+
+    /// The kernels' `w_off` and `w_shift` parameters: the chunk's first texel in its texture and
+    /// log2 of the texture's row length; 0 for a buffer, whose binding starts at the chunk.
+    pub fn texture_params(&self) -> [u32; 2] {
+        match &self.store {
+            ChunkStore::Buffer { .. } => [0, 0],
+            ChunkStore::Texture { texture, texel0 } => [*texel0, texture.row_bits()],
+        }
+    }
+}
+
+/// One weight allocation holding tensors' bytes back to back, padded to 16 bytes plus a spare
+/// vec4.
+enum Store {
+    Buffer(Arc<TrackedBuffer>),
+    Texture(Arc<TrackedTexture>),
+}
+
+impl Store {
+    /// Uploads `datas` back to back into a new buffer, or a new texture when the context holds
+    /// weights in textures.
+    fn upload(ctx: &Context, name: &str, datas: &[&[u8]]) -> Result<Store> {
+        let len: usize = datas.iter().map(|d| d.len()).sum();
+        let size = (len as u64).next_multiple_of(16) + TAIL_PAD;
+        if ctx.weight_textures() {
+            let texture = ctx.create_weight_texture(name, size)?;
+            ctx.upload_texture(&texture, datas)?;
+            return Ok(Store::Texture(Arc::new(texture)));
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        let buffer = ctx.create_buffer(name, size, usage, MemTag::Weights)?;
+        let mut at = 0;
+        for data in datas {
+            ctx.upload_bytes(&buffer, at, data)?;
+            at += data.len() as u64;
+        }
+        Ok(Store::Buffer(Arc::new(buffer)))
+    }
+
+    /// Bytes allocated.
+    fn size(&self) -> u64 {
+        match self {
+            Store::Buffer(b) => b.size(),
+            Store::Texture(t) => t.bytes(),
+        }
+    }
+
+    /// Whether a part can start at byte `offset`: a buffer binding's offset alignment, or a
+    /// whole texel.
+    fn can_start_at(ctx: &Context, offset: usize) -> bool {
+        let align = match ctx.weight_textures() {
+            true => TEXEL_BYTES,
+            false => ctx.limits().min_storage_buffer_offset_alignment as u64,
+        };
+        offset as u64 % align == 0
+    }
+
+    /// Rows `row0 .. row0 + rows` held in `size` bytes from byte `offset` (a part start, see
+    /// [`Store::can_start_at`]).
+    fn chunk(&self, offset: u64, size: u64, row0: usize, rows: usize) -> TensorChunk {
+        let store = match self {
+            Store::Buffer(buffer) => ChunkStore::Buffer { buffer: buffer.clone(), offset, size },
+            // Texel indices fit u32: a texture holds at most 4 GiB chunks (`rows_per_chunk`).
+            Store::Texture(texture) => {
+                ChunkStore::Texture { texture: texture.clone(), texel0: (offset / TEXEL_BYTES) as u32 }
+            }
+        };
+        TensorChunk { store, row0, rows }
     }
 }
 
@@ -70,10 +149,10 @@ impl GpuTensor {
         bytes: &[u8],
     ) -> Result<GpuTensor> {
         let row_bytes = check_geometry(name, ty, row_len, n_rows, bytes.len())?;
-        let per_chunk = rows_per_chunk(ctx.max_binding_size(), row_bytes, n_rows).ok_or_else(|| {
+        let per_chunk = rows_per_chunk(ctx.weight_chunk_limit(), row_bytes, n_rows).ok_or_else(|| {
             Error::DoesNotFit(format!(
                 "tensor `{name}`: one row of {row_bytes} bytes exceeds the device's binding size {}",
-                ctx.max_binding_size()
+                ctx.weight_chunk_limit()
             ))
         })?;
         let mut chunks = Vec::new();
@@ -81,15 +160,15 @@ impl GpuTensor {
         while row0 < n_rows {
             let rows = per_chunk.min(n_rows - row0);
             let data = &bytes[row0 * row_bytes..(row0 + rows) * row_bytes];
-            let buffer = Arc::new(upload_blocks(ctx, name, &[data])?);
-            chunks.push(TensorChunk { size: buffer.size(), buffer, offset: 0, row0, rows });
+            let store = Store::upload(ctx, name, &[data])?;
+            chunks.push(store.chunk(0, store.size(), row0, rows));
             row0 += rows;
         }
         Ok(GpuTensor { name: name.to_string(), ty, row_len, n_rows, row_bytes, chunks })
     }
 
     /// Uploads `parts` (name, rows, raw blocks), matrices of `ty` with rows of `row_len`, back to
-    /// back into one buffer: the stack, and a view of each part. `None` when they cannot share
+    /// back into one allocation: the stack, and a view of each part. `None` when they cannot share
     /// one binding: together they exceed the binding size, or a part would start at an offset
     /// the device cannot bind.
     pub fn upload_stack(
@@ -106,17 +185,17 @@ impl GpuTensor {
         let n_rows: usize = parts.iter().map(|p| p.1).sum();
         // Byte offset of each part in the stack.
         let starts: Vec<usize> = parts.iter().scan(0, |at, p| Some(std::mem::replace(at, *at + p.2.len()))).collect();
-        let align = ctx.limits().min_storage_buffer_offset_alignment as usize;
-        let bindable = starts.iter().all(|start| start % align == 0);
-        if parts.is_empty() || !bindable || rows_per_chunk(ctx.max_binding_size(), row_bytes, n_rows) != Some(n_rows) {
+        let bindable = starts.iter().all(|&start| Store::can_start_at(ctx, start));
+        if parts.is_empty() || !bindable || rows_per_chunk(ctx.weight_chunk_limit(), row_bytes, n_rows) != Some(n_rows)
+        {
             return Ok(None);
         }
         let datas: Vec<&[u8]> = parts.iter().map(|p| p.2).collect();
-        let buffer = Arc::new(upload_blocks(ctx, name, &datas)?);
+        let store = Store::upload(ctx, name, &datas)?;
         let view = |name: &str, offset: usize, rows: usize| {
-            // A part's spare vec4 is the start of the next part (or the buffer's own tail).
-            let size = ((rows * row_bytes) as u64 + TAIL_PAD).next_multiple_of(16).min(buffer.size() - offset as u64);
-            let chunk = TensorChunk { buffer: buffer.clone(), offset: offset as u64, size, row0: 0, rows };
+            // A part's spare vec4 is the start of the next part (or the allocation's own tail).
+            let size = ((rows * row_bytes) as u64 + TAIL_PAD).next_multiple_of(16).min(store.size() - offset as u64);
+            let chunk = store.chunk(offset as u64, size, 0, rows);
             GpuTensor { name: name.to_string(), ty, row_len, n_rows: rows, row_bytes, chunks: vec![chunk] }
         };
         let views = parts.iter().zip(&starts).map(|(&(part, rows, _), &start)| view(part, start, rows)).collect();
@@ -134,20 +213,12 @@ impl GpuTensor {
     pub fn n_bytes(&self) -> usize {
         self.row_bytes * self.n_rows
     }
-}
 
-/// A weight buffer holding `datas` back to back, padded to 16 bytes plus a spare vec4.
-fn upload_blocks(ctx: &Context, name: &str, datas: &[&[u8]]) -> Result<TrackedBuffer> {
-    let len: usize = datas.iter().map(|d| d.len()).sum();
-    let size = (len as u64).next_multiple_of(16) + TAIL_PAD;
-    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-    let buffer = ctx.create_buffer(name, size, usage, MemTag::Weights)?;
-    let mut at = 0;
-    for data in datas {
-        ctx.upload_bytes(&buffer, at, data)?;
-        at += data.len() as u64;
+    /// Whether the tensor is held in textures (the kernels' `WT` constant: common/w_texture.wgsl
+    /// instead of w_storage.wgsl).
+    pub fn in_texture(&self) -> bool {
+        matches!(self.chunks.first().map(|c| &c.store), Some(ChunkStore::Texture { .. }))
     }
-    Ok(buffer)
 }
 
 fn check_geometry(name: &str, ty: GgmlType, row_len: usize, n_rows: usize, n_bytes: usize) -> Result<usize> {

@@ -63,11 +63,11 @@ fn vulkan_memory(device: &wgpu::Device) -> Option<DeviceMemory> {
     }
 }
 
-/// Bytes of buffer memory the backend itself has allocated (wgpu's internal counters), to
-/// cross-check the [`super::MemoryTracker`]; `None` where the backend does not count.
-pub fn backend_buffer_bytes(device: &wgpu::Device) -> Option<u64> {
+/// Bytes of buffer and texture memory the backend itself has allocated (wgpu's internal
+/// counters), to cross-check the [`super::MemoryTracker`]; `None` where the backend does not count.
+pub fn backend_memory_bytes(device: &wgpu::Device) -> Option<u64> {
     let counters = device.get_internal_counters();
-    let bytes = counters.hal.buffer_memory.read();
+    let bytes = counters.hal.buffer_memory.read() + counters.hal.texture_memory.read();
     // A backend that does not count reports 0 even with buffers alive.
     (bytes > 0 || counters.hal.buffers.read() == 0).then_some(bytes as u64)
 }

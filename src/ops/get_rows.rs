@@ -39,7 +39,7 @@ pub fn get_rows<'a>(
     let k = table.row_len;
     let os = resolve(&out, "get_rows OUT", n_ids, k)?;
     check_vec4(&out, os, "get_rows OUT")?;
-    let pipeline = ctx.pipeline(&key(table.ty))?;
+    let pipeline = ctx.pipeline(&key(table.ty).reading(table))?;
     let ir = bind_range(ctx, ids.buffer(), ids_offset, n_ids, "get_rows ids")?;
     let or = bind_range(ctx, out.buf.buffer(), out.offset, (n_ids - 1) * os + k, "get_rows OUT")?;
     let threads = n_ids as u64 * (k / 8) as u64;
@@ -54,6 +54,8 @@ pub fn get_rows<'a>(
             u32_of(os / 4, "OUT stride")?,
             u32_of(chunk.row0, "row0")?,
             u32_of(chunk.rows, "rows")?,
+            chunk.texture_params()[0],
+            chunk.texture_params()[1],
         ];
         let uniform = ctx.uniform("get_rows params", &params)?;
         let entries = [

@@ -116,7 +116,7 @@ pub fn matmul_with(
     shape.check(w.ty)?;
     let (k, m) = (w.row_len, w.n_rows);
     let (xs, ys) = product_strides(w, &x, &y, n_cols, "matmul")?;
-    let pipeline = ctx.pipeline(&shape.key(w.ty))?;
+    let pipeline = ctx.pipeline(&shape.key(w.ty).reading(w))?;
     let batch = column_batch(ctx.max_binding_size(), n_cols, k, xs, m, ys)?;
     for col0 in (0..n_cols).step_by(batch) {
         let nc = batch.min(n_cols - col0);
@@ -133,6 +133,8 @@ pub fn matmul_with(
                 u32_of(xs / 4, "X stride")?,
                 yr.base,
                 u32_of(ys, "Y stride")?,
+                chunk.texture_params()[0],
+                chunk.texture_params()[1],
             ];
             let uniform = ctx.uniform("matmul params", &params)?;
             let groups = (

@@ -351,7 +351,7 @@ fn matvec_impl(
             None => (bind_range(ctx, x.buf.buffer(), x_start, x_len, "matvec X")?, 0),
         };
         let (gate, pair) = out.epilogue();
-        let pipeline = ctx.pipeline(&shape.key(w.ty, nc as u32, uniform_x, gate, pair))?;
+        let pipeline = ctx.pipeline(&shape.key(w.ty, nc as u32, uniform_x, gate, pair).reading(w))?;
         // Paired: the kernel's rows are the gate rows, the first half of the stack.
         let pairs = if paired { 2 } else { 1 };
         for chunk in &w.chunks {
@@ -379,6 +379,8 @@ fn matvec_impl(
                 u32_of(seg[1].0, "segment")?,
                 yr.base + u32_of(seg[0].1, "segment offset")?,
                 yr.base + u32_of(seg[1].1, "segment offset")?,
+                chunk.texture_params()[0],
+                chunk.texture_params()[1],
             ];
             let uniform = ctx.uniform("matvec params", &params)?;
             let rows_per_group = shape.rows_per_workgroup() / pairs as u32;
