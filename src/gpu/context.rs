@@ -93,10 +93,11 @@ pub struct ContextOptions {
     /// Time every dispatch with timestamp queries (see [`super::profiler`]); `None` reads
     /// [`super::PROFILE_ENV`]. Ignored on devices without timestamps inside passes.
     pub profile_kernels: Option<bool>,
-    /// Hold weights in rgba32uint textures instead of storage buffers (the same bytes; the
-    /// kernels read them with `textureLoad`). `None` reads [`WEIGHT_TEXTURES_ENV`], and if that is
-    /// unset uses textures on CPU devices, where llvmpipe gathers texels for all SIMD lanes at
-    /// once but loads storage words lane by lane (a matrix streams about twice as fast).
+    /// Hold weights in rgba32uint storage textures instead of storage buffers (the same bytes;
+    /// the kernels read them with `textureLoad`), where the device can read such textures.
+    /// `None` reads [`WEIGHT_TEXTURES_ENV`], and if that is unset uses textures on CPU devices,
+    /// where llvmpipe gathers texels for all SIMD lanes at once but loads storage words lane by
+    /// lane (a matrix streams several times as fast, see `shaders/common/w_texture.wgsl`).
     pub weight_textures: Option<bool>,
 }
 
@@ -284,8 +285,13 @@ impl Context {
             _ => profile == KernelProfile::Cpu,
         });
         let max_dim = limits.max_texture_dimension_2d;
-        let weight_texture_bits =
-            (textures && max_dim >= 1 << MIN_TEXTURE_ROW_BITS).then(|| max_dim.ilog2().min(MAX_TEXTURE_ROW_BITS));
+        // Kernels bind weight textures as read-only storage textures.
+        let format = adapter.get_texture_format_features(wgpu::TextureFormat::Rgba32Uint);
+        let readable = format.allowed_usages.contains(wgpu::TextureUsages::STORAGE_BINDING)
+            && format.flags.contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_ONLY)
+            && limits.max_storage_textures_per_shader_stage > 0;
+        let weight_texture_bits = (textures && readable && max_dim >= 1 << MIN_TEXTURE_ROW_BITS)
+            .then(|| max_dim.ilog2().min(MAX_TEXTURE_ROW_BITS));
         let weight_chunk_limit = match weight_texture_bits {
             // A caller's binding cap still splits tensors, so tests can exercise chunking.
             Some(bits) => (TEXEL_BYTES << bits) * (max_dim as u64 / TEXTURE_ROW_ALIGN * TEXTURE_ROW_ALIGN),
@@ -406,7 +412,7 @@ impl Context {
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
             format: wgpu::TextureFormat::Rgba32Uint,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
         });
         Ok(TrackedTexture::new(texture, row_bits, MemTag::Weights, self.memory.clone()))
