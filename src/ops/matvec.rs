@@ -71,8 +71,10 @@ impl MatVecShape {
     /// subgroupAdd when the subgroup size is fixed, else through workgroup memory; 4 rows per
     /// workgroup. CPU (lavapipe): one invocation walks whole rows, several rows at a time, so each
     /// activation load and each decoded header feeds several rows; about 8 rows × columns of
-    /// reuse was fastest (`cargo bench --bench kernels -- --tune`), fewer rows for formats whose decoders need many
-    /// registers; and rows are warmed into cache first where that pays ([`warm_pays`]).
+    /// reuse was fastest (`cargo bench --bench kernels -- --tune`, weights in textures, one
+    /// column at 16384 × 640 and 4096 × 2048: 8 rows; Q2_K, Q4_K, Q5_K, IQ4_XS 5-8 % faster
+    /// with 16; F32 rows, which stream fastest, 4); and rows are warmed into cache first where
+    /// that pays ([`warm_pays`]).
     pub fn pick(
         profile: KernelProfile,
         subgroup: Option<u32>,
@@ -89,11 +91,13 @@ impl MatVecShape {
             }
             (KernelProfile::Cpu, _) => {
                 use GgmlType::*;
-                let max_rows = match ty {
-                    Q2_K | Q4_1 | Q5_K | Q6_K | IQ4_XS | F32 => 4,
+                // Rows per invocation for one column; with more, about 8 rows × columns.
+                let single = match ty {
+                    F32 => 4,
+                    Q2_K | Q4_K | Q5_K | IQ4_XS => 16,
                     _ => 8,
                 };
-                let rpi = (8 / ncols.max(1)).clamp(1, max_rows);
+                let rpi = if ncols <= 1 { single } else { (8 / ncols).clamp(1, single) };
                 let wg = 8;
                 let shuffle_x = subgroup == Some(wg);
                 MatVecShape { wg, tpr: 1, rpi, subgroup: false, warm: warm_pays(ty, row_len), shuffle_x }
