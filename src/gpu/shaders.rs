@@ -255,10 +255,9 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
         for ty in GgmlType::all() {
             for ncols in 1..=crate::ops::MAX_COLS as u32 {
                 for subgroup in [None, Some(8), Some(32)] {
-                    // Short rows (warmed on CPU devices) and long ones (not warmed).
-                    let long = MatVecShape::pick(profile, subgroup, ty, ncols, 1 << 16);
-                    keys.push(long.key(ty, ncols, 0, None, false));
-                    let shape = MatVecShape::pick(profile, subgroup, ty, ncols, 256);
+                    let shape = MatVecShape::pick(profile, subgroup, ty, ncols);
+                    // With and without the CPU warm-up.
+                    keys.push(MatVecShape { warm: false, ..shape }.key(ty, ncols, 0, None, false));
                     let gelu = Some(crate::model::Activation::GeluTanh);
                     keys.push(shape.key(ty, ncols, 0, None, false));
                     keys.push(shape.key(ty, ncols, 64, None, false));
