@@ -122,7 +122,10 @@ fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, 
                 let cpu0 = process_cpu_seconds();
                 let t = timer.best_of(ctx, 1, |pass| {
                     for _ in 0..reps {
-                        let shape = ops::MatVecShape { warm: shape.warm && ops::matvec::warm_pays(w.ty), ..*shape };
+                        let shape = ops::MatVecShape {
+                            warm: shape.warm && ops::matvec::warm_pays(w.ty, k, ctx.weight_textures()),
+                            ..*shape
+                        };
                         ops::matvec_with(ctx, pass, Some(shape), w, x.at(0), y.at(0), 1)?;
                     }
                     Ok(())

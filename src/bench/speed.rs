@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::format::GgmlType;
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::gpu::{probe, Context, GpuTensor, MemTag};
 use crate::model::cpu::Logits;
@@ -127,13 +128,17 @@ impl PassTimer {
 }
 
 /// The device's streaming-read bandwidth in GB/s: the fastest of the device kind's
-/// [`probe::stream_shapes`] reading `bytes` (at most one binding) with [`probe::stream_read`].
+/// [`probe::stream_shapes`] reading `bytes` (at most one binding) of a weight tensor, held as the
+/// context holds weights, with [`probe::stream_read`].
 pub fn read_bandwidth(ctx: &Context, timer: &PassTimer, bytes: u64, reps: usize) -> Result<f64> {
-    let bytes = bytes.min(ctx.max_binding_size()) / 16 * 16;
-    let src = ctx.f32_buffer("stream src", (bytes / 4) as usize)?;
+    // Rows of 4096 F32 elements (16 KiB), in one chunk (which also holds a little padding).
+    let max = ctx.max_binding_size().min(ctx.weight_chunk_limit()).saturating_sub(64);
+    let rows = (bytes.min(max) >> 14).max(1) as usize;
+    let src = GpuTensor::upload(ctx, "stream src", GgmlType::F32, 4096, rows, &vec![0; rows << 14])?;
+    let bytes = src.n_bytes() as u64;
     let mut best: f64 = 0.0;
     for shape in probe::stream_shapes(ctx.profile()) {
-        let dst = ctx.f32_buffer("stream dst", shape.threads as usize)?;
+        let dst = ctx.vec_zeroed::<u32>("stream dst", shape.threads as usize, MemTag::Activations)?;
         let t = timer.best_of(ctx, reps, |pass| probe::stream_read(ctx, pass, shape, &src, &dst))?;
         best = best.max(bytes as f64 / t / 1e9);
     }

@@ -4,7 +4,7 @@
 use super::context::Context;
 use super::pipeline::PipelineKey;
 use super::shaders::Kernel;
-use super::{F32Buffer, KernelProfile};
+use super::{GpuTensor, KernelProfile, U32Buffer};
 use crate::error::{Error, Result};
 
 /// Key of the streaming-read kernel: `contiguous` makes each invocation read one contiguous
@@ -32,32 +32,34 @@ pub fn stream_shapes(profile: KernelProfile) -> Vec<StreamShape> {
     }
 }
 
-/// Records a kernel that reads all of `src` and writes one partial sum per invocation to `dst`
-/// (which must hold at least `shape.threads` elements).
+/// Records a kernel that reads all the bytes of `src` (a weight tensor in one chunk, held as the
+/// context holds weights) and writes one folded word per invocation to `dst` (which must hold at
+/// least `shape.threads` elements).
 pub fn stream_read(
     ctx: &Context,
     pass: &mut wgpu::ComputePass<'_>,
     shape: StreamShape,
-    src: &F32Buffer,
-    dst: &F32Buffer,
+    src: &GpuTensor,
+    dst: &U32Buffer,
 ) -> Result<()> {
-    if src.byte_len() > ctx.max_binding_size() {
-        return Err(Error::DoesNotFit(format!("stream_read: {} bytes exceed one binding", src.byte_len())));
-    }
-    if dst.len() < shape.threads as usize || src.len() % 4 != 0 || shape.threads % shape.wg != 0 {
+    let [chunk] = &src.chunks[..] else {
+        return Err(Error::DoesNotFit(format!("stream_read: `{}` is split over several bindings", src.name)));
+    };
+    if dst.len() < shape.threads as usize || src.n_bytes() % 16 != 0 || shape.threads % shape.wg != 0 {
         return Err(Error::Shape(format!(
-            "stream_read {shape:?}: dst needs {} elements and src a multiple of 4",
+            "stream_read {shape:?}: dst needs {} elements and src a multiple of 16 bytes",
             shape.threads
         )));
     }
-    let pipeline = ctx.pipeline(&stream_read_key(shape.wg, shape.contiguous))?;
-    let n_vec4 = u32::try_from(src.len() / 4).map_err(|_| Error::Shape("stream_read: source too large".into()))?;
-    let uniform = ctx.uniform("stream_read params", &[n_vec4, 0, 0, 0])?;
+    let pipeline = ctx.pipeline(&stream_read_key(shape.wg, shape.contiguous).reading(src))?;
+    let n_vec4 = u32::try_from(src.n_bytes() / 16).map_err(|_| Error::Shape("stream_read: source too large".into()))?;
+    let [w_off, w_shift] = chunk.texture_params();
+    let uniform = ctx.uniform("stream_read params", &[n_vec4, w_off, w_shift, 0])?;
     let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("stream_read"),
         layout: &pipeline.layout,
         entries: &[
-            wgpu::BindGroupEntry { binding: 0, resource: src.buffer().as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 0, resource: chunk.binding() },
             wgpu::BindGroupEntry { binding: 1, resource: dst.buffer().as_entire_binding() },
             wgpu::BindGroupEntry { binding: 2, resource: uniform.as_entire_binding() },
         ],

@@ -64,6 +64,13 @@ impl Kernel {
     pub fn reads_weights(self) -> bool {
         matches!(self, Kernel::MatVec | Kernel::MatMul | Kernel::GetRows)
     }
+
+    /// Whether the kernel binds a weight tensor's raw bytes (read through `wq_at`, from a storage
+    /// buffer or a texture): the decoding kernels, and the streaming-read probe, which must read
+    /// weights the way they do.
+    pub fn binds_weights(self) -> bool {
+        self.reads_weights() || self == Kernel::StreamRead
+    }
 }
 
 /// One format's WGSL decoder, the widest aligned window (in elements) one of its groups spans,
@@ -157,6 +164,14 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
     for (name, v) in consts {
         s.push_str(&format!("const {name}: u32 = {v}u;\n"));
     }
+    if kernel.binds_weights() {
+        let texture = consts.iter().any(|&(n, v)| n == "WT" && v == 1);
+        s.push_str(if texture {
+            include_str!("../../shaders/common/w_texture.wgsl")
+        } else {
+            include_str!("../../shaders/common/w_storage.wgsl")
+        });
+    }
     if kernel.reads_weights() {
         let ty = format.unwrap_or(GgmlType::F32);
         let (qk, qb) = block_geometry(ty);
@@ -170,12 +185,6 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
             include_str!("../../shaders/common/f16_native.wgsl")
         } else {
             include_str!("../../shaders/common/f16_soft.wgsl")
-        });
-        let texture = consts.iter().any(|&(n, v)| n == "WT" && v == 1);
-        s.push_str(if texture {
-            include_str!("../../shaders/common/w_texture.wgsl")
-        } else {
-            include_str!("../../shaders/common/w_storage.wgsl")
         });
         s.push_str(include_str!("../../shaders/common/bytes.wgsl"));
         s.push_str(include_str!("../../shaders/common/kquants.wgsl"));
@@ -255,9 +264,9 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
         for ty in GgmlType::all() {
             for ncols in 1..=crate::ops::MAX_COLS as u32 {
                 for subgroup in [None, Some(8), Some(32)] {
-                    let shape = MatVecShape::pick(profile, subgroup, ty, ncols);
                     // With and without the CPU warm-up.
-                    keys.push(MatVecShape { warm: false, ..shape }.key(ty, ncols, 0, None, false));
+                    keys.push(MatVecShape::pick(profile, subgroup, ty, ncols, false).key(ty, ncols, 0, None, false));
+                    let shape = MatVecShape::pick(profile, subgroup, ty, ncols, true);
                     let gelu = Some(crate::model::Activation::GeluTanh);
                     keys.push(shape.key(ty, ncols, 0, None, false));
                     keys.push(shape.key(ty, ncols, 64, None, false));
@@ -280,7 +289,7 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
         key
     };
     keys.iter()
-        .flat_map(|k| match k.kernel.reads_weights() {
+        .flat_map(|k| match k.kernel.binds_weights() {
             true => vec![with_store(k, 0), with_store(k, 1)],
             false => vec![k.clone()],
         })

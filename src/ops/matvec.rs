@@ -40,27 +40,44 @@ pub struct MatVecShape {
 /// every other line instead left the stalls in place (no gain end to end on lavapipe).
 const CACHE_LINE_BYTES: u32 = 64;
 
-/// Whether a CPU matvec should warm its rows into cache before decoding them: every quantized
-/// format, at any row length. With weights in textures (the CPU default), loads are cheap enough
-/// that a matrix streamed from memory is bound by cache misses, and the decode loop holds few in
-/// flight (lavapipe, kernel bench, 7B shapes, no warm-up → warm-up: Q8_0 4.8 → 10.4 GB/s, Q4_0
-/// 5.2 → 7.3, Q4_1 4.7 → 8.3, Q5_1 5.6 → 7.8, Q4_K 6.2 → 7.3, Q5_K 5.4 → 6.9; the default
-/// model's decode step about 80 → 45 ms). With weights in storage buffers long rows of the fast
-/// formats were 5-14 % slower warmed (the hardware prefetcher kept up with the slower loads).
+/// Rows up to this size are warmed on CPU devices even when weights are in storage buffers: too
+/// short for the hardware prefetcher to ramp up, so a cold row stalls the decode loop line by line.
+const WARM_MAX_ROW_BYTES: usize = 2048;
+
+/// Whether a CPU matvec should warm its rows of `row_len` elements into cache before decoding
+/// them, with weights in textures or in storage buffers.
+///
+/// Textures (the CPU default): every quantized matrix. Loads are then cheap enough that a matrix
+/// streamed from memory is bound by cache misses, and the decode loop holds few in flight
+/// (lavapipe, kernel bench, 7B shapes, no warm-up → warm-up: Q8_0 4.8 → 10.4 GB/s, Q4_0 5.2 →
+/// 7.3, Q4_1 4.7 → 8.3, Q5_1 5.6 → 7.8, Q4_K 6.2 → 7.3, Q5_K 5.4 → 6.9; the default model's
+/// decode step about 80 → 45 ms).
+///
+/// Storage buffers (cold matrices, A/B): short rows gain (K = 640: Q8_0 +8 %, Q5_0 +19 %;
+/// K = 2048: Q2_K +21 %, Q3_K +14 %, Q6_K +36 %), long rows of the fast formats lose (K = 4096:
+/// Q8_0 −14 %, Q4_0/Q4_1/Q5_0/Q5_1 −5 to −8 %, Q4_K −7 %), as the prefetcher keeps up with the
+/// slower loads by itself, while the slowest decoders gain at any length (K = 4096: Q2_K +12 %,
+/// Q3_K +17 %, Q6_K +30 %).
+///
 /// F32, F16 and BF16 rows stream at about the read bandwidth already: warming them only reads
 /// them twice (F32 14.2 → 11.4 GB/s).
-pub fn warm_pays(ty: GgmlType) -> bool {
-    ty.is_quantized()
+pub fn warm_pays(ty: GgmlType, row_len: usize, weights_in_textures: bool) -> bool {
+    use GgmlType::*;
+    let short = ty.row_bytes(row_len).is_ok_and(|b| b <= WARM_MAX_ROW_BYTES);
+    ty.is_quantized() && (weights_in_textures || short || matches!(ty, Q2_K | Q3_K | Q6_K))
 }
 
 impl MatVecShape {
-    /// The shape for `ctx`'s device, weight format and column count (see [`MatVecShape::pick`]).
-    pub fn for_device(ctx: &Context, ty: GgmlType, ncols: u32) -> MatVecShape {
-        MatVecShape::pick(ctx.profile(), ctx.subgroup_size(), ty, ncols)
+    /// The shape for `ctx`'s device and weights, weight format, column count and rows of
+    /// `row_len` elements (see [`MatVecShape::pick`]).
+    pub fn for_device(ctx: &Context, ty: GgmlType, ncols: u32, row_len: usize) -> MatVecShape {
+        let warm = warm_pays(ty, row_len, ctx.weight_textures());
+        MatVecShape::pick(ctx.profile(), ctx.subgroup_size(), ty, ncols, warm)
     }
 
     /// The shape for a kind of device (with a fixed subgroup size, if it has one usable for
-    /// reductions), weight format and column count.
+    /// reductions), weight format and column count; `warm`: CPU shapes warm their rows (see
+    /// [`warm_pays`]).
     ///
     /// GPU: a subgroup (or 32 invocations) per row: coalesced reads and one reduction, by
     /// subgroupAdd when the subgroup size is fixed, else through workgroup memory; 4 rows per
@@ -68,9 +85,8 @@ impl MatVecShape {
     /// activation load and each decoded header feeds several rows; about 8 rows × columns of
     /// reuse was fastest (`cargo bench --bench kernels -- --tune`, weights in textures, one
     /// column at 16384 × 640 and 4096 × 2048: 8 rows; Q2_K, Q4_K, Q5_K, IQ4_XS 5-8 % faster
-    /// with 16; F32 rows, which stream fastest, 4); and rows are warmed into cache first where
-    /// that pays ([`warm_pays`]).
-    pub fn pick(profile: KernelProfile, subgroup: Option<u32>, ty: GgmlType, ncols: u32) -> MatVecShape {
+    /// with 16; F32 rows, which stream fastest, 4).
+    pub fn pick(profile: KernelProfile, subgroup: Option<u32>, ty: GgmlType, ncols: u32, warm: bool) -> MatVecShape {
         match (profile, subgroup) {
             (KernelProfile::Gpu, Some(sg)) => {
                 MatVecShape { wg: 4 * sg, tpr: sg, rpi: 1, subgroup: true, warm: false, shuffle_x: false }
@@ -89,7 +105,7 @@ impl MatVecShape {
                 let rpi = if ncols <= 1 { single } else { (8 / ncols).clamp(1, single) };
                 let wg = 8;
                 let shuffle_x = subgroup == Some(wg);
-                MatVecShape { wg, tpr: 1, rpi, subgroup: false, warm: warm_pays(ty), shuffle_x }
+                MatVecShape { wg, tpr: 1, rpi, subgroup: false, warm, shuffle_x }
             }
         }
     }
@@ -224,7 +240,7 @@ pub fn matvec_gate_up<'a>(
     if gate_up.part_rows.len() != 2 || gate_up.part_rows[0] != gate_up.part_rows[1] {
         return Err(Error::Shape(format!("`{}`: gate and up stacked as {:?} rows", w.name, gate_up.part_rows)));
     }
-    let shape = MatVecShape::for_device(ctx, w.ty, 1).paired();
+    let shape = MatVecShape::for_device(ctx, w.ty, 1, w.row_len).paired();
     // The kernel reads the up rows `m` rows after the gate rows, from the stack's one binding.
     matvec_impl(ctx, pass, Some(shape), w, x.into(), y.into(), 1, Output::Paired(act))
 }
@@ -325,7 +341,7 @@ fn matvec_impl(
     };
     for col0 in (0..n_cols).step_by(MAX_COLS) {
         let nc = MAX_COLS.min(n_cols - col0);
-        let shape = shape.unwrap_or_else(|| MatVecShape::for_device(ctx, w.ty, nc as u32));
+        let shape = shape.unwrap_or_else(|| MatVecShape::for_device(ctx, w.ty, nc as u32, k));
         shape.check()?;
         if shape.subgroup && ctx.subgroup_size() != Some(shape.tpr) {
             return Err(Error::Shape(format!("matvec shape {shape:?} needs a fixed subgroup size of {}", shape.tpr)));
