@@ -394,7 +394,7 @@ impl Context {
         Ok(TrackedBuffer::new(buffer, tag, self.memory.clone()))
     }
 
-    /// Creates a zeroed weight texture of at least `bytes` bytes (see [`weight_texture_shape`]).
+    /// Creates a zeroed weight texture of at least `bytes` bytes (see `weight_texture_shape`).
     /// Counted under [`MemTag::Weights`].
     pub fn create_weight_texture(&self, label: &str, bytes: u64) -> Result<TrackedTexture> {
         let max = self.limits.max_texture_dimension_2d;

@@ -7,7 +7,8 @@
 //! - [`MemoryTracker`]: every buffer is a [`TrackedBuffer`] (every weight texture a
 //!   [`TrackedTexture`]) counted under a [`MemTag`].
 //! - [`GpuVec`] / [`F32Buffer`]: activations; uploads go through a bounded staging buffer.
-//! - [`GpuTensor`]: a weight's raw blocks, split by rows over several buffers when needed.
+//! - [`GpuTensor`]: a weight's raw blocks in storage buffers (or, on CPU devices, read-only
+//!   storage textures), split by rows over several when needed.
 //! - [`shaders`]: WGSL composition (common library + one decoder per format + kernel family).
 
 mod buffers;

@@ -31,7 +31,7 @@ pub struct MatVecShape {
     /// memory otherwise stalls the decode loop line by line.
     pub warm: bool,
     /// Share each unit's activations across the workgroup through subgroupShuffle: one gather
-    /// per unit instead of two per group (`XS` in `shaders/matvec.wgsl`; see [`shares_x`] for
+    /// per unit instead of two per group (`XS` in `shaders/matvec.wgsl`; see [`MatVecShape::shares_x`] for
     /// where it applies). Requires `tpr == 1` and `wg` equal to the device's fixed subgroup size.
     pub shuffle_x: bool,
 }

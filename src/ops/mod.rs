@@ -46,8 +46,9 @@
 //! round trip of the activations through memory on a GPU): a decode step is 11 dispatches per
 //! layer.
 //!
-//! Weights bigger than one storage binding are split by rows ([`GpuTensor::chunks`]); every op
-//! dispatches once per chunk, so callers never see the split.
+//! Weights bigger than one binding (a storage buffer's, or a texture's on CPU devices) are split
+//! by rows ([`GpuTensor::chunks`]); every op dispatches once per chunk, so callers never see the
+//! split.
 
 pub mod attention;
 mod dispatch;
