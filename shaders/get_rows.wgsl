@@ -1,5 +1,5 @@
 // Embedding lookup: OUT[r][..K] = dequantize(W[ids[r]]) for each of n_ids ids.
-// One invocation decodes one 8-weight group. A table split over several buffers is looked up
+// One invocation decodes one 8-weight group. A table split into several chunks is looked up
 // with one dispatch per chunk; each writes only the rows whose ids fall inside its chunk.
 //
 // Generated constants: WG, UG = 1 (groups decoded per header read), and the format's QK, QB,

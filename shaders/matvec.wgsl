@@ -23,7 +23,7 @@
 //         (GATE names the activation); 0: plain rows
 // A workgroup covers (WG / TPR) * ROWS consecutive output rows.
 //
-// Rows of a stack of matrices (one weight buffer, see GpuTensor::upload_stack) can go to up to
+// Rows of a stack of matrices (one weight allocation, see GpuTensor::upload_stack) can go to up to
 // three outputs: rows from seg1 on to Y1 (y_off1), from seg2 on to Y2 (y_off2); one column then.
 
 struct Params {

@@ -38,7 +38,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, GgufWriter, TensorData, TensorInfo, Value};
-use crate::gpu::activation_bytes;
+use crate::gpu::{activation_bytes, WeightTextures};
 use crate::model::config::{Config, KvType};
 use crate::model::zoo::LlamaShape;
 use crate::quantize::{FileType, Recipe};
@@ -77,6 +77,9 @@ pub struct PlanRequest {
     pub max_buffer_size: u64,
     /// The device's largest storage binding (`wgpu::Limits::max_storage_buffer_binding_size`).
     pub max_binding_size: u64,
+    /// Weights held in textures of this geometry (the runtime's choice on CPU devices, see
+    /// [`crate::gpu::ContextOptions::weight_textures`]); `None`: in storage buffers.
+    pub weight_textures: Option<WeightTextures>,
     /// May the planner use an F16 KV cache when F32 was asked for and does not fit?
     pub allow_smaller_kv: bool,
     /// May the planner halve the context (down to [`MIN_CTX`]) when the requested one does not fit?
@@ -99,16 +102,19 @@ impl PlanRequest {
             budget_bytes,
             max_buffer_size: limits.max_buffer_size,
             max_binding_size: limits.max_storage_buffer_binding_size,
+            weight_textures: None,
             allow_smaller_kv: false,
             allow_smaller_ctx: false,
             logits_rows: 1,
         }
     }
 
-    /// The largest buffer a weight chunk may use: the smaller of the two device limits, and at
-    /// most 4 GiB because offsets inside a chunk are u32 in the shaders.
+    /// The largest buffer (or texture) a weight chunk may use: the smaller of the two device
+    /// limits and of what a weight texture holds, and at most 4 GiB because offsets inside a
+    /// chunk are u32 in the shaders ([`crate::gpu::Context::weight_chunk_limit`]'s rule).
     pub fn chunk_limit(&self) -> u64 {
-        self.max_buffer_size.min(self.max_binding_size).min(u32::MAX as u64)
+        let texture = self.weight_textures.map_or(u64::MAX, |t| t.capacity());
+        self.max_buffer_size.min(self.max_binding_size).min(texture).min(u32::MAX as u64)
     }
 }
 
@@ -293,11 +299,12 @@ pub use crate::gpu::device_vec_bytes;
 /// Bytes the GPU allocates for one weight tensor, mirroring how the GPU model uploads weights.
 /// A vector (1-D: norms, biases) becomes an f32 device vector ([`device_vec_bytes`]). A matrix
 /// keeps its raw blocks as [`crate::gpu::GpuTensor::upload`] does: rows split into chunks of at
-/// most `chunk_limit` bytes (with padding), each padded to a multiple of 4 plus a spare word. A
-/// matrix with one row larger than the limit cannot be split: that is an error naming it.
+/// most `chunk_limit` bytes (with padding), each padded to a multiple of 16 plus a spare vec4, and
+/// in `textures` to whole texture rows ([`WeightTextures::allocated`]). A matrix with one row
+/// larger than the limit cannot be split: that is an error naming it.
 /// Projections the GPU model stacks into one buffer ([`crate::gpu::GpuTensor::upload_stack`])
 /// share one padding, so this is an upper bound for them (by at most 32 bytes per stack).
-pub fn gpu_tensor_bytes(info: &TensorInfo, chunk_limit: u64) -> Result<u64> {
+pub fn gpu_tensor_bytes(info: &TensorInfo, chunk_limit: u64, textures: Option<WeightTextures>) -> Result<u64> {
     if info.dims.len() == 1 {
         return Ok(device_vec_bytes(4 * info.n_elements()));
     }
@@ -317,7 +324,11 @@ pub fn gpu_tensor_bytes(info: &TensorInfo, chunk_limit: u64) -> Result<u64> {
     let rows_per_chunk = rows_per_chunk.min(n_rows);
     let full = n_rows / rows_per_chunk;
     let rest = n_rows % rows_per_chunk;
-    let chunk = |rows: u64| (rows * row_bytes).next_multiple_of(16) + TAIL_PAD;
+    let chunk = |rows: u64| {
+        let bytes = (rows * row_bytes).next_multiple_of(16) + TAIL_PAD;
+        // The chunk limit keeps a chunk within one texture.
+        textures.and_then(|t| t.allocated(bytes)).unwrap_or(bytes)
+    };
     Ok(full * chunk(rows_per_chunk) + if rest > 0 { chunk(rest) } else { 0 })
 }
 
@@ -338,20 +349,21 @@ pub struct ModelBytes {
 }
 
 impl ModelBytes {
-    /// Sizes of `file`'s tensors; `chunk_limit` is [`PlanRequest::chunk_limit`]. A tensor that
-    /// cannot be split to the limit, or one that names a layer the model does not have, is an error.
-    pub fn from_gguf(file: &GgufFile, config: &Config, chunk_limit: u64) -> Result<ModelBytes> {
+    /// Sizes of `file`'s tensors as `req` would have them allocated ([`PlanRequest::chunk_limit`],
+    /// [`PlanRequest::weight_textures`]). A tensor that cannot be split to the limit, or one that
+    /// names a layer the model does not have, is an error.
+    pub fn from_gguf(file: &GgufFile, config: &Config, req: &PlanRequest) -> Result<ModelBytes> {
         let tied = file.tensor("output.weight").is_none();
         let embedding = file.require_tensor("token_embd.weight")?.n_bytes;
         let mut bytes = ModelBytes { layers: vec![0; config.n_layer], head: 0, embedding, globals: 0, tied };
         for info in file.tensors() {
-            bytes.add(info, chunk_limit)?;
+            bytes.add(info, req.chunk_limit(), req.weight_textures)?;
         }
         Ok(bytes)
     }
 
-    fn add(&mut self, info: &TensorInfo, chunk_limit: u64) -> Result<()> {
-        let gpu = gpu_tensor_bytes(info, chunk_limit)?;
+    fn add(&mut self, info: &TensorInfo, chunk_limit: u64, textures: Option<WeightTextures>) -> Result<()> {
+        let gpu = gpu_tensor_bytes(info, chunk_limit, textures)?;
         if let Some(il) = layer_index(&info.name) {
             let n_layer = self.layers.len();
             let slot = self.layers.get_mut(il).ok_or_else(|| {
@@ -442,7 +454,7 @@ pub fn plan(file: &GgufFile, req: &PlanRequest) -> Result<Plan> {
     let config = Config::from_gguf(file)?;
     // Before the tensor sizes: a context the model cannot take is the error to report first.
     check_request(&config, req)?;
-    let bytes = ModelBytes::from_gguf(file, &config, req.chunk_limit())?;
+    let bytes = ModelBytes::from_gguf(file, &config, req)?;
     let name = file.get_str("general.name").unwrap_or(config.arch.name());
     plan_model(name, &config, &bytes, req)
 }
@@ -891,9 +903,15 @@ mod tests {
             n_bytes,
         };
         // 10 rows of 34 bytes in one chunk: 340 → padded to 352, plus the spare vec4.
-        assert_eq!(gpu_tensor_bytes(&info(10, 340), 1 << 20).unwrap(), 368);
+        assert_eq!(gpu_tensor_bytes(&info(10, 340), 1 << 20, None).unwrap(), 368);
         // A limit of 32 + 3 rows: chunks of 3, 3, 3, 1 rows (102 → 112 + 16, 34 → 48 + 16).
-        assert_eq!(gpu_tensor_bytes(&info(10, 340), 32 + 102).unwrap(), 3 * (112 + 16) + (48 + 16));
-        assert!(matches!(gpu_tensor_bytes(&info(10, 340), 60), Err(Error::DoesNotFit(_))));
+        assert_eq!(gpu_tensor_bytes(&info(10, 340), 32 + 102, None).unwrap(), 3 * (112 + 16) + (48 + 16));
+        assert!(matches!(gpu_tensor_bytes(&info(10, 340), 60, None), Err(Error::DoesNotFit(_))));
+        // In textures: whole rows of at least 16 texels, 4 rows at least (368 bytes → 1 KiB).
+        let textures = Some(WeightTextures { max_row_bits: 14, max_height: 16384 });
+        assert_eq!(gpu_tensor_bytes(&info(10, 340), 1 << 20, textures).unwrap(), 1024);
+        // 4096 rows of 4096 Q4_K weights: 9 437 200 bytes in 292 rows of 2048 texels.
+        let q4k = TensorInfo { ty: crate::GgmlType::Q4_K, dims: vec![4096, 4096], n_bytes: 4096 * 2304, ..info(1, 34) };
+        assert_eq!(gpu_tensor_bytes(&q4k, 128 << 20, textures).unwrap(), 292 * 2048 * 16);
     }
 }

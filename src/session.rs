@@ -110,6 +110,7 @@ impl Model {
         req.kv_type = options.kv_type;
         req.max_buffer_size = limits.max_buffer_size;
         req.max_binding_size = ctx.max_binding_size();
+        req.weight_textures = ctx.weight_texture_geometry();
         req.allow_smaller_kv = options.allow_smaller_kv;
         req.allow_smaller_ctx = options.allow_smaller_ctx;
         req.batch = options.batch;

@@ -523,9 +523,9 @@ fn default_model_tensors_match_cpu() {
     }
 }
 
-/// The 178 MB Q8_0 embedding exceeds lavapipe's 128 MiB storage binding, so in buffers this is
-/// the split path on the real tensor: lookup of rows on both sides of the split, and the tied
-/// output head. In textures (the default on CPU devices) it is one chunk.
+/// The 178 MB Q8_0 embedding exceeds lavapipe's 128 MiB storage binding, so this is the split
+/// path on the real tensor, in textures (the default on CPU devices) and in buffers: lookup of
+/// rows on both sides of the split, and the tied output head.
 #[test]
 fn default_model_embedding_split_and_head() {
     let (Some(ctx), Some(buffers)) = (ctx(), ctx_without_subgroups()) else { return };

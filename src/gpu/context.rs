@@ -33,15 +33,36 @@ const MIN_TEXTURE_ROWS: u64 = 256;
 /// memory tracker counts what the driver allocates.
 const TEXTURE_ROW_ALIGN: u64 = 4;
 
-/// The shape of a weight texture for `bytes` bytes: `(row_bits, height)`, `2^row_bits` texels per
-/// row, as wide as `max_bits` allows while keeping [`MIN_TEXTURE_ROWS`] rows (and at least
-/// [`MIN_TEXTURE_ROW_BITS`]); `None` when it would be higher than `max_height`.
-fn weight_texture_shape(bytes: u64, max_bits: u32, max_height: u32) -> Option<(u32, u32)> {
-    let texels = bytes.div_ceil(TEXEL_BYTES).max(1);
-    let bits = (texels / MIN_TEXTURE_ROWS).max(1).ilog2().clamp(MIN_TEXTURE_ROW_BITS, max_bits);
-    let height = texels.div_ceil(1 << bits).next_multiple_of(TEXTURE_ROW_ALIGN);
-    let height = u32::try_from(height).ok().filter(|&h| h <= max_height)?;
-    Some((bits, height))
+/// The geometry of a context's weight textures: rows of up to `2^max_row_bits` texels, at most
+/// `max_height` rows. The planner counts weights with it as the context allocates them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WeightTextures {
+    pub max_row_bits: u32,
+    pub max_height: u32,
+}
+
+impl WeightTextures {
+    /// The shape of a texture for `bytes` bytes: `(row_bits, height)`, `2^row_bits` texels per
+    /// row, as wide as `max_row_bits` allows while keeping [`MIN_TEXTURE_ROWS`] rows (and at least
+    /// [`MIN_TEXTURE_ROW_BITS`]), the height rounded to [`TEXTURE_ROW_ALIGN`]; `None` when it
+    /// would be higher than `max_height`.
+    pub fn shape(&self, bytes: u64) -> Option<(u32, u32)> {
+        let texels = bytes.div_ceil(TEXEL_BYTES).max(1);
+        let bits = (texels / MIN_TEXTURE_ROWS).max(1).ilog2().clamp(MIN_TEXTURE_ROW_BITS, self.max_row_bits);
+        let height = texels.div_ceil(1 << bits).next_multiple_of(TEXTURE_ROW_ALIGN);
+        let height = u32::try_from(height).ok().filter(|&h| h <= self.max_height)?;
+        Some((bits, height))
+    }
+
+    /// Bytes a texture holding `bytes` bytes allocates (padding included).
+    pub fn allocated(&self, bytes: u64) -> Option<u64> {
+        self.shape(bytes).map(|(bits, height)| (TEXEL_BYTES << bits) * height as u64)
+    }
+
+    /// The most bytes one texture holds.
+    pub fn capacity(&self) -> u64 {
+        (TEXEL_BYTES << self.max_row_bits) * (self.max_height as u64 / TEXTURE_ROW_ALIGN * TEXTURE_ROW_ALIGN)
+    }
 }
 
 /// Which family of kernel shapes suits the device.
@@ -79,8 +100,8 @@ impl AdapterSelector {
 pub struct ContextOptions {
     /// Adapter to use; `None` reads [`ADAPTER_ENV`], and if that is unset picks the best adapter.
     pub adapter: Option<AdapterSelector>,
-    /// Caps the bytes of one storage binding below the device's limit. Tests use it to force
-    /// tensors to be split over several buffers.
+    /// Caps the bytes of one storage binding (and of one weight chunk, in buffers or textures)
+    /// below the device's limit. Tests use it to force tensors to be split into several chunks.
     pub max_binding_size: Option<u64>,
     /// Overrides the kernel shape family (default: from the adapter's device type).
     pub profile: Option<KernelProfile>,
@@ -95,9 +116,10 @@ pub struct ContextOptions {
     pub profile_kernels: Option<bool>,
     /// Hold weights in rgba32uint storage textures instead of storage buffers (the same bytes;
     /// the kernels read them with `textureLoad`), where the device can read such textures.
-    /// `None` reads [`WEIGHT_TEXTURES_ENV`], and if that is unset uses textures on CPU devices,
-    /// where llvmpipe gathers texels for all SIMD lanes at once but loads storage words lane by
-    /// lane (a matrix streams several times as fast, see `shaders/common/w_texture.wgsl`).
+    /// `None` reads [`WEIGHT_TEXTURES_ENV`] (`1` or `0`; other values are ignored), and if that is
+    /// unset uses textures on CPU devices, where llvmpipe gathers texels for all SIMD lanes at
+    /// once but loads storage words lane by lane (a matrix streams several times as fast, see
+    /// `shaders/common/w_texture.wgsl`).
     pub weight_textures: Option<bool>,
 }
 
@@ -122,9 +144,8 @@ pub struct Context {
     profile: KernelProfile,
     shader_checks: bool,
     max_binding: u64,
-    /// log2 of the texels in the widest row of a weight texture; `None`: weights are in storage
-    /// buffers.
-    weight_texture_bits: Option<u32>,
+    /// The weight textures' geometry; `None`: weights are in storage buffers.
+    weight_textures: Option<WeightTextures>,
     /// Largest byte size of one chunk of a weight tensor.
     weight_chunk_limit: u64,
     memory: Arc<MemoryTracker>,
@@ -290,14 +311,11 @@ impl Context {
         let readable = format.allowed_usages.contains(wgpu::TextureUsages::STORAGE_BINDING)
             && format.flags.contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_ONLY)
             && limits.max_storage_textures_per_shader_stage > 0;
-        let weight_texture_bits = (textures && readable && max_dim >= 1 << MIN_TEXTURE_ROW_BITS)
-            .then(|| max_dim.ilog2().min(MAX_TEXTURE_ROW_BITS));
-        let weight_chunk_limit = match weight_texture_bits {
-            // A caller's binding cap still splits tensors, so tests can exercise chunking.
-            Some(bits) => (TEXEL_BYTES << bits) * (max_dim as u64 / TEXTURE_ROW_ALIGN * TEXTURE_ROW_ALIGN),
-            None => device_max,
-        }
-        .min(opts.max_binding_size.unwrap_or(u64::MAX));
+        let weight_textures = (textures && readable && max_dim >= 1 << MIN_TEXTURE_ROW_BITS)
+            .then(|| WeightTextures { max_row_bits: max_dim.ilog2().min(MAX_TEXTURE_ROW_BITS), max_height: max_dim });
+        // One rule for both kinds of weights, which the planner mirrors: a chunk is at most one
+        // storage binding (and one allocation, and what a texture holds).
+        let weight_chunk_limit = max_binding.min(weight_textures.map_or(u64::MAX, |t| t.capacity()));
         let profiler = features.contains(PROFILE_FEATURES).then(|| Profiler::new(&device, &queue));
         Ok(Context {
             device,
@@ -309,7 +327,7 @@ impl Context {
             profile,
             shader_checks,
             max_binding,
-            weight_texture_bits,
+            weight_textures,
             weight_chunk_limit,
             memory: Arc::new(MemoryTracker::default()),
             pipelines: PipelineCache::default(),
@@ -349,7 +367,8 @@ impl Context {
     pub fn shader_checks(&self) -> bool {
         self.shader_checks
     }
-    /// Largest byte size of one storage binding (and one buffer) that tensors may use.
+    /// Largest byte size of one storage binding (and one buffer) that activations may use; weight
+    /// chunks also stay within it ([`Context::weight_chunk_limit`]).
     pub fn max_binding_size(&self) -> u64 {
         self.max_binding
     }
@@ -358,7 +377,11 @@ impl Context {
     }
     /// Whether weights are held in textures (see [`ContextOptions::weight_textures`]).
     pub fn weight_textures(&self) -> bool {
-        self.weight_texture_bits.is_some()
+        self.weight_textures.is_some()
+    }
+    /// The weight textures' geometry, when weights are held in textures.
+    pub fn weight_texture_geometry(&self) -> Option<WeightTextures> {
+        self.weight_textures
     }
     /// Largest byte size of one chunk of a weight tensor (see [`super::GpuTensor`]).
     pub fn weight_chunk_limit(&self) -> u64 {
@@ -394,11 +417,10 @@ impl Context {
         Ok(TrackedBuffer::new(buffer, tag, self.memory.clone()))
     }
 
-    /// Creates a zeroed weight texture of at least `bytes` bytes (see `weight_texture_shape`).
-    /// Counted under [`MemTag::Weights`].
+    /// Creates a weight texture of at least `bytes` bytes (see [`WeightTextures::shape`]), counted
+    /// under [`MemTag::Weights`]. wgpu zeroes what the first copies into it leave unwritten.
     pub fn create_weight_texture(&self, label: &str, bytes: u64) -> Result<TrackedTexture> {
-        let max = self.limits.max_texture_dimension_2d;
-        let shape = self.weight_texture_bits.and_then(|bits| weight_texture_shape(bytes, bits, max));
+        let shape = self.weight_textures.and_then(|t| t.shape(bytes));
         let (row_bits, height) = shape.ok_or_else(|| {
             Error::DoesNotFit(format!(
                 "weight texture `{label}` of {bytes} bytes: the device's textures hold at most {} bytes",
@@ -513,18 +535,18 @@ mod tests {
 
     #[test]
     fn weight_textures_keep_their_rows_many_and_their_padding_small() {
+        let t = WeightTextures { max_row_bits: 14, max_height: 16384 };
         // 450 KB: 64-texel rows, 440 of them (4-aligned).
-        assert_eq!(weight_texture_shape(450_560, 14, 16384), Some((6, 440)));
+        assert_eq!(t.shape(450_560), Some((6, 440)));
         // 178 MB: the widest rows.
-        let (bits, height) = weight_texture_shape(178_257_920, 14, 16384).unwrap();
-        assert_eq!((bits, height), (14, 680));
+        assert_eq!(t.shape(178_257_920), Some((14, 680)));
         // Padding stays under 2 % (or the four smallest rows, 1 KiB) whatever the size.
         for bytes in [16u64, 1000, 65_536, 1 << 20, 5_000_000, 1 << 30] {
-            let (bits, height) = weight_texture_shape(bytes, 14, 16384).unwrap();
-            let held = (TEXEL_BYTES << bits) * height as u64;
+            let held = t.allocated(bytes).unwrap();
             assert!(held >= bytes && held - bytes <= (bytes / 50).max(1 << 10), "{bytes}: {held}");
         }
-        assert_eq!(weight_texture_shape(5 << 30, 14, 16384), None);
+        assert_eq!(t.capacity(), 4 << 30);
+        assert_eq!(t.shape(5 << 30), None);
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //!
 //! wgpu does not say how much device memory a program holds, and the planner needs to know what a
 //! model really costs (weights vs KV cache vs scratch). So every buffer is created through
-//! [`crate::gpu::Context::create_buffer`], which wraps it in a [`TrackedBuffer`]: the bytes are
-//! added to the tag's counter on creation and subtracted when the wrapper is dropped.
+//! [`crate::gpu::Context::create_buffer`], which wraps it in a [`TrackedBuffer`] (and every weight
+//! texture through [`crate::gpu::Context::create_weight_texture`], a [`TrackedTexture`]): the
+//! bytes are added to the tag's counter on creation and subtracted when the wrapper is dropped.
 
 use std::fmt;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// What a buffer is for; each tag has its own current and peak byte counters.
+/// What a buffer (or texture) is for; each tag has its own current and peak byte counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MemTag {
     /// Raw blocks of model tensors.

@@ -29,10 +29,17 @@ impl PipelineKey {
         self.consts.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
     }
 
-    /// The key of a weight-reading kernel for the weights `w`: adds where they are held (`WT`,
-    /// see [`GpuTensor::in_texture`]).
-    pub fn reading(mut self, w: &GpuTensor) -> PipelineKey {
-        self.consts.push(("WT", w.in_texture() as u32));
+    /// The key of a weight-reading kernel for the weights `w`: where they are held (see
+    /// [`PipelineKey::weights_in_texture`]).
+    pub fn reading(self, w: &GpuTensor) -> PipelineKey {
+        self.weights_in_texture(w.in_texture())
+    }
+
+    /// The key with its weights read from a texture or a storage buffer (the `WT` constant, which
+    /// composes common/w_texture.wgsl or w_storage.wgsl), replacing any earlier choice.
+    pub fn weights_in_texture(mut self, texture: bool) -> PipelineKey {
+        self.consts.retain(|&(n, _)| n != "WT");
+        self.consts.push(("WT", texture as u32));
         self
     }
 }

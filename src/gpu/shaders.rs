@@ -282,15 +282,10 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
     keys.extend(crate::ops::activation_keys());
     keys.push(super::probe::stream_read_key(256, false));
     keys.push(super::probe::stream_read_key(8, true));
-    // Weights in storage buffers and in textures (`PipelineKey::reading`).
-    let with_store = |key: &super::PipelineKey, bits: u32| {
-        let mut key = key.clone();
-        key.consts.push(("WT", bits));
-        key
-    };
+    // Weights in storage buffers and in textures.
     keys.iter()
         .flat_map(|k| match k.kernel.binds_weights() {
-            true => vec![with_store(k, 0), with_store(k, 1)],
+            true => vec![k.clone().weights_in_texture(false), k.clone().weights_in_texture(true)],
             false => vec![k.clone()],
         })
         .collect()

@@ -116,7 +116,7 @@ impl Store {
     }
 }
 
-/// Matrices of one format and row length uploaded back to back into one buffer, viewed as one
+/// Matrices of one format and row length uploaded back to back into one allocation, viewed as one
 /// tensor of all their rows (part after part). Decode reads a layer's q, k and v projections (or
 /// its FFN gate and up) in one dispatch through it; prompt processing uses views of the parts
 /// ([`GpuTensor::upload_stack`] returns both) like separate tensors.
@@ -127,8 +127,8 @@ pub struct StackedTensor {
 }
 
 /// A 2-D weight `W` of `n_rows` rows of `row_len` elements (GGML dims `[row_len, n_rows]`),
-/// held as raw blocks. Rows are split over several buffers when the tensor exceeds the
-/// device's storage binding or buffer size; ops dispatch once per chunk, transparently.
+/// held as raw blocks. Rows are split into several chunks (buffers or textures) when the tensor
+/// exceeds [`Context::weight_chunk_limit`]; ops dispatch once per chunk, transparently.
 pub struct GpuTensor {
     pub name: String,
     pub ty: GgmlType,
@@ -151,7 +151,7 @@ impl GpuTensor {
         let row_bytes = check_geometry(name, ty, row_len, n_rows, bytes.len())?;
         let per_chunk = rows_per_chunk(ctx.weight_chunk_limit(), row_bytes, n_rows).ok_or_else(|| {
             Error::DoesNotFit(format!(
-                "tensor `{name}`: one row of {row_bytes} bytes exceeds the device's binding size {}",
+                "tensor `{name}`: one row of {row_bytes} bytes exceeds the device's weight chunk limit of {} bytes",
                 ctx.weight_chunk_limit()
             ))
         })?;

@@ -45,6 +45,7 @@ pub fn get_rows<'a>(
     let threads = n_ids as u64 * (k / 8) as u64;
     let groups = u32_of(threads.div_ceil(GET_ROWS_WG as u64), "workgroups")?;
     for chunk in &table.chunks {
+        let [w_off, w_shift] = chunk.texture_params();
         let params = [
             u32_of(k, "K")?,
             u32_of(table.row_bytes, "row bytes")?,
@@ -54,8 +55,8 @@ pub fn get_rows<'a>(
             u32_of(os / 4, "OUT stride")?,
             u32_of(chunk.row0, "row0")?,
             u32_of(chunk.rows, "rows")?,
-            chunk.texture_params()[0],
-            chunk.texture_params()[1],
+            w_off,
+            w_shift,
         ];
         let uniform = ctx.uniform("get_rows params", &params)?;
         let entries = [

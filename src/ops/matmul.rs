@@ -126,6 +126,7 @@ pub fn matmul_with(
         for chunk in &w.chunks {
             let y_start = y.offset + col0 * ys + chunk.row0;
             let yr = bind_range(ctx, y.buf.buffer(), y_start, (nc - 1) * ys + chunk.rows, "matmul Y")?;
+            let [w_off, w_shift] = chunk.texture_params();
             let params = [
                 u32_of(k, "K")?,
                 u32_of(chunk.rows, "rows")?,
@@ -135,8 +136,8 @@ pub fn matmul_with(
                 u32_of(xs / 4, "X stride")?,
                 yr.base,
                 u32_of(ys, "Y stride")?,
-                chunk.texture_params()[0],
-                chunk.texture_params()[1],
+                w_off,
+                w_shift,
             ];
             let uniform = ctx.uniform("matmul params", &params)?;
             let groups = (

@@ -375,6 +375,7 @@ fn matvec_impl(
                     *slot = (row, at - y_start);
                 }
             }
+            let [w_off, w_shift] = chunk.texture_params();
             let params = [
                 u32_of(k, "K")?,
                 u32_of(rows, "rows")?,
@@ -388,8 +389,8 @@ fn matvec_impl(
                 u32_of(seg[1].0, "segment")?,
                 yr.base + u32_of(seg[0].1, "segment offset")?,
                 yr.base + u32_of(seg[1].1, "segment offset")?,
-                chunk.texture_params()[0],
-                chunk.texture_params()[1],
+                w_off,
+                w_shift,
             ];
             let uniform = ctx.uniform("matvec params", &params)?;
             let rows_per_group = shape.rows_per_workgroup() / pairs as u32;
