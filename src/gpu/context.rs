@@ -43,9 +43,9 @@ pub struct WeightTextures {
 
 impl WeightTextures {
     /// The shape of a texture for `bytes` bytes: `(row_bits, height)`, `2^row_bits` texels per
-    /// row, as wide as `max_row_bits` allows while keeping [`MIN_TEXTURE_ROWS`] rows (and at least
-    /// [`MIN_TEXTURE_ROW_BITS`]), the height rounded to [`TEXTURE_ROW_ALIGN`]; `None` when it
-    /// would be higher than `max_height`.
+    /// row, as wide as `max_row_bits` allows while keeping `MIN_TEXTURE_ROWS` (256) rows (and at
+    /// least `MIN_TEXTURE_ROW_BITS`, 16 texels), the height rounded to `TEXTURE_ROW_ALIGN` (4);
+    /// `None` when it would be higher than `max_height`.
     pub fn shape(&self, bytes: u64) -> Option<(u32, u32)> {
         let texels = bytes.div_ceil(TEXEL_BYTES).max(1);
         let bits = (texels / MIN_TEXTURE_ROWS).max(1).ilog2().clamp(MIN_TEXTURE_ROW_BITS, self.max_row_bits);

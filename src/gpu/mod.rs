@@ -31,4 +31,4 @@ pub use context::{
 pub use memory::{MemTag, MemoryReport, MemoryTracker, TrackedBuffer, TrackedTexture, TEXEL_BYTES};
 pub use pipeline::{Pipeline, PipelineKey};
 pub use profiler::{format_profile, KernelTime, PROFILE_ENV};
-pub use tensor::{ChunkStore, GpuTensor, StackedTensor, TensorChunk};
+pub use tensor::{GpuTensor, StackedTensor, TensorChunk, WeightStore};

@@ -17,62 +17,24 @@ use crate::gguf::{GgufFile, TensorInfo};
 /// inside the binding.
 const TAIL_PAD: u64 = 16;
 
-/// Where a chunk's bytes (its blocks and a spare vec4) are held; the other parts of a stack may
-/// share the allocation.
-pub enum ChunkStore {
-    /// `size` bytes from byte `offset` of a storage buffer.
-    Buffer { buffer: Arc<TrackedBuffer>, offset: u64, size: u64 },
-    /// A weight texture from texel `texel0` on.
-    Texture { texture: Arc<TrackedTexture>, texel0: u32 },
-}
-
-/// Rows `row0 .. row0 + rows` of a tensor.
-pub struct TensorChunk {
-    pub store: ChunkStore,
-    pub row0: usize,
-    pub rows: usize,
-}
-
-impl TensorChunk {
-    /// The chunk as the kernels' weight binding (binding 0).
-    pub fn binding(&self) -> wgpu::BindingResource<'_> {
-        match &self.store {
-            ChunkStore::Buffer { buffer, offset, size } => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer,
-                offset: *offset,
-                size: wgpu::BufferSize::new(*size),
-            }),
-            ChunkStore::Texture { texture, .. } => wgpu::BindingResource::TextureView(texture.view()),
-        }
-    }
-
-    /// The kernels' `w_off` and `w_shift` parameters: the chunk's first texel in its texture and
-    /// log2 of the texture's row length; 0 for a buffer, whose binding starts at the chunk.
-    pub fn texture_params(&self) -> [u32; 2] {
-        match &self.store {
-            ChunkStore::Buffer { .. } => [0, 0],
-            ChunkStore::Texture { texture, texel0 } => [*texel0, texture.row_bits()],
-        }
-    }
-}
-
-/// One weight allocation holding tensors' bytes back to back, padded to 16 bytes plus a spare
-/// vec4.
-enum Store {
+/// One weight allocation, a storage buffer or a texture, holding tensors' bytes back to back,
+/// padded to 16 bytes plus a spare vec4; the chunks of a stack share it.
+#[derive(Clone)]
+pub enum WeightStore {
     Buffer(Arc<TrackedBuffer>),
     Texture(Arc<TrackedTexture>),
 }
 
-impl Store {
+impl WeightStore {
     /// Uploads `datas` back to back into a new buffer, or a new texture when the context holds
     /// weights in textures.
-    fn upload(ctx: &Context, name: &str, datas: &[&[u8]]) -> Result<Store> {
+    fn upload(ctx: &Context, name: &str, datas: &[&[u8]]) -> Result<WeightStore> {
         let len: usize = datas.iter().map(|d| d.len()).sum();
         let size = (len as u64).next_multiple_of(16) + TAIL_PAD;
         if ctx.weight_textures() {
             let texture = ctx.create_weight_texture(name, size)?;
             ctx.upload_texture(&texture, datas)?;
-            return Ok(Store::Texture(Arc::new(texture)));
+            return Ok(WeightStore::Texture(Arc::new(texture)));
         }
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
         let buffer = ctx.create_buffer(name, size, usage, MemTag::Weights)?;
@@ -81,19 +43,19 @@ impl Store {
             ctx.upload_bytes(&buffer, at, data)?;
             at += data.len() as u64;
         }
-        Ok(Store::Buffer(Arc::new(buffer)))
+        Ok(WeightStore::Buffer(Arc::new(buffer)))
     }
 
     /// Bytes allocated.
     fn size(&self) -> u64 {
         match self {
-            Store::Buffer(b) => b.size(),
-            Store::Texture(t) => t.bytes(),
+            WeightStore::Buffer(b) => b.size(),
+            WeightStore::Texture(t) => t.bytes(),
         }
     }
 
-    /// Whether a part can start at byte `offset`: a buffer binding's offset alignment, or a
-    /// whole texel.
+    /// Whether a part of a stack can start at byte `offset`: a buffer binding's offset alignment,
+    /// or a whole texel.
     fn can_start_at(ctx: &Context, offset: usize) -> bool {
         let align = match ctx.weight_textures() {
             true => TEXEL_BYTES,
@@ -101,18 +63,40 @@ impl Store {
         };
         offset as u64 % align == 0
     }
+}
 
-    /// Rows `row0 .. row0 + rows` held in `size` bytes from byte `offset` (a part start, see
-    /// [`Store::can_start_at`]).
-    fn chunk(&self, offset: u64, size: u64, row0: usize, rows: usize) -> TensorChunk {
-        let store = match self {
-            Store::Buffer(buffer) => ChunkStore::Buffer { buffer: buffer.clone(), offset, size },
-            // Texel indices fit u32: a texture holds at most 4 GiB chunks (`rows_per_chunk`).
-            Store::Texture(texture) => {
-                ChunkStore::Texture { texture: texture.clone(), texel0: (offset / TEXEL_BYTES) as u32 }
-            }
-        };
-        TensorChunk { store, row0, rows }
+/// Rows `row0 .. row0 + rows` of a tensor: `size` bytes (the blocks and a spare vec4) from byte
+/// `offset` of a weight allocation (a part start, see `WeightStore::can_start_at`).
+pub struct TensorChunk {
+    pub store: WeightStore,
+    pub offset: u64,
+    pub size: u64,
+    pub row0: usize,
+    pub rows: usize,
+}
+
+impl TensorChunk {
+    /// The chunk as the kernels' weight binding (binding 0): a buffer binding of the chunk's
+    /// range, or the whole texture (the kernels add `w_off`, see [`TensorChunk::texture_params`]).
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        match &self.store {
+            WeightStore::Buffer(buffer) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset: self.offset,
+                size: wgpu::BufferSize::new(self.size),
+            }),
+            WeightStore::Texture(texture) => wgpu::BindingResource::TextureView(texture.view()),
+        }
+    }
+
+    /// The kernels' `w_off` and `w_shift` parameters: the chunk's first texel in its texture and
+    /// log2 of the texture's row length; 0 for a buffer, whose binding starts at the chunk.
+    pub fn texture_params(&self) -> [u32; 2] {
+        match &self.store {
+            WeightStore::Buffer(_) => [0, 0],
+            // Texel indices fit u32: a chunk holds at most 4 GiB (`rows_per_chunk`).
+            WeightStore::Texture(texture) => [(self.offset / TEXEL_BYTES) as u32, texture.row_bits()],
+        }
     }
 }
 
@@ -160,8 +144,8 @@ impl GpuTensor {
         while row0 < n_rows {
             let rows = per_chunk.min(n_rows - row0);
             let data = &bytes[row0 * row_bytes..(row0 + rows) * row_bytes];
-            let store = Store::upload(ctx, name, &[data])?;
-            chunks.push(store.chunk(0, store.size(), row0, rows));
+            let store = WeightStore::upload(ctx, name, &[data])?;
+            chunks.push(TensorChunk { size: store.size(), store, offset: 0, row0, rows });
             row0 += rows;
         }
         Ok(GpuTensor { name: name.to_string(), ty, row_len, n_rows, row_bytes, chunks })
@@ -185,17 +169,17 @@ impl GpuTensor {
         let n_rows: usize = parts.iter().map(|p| p.1).sum();
         // Byte offset of each part in the stack.
         let starts: Vec<usize> = parts.iter().scan(0, |at, p| Some(std::mem::replace(at, *at + p.2.len()))).collect();
-        let bindable = starts.iter().all(|&start| Store::can_start_at(ctx, start));
+        let bindable = starts.iter().all(|&start| WeightStore::can_start_at(ctx, start));
         if parts.is_empty() || !bindable || rows_per_chunk(ctx.weight_chunk_limit(), row_bytes, n_rows) != Some(n_rows)
         {
             return Ok(None);
         }
         let datas: Vec<&[u8]> = parts.iter().map(|p| p.2).collect();
-        let store = Store::upload(ctx, name, &datas)?;
+        let store = WeightStore::upload(ctx, name, &datas)?;
         let view = |name: &str, offset: usize, rows: usize| {
             // A part's spare vec4 is the start of the next part (or the allocation's own tail).
             let size = ((rows * row_bytes) as u64 + TAIL_PAD).next_multiple_of(16).min(store.size() - offset as u64);
-            let chunk = store.chunk(offset as u64, size, 0, rows);
+            let chunk = TensorChunk { store: store.clone(), offset: offset as u64, size, row0: 0, rows };
             GpuTensor { name: name.to_string(), ty, row_len, n_rows: rows, row_bytes, chunks: vec![chunk] }
         };
         let views = parts.iter().zip(&starts).map(|(&(part, rows, _), &start)| view(part, start, rows)).collect();
@@ -217,7 +201,7 @@ impl GpuTensor {
     /// Whether the tensor is held in textures (the kernels' `WT` constant: common/w_texture.wgsl
     /// instead of w_storage.wgsl).
     pub fn in_texture(&self) -> bool {
-        matches!(self.chunks.first().map(|c| &c.store), Some(ChunkStore::Texture { .. }))
+        matches!(self.chunks.first().map(|c| &c.store), Some(WeightStore::Texture(_)))
     }
 }
 
