@@ -158,24 +158,9 @@ impl Context {
         if bytes.is_empty() {
             return Ok(());
         }
-        let chunk = UPLOAD_CHUNK.min(padded_len);
-        let usage = wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC;
-        let staging = self.create_buffer("upload staging", chunk, usage, MemTag::Staging)?;
-        for (i, part) in bytes.chunks(chunk as usize).enumerate() {
-            let n = (part.len() as u64).next_multiple_of(4);
-            let slice = staging.slice(..n);
-            map_wait(self, slice, wgpu::MapMode::Write)?;
-            {
-                let mut view = slice.get_mapped_range_mut().map_err(|e| Error::Gpu(e.to_string()))?;
-                view.slice(..part.len()).copy_from_slice(part);
-                view.slice(part.len()..).fill(0);
-            }
-            staging.unmap();
-            let mut enc = self.encoder("upload");
-            enc.copy_buffer_to_buffer(&staging, 0, dst, offset + i as u64 * chunk, n);
-            self.queue.submit([enc.finish()]);
-        }
-        self.wait(None)
+        self.staged_upload(&[bytes], padded_len, UPLOAD_CHUNK.min(padded_len), |enc, staging, at, n| {
+            enc.copy_buffer_to_buffer(staging, 0, dst, offset + at, n);
+        })
     }
 
     /// Copies `datas`, back to back, into `dst` from its first texel, through one staging buffer
@@ -189,35 +174,10 @@ impl Context {
         let row_bytes = dst.row_bytes();
         let rows = total.div_ceil(row_bytes);
         let batch_rows = (UPLOAD_CHUNK / row_bytes).clamp(1, rows.max(1));
-        let usage = wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC;
-        let staging = self.create_buffer("upload staging", batch_rows * row_bytes, usage, MemTag::Staging)?;
-        let mut source = datas.iter().copied();
-        let mut pending: &[u8] = &[];
-        for row0 in (0..rows).step_by(batch_rows as usize) {
-            let n_rows = batch_rows.min(rows - row0);
-            let slice = staging.slice(..n_rows * row_bytes);
-            map_wait(self, slice, wgpu::MapMode::Write)?;
-            {
-                let mut view = slice.get_mapped_range_mut().map_err(|e| Error::Gpu(e.to_string()))?;
-                let mut at = 0;
-                while at < view.len() {
-                    if pending.is_empty() {
-                        match source.next() {
-                            Some(next) => pending = next,
-                            None => break,
-                        }
-                    }
-                    let n = pending.len().min(view.len() - at);
-                    view.slice(at..at + n).copy_from_slice(&pending[..n]);
-                    (at, pending) = (at + n, &pending[n..]);
-                }
-                view.slice(at..).fill(0);
-            }
-            staging.unmap();
-            let mut enc = self.encoder("upload");
+        self.staged_upload(datas, rows * row_bytes, batch_rows * row_bytes, |enc, staging, at, n| {
             enc.copy_buffer_to_texture(
                 wgpu::TexelCopyBufferInfo {
-                    buffer: &staging,
+                    buffer: staging,
                     layout: wgpu::TexelCopyBufferLayout {
                         offset: 0,
                         bytes_per_row: Some(row_bytes as u32),
@@ -227,11 +187,52 @@ impl Context {
                 wgpu::TexelCopyTextureInfo {
                     texture: dst.texture(),
                     mip_level: 0,
-                    origin: wgpu::Origin3d { x: 0, y: row0 as u32, z: 0 },
+                    origin: wgpu::Origin3d { x: 0, y: (at / row_bytes) as u32, z: 0 },
                     aspect: wgpu::TextureAspect::All,
                 },
-                wgpu::Extent3d { width: 1 << dst.row_bits(), height: n_rows as u32, depth_or_array_layers: 1 },
+                wgpu::Extent3d { width: 1 << dst.row_bits(), height: (n / row_bytes) as u32, depth_or_array_layers: 1 },
             );
+        })
+    }
+
+    /// Streams `datas`, back to back and zero-padded to `total` bytes, through one staging buffer
+    /// of `batch` bytes: each batch is written into the mapped staging buffer and `copy` records
+    /// its copy onward (staging buffer, the batch's start in the stream, its length). Waits for
+    /// the copies to finish.
+    fn staged_upload(
+        &self,
+        datas: &[&[u8]],
+        total: u64,
+        batch: u64,
+        mut copy: impl FnMut(&mut wgpu::CommandEncoder, &wgpu::Buffer, u64, u64),
+    ) -> Result<()> {
+        let usage = wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC;
+        let staging = self.create_buffer("upload staging", batch, usage, MemTag::Staging)?;
+        let mut source = datas.iter().copied();
+        let mut pending: &[u8] = &[];
+        for at in (0..total).step_by(batch as usize) {
+            let n = batch.min(total - at);
+            let slice = staging.slice(..n);
+            map_wait(self, slice, wgpu::MapMode::Write)?;
+            {
+                let mut view = slice.get_mapped_range_mut().map_err(|e| Error::Gpu(e.to_string()))?;
+                let mut filled = 0;
+                while filled < view.len() {
+                    if pending.is_empty() {
+                        match source.next() {
+                            Some(next) => pending = next,
+                            None => break,
+                        }
+                    }
+                    let k = pending.len().min(view.len() - filled);
+                    view.slice(filled..filled + k).copy_from_slice(&pending[..k]);
+                    (filled, pending) = (filled + k, &pending[k..]);
+                }
+                view.slice(filled..).fill(0);
+            }
+            staging.unmap();
+            let mut enc = self.encoder("upload");
+            copy(&mut enc, &staging, at, n);
             self.queue.submit([enc.finish()]);
         }
         self.wait(None)
