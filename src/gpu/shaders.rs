@@ -157,6 +157,11 @@ pub struct ShaderCaps {
     pub f16_in_f32: bool,
 }
 
+/// The value of the generated constant `name`, 0 when the kernel has none.
+fn constant(consts: &[(&str, u32)], name: &str) -> u32 {
+    consts.iter().find(|&&(n, _)| n == name).map_or(0, |&(_, v)| v)
+}
+
 /// The full WGSL module of `kernel` for `format` with the generated constants `consts`.
 pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)], caps: ShaderCaps) -> String {
     let mut s = String::with_capacity(16 * 1024);
@@ -165,7 +170,7 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
         s.push_str(&format!("const {name}: u32 = {v}u;\n"));
     }
     if kernel.binds_weights() {
-        let texture = consts.iter().any(|&(n, v)| n == "WT" && v == 1);
+        let texture = constant(consts, "WT") == 1;
         s.push_str(if texture {
             include_str!("../../shaders/common/w_texture.wgsl")
         } else {
@@ -200,19 +205,19 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
         s.push_str(include_str!("../../shaders/common/row_sum.wgsl"));
     }
     if kernel == Kernel::MatVec {
-        let uniform_x = consts.iter().any(|&(n, v)| n == "XU" && v > 0);
+        let uniform_x = constant(consts, "XU") > 0;
         s.push_str(if uniform_x {
             include_str!("../../shaders/common/x_uniform.wgsl")
         } else {
             include_str!("../../shaders/common/x_storage.wgsl")
         });
-        let shared_x = consts.iter().any(|&(n, v)| n == "XS" && v == 1);
+        let shared_x = constant(consts, "XS") == 1;
         s.push_str(if shared_x {
             include_str!("../../shaders/common/x_shared.wgsl")
         } else {
             include_str!("../../shaders/common/x_shared_off.wgsl")
         });
-        let subgroup = consts.iter().any(|&(n, v)| n == "SG" && v == 1);
+        let subgroup = constant(consts, "SG") == 1;
         s.push_str(if subgroup {
             include_str!("../../shaders/common/reduce_subgroup.wgsl")
         } else {
@@ -226,7 +231,7 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
 /// Whether a composed kernel uses subgroup operations (and so needs the SUBGROUP feature):
 /// subgroup reductions (SG) or activations shared across the subgroup (XS).
 pub fn uses_subgroups(consts: &[(&str, u32)]) -> bool {
-    consts.iter().any(|&(n, v)| (n == "SG" || n == "XS") && v == 1)
+    constant(consts, "SG") == 1 || constant(consts, "XS") == 1
 }
 
 /// Parses and validates `source` with naga, returning a readable error. Used by the unit test
