@@ -120,12 +120,12 @@ fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, 
             for (shape, best) in shapes.iter().zip(best.iter_mut()) {
                 let reps = 8;
                 let cpu0 = process_cpu_seconds();
+                let shape = ops::MatVecShape {
+                    warm: shape.warm && ops::matvec::warm_pays(w.ty, k, ctx.weight_textures()),
+                    ..*shape
+                };
                 let t = timer.best_of(ctx, 1, |pass| {
                     for _ in 0..reps {
-                        let shape = ops::MatVecShape {
-                            warm: shape.warm && ops::matvec::warm_pays(w.ty, k, ctx.weight_textures()),
-                            ..*shape
-                        };
                         ops::matvec_with(ctx, pass, Some(shape), w, x.at(0), y.at(0), 1)?;
                     }
                     Ok(())

@@ -132,7 +132,7 @@ impl PassTimer {
 /// context holds weights, with [`probe::stream_read`].
 pub fn read_bandwidth(ctx: &Context, timer: &PassTimer, bytes: u64, reps: usize) -> Result<f64> {
     // Rows of 4096 F32 elements (16 KiB), in one chunk (which also holds a little padding).
-    let max = ctx.max_binding_size().min(ctx.weight_chunk_limit()).saturating_sub(64);
+    let max = ctx.weight_chunk_limit().saturating_sub(64);
     let rows = (bytes.min(max) >> 14).max(1) as usize;
     let src = GpuTensor::upload(ctx, "stream src", GgmlType::F32, 4096, rows, &vec![0; rows << 14])?;
     let bytes = src.n_bytes() as u64;

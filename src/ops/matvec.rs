@@ -122,6 +122,12 @@ impl MatVecShape {
         self.shuffle_x && self.tpr == 1 && ncols == 1 && fits
     }
 
+    /// The fixed subgroup sizes the shape relies on: its row width when rows are reduced with
+    /// subgroupAdd, its workgroup when activations are shared with subgroupShuffle.
+    fn subgroup_sizes(&self) -> impl Iterator<Item = u32> {
+        [(self.subgroup, self.tpr), (self.shuffle_x, self.wg)].into_iter().filter_map(|(on, n)| on.then_some(n))
+    }
+
     /// Rows covered by one workgroup.
     pub fn rows_per_workgroup(&self) -> u32 {
         self.wg / self.tpr * self.rpi
@@ -343,11 +349,8 @@ fn matvec_impl(
         let nc = MAX_COLS.min(n_cols - col0);
         let shape = shape.unwrap_or_else(|| MatVecShape::for_device(ctx, w.ty, nc as u32, k));
         shape.check()?;
-        if shape.subgroup && ctx.subgroup_size() != Some(shape.tpr) {
-            return Err(Error::Shape(format!("matvec shape {shape:?} needs a fixed subgroup size of {}", shape.tpr)));
-        }
-        if shape.shuffle_x && ctx.subgroup_size() != Some(shape.wg) {
-            return Err(Error::Shape(format!("matvec shape {shape:?} needs a fixed subgroup size of {}", shape.wg)));
+        if let Some(n) = shape.subgroup_sizes().find(|&n| ctx.subgroup_size() != Some(n)) {
+            return Err(Error::Shape(format!("matvec shape {shape:?} needs a fixed subgroup size of {n}")));
         }
         let (x_start, x_len) = (x.offset + col0 * xs, (nc - 1) * xs + k);
         // On CPU devices X is read through a uniform window (shaders/common/x_uniform.wgsl).
