@@ -1,16 +1,22 @@
 //! Kernel benchmark: `cargo bench --bench kernels [-- --quick]`; shape tuning:
-//! `-- --tune [FORMAT...] [--shape MxK]`, `-- --tune-mm [FORMAT...]`.
+//! `-- --tune [FORMAT...] [--shape MxK]`, `-- --tune-mm [FORMAT...]`; `-- --info` prints the
+//! adapter, its limits and features, and the kernel profile chosen for it, and stops.
 //!
 //! Measures on the current device, in one run: buffer copy bandwidth, a streaming-read kernel's
 //! bandwidth (the yardstick), then per format the matvec bandwidth (weight bytes per second) at
 //! 7B shapes and at the default model's shapes, its ratio to the streaming read, and the tiled
 //! matmul's GFLOP/s at N = 512. Times come from timestamp queries when the device has them,
 //! else from the wall clock around a submit.
+//!
+//! Matvecs are timed cold, as decode meets them: each shape is uploaded in enough copies (of
+//! random blocks) to exceed [`COLD_BYTES`], and a pass rotates over them, so no cache holds the
+//! matrix a dispatch reads (a GPU's L2 holds a whole 4096×4096 Q4_K matrix).
 
 use std::time::Instant;
 
 use wgquant::bench::speed::{read_bandwidth, PassTimer};
-use wgquant::format::{quant, GgmlType};
+use wgquant::format::random::random_blocks;
+use wgquant::format::GgmlType;
 use wgquant::gpu::{Context, GpuTensor, MemTag};
 use wgquant::ops;
 use wgquant::Result;
@@ -36,45 +42,71 @@ fn copy_bandwidth(ctx: &Context, bytes: u64, reps: usize) -> Result<f64> {
     Ok(bytes as f64 / best / 1e9)
 }
 
-/// A weight of `m` rows of `k` elements: 64 rows of quantized random data, repeated (quantizing
-/// the whole matrix on the CPU would take longer than the benchmark).
+/// Matrix bytes a cold matvec timing rotates over: several times the last-level cache of any
+/// device (an H200's L2 is 60 MB, an EPYC's L3 32 MB).
+const COLD_BYTES: u64 = 256 << 20;
+
+/// A weight of `m` rows of `k` elements of random blocks.
 fn weight(ctx: &Context, ty: GgmlType, m: usize, k: usize) -> Result<GpuTensor> {
-    let tile_rows = 64.min(m);
-    let mut seed = 0x2545F4914F6CDD1Du64;
-    let src: Vec<f32> = (0..tile_rows * k)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect();
-    let tile = quant::quantize(ty, &src, k)?;
-    let bytes: Vec<u8> = tile.iter().copied().cycle().take(tile.len() / tile_rows * m).collect();
+    weight_seeded(ctx, ty, m, k, 0)
+}
+
+fn weight_seeded(ctx: &Context, ty: GgmlType, m: usize, k: usize, seed: u64) -> Result<GpuTensor> {
+    let bytes = random_blocks(ty, (m * k) as u64, seed)?;
     GpuTensor::upload(ctx, "bench", ty, k, m, &bytes)
 }
 
-/// Matvec (one column) on an `m` × `k` weight of `ty`: its bytes and the weight GB/s, best of
-/// `reps` passes of `per_pass` dispatches.
+/// Matvec (one column) on an `m` × `k` weight of `ty`, cold: its bytes and the weight GB/s, best
+/// of `reps` passes, each rotating over copies that together exceed `cold_bytes`.
 fn matvec_gbs(
     ctx: &Context,
     timer: &PassTimer,
     ty: GgmlType,
     (m, k): (usize, usize),
     reps: usize,
+    cold_bytes: u64,
 ) -> Result<(f64, f64)> {
-    let w = weight(ctx, ty, m, k)?;
+    let one = ty.bytes_for((m * k) as u64)?;
+    let copies = cold_bytes.div_ceil(one).clamp(1, 4096) as usize;
+    let ws: Vec<GpuTensor> = (0..copies).map(|i| weight_seeded(ctx, ty, m, k, i as u64)).collect::<Result<_>>()?;
     let x = ctx.f32_buffer("x", k)?;
     let y = ctx.f32_buffer("y", m)?;
-    let per_pass = 4;
+    // At least 4 dispatches per pass, so that a pass's fixed cost is shared.
+    let per_pass = copies.max(4);
     let t = timer.best_of(ctx, reps, |pass| {
-        for _ in 0..per_pass {
-            ops::matvec(ctx, pass, &w, &x, &y, 1)?;
+        for w in ws.iter().cycle().take(per_pass) {
+            ops::matvec(ctx, pass, w, &x, &y, 1)?;
         }
         Ok(())
     })?;
-    let bytes = w.n_bytes() as f64;
-    Ok((bytes, bytes * per_pass as f64 / t / 1e9))
+    Ok((one as f64, one as f64 * per_pass as f64 / t / 1e9))
+}
+
+/// `--info`: what the device is and what wgquant makes of it.
+fn print_info(ctx: &Context) {
+    let info = ctx.adapter_info();
+    let l = ctx.limits();
+    println!("adapter: {}", info.name);
+    println!("vendor 0x{:04x}, device 0x{:04x}, type {:?}, backend {:?}", info.vendor, info.device, info.device_type, info.backend);
+    println!("driver: {} {}", info.driver, info.driver_info);
+    println!("subgroup sizes: {}..{}", info.subgroup_min_size, info.subgroup_max_size);
+    println!("features enabled: {:?}", ctx.features());
+    println!(
+        "limits: max buffer {} MiB, storage binding {} MiB, uniform binding {} KiB, workgroup storage {} KiB, invocations {}, workgroups per dim {}",
+        l.max_buffer_size >> 20,
+        l.max_storage_buffer_binding_size >> 20,
+        l.max_uniform_buffer_binding_size >> 10,
+        l.max_compute_workgroup_storage_size >> 10,
+        l.max_compute_invocations_per_workgroup,
+        l.max_compute_workgroups_per_dimension
+    );
+    println!(
+        "profile {:?}; subgroup size used {:?}; weights in {}; shader bounds checks {}",
+        ctx.profile(),
+        ctx.subgroup_size(),
+        if ctx.weight_textures() { "textures" } else { "storage buffers" },
+        ctx.shader_checks()
+    );
 }
 
 /// `--tune`: matvec GB/s of several kernel shapes (4096 x 4096 unless `--shape`), to pick a
@@ -244,7 +276,12 @@ fn main() -> Result<()> {
     let ctx = Context::new()?;
     let timer = PassTimer::new(&ctx);
     let reps = if quick { 2 } else { 5 };
+    let cold_bytes = if quick { 16 << 20 } else { COLD_BYTES };
     println!("device: {}", ctx.describe());
+    if args().any(|a| a == "--info") {
+        print_info(&ctx);
+        return Ok(());
+    }
     println!(
         "profile {:?}, timing by {}, max binding {} MiB",
         ctx.profile(),
@@ -295,7 +332,7 @@ fn main() -> Result<()> {
         let mut bytes_7b = 0.0;
         let mut time_7b = 0.0;
         for &shape in shapes_7b {
-            let (bytes, gbs) = matvec_gbs(&ctx, &timer, ty, shape, reps)?;
+            let (bytes, gbs) = matvec_gbs(&ctx, &timer, ty, shape, reps, cold_bytes)?;
             bytes_7b += bytes;
             time_7b += bytes / gbs;
             print!(" {gbs:>11.2}");
@@ -305,7 +342,7 @@ fn main() -> Result<()> {
             if k % ty.block_elems() != 0 || (quick && m > 100_000) {
                 continue;
             }
-            let (bytes, gbs) = matvec_gbs(&ctx, &timer, ty, (m, k), reps)?;
+            let (bytes, gbs) = matvec_gbs(&ctx, &timer, ty, (m, k), reps, cold_bytes)?;
             bytes_g += bytes;
             time_g += bytes / gbs;
         }
@@ -313,7 +350,10 @@ fn main() -> Result<()> {
         let mm = matmul_gflops(&ctx, &timer, ty, mm_m, mm_k, mm_n, reps.min(2))?;
         println!(" {g7:>9.2} {:>7.2} {gg:>10.2} {:>7.2} {mm:>14.1}", g7 / stream, gg / stream);
     }
-    println!("\nGB/s: weight bytes read per second by matvec (N = 1); ratio: to the streaming read.");
+    println!(
+        "\nGB/s: weight bytes read per second by matvec (N = 1), cold (rotating over {} MiB of copies); ratio: to the streaming read.",
+        cold_bytes >> 20
+    );
     println!("gemma: Gemma 3 270M shapes {SHAPES_GEMMA:?} (those whose K fits the format's block).");
     Ok(())
 }

@@ -29,7 +29,7 @@ struct Args {
     /// The GGUF model.
     #[arg(short, long, required_unless_present = "shape", conflicts_with = "shape")]
     model: Option<PathBuf>,
-    /// Plan a well-known shape instead of a file: llama2-7b, mistral-7b or llama3-8b.
+    /// Plan a well-known shape instead of a file: llama2-7b, mistral-7b, llama3-8b (or llama-tiny).
     #[arg(long)]
     shape: Option<String>,
     /// File type of the --shape stand-in (llama.cpp recipe names: Q4_K_M, Q8_0, ...).
@@ -76,7 +76,7 @@ fn run(args: &Args) -> Result<()> {
         (None, Some(shape)) => {
             let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
             let path = dir.path().join("stand-in.gguf");
-            plan::write_stand_in(zoo_shape(shape)?, FileType::from_name(&args.ftype)?, &path)?;
+            zoo::write_stand_in(zoo::shape_named(shape)?, FileType::from_name(&args.ftype)?, zoo::StandInWeights::Zeros, &path)?;
             _tmp = Some(dir);
             path
         }
@@ -92,15 +92,6 @@ fn run(args: &Args) -> Result<()> {
         print!("{plan}");
     }
     Ok(())
-}
-
-fn zoo_shape(name: &str) -> Result<&'static zoo::LlamaShape> {
-    match name.to_ascii_lowercase().as_str() {
-        "llama2-7b" => Ok(&zoo::LLAMA2_7B),
-        "mistral-7b" => Ok(&zoo::MISTRAL_7B),
-        "llama3-8b" => Ok(&zoo::LLAMA3_8B),
-        other => Err(Error::Invalid(format!("unknown shape `{other}` (llama2-7b, mistral-7b or llama3-8b)"))),
-    }
 }
 
 /// The plan request from the arguments; a defaulted budget is announced on stderr.

@@ -32,16 +32,13 @@
 //!    smallest plan that could work.
 
 use std::fmt;
-use std::path::Path;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::gguf::{GgufFile, GgufWriter, TensorData, TensorInfo, Value};
+use crate::gguf::{GgufFile, TensorInfo};
 use crate::gpu::{activation_bytes, WeightTextures};
 use crate::model::config::{Config, KvType};
-use crate::model::zoo::LlamaShape;
-use crate::quantize::{FileType, Recipe};
 
 /// The smallest context [`PlanRequest::allow_smaller_ctx`] may shrink to (or the requested one, if
 /// that is smaller already).
@@ -612,28 +609,6 @@ fn does_not_fit(name: &str, m: &ModelBytes, req: &PlanRequest, settings: &[Setti
     }
     msg += &format!(" (try {})", hints.join(", or "));
     Error::DoesNotFit(msg)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Stand-ins
-
-/// Write a GGUF at `path` with `shape`'s tensor names and shapes in `ftype`'s recipe types
-/// (llama.cpp's per-tensor choices) and all-zero data, which the writer leaves as holes: a 7B
-/// stand-in costs a few MB of disk. Plans of such a file are the plans of the real model, since
-/// the planner reads only metadata and the tensor index.
-pub fn write_stand_in(shape: &LlamaShape, ftype: FileType, path: &Path) -> Result<()> {
-    let shapes = shape.tensors();
-    let n_gqa = (shape.n_head / shape.n_head_kv.max(1)) as usize;
-    let types = Recipe::plan(ftype, &shapes, n_gqa);
-    let mut w = GgufWriter::new();
-    for (key, value) in shape.metadata() {
-        w.set(&key, value);
-    }
-    w.set("general.file_type", Value::U32(ftype.id()));
-    for (t, ty) in shapes.iter().zip(&types) {
-        w.add_tensor(&t.name, *ty, &t.dims)?;
-    }
-    w.write(path, |_| Ok(TensorData::Zeros))
 }
 
 // ---------------------------------------------------------------------------------------------

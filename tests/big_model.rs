@@ -14,7 +14,7 @@ const GIB: u64 = 1 << 30;
 fn stand_in() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("llama-2-7b-q4_k_m.gguf");
-    plan::write_stand_in(&zoo::LLAMA2_7B, FileType::Q4_K_M, &path).unwrap();
+    zoo::write_stand_in(&zoo::LLAMA2_7B, FileType::Q4_K_M, zoo::StandInWeights::Zeros, &path).unwrap();
     (dir, path)
 }
 

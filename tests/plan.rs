@@ -19,7 +19,7 @@ const MIB: u64 = 1 << 20;
 fn open_stand_in(shape: &zoo::LlamaShape) -> (tempfile::TempDir, GgufFile) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("{}-Q4_K_M.gguf", shape.name));
-    plan::write_stand_in(shape, FileType::Q4_K_M, &path).unwrap();
+    zoo::write_stand_in(shape, FileType::Q4_K_M, zoo::StandInWeights::Zeros, &path).unwrap();
     let file = GgufFile::open(&path).unwrap();
     (dir, file)
 }

@@ -279,4 +279,27 @@ mod tests {
             assert_eq!(bytes, ty.block_bytes(), "{ty}");
         }
     }
+
+    /// The table's f16 scale offsets are where the block structs keep `d` (and `dmin` or `m`).
+    #[test]
+    fn f16_scale_offsets_match_the_blocks() {
+        use std::mem::offset_of;
+        let expected: [(GgmlType, &[usize]); 12] = [
+            (GgmlType::Q4_0, &[offset_of!(BlockQ4_0, d)]),
+            (GgmlType::Q4_1, &[offset_of!(BlockQ4_1, d), offset_of!(BlockQ4_1, m)]),
+            (GgmlType::Q5_0, &[offset_of!(BlockQ5_0, d)]),
+            (GgmlType::Q5_1, &[offset_of!(BlockQ5_1, d), offset_of!(BlockQ5_1, m)]),
+            (GgmlType::Q8_0, &[offset_of!(BlockQ8_0, d)]),
+            (GgmlType::Q2_K, &[offset_of!(BlockQ2K, d), offset_of!(BlockQ2K, dmin)]),
+            (GgmlType::Q3_K, &[offset_of!(BlockQ3K, d)]),
+            (GgmlType::Q4_K, &[offset_of!(BlockQ4K, d), offset_of!(BlockQ4K, dmin)]),
+            (GgmlType::Q5_K, &[offset_of!(BlockQ5K, d), offset_of!(BlockQ5K, dmin)]),
+            (GgmlType::Q6_K, &[offset_of!(BlockQ6K, d)]),
+            (GgmlType::IQ4_NL, &[offset_of!(BlockIQ4NL, d)]),
+            (GgmlType::IQ4_XS, &[offset_of!(BlockIQ4XS, d)]),
+        ];
+        for (ty, offsets) in expected {
+            assert_eq!(ty.info().f16_scales, offsets, "{ty}");
+        }
+    }
 }

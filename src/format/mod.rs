@@ -8,6 +8,7 @@ pub mod blocks;
 pub mod dequant;
 pub mod dot;
 pub mod quant;
+pub mod random;
 
 use crate::error::{Error, Result};
 
@@ -44,33 +45,44 @@ pub struct FormatInfo {
     pub block_elems: usize,
     /// Bytes per block.
     pub block_bytes: usize,
+    /// Byte offsets of the block's f16 scale fields (`d`, and `dmin` or `m` where the format has
+    /// one): the fields that must hold finite numbers for random bytes to be a valid block.
+    pub f16_scales: &'static [usize],
 }
 
 macro_rules! format_table {
-    ($($ty:ident = $id:literal, $elems:literal, $bytes:literal;)*) => {
+    ($($ty:ident = $id:literal, $elems:literal, $bytes:literal, $scales:expr;)*) => {
         /// The single source of truth for format ids and block geometry.
         pub const FORMATS: &[FormatInfo] = &[
-            $(FormatInfo { ty: GgmlType::$ty, id: $id, name: stringify!($ty), block_elems: $elems, block_bytes: $bytes },)*
+            $(FormatInfo {
+                ty: GgmlType::$ty,
+                id: $id,
+                name: stringify!($ty),
+                block_elems: $elems,
+                block_bytes: $bytes,
+                f16_scales: &$scales,
+            },)*
         ];
     };
 }
 
 format_table! {
-    F32    = 0,  1,   4;
-    F16    = 1,  1,   2;
-    Q4_0   = 2,  32,  18;
-    Q4_1   = 3,  32,  20;
-    Q5_0   = 6,  32,  22;
-    Q5_1   = 7,  32,  24;
-    Q8_0   = 8,  32,  34;
-    Q2_K   = 10, 256, 84;
-    Q3_K   = 11, 256, 110;
-    Q4_K   = 12, 256, 144;
-    Q5_K   = 13, 256, 176;
-    Q6_K   = 14, 256, 210;
-    IQ4_NL = 20, 32,  18;
-    IQ4_XS = 23, 256, 136;
-    BF16   = 30, 1,   2;
+    // name  = id, elems, bytes, f16 scale fields (floats have none: they are random values)
+    F32    = 0,  1,   4,   [];
+    F16    = 1,  1,   2,   [];
+    Q4_0   = 2,  32,  18,  [0];
+    Q4_1   = 3,  32,  20,  [0, 2];
+    Q5_0   = 6,  32,  22,  [0];
+    Q5_1   = 7,  32,  24,  [0, 2];
+    Q8_0   = 8,  32,  34,  [0];
+    Q2_K   = 10, 256, 84,  [80, 82];
+    Q3_K   = 11, 256, 110, [108];
+    Q4_K   = 12, 256, 144, [0, 2];
+    Q5_K   = 13, 256, 176, [0, 2];
+    Q6_K   = 14, 256, 210, [208];
+    IQ4_NL = 20, 32,  18,  [0];
+    IQ4_XS = 23, 256, 136, [0];
+    BF16   = 30, 1,   2,   [];
 }
 
 impl GgmlType {

@@ -154,6 +154,12 @@ pub struct Context {
     errors: Arc<Mutex<Vec<String>>>,
 }
 
+/// Work handed to the queue by [`Context::submit`], not yet waited for.
+pub struct Submitted {
+    index: wgpu::SubmissionIndex,
+    timed: Option<super::profiler::Resolved>,
+}
+
 /// One adapter as [`list_adapters`] reports it.
 #[derive(Clone, Debug)]
 pub struct AdapterEntry {
@@ -478,14 +484,26 @@ impl Context {
     /// Submits `encoder` and waits until the device is idle, then reports any wgpu error.
     /// With kernel profiling on, the dispatches' timestamps are resolved too and added to the
     /// profile.
-    pub fn submit_and_wait(&self, mut encoder: wgpu::CommandEncoder) -> Result<()> {
+    pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let submitted = self.submit(encoder)?;
+        self.wait_for(submitted)
+    }
+
+    /// Submits `encoder` without waiting: the host's part of running it ends here, which is where
+    /// the forward pass stops its host-time clock. Pass the result to [`Context::wait_for`].
+    pub fn submit(&self, mut encoder: wgpu::CommandEncoder) -> Result<Submitted> {
         let timed = match &self.profiler {
             Some(p) => p.resolve(self, &mut encoder)?,
             None => None,
         };
-        let idx = self.queue.submit([encoder.finish()]);
-        self.wait(Some(idx))?;
-        match (&self.profiler, timed) {
+        Ok(Submitted { index: self.queue.submit([encoder.finish()]), timed })
+    }
+
+    /// Waits for a [`Context::submit`] to finish, reports any wgpu error, and adds its kernel
+    /// timestamps to the profile when profiling is on.
+    pub fn wait_for(&self, submitted: Submitted) -> Result<()> {
+        self.wait(Some(submitted.index))?;
+        match (&self.profiler, submitted.timed) {
             (Some(p), Some(timed)) => p.record(self, timed),
             _ => Ok(()),
         }

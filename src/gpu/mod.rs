@@ -25,7 +25,7 @@ pub use buffers::{
     activation_bytes, device_vec_bytes, uniform_window_bytes, F32Buffer, GpuVec, U32Buffer, UPLOAD_CHUNK,
 };
 pub use context::{
-    list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, KernelProfile, WeightTextures, ADAPTER_ENV,
+    list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, KernelProfile, Submitted, WeightTextures, ADAPTER_ENV,
     WEIGHT_TEXTURES_ENV,
 };
 pub use memory::{MemTag, MemoryReport, MemoryTracker, TrackedBuffer, TrackedTexture, TEXEL_BYTES};

@@ -5,6 +5,7 @@
 //! the GPU layers and the head; the hidden state crosses the bus once per micro-batch each way.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::config::{Config, KvType};
 use super::cpu::{CpuKvCache, CpuModel, Logits};
@@ -236,6 +237,9 @@ pub struct GpuState {
     v_cache: Vec<KvBuffer>,
     /// Caches of the layers that run on the CPU.
     cpu_cache: CpuKvCache,
+    /// Host seconds the last forward spent recording and submitting its GPU work (waits for the
+    /// device and CPU layers excluded).
+    host_seconds: f64,
 }
 
 impl GpuState {
@@ -273,7 +277,14 @@ impl GpuState {
             k_cache,
             v_cache,
             cpu_cache: CpuKvCache::for_layers(c, n_ctx, kv_type, model.placement.gpu_layers..c.n_layer),
+            host_seconds: 0.0,
         })
+    }
+
+    /// Host seconds the last [`GpuModel::forward`] spent recording and submitting its GPU work,
+    /// up to the submit: what a decode step costs the CPU beyond waiting for the device.
+    pub fn last_host_seconds(&self) -> f64 {
+        self.host_seconds
     }
 
     fn q(&self) -> View<'_> {
@@ -308,6 +319,7 @@ impl GpuModel {
         }
         // With every logit wanted, a micro-batch is no larger than the logits buffer.
         let step = if which == Logits::All { state.logits_rows } else { state.batch };
+        state.host_seconds = 0.0;
         let mut out = Vec::new();
         for (i, chunk) in tokens.chunks(step).enumerate() {
             let last_chunk = (i + 1) * step >= tokens.len();
@@ -332,6 +344,7 @@ impl GpuModel {
     ) -> Result<Vec<f32>> {
         let c = &self.config;
         let n = tokens.len();
+        let started = Instant::now();
         // Everything on the GPU: one submit, and only logits come back.
         let all_gpu = self.placement.gpu_layers == c.n_layer && self.head.is_some();
         let embed_on_gpu = self.head_is_embedding && self.head.is_some();
@@ -358,7 +371,9 @@ impl GpuModel {
                 }
             }
         }
-        self.ctx.submit_and_wait(enc)?;
+        let submitted = self.ctx.submit(enc)?;
+        state.host_seconds += started.elapsed().as_secs_f64();
+        self.ctx.wait_for(submitted)?;
         if all_gpu {
             return match want {
                 Some(want) => self.read_logits(state, n, want),

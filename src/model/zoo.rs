@@ -1,8 +1,14 @@
 //! Tensor tables of well-known architectures, from their published shapes: for planning and size
-//! estimates without weights, and for writing zero-filled stand-ins of big models in tests.
+//! estimates without weights, and for writing stand-ins of big models (zero-filled for tests of
+//! the planner and loader, random for benchmarks).
 
-use crate::gguf::Value;
-use crate::quantize::TensorShape;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::random::random_blocks;
+use crate::format::GgmlType;
+use crate::gguf::{GgufWriter, TensorData, Value};
+use crate::quantize::{FileType, Recipe, TensorShape};
 
 /// The hyperparameters that decide a Llama-family model's tensor shapes.
 #[derive(Clone, Debug)]
@@ -52,6 +58,19 @@ pub const LLAMA3_8B: LlamaShape = LlamaShape {
     n_head_kv: 8,
     n_ctx_train: 8192,
     rope_base: 500_000.0,
+};
+
+/// A Llama-shaped model small enough for lavapipe: the dry runs of the GPU benchmarks use it.
+pub const LLAMA_TINY: LlamaShape = LlamaShape {
+    name: "Llama-tiny",
+    n_vocab: 512,
+    n_embd: 256,
+    n_ff: 512,
+    n_layer: 2,
+    n_head: 4,
+    n_head_kv: 2,
+    n_ctx_train: 2048,
+    rope_base: 10_000.0,
 };
 
 impl LlamaShape {
@@ -124,4 +143,56 @@ impl LlamaShape {
             ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
         ]
     }
+}
+
+/// Every shape above, by the name the command-line tools take (`llama2-7b`, ...).
+pub const SHAPES: [(&str, &LlamaShape); 4] =
+    [("llama2-7b", &LLAMA2_7B), ("llama3-8b", &LLAMA3_8B), ("mistral-7b", &MISTRAL_7B), ("llama-tiny", &LLAMA_TINY)];
+
+/// The shape named `name` (see [`SHAPES`]), or an error listing the known names.
+pub fn shape_named(name: &str) -> Result<&'static LlamaShape> {
+    SHAPES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, s)| *s).ok_or_else(|| {
+        let known: Vec<&str> = SHAPES.iter().map(|(n, _)| *n).collect();
+        Error::Invalid(format!("unknown model shape `{name}`; known: {}", known.join(", ")))
+    })
+}
+
+/// What a stand-in's tensors hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StandInWeights {
+    /// All zero, left as holes in the file: a 7B stand-in costs a few MB of disk. Enough for the
+    /// planner and the loader, which read metadata and move bytes.
+    Zeros,
+    /// Valid random blocks ([`random_blocks`]), norms of one: what a benchmark should time, since
+    /// a GPU may compress zero pages and every product of zero weights is zero.
+    Random { seed: u64 },
+}
+
+/// Write a GGUF at `path` with `shape`'s tensor names and shapes in `ftype`'s recipe types
+/// (llama.cpp's per-tensor choices). Plans of such a file are the plans of the real model, since
+/// the planner reads only metadata and the tensor index.
+pub fn write_stand_in(shape: &LlamaShape, ftype: FileType, weights: StandInWeights, path: &Path) -> Result<()> {
+    let shapes = shape.tensors();
+    let n_gqa = (shape.n_head / shape.n_head_kv.max(1)) as usize;
+    let types = Recipe::plan(ftype, &shapes, n_gqa);
+    let mut w = GgufWriter::new();
+    for (key, value) in shape.metadata() {
+        w.set(&key, value);
+    }
+    w.set("general.file_type", Value::U32(ftype.id()));
+    for (t, ty) in shapes.iter().zip(&types) {
+        w.add_tensor(&t.name, *ty, &t.dims)?;
+    }
+    w.write(path, |i| match weights {
+        StandInWeights::Zeros => Ok(TensorData::Zeros),
+        StandInWeights::Random { seed } => {
+            let dims = &shapes[i].dims;
+            let n: u64 = dims.iter().product();
+            if dims.len() == 1 && types[i] == GgmlType::F32 {
+                // Norm weights: ones, so activations keep their scale through the layers.
+                return Ok(TensorData::Bytes(1f32.to_le_bytes().repeat(n as usize)));
+            }
+            random_blocks(types[i], n, seed ^ (i as u64) << 32).map(TensorData::Bytes)
+        }
+    })
 }
