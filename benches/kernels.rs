@@ -17,7 +17,7 @@ use std::time::Instant;
 use wgquant::bench::speed::{read_bandwidth, PassTimer};
 use wgquant::format::random::random_blocks;
 use wgquant::format::GgmlType;
-use wgquant::gpu::{Context, GpuTensor, MemTag};
+use wgquant::gpu::{Context, GpuTensor, KernelProfile, MemTag};
 use wgquant::ops;
 use wgquant::Result;
 
@@ -87,7 +87,10 @@ fn print_info(ctx: &Context) {
     let info = ctx.adapter_info();
     let l = ctx.limits();
     println!("adapter: {}", info.name);
-    println!("vendor 0x{:04x}, device 0x{:04x}, type {:?}, backend {:?}", info.vendor, info.device, info.device_type, info.backend);
+    println!(
+        "vendor 0x{:04x}, device 0x{:04x}, type {:?}, backend {:?}",
+        info.vendor, info.device, info.device_type, info.backend
+    );
     println!("driver: {} {}", info.driver, info.driver_info);
     println!("subgroup sizes: {}..{}", info.subgroup_min_size, info.subgroup_max_size);
     println!("features enabled: {:?}", ctx.features());
@@ -112,35 +115,10 @@ fn print_info(ctx: &Context) {
 /// `--tune`: matvec GB/s of several kernel shapes (4096 x 4096 unless `--shape`), to pick a
 /// device's shape.
 fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, usize)) -> Result<()> {
-    // (invocations per workgroup, per row, rows per invocation, shared activations); one-invocation
-    // rows (the CPU shapes) warm their rows into cache first where `MatVecShape::pick` would, and
-    // share activations through subgroupShuffle where marked and the device allows (`x` in the
-    // table).
-    let shapes = [
-        (8, 1, 1, true),
-        (8, 1, 2, true),
-        (8, 1, 4, true),
-        (8, 1, 4, false),
-        (8, 1, 8, true),
-        (8, 1, 8, false),
-        (8, 1, 16, true),
-        (16, 1, 8, true),
-        (16, 1, 4, true),
-        (32, 1, 2, true),
-        (32, 1, 8, true),
-        (64, 1, 8, true),
-        (64, 8, 1, false),
-        (128, 32, 1, false),
-        (8, 8, 4, false),
-        (8, 8, 8, false),
-        (16, 8, 8, false),
-        (8, 4, 8, false),
-        (8, 2, 8, false),
-    ]
-    .map(|(wg, tpr, rpi, share)| {
-        let shuffle_x = share && tpr == 1 && ctx.subgroup_size() == Some(wg);
-        ops::MatVecShape { wg, tpr, rpi, subgroup: false, warm: tpr == 1, shuffle_x }
-    });
+    let shapes = match ctx.profile() {
+        KernelProfile::Cpu => cpu_tune_shapes(ctx),
+        KernelProfile::Gpu => gpu_tune_shapes(ctx),
+    };
     let x = ctx.f32_buffer("x", k)?;
     let y = ctx.f32_buffer("y", m)?;
     let weights: Vec<GpuTensor> = formats.iter().map(|&ty| weight(ctx, ty, m, k)).collect::<Result<_>>()?;
@@ -172,12 +150,70 @@ fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, 
         print!("{:<7}", w.ty.name());
         for (shape, (t, c)) in shapes.iter().zip(best) {
             let gb = w.n_bytes() as f64 / 1e9;
-            let shared = if shape.shares_x(w.ty, 1) { "x" } else { "" };
-            print!(" {}/{}/{}{shared}: {:>5.2}|{:>5.2}", shape.wg, shape.tpr, shape.rpi, gb / t, gb / c);
+            let marks = [(shape.shares_x(w.ty, 1), "x"), (shape.subgroup, "s"), (shape.wide_units, "w")];
+            let marks: String = marks.iter().filter(|(on, _)| *on).map(|(_, m)| *m).collect();
+            print!(" {}/{}/{}{marks}: {:>5.2}|{:>5.2}", shape.wg, shape.tpr, shape.rpi, gb / t, gb / c);
         }
         println!();
     }
     Ok(())
+}
+
+/// CPU shapes: (invocations per workgroup, per row, rows per invocation, shared activations);
+/// one-invocation rows warm their rows into cache first where `MatVecShape::pick` would, and
+/// share activations through subgroupShuffle where marked and the device allows (`x` in the
+/// table).
+fn cpu_tune_shapes(ctx: &Context) -> Vec<ops::MatVecShape> {
+    [
+        (8, 1, 1, true),
+        (8, 1, 2, true),
+        (8, 1, 4, true),
+        (8, 1, 4, false),
+        (8, 1, 8, true),
+        (8, 1, 8, false),
+        (8, 1, 16, true),
+        (16, 1, 8, true),
+        (16, 1, 4, true),
+        (32, 1, 2, true),
+        (32, 1, 8, true),
+        (64, 1, 8, true),
+        (8, 8, 4, false),
+        (8, 8, 8, false),
+        (16, 8, 8, false),
+    ]
+    .map(|(wg, tpr, rpi, share)| {
+        let shuffle_x = share && tpr == 1 && ctx.subgroup_size() == Some(wg);
+        ops::MatVecShape { wg, tpr, rpi, subgroup: false, warm: tpr == 1, shuffle_x, wide_units: false }
+    })
+    .to_vec()
+}
+
+/// GPU shapes: (invocations per workgroup, per row, rows per invocation, wide units); rows are
+/// reduced with subgroupAdd when the row width is the device's subgroup size (`s` in the table).
+fn gpu_tune_shapes(ctx: &Context) -> Vec<ops::MatVecShape> {
+    [
+        (128, 32, 1, false),
+        (128, 32, 1, true),
+        (128, 32, 2, true),
+        (128, 32, 4, true),
+        (64, 32, 2, true),
+        (256, 32, 2, true),
+        (256, 32, 4, true),
+        (128, 16, 2, true),
+        (128, 16, 4, true),
+        (256, 64, 2, true),
+        (128, 8, 4, true),
+    ]
+    .map(|(wg, tpr, rpi, wide_units)| ops::MatVecShape {
+        wg,
+        tpr,
+        rpi,
+        subgroup: ctx.subgroup_size() == Some(tpr),
+        warm: false,
+        shuffle_x: false,
+        wide_units,
+    })
+    .to_vec()
 }
 
 /// CPU seconds used so far by all threads of this process (Linux; 0 elsewhere), with nanosecond
@@ -202,11 +238,12 @@ fn tune_mm(ctx: &Context, timer: &PassTimer, formats: &[GgmlType]) -> Result<()>
         let shapes = [
             base,
             ops::MatMulShape { whole_blocks: !base.whole_blocks, ..base },
+            ops::MatMulShape { pad_rows: !base.pad_rows, ..base },
             ops::MatMulShape { bm: 32, bn: 32, tm: 8, tn: 4, ..base },
             ops::MatMulShape { bm: 64, bn: 32, tm: 8, tn: 4, ..base },
-            ops::MatMulShape { bm: 32, bn: 32, tm: 8, tn: 8, ..base },
             ops::MatMulShape { bm: 64, bn: 64, tm: 8, tn: 8, ..base },
-            ops::MatMulShape { bm: 64, bn: 32, tm: 8, tn: 8, ..base },
+            ops::MatMulShape { bm: 128, bn: 64, tm: 8, tn: 4, ..base },
+            ops::MatMulShape { bm: 128, bn: 128, tm: 8, tn: 8, ..base },
         ];
         print!("{:<7}", ty.name());
         let flop = 2.0 * (m * k * n) as f64 / 1e9;
@@ -217,7 +254,9 @@ fn tune_mm(ctx: &Context, timer: &PassTimer, formats: &[GgmlType]) -> Result<()>
                 continue;
             }
             let t = timer.best_of(ctx, 2, |pass| ops::matmul_with(ctx, pass, s, &w, x.at(0), y.at(0), n))?;
-            print!(" {}x{}/{}x{}: {:>5.1}", s.bm, s.bn, s.tm, s.tn, flop / t);
+            let marks = [(s.whole_blocks, "b"), (s.pad_rows, "p")];
+            let marks: String = marks.iter().filter(|(on, _)| *on).map(|(_, m)| *m).collect();
+            print!(" {}x{}/{}x{}{marks}: {:>5.1}", s.bm, s.bn, s.tm, s.tn, flop / t);
         }
         println!();
     }

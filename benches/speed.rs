@@ -90,15 +90,21 @@ struct StandIn(PathBuf);
 
 impl StandIn {
     fn write(spec: &str, dir: Option<&Path>) -> Result<StandIn> {
-        let (shape, ftype) =
-            spec.split_once(':').ok_or_else(|| Error::Invalid(format!("--stand-in wants SHAPE:FTYPE, got `{spec}`")))?;
+        let (shape, ftype) = spec
+            .split_once(':')
+            .ok_or_else(|| Error::Invalid(format!("--stand-in wants SHAPE:FTYPE, got `{spec}`")))?;
         let (shape, ftype) = (zoo::shape_named(shape)?, FileType::from_name(ftype)?);
         let dir = dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
         let path = dir.join(format!("{}-{}-random.gguf", shape.name, ftype.name()));
         let t = Instant::now();
         zoo::write_stand_in(shape, ftype, StandInWeights::Random { seed: 1 }, &path)?;
         let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
-        eprintln!("wrote {} ({:.2} GB of random weights) in {:.1} s", path.display(), size as f64 / 1e9, t.elapsed().as_secs_f64());
+        eprintln!(
+            "wrote {} ({:.2} GB of random weights) in {:.1} s",
+            path.display(),
+            size as f64 / 1e9,
+            t.elapsed().as_secs_f64()
+        );
         Ok(StandIn(path))
     }
 }
@@ -204,7 +210,8 @@ fn run(args: &Args) -> Result<()> {
                 profile = ctx.take_profile(); // empty unless profiling is on
             }
         }
-        let test = if depth == 0 { format!("tg{}", args.decode_tokens) } else { format!("tg{}@d{depth}", args.decode_tokens) };
+        let test =
+            if depth == 0 { format!("tg{}", args.decode_tokens) } else { format!("tg{}@d{depth}", args.decode_tokens) };
         rows.push((test, mean_sd(&tps), Some(mean_sd(&host).0)));
     }
 
@@ -217,7 +224,10 @@ fn run(args: &Args) -> Result<()> {
             Some(h) => (format!("{h:.0}"), format!("{:.1}", mean / bound_tps * 100.0)),
             None => ("-".into(), "-".into()),
         };
-        println!("| {name} | {size_mib:.2} MiB | {} | {test} | {mean:.2} ± {sd:.2} | {host} | {bound} |", ctx.adapter_info().name);
+        println!(
+            "| {name} | {size_mib:.2} MiB | {} | {test} | {mean:.2} ± {sd:.2} | {host} | {bound} |",
+            ctx.adapter_info().name
+        );
     }
     println!("load {load_s:.2} s; first token after {} prompt tokens {:.1} ms", args.prompt_tokens, first_token * 1e3);
     if !profile.is_empty() {

@@ -76,7 +76,12 @@ fn run(args: &Args) -> Result<()> {
         (None, Some(shape)) => {
             let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
             let path = dir.path().join("stand-in.gguf");
-            zoo::write_stand_in(zoo::shape_named(shape)?, FileType::from_name(&args.ftype)?, zoo::StandInWeights::Zeros, &path)?;
+            zoo::write_stand_in(
+                zoo::shape_named(shape)?,
+                FileType::from_name(&args.ftype)?,
+                zoo::StandInWeights::Zeros,
+                &path,
+            )?;
             _tmp = Some(dir);
             path
         }

@@ -34,9 +34,11 @@ cp scripts/gpu-check.sh "$out/"
 # The kernel tests read llama.cpp's golden blocks from tests/data, relative to where they run.
 cp -r tests/data "$out/tests/"
 
-# The Vulkan loader; the GPU machine brings its own driver (an ICD), not the loader.
+# The Vulkan loader, and the GL vendor-neutral dispatch libraries NVIDIA's Vulkan driver (which
+# lives in libGLX_nvidia) needs to initialise; the GPU machine brings the driver, not these.
+loader_debs="libvulkan1 libglvnd0 libglx0 libgl1 libegl1 libopengl0 libgles2"
 if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then apt-get update -qq; fi
-(cd "$out/debs" && apt-get download -qq libvulkan1 2>/dev/null || { apt-get update -qq && apt-get download -qq libvulkan1; })
+(cd "$out/debs" && apt-get download -qq $loader_debs 2>/dev/null || { apt-get update -qq && apt-get download -qq $loader_debs; })
 
 size_mib=$(( $(du -sb "$out" | cut -f1) >> 20 ))
 ls -l "$out/bin" "$out/debs"

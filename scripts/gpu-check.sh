@@ -19,8 +19,9 @@ cd "$bundle"
 : >"$out/summary"
 started=$(date +%s)
 
-# The Vulkan loader, where the machine lacks it (the GPU driver's ICD is the machine's own).
-if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
+# The Vulkan loader and the GL dispatch libraries NVIDIA's Vulkan driver needs, where the machine
+# lacks them (the driver itself is the machine's own). Not on a dry run: that machine has its own.
+if [ "$dry" = 0 ] && ! ldconfig -p | grep -q 'libGLdispatch.so.0'; then
     for deb in debs/*.deb; do dpkg -x "$deb" /; done
     ldconfig
 fi
@@ -81,6 +82,7 @@ else
     step 04-bench-kernels 150 bin/bench-kernels
     # Which matvec and matmul shapes suit this device (on a matrix larger than its L2).
     step 04-tune-matvec 60 bin/bench-kernels --tune Q4_0 Q8_0 Q4_K Q6_K --shape 65536x4096
+    step 04-tune-matvec-unchecked 60 env WGQUANT_SHADER_CHECKS=0 bin/bench-kernels --tune Q4_0 Q8_0 Q4_K Q6_K --shape 65536x4096
     step 04-tune-matmul 60 bin/bench-kernels --tune-mm Q4_0 Q8_0 Q4_K Q6_K
 fi
 
@@ -94,7 +96,7 @@ if [ "$dry" = 1 ]; then
     profiled=llama-tiny:Q4_K_M
 else
     models=(llama2-7b:Q4_K_M llama2-7b:Q4_0 llama2-7b:Q8_0 llama2-7b:Q6_K llama3-8b:Q4_K_M)
-    pp=(-p 512 -n 128 -r 3)
+    pp=(-p 512 -n 128 -r 2)
     deep=(mistral-7b:Q4_K_M -d 4096,16384)
     profiled=llama2-7b:Q4_K_M
 fi

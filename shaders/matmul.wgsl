@@ -1,11 +1,15 @@
 // Tiled matrix x matrix for prompt processing: Y[n][m] = sum_k W[m][k] * X[n][k].
 // Each workgroup computes a BM x BN tile of Y. Per BK-wide step of k, the W tile is decoded from
 // raw blocks (the format's dq8) into workgroup memory as f32, the X tile is copied beside it, and
-// each invocation accumulates a TM x TN micro-tile in registers.
+// each invocation accumulates TM x TN outputs in registers: rows ty, ty + BM/TM, ... and columns
+// tx, tx + BN/TN, ..., so that neighbouring invocations read neighbouring tile rows; on GPUs tile
+// rows are one vec4 longer than BK (TPAD = 1), so that those reads fall in different memory
+// banks. (With each invocation owning TM consecutive rows, the 16 invocations of a row of a
+// 64-wide tile read addresses 512 bytes apart, all in one bank: a GPU serialises them.)
 //
 // Generated constants: BM, BN, BK (a multiple of the format's SPAN, so every group decoded lands
 // inside the tile), TM, TN, WG = (BM / TM) * (BN / TN), UG (groups per unit of tile loading),
-// and the format's QK, QB, SPAN, GPB.
+// TPAD (vec4s of padding per tile row), and the format's QK, QB, SPAN, GPB.
 
 struct Params {
     k: u32,
@@ -26,8 +30,9 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 
 const BK4: u32 = BK / 4u;
-var<workgroup> ws: array<vec4<f32>, BM * BK4>;
-var<workgroup> xs: array<vec4<f32>, BN * BK4>;
+const TROW: u32 = BK4 + TPAD; // vec4s from one tile row to the next
+var<workgroup> ws: array<vec4<f32>, BM * TROW>;
+var<workgroup> xs: array<vec4<f32>, BN * TROW>;
 
 // Decodes the W tile rows m0.. for the k window k0..k0+BK into ws, in units of UG groups of one
 // block (each unit reads its block header once). Units past the end of the row (a last window
@@ -46,12 +51,12 @@ fn load_w_tile(lid: u32, m0: u32, k0: u32) {
             let e0 = (g0 / GPB) * QK - k0;
             for (var jj = 0u; jj < UG; jj++) {
                 let d = blk_dq8(blk, h, g0 % GPB + jj);
-                ws[r * BK4 + (e0 + d.ia) / 4u] = dq8_wa(d);
-                ws[r * BK4 + (e0 + d.ib) / 4u] = dq8_wb(d);
+                ws[r * TROW + (e0 + d.ia) / 4u] = dq8_wa(d);
+                ws[r * TROW + (e0 + d.ib) / 4u] = dq8_wb(d);
             }
         } else {
             for (var q = 0u; q < 2u * UG; q++) {
-                ws[r * BK4 + 2u * UG * u + q] = vec4<f32>(0.0);
+                ws[r * TROW + 2u * UG * u + q] = vec4<f32>(0.0);
             }
         }
     }
@@ -66,7 +71,7 @@ fn load_x_tile(lid: u32, n0: u32, k0: u32) {
         if (col < p.n && (k0 + 4u * kk) < p.k) {
             v = xv[p.x_off + col * p.x_stride + k0 / 4u + kk];
         }
-        xs[i] = v;
+        xs[c * TROW + kk] = v;
     }
 }
 
@@ -85,10 +90,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         for (var kk = 0u; kk < BK4; kk++) {
             var wr: array<vec4<f32>, TM>;
             for (var i = 0u; i < TM; i++) {
-                wr[i] = ws[(ty * TM + i) * BK4 + kk];
+                wr[i] = ws[(ty + i * (BM / TM)) * TROW + kk];
             }
             for (var j = 0u; j < TN; j++) {
-                let xc = xs[(tx * TN + j) * BK4 + kk];
+                let xc = xs[(tx + j * (BN / TN)) * TROW + kk];
                 for (var i = 0u; i < TM; i++) {
                     acc[i * TN + j] += dot(wr[i], xc);
                 }
@@ -98,9 +103,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
 
     for (var i = 0u; i < TM; i++) {
-        let row = m0 + ty * TM + i;
+        let row = m0 + ty + i * (BM / TM);
         for (var j = 0u; j < TN; j++) {
-            let col = n0 + tx * TN + j;
+            let col = n0 + tx + j * (BN / TN);
             if (row < p.m && col < p.n) {
                 yv[p.y_off + col * p.y_stride + row] = acc[i * TN + j];
             }

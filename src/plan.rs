@@ -52,9 +52,6 @@ pub const DEFAULT_BUDGET: u64 = 4 << 30;
 /// The default prompt micro-batch (llama.cpp's default `n_ubatch`).
 pub const DEFAULT_BATCH: usize = 512;
 
-/// Bytes of the uniform buffers of one forward pass, counted with the scratch.
-const UNIFORM_BYTES: u64 = 4096;
-
 /// Spare bytes after every weight chunk: mirrors `TAIL_PAD` in `gpu/tensor.rs`, where the WGSL
 /// loaders read one word past an unaligned one.
 const TAIL_PAD: u64 = 16;
@@ -239,7 +236,7 @@ impl Plan {
 /// tokens with a cache of `n_ctx` positions, all f32:
 ///
 /// `4 × [batch × (3·n_embd + q_dim + kv_dim + kv_dim_v + n_head·head_dim_v + 2·n_ff)
-///       + logits_rows × n_vocab + n_head × batch × n_ctx] + 4096`
+///       + logits_rows × n_vocab + n_head × batch × n_ctx] + the parameter arena`
 ///
 /// - `3·n_embd`: the residual stream, its normed copy, and a layer output before the residual add;
 /// - `q_dim + kv_dim + kv_dim_v`: Q, K and V of the batch;
@@ -247,7 +244,7 @@ impl Plan {
 /// - `2·n_ff`: FFN gate and up;
 /// - `logits_rows × n_vocab`: the logits;
 /// - `n_head × batch × n_ctx`: attention scores of every head and query over the cache;
-/// - 4096: uniform buffers.
+/// - the context's kernel parameters ([`crate::gpu::UNIFORM_ARENA_BYTES`]).
 ///
 /// Each of these buffers is allocated [`crate::gpu::activation_bytes`] large (buffers of up to
 /// 64 KiB are rounded up to a power of two), and the token ids take `4 × batch` more bytes. The
@@ -261,7 +258,7 @@ pub fn scratch_bytes(config: &Config, batch: usize, n_ctx: usize, logits_rows: u
     let buffers = per_token.iter().map(|&n| batch * n).chain([c.n_head * batch * n_ctx, logits_rows * c.n_vocab]);
     let f32_bytes: u64 = buffers.map(|n| activation_bytes(4 * n as u64)).sum();
     let ids = device_vec_bytes(4 * batch as u64);
-    f32_bytes + ids + UNIFORM_BYTES
+    f32_bytes + ids + crate::gpu::UNIFORM_ARENA_BYTES
 }
 
 /// Bytes of the staging buffer alive at one time: an upload chunk ([`crate::gpu::UPLOAD_CHUNK`])

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use wgquant::format::{dequant, dot, quant, GgmlType};
 use wgquant::gguf::GgufFile;
 use wgquant::gpu::{Context, ContextOptions, GpuTensor, KernelProfile, MemTag};
+use wgquant::model::KvType;
 use wgquant::ops;
 
 const REL_TOL: f32 = 1e-5;
@@ -650,7 +651,7 @@ fn gated_matvec_equals_matvec_then_activation() {
 /// Matrices stacked into one buffer (a layer's q/k/v, an FFN's gate and up) give in one
 /// dispatch exactly what separate matvecs give: each part's rows land at its own view of the
 /// output buffer and nothing else is written, and the paired gate/up equals the gate matvec
-/// followed by the gated up matvec. Every format, every kernel shape.
+/// followed by the gated up matvec (to within rounding). Every format, every kernel shape.
 #[test]
 fn stacked_matvecs_equal_separate_ones() {
     use wgquant::model::Activation;
@@ -703,7 +704,13 @@ fn stacked_matvecs_equal_separate_ones() {
                     ops::matvec(ctx, pass, &views[0], &xb, &want, 1).unwrap();
                     ops::matvec_gated(ctx, pass, &views[1], &xb, &want, 1, act).unwrap();
                 });
-                assert_eq!(ctx.read(&got).unwrap(), ctx.read(&want).unwrap(), "gate/up {act:?}, {what}");
+                let (got, want) = (ctx.read(&got).unwrap(), ctx.read(&want).unwrap());
+                // The same arithmetic in one dispatch or two, but a GPU compiler may contract it
+                // differently (an H200's results differed in the last bits): equal to within f32
+                // rounding of the largest output.
+                let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let close = got.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-5 * scale);
+                assert!(close, "gate/up {act:?}, {what}:\n{got:?}\n{want:?}");
             }
         }
     }
@@ -765,93 +772,124 @@ fn add_rms_norm_matches_cpu() {
 /// queries, several query tokens, a sliding window over a ring cache that has wrapped around.
 #[test]
 fn attention_matches_cpu() {
-    use wgquant::model::{Activation, Arch, Config, KvType, RopeLayout};
-    use wgquant::ops::attention::{attention, AttentionShape, KvBuffer};
     let Some(ctx) = ctx() else { return };
-    let n_ctx = 48;
     let mut rng = Rng::new(7);
     for ctx in std::iter::once(ctx).chain(gpu_shaped_ctxs()) {
-        for (n_head, n_head_kv, head_dim) in [(4, 1, 256), (4, 2, 64), (2, 2, 128), (8, 2, 64), (2, 1, 40)] {
+        for heads in [(4, 1, 256), (4, 2, 64), (2, 2, 128), (8, 2, 64), (2, 1, 40)] {
             for kv_type in [KvType::F16, KvType::F32] {
                 // (query tokens, first position, window, cache rows)
-                for (n, pos0, window, ring) in
+                for case in
                     [(1, 0, None, 40), (1, 29, None, 40), (7, 20, None, 40), (1, 37, Some(9), 12), (5, 30, Some(6), 12)]
                 {
-                    let config = Config {
-                        arch: Arch::Llama,
-                        n_vocab: 1,
-                        n_embd: n_head * head_dim,
-                        n_layer: 1,
-                        n_head,
-                        n_head_kv,
-                        head_dim,
-                        head_dim_v: head_dim,
-                        n_ff: 1,
-                        norm_eps: 1e-6,
-                        n_ctx_train: n_ctx,
-                        rope_layout: RopeLayout::Normal,
-                        rope_base: 1e4,
-                        rope_base_swa: 1e4,
-                        rope_freq_scale: 1.0,
-                        sliding_window: window,
-                        layer_is_swa: vec![window.is_some()],
-                        attn_scale: 1.0 / (head_dim as f32).sqrt(),
-                        embd_scale: 1.0,
-                        activation: Activation::Silu,
-                    };
-                    let kv_dim = n_head_kv * head_dim;
-                    let end = pos0 + n;
-                    let round = |v: f32| match kv_type {
-                        KvType::F16 => half::f16::from_f32(v).to_f32(),
-                        _ => v,
-                    };
-                    let keys: Vec<f32> = rng.vec(end * kv_dim).into_iter().map(round).collect();
-                    let values: Vec<f32> = rng.vec(end * kv_dim).into_iter().map(round).collect();
-                    let q = rng.vec(n * n_head * head_dim);
-                    let expected = wgquant::model::cpu::attention(&config, &q, &keys, &values, pos0, window);
-
-                    // The caches: position j in row j % ring, later positions overwriting earlier.
-                    let cache = |data: &[f32], label: &str| {
-                        let buf = KvBuffer::new(ctx, label, ring, kv_dim, kv_type).unwrap();
-                        let mut rows = vec![0.0f32; ring * kv_dim];
-                        for j in 0..end {
-                            rows[(j % ring) * kv_dim..][..kv_dim].copy_from_slice(&data[j * kv_dim..][..kv_dim]);
-                        }
-                        let words: Vec<u32> = match kv_type {
-                            KvType::F16 => rows
-                                .chunks(2)
-                                .map(|p| {
-                                    let bits = |v: f32| u32::from(half::f16::from_f32(v).to_bits());
-                                    bits(p[0]) | bits(p[1]) << 16
-                                })
-                                .collect(),
-                            _ => rows.iter().map(|v| v.to_bits()).collect(),
-                        };
-                        ctx.write(&buf.words, 0, &words).unwrap();
-                        buf
-                    };
-                    let (k, v) = (cache(&keys, "k"), cache(&values, "v"));
-                    let qb = ctx.f32_buffer("q", q.len()).unwrap();
-                    ctx.write(&qb, 0, &q).unwrap();
-                    let scores = ctx.f32_buffer("scores", n * n_head * n_ctx).unwrap();
-                    let out = ctx.f32_buffer("out", expected.len()).unwrap();
-                    let shape = AttentionShape {
-                        n_tokens: n,
-                        n_head,
-                        n_head_kv,
-                        head_dim,
-                        head_dim_v: head_dim,
-                        pos0,
-                        window,
-                        scale: config.attn_scale,
-                        n_ctx,
-                    };
-                    run_pass(ctx, |pass| attention(ctx, pass, &shape, &qb, &k, &v, &scores, &out).unwrap());
-                    let got = ctx.read_range(&out, 0, expected.len()).unwrap();
-                    let what = format!("{:?} {shape:?} {kv_type:?} ring {ring}", ctx.profile());
-                    assert_close(&what, &got, &expected, 1e-5);
+                    check_attention(ctx, &mut rng, 48, heads, kv_type, case);
                 }
             }
         }
     }
+}
+
+/// Long contexts, where the GPU kernel splits each token's positions across workgroups and merges
+/// the splits: decode at the end of 4096 and 8192 positions, a few tokens at once, and a sliding
+/// window over a ring that has wrapped around many times.
+#[test]
+fn attention_at_long_context_matches_cpu() {
+    let Some(ctx) = ctx() else { return };
+    let mut rng = Rng::new(8);
+    for ctx in std::iter::once(ctx).chain(gpu_shaped_ctxs()) {
+        for n_ctx in [4096, 8192] {
+            for (heads, kv_type) in [((8, 2, 128), KvType::F16), ((4, 1, 256), KvType::F32)] {
+                for case in [(1, n_ctx - 1, None, n_ctx), (3, n_ctx - 3, None, n_ctx), (1, n_ctx - 1, Some(1000), 1100)]
+                {
+                    check_attention(ctx, &mut rng, n_ctx, heads, kv_type, case);
+                }
+            }
+        }
+    }
+}
+
+/// Attention of `n` query tokens from `pos0` over caches of `ring` rows on `ctx`, against the
+/// CPU reference.
+fn check_attention(
+    ctx: &Context,
+    rng: &mut Rng,
+    n_ctx: usize,
+    (n_head, n_head_kv, head_dim): (usize, usize, usize),
+    kv_type: KvType,
+    (n, pos0, window, ring): (usize, usize, Option<usize>, usize),
+) {
+    use wgquant::model::{Activation, Arch, Config, RopeLayout};
+    use wgquant::ops::attention::{attention, AttentionShape, KvBuffer};
+    let config = Config {
+        arch: Arch::Llama,
+        n_vocab: 1,
+        n_embd: n_head * head_dim,
+        n_layer: 1,
+        n_head,
+        n_head_kv,
+        head_dim,
+        head_dim_v: head_dim,
+        n_ff: 1,
+        norm_eps: 1e-6,
+        n_ctx_train: n_ctx,
+        rope_layout: RopeLayout::Normal,
+        rope_base: 1e4,
+        rope_base_swa: 1e4,
+        rope_freq_scale: 1.0,
+        sliding_window: window,
+        layer_is_swa: vec![window.is_some()],
+        attn_scale: 1.0 / (head_dim as f32).sqrt(),
+        embd_scale: 1.0,
+        activation: Activation::Silu,
+    };
+    let kv_dim = n_head_kv * head_dim;
+    let end = pos0 + n;
+    let round = |v: f32| match kv_type {
+        KvType::F16 => half::f16::from_f32(v).to_f32(),
+        _ => v,
+    };
+    let keys: Vec<f32> = rng.vec(end * kv_dim).into_iter().map(round).collect();
+    let values: Vec<f32> = rng.vec(end * kv_dim).into_iter().map(round).collect();
+    let q = rng.vec(n * n_head * head_dim);
+    let expected = wgquant::model::cpu::attention(&config, &q, &keys, &values, pos0, window);
+
+    // The caches: position j in row j % ring, later positions overwriting earlier.
+    let cache = |data: &[f32], label: &str| {
+        let buf = KvBuffer::new(ctx, label, ring, kv_dim, kv_type).unwrap();
+        let mut rows = vec![0.0f32; ring * kv_dim];
+        for j in 0..end {
+            rows[(j % ring) * kv_dim..][..kv_dim].copy_from_slice(&data[j * kv_dim..][..kv_dim]);
+        }
+        let words: Vec<u32> = match kv_type {
+            KvType::F16 => rows
+                .chunks(2)
+                .map(|p| {
+                    let bits = |v: f32| u32::from(half::f16::from_f32(v).to_bits());
+                    bits(p[0]) | bits(p[1]) << 16
+                })
+                .collect(),
+            _ => rows.iter().map(|v| v.to_bits()).collect(),
+        };
+        ctx.write(&buf.words, 0, &words).unwrap();
+        buf
+    };
+    let (k, v) = (cache(&keys, "k"), cache(&values, "v"));
+    let qb = ctx.f32_buffer("q", q.len()).unwrap();
+    ctx.write(&qb, 0, &q).unwrap();
+    let scores = ctx.f32_buffer("scores", n * n_head * n_ctx).unwrap();
+    let out = ctx.f32_buffer("out", expected.len()).unwrap();
+    let shape = AttentionShape {
+        n_tokens: n,
+        n_head,
+        n_head_kv,
+        head_dim,
+        head_dim_v: head_dim,
+        pos0,
+        window,
+        scale: config.attn_scale,
+        n_ctx,
+    };
+    run_pass(ctx, |pass| attention(ctx, pass, &shape, &qb, &k, &v, &scores, &out).unwrap());
+    let got = ctx.read_range(&out, 0, expected.len()).unwrap();
+    let what = format!("{:?} {shape:?} {kv_type:?} ring {ring}", ctx.profile());
+    assert_close(&what, &got, &expected, 1e-5);
 }

@@ -1,5 +1,5 @@
-// The parameters of both attention kernels (attention.wgsl, attention_split.wgsl), filled by
-// `ops::attention::attention`.
+// The parameters of the attention kernels (attention.wgsl, attention_split.wgsl,
+// attention_flash.wgsl and attention_combine.wgsl), filled by `ops::attention::attention`.
 struct Params {
     n_tokens: u32,
     n_head: u32,
@@ -17,4 +17,5 @@ struct Params {
     o_off: u32,
     o_stride: u32,
     ring: u32,        // rows of the caches
+    n_split: u32,     // attention_flash.wgsl: splits of each token's positions
 }

@@ -274,9 +274,28 @@ impl Context {
         Ok(out)
     }
 
-    /// A uniform buffer holding one dispatch's parameters.
-    pub(crate) fn uniform(&self, label: &str, words: &[u32]) -> Result<TrackedBuffer> {
-        self.create_buffer_init(label, bytemuck::cast_slice(words), wgpu::BufferUsages::UNIFORM, MemTag::Uniforms)
+    /// Elements `0..len` of a MAP_READ buffer that submitted work has filled (the caller waited
+    /// for it): mapped, copied out and unmapped, with no buffer or submit of its own.
+    pub fn read_mapped<T: Pod>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+        let bytes = (len * std::mem::size_of::<T>()) as u64;
+        if bytes > buffer.size() {
+            return Err(Error::Shape(format!("reading {bytes} bytes from a buffer of {}", buffer.size())));
+        }
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let slice = buffer.slice(..bytes);
+        map_wait(self, slice, wgpu::MapMode::Read)?;
+        let out = bytemuck::pod_collect_to_vec(&slice.get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?);
+        buffer.unmap();
+        Ok(out)
+    }
+
+    /// One dispatch's parameters, in a slot of the context's parameter arena (see
+    /// [`super::uniforms`]): written to the device with everything else recorded before the next
+    /// [`Context::submit`].
+    pub(crate) fn uniform(&self, words: &[u32]) -> Result<super::UniformSlot<'_>> {
+        self.uniform_arena()?.push(self, words)
     }
 }
 

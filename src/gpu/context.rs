@@ -16,6 +16,19 @@ pub const ADAPTER_ENV: &str = "WGQUANT_ADAPTER";
 /// buffers (see [`ContextOptions::weight_textures`]). Read once, when a context is created.
 pub const WEIGHT_TEXTURES_ENV: &str = "WGQUANT_WEIGHT_TEXTURES";
 
+/// Overrides whether kernels get wgpu's runtime bounds checks (`1` or `0`; see
+/// [`ContextOptions::shader_checks`]).
+pub const SHADER_CHECKS_ENV: &str = "WGQUANT_SHADER_CHECKS";
+
+/// A boolean environment switch: `Some` for `1` or `0`, `None` when unset or anything else.
+fn env_switch(name: &str) -> Option<bool> {
+    match std::env::var(name).as_deref() {
+        Ok("1") => Some(true),
+        Ok("0") => Some(false),
+        _ => None,
+    }
+}
+
 /// Widest weight texture row, as log2 of its texels: 16384 texels (256 KiB), the largest 2-D
 /// texture dimension Vulkan devices commonly have.
 const MAX_TEXTURE_ROW_BITS: u32 = 14;
@@ -107,8 +120,8 @@ pub struct ContextOptions {
     pub profile: Option<KernelProfile>,
     /// Features not to enable even when the adapter has them, to exercise fallback paths.
     pub disable_features: wgpu::Features,
-    /// Whether wgpu adds its runtime bounds checks to the kernels. `None`: on for GPUs, where they
-    /// cost little; off for CPU devices, where they were measured to cost 15-40 % of matvec speed
+    /// Whether wgpu adds its runtime bounds checks to the kernels. `None`: [`SHADER_CHECKS_ENV`]
+    /// when set, else on for GPUs, where they cost little; off for CPU devices, where they were measured to cost 15-40 % of matvec speed
     /// (the kernels stay in bounds by construction; see `gpu/pipeline.rs`).
     pub shader_checks: Option<bool>,
     /// Time every dispatch with timestamp queries (see [`super::profiler`]); `None` reads
@@ -151,6 +164,8 @@ pub struct Context {
     memory: Arc<MemoryTracker>,
     pub(crate) pipelines: PipelineCache,
     profiler: Option<Profiler>,
+    /// Every dispatch's parameters (set once, right after the context is made).
+    uniforms: std::sync::OnceLock<super::uniforms::UniformArena>,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -305,12 +320,10 @@ impl Context {
             wgpu::DeviceType::Cpu => KernelProfile::Cpu,
             _ => KernelProfile::Gpu,
         });
-        let shader_checks = opts.shader_checks.unwrap_or(profile == KernelProfile::Gpu);
-        let textures = opts.weight_textures.unwrap_or_else(|| match std::env::var(WEIGHT_TEXTURES_ENV).as_deref() {
-            Ok("1") => true,
-            Ok("0") => false,
-            _ => profile == KernelProfile::Cpu,
-        });
+        let shader_checks =
+            opts.shader_checks.or_else(|| env_switch(SHADER_CHECKS_ENV)).unwrap_or(profile == KernelProfile::Gpu);
+        let textures =
+            opts.weight_textures.or_else(|| env_switch(WEIGHT_TEXTURES_ENV)).unwrap_or(profile == KernelProfile::Cpu);
         let max_dim = limits.max_texture_dimension_2d;
         // Kernels bind weight textures as read-only storage textures.
         let format = adapter.get_texture_format_features(wgpu::TextureFormat::Rgba32Uint);
@@ -323,7 +336,7 @@ impl Context {
         // storage binding (and one allocation, and what a texture holds).
         let weight_chunk_limit = max_binding.min(weight_textures.map_or(u64::MAX, |t| t.capacity()));
         let profiler = features.contains(PROFILE_FEATURES).then(|| Profiler::new(&device, &queue));
-        Ok(Context {
+        let ctx = Context {
             device,
             queue,
             info,
@@ -338,8 +351,16 @@ impl Context {
             memory: Arc::new(MemoryTracker::default()),
             pipelines: PipelineCache::default(),
             profiler,
+            uniforms: std::sync::OnceLock::new(),
             errors,
-        })
+        };
+        let arena = super::uniforms::UniformArena::new(&ctx)?;
+        let _ = ctx.uniforms.set(arena);
+        Ok(ctx)
+    }
+
+    pub(crate) fn uniform_arena(&self) -> Result<&super::uniforms::UniformArena> {
+        self.uniforms.get().ok_or_else(|| Error::Gpu("the parameter arena is missing".into()))
     }
 
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
@@ -496,6 +517,7 @@ impl Context {
             Some(p) => p.resolve(self, &mut encoder)?,
             None => None,
         };
+        self.uniform_arena()?.flush(self)?;
         Ok(Submitted { index: self.queue.submit([encoder.finish()]), timed })
     }
 

@@ -27,12 +27,17 @@ pub enum Kernel {
     /// `shaders/attention_split.wgsl`: the same with the head dimensions split across a subgroup
     /// (CPU devices).
     AttentionSplit,
+    /// `shaders/attention_flash.wgsl`: the same for GPUs, scores kept on chip, long contexts
+    /// split across workgroups.
+    AttentionFlash,
+    /// `shaders/attention_combine.wgsl`: merges the splits of `AttentionFlash`.
+    AttentionCombine,
     /// `shaders/elementwise.wgsl`: add, gated activations, bias, scale.
     Elementwise,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 10] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::MatVec,
         Kernel::MatMul,
         Kernel::GetRows,
@@ -42,6 +47,8 @@ impl Kernel {
         Kernel::QkvPrep,
         Kernel::Attention,
         Kernel::AttentionSplit,
+        Kernel::AttentionFlash,
+        Kernel::AttentionCombine,
         Kernel::Elementwise,
     ];
 
@@ -56,6 +63,8 @@ impl Kernel {
             Kernel::QkvPrep => include_str!("../../shaders/qkv_prep.wgsl"),
             Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
             Kernel::AttentionSplit => include_str!("../../shaders/attention_split.wgsl"),
+            Kernel::AttentionFlash => include_str!("../../shaders/attention_flash.wgsl"),
+            Kernel::AttentionCombine => include_str!("../../shaders/attention_combine.wgsl"),
             Kernel::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
         }
     }
@@ -198,7 +207,8 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
     if matches!(kernel, Kernel::MatVec | Kernel::Elementwise) {
         s.push_str(include_str!("../../shaders/common/activations.wgsl"));
     }
-    if matches!(kernel, Kernel::Attention | Kernel::AttentionSplit) {
+    if matches!(kernel, Kernel::Attention | Kernel::AttentionSplit | Kernel::AttentionFlash | Kernel::AttentionCombine)
+    {
         s.push_str(include_str!("../../shaders/common/attention_params.wgsl"));
     }
     if matches!(kernel, Kernel::RmsNorm | Kernel::AddRmsNorm | Kernel::QkvPrep) {

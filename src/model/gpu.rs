@@ -13,7 +13,7 @@ use super::weights::LayerWeights;
 use crate::error::{Error, Result};
 use crate::format::{dequant, GgmlType};
 use crate::gguf::{GgufFile, TensorInfo};
-use crate::gpu::{Context, F32Buffer, GpuTensor, MemTag, StackedTensor, U32Buffer};
+use crate::gpu::{Context, F32Buffer, GpuTensor, MemTag, StackedTensor, TrackedBuffer, U32Buffer};
 use crate::ops::attention::{attention, AttentionShape, KvBuffer};
 use crate::ops::elementwise::{elementwise, Op};
 use crate::ops::matvec::{matvec_gate_up, matvec_stack};
@@ -232,6 +232,8 @@ pub struct GpuState {
     up: F32Buffer,     // [B][n_ff]
     scores: F32Buffer, // [n_head][B][n_ctx] attention scratch
     logits: F32Buffer, // [logits_rows][n_vocab]
+    /// The logits' copy the host reads, filled in the same submit as the forward pass.
+    readback: TrackedBuffer, // [logits_rows][n_vocab]
     ids: U32Buffer,    // [B] token ids
     k_cache: Vec<KvBuffer>,
     v_cache: Vec<KvBuffer>,
@@ -273,6 +275,12 @@ impl GpuState {
             up: f("up", batch * c.n_ff)?,
             scores: f("scores", c.n_head * batch * n_ctx)?,
             logits: f("logits", logits_rows * c.n_vocab)?,
+            readback: ctx.create_buffer(
+                "logits readback",
+                (4 * logits_rows * c.n_vocab) as u64,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                MemTag::Staging,
+            )?,
             ids: ctx.vec_zeroed("ids", batch, MemTag::Activations)?,
             k_cache,
             v_cache,
@@ -371,6 +379,11 @@ impl GpuModel {
                 }
             }
         }
+        if all_gpu {
+            if let Some(want) = want {
+                self.copy_logits(&mut enc, state, n, want);
+            }
+        }
         let submitted = self.ctx.submit(enc)?;
         state.host_seconds += started.elapsed().as_secs_f64();
         self.ctx.wait_for(submitted)?;
@@ -397,13 +410,28 @@ impl GpuModel {
             let mut pass = enc.begin_compute_pass(&Default::default());
             self.head_pass(&mut pass, state, n, want)?;
         }
+        self.copy_logits(&mut enc, state, n, want);
         self.ctx.submit_and_wait(enc)?;
         self.read_logits(state, n, want)
     }
 
+    /// Rows of logits the host wants: the last token's, or every token's.
+    fn logits_rows(n: usize, want: Logits) -> usize {
+        if want == Logits::Last {
+            1
+        } else {
+            n
+        }
+    }
+
+    /// Copies the wanted logits to the readback buffer, in the forward pass's own submit.
+    fn copy_logits(&self, enc: &mut wgpu::CommandEncoder, state: &GpuState, n: usize, want: Logits) {
+        let bytes = (4 * GpuModel::logits_rows(n, want) * self.config.n_vocab) as u64;
+        enc.copy_buffer_to_buffer(state.logits.buffer(), 0, &state.readback, 0, bytes);
+    }
+
     fn read_logits(&self, state: &GpuState, n: usize, want: Logits) -> Result<Vec<f32>> {
-        let rows = if want == Logits::Last { 1 } else { n };
-        self.ctx.read_range(&state.logits, 0, rows * self.config.n_vocab)
+        self.ctx.read_mapped(&state.readback, GpuModel::logits_rows(n, want) * self.config.n_vocab)
     }
 
     /// Final norm and output head of the last token (or of every token).

@@ -74,6 +74,67 @@ fn split_kernel(ctx: &Context, s: &AttentionShape, kv_type: KvType) -> Option<(P
     Some((split_key(kv_type, s.head_dim, sg, hpw as u32), hpw))
 }
 
+/// Invocations of a flash-attention workgroup (one position per invocation in a tile).
+const FLASH_WG: u32 = 128;
+/// Positions a split of the flash kernel takes at least: fewer and the combine pass costs more
+/// than the parallelism gains.
+const FLASH_SPLIT_MIN: usize = 256;
+/// Most splits of one token's positions.
+const FLASH_MAX_SPLITS: usize = 64;
+/// Query tokens up to which a call is split across workgroups (decode, short batches); longer
+/// batches have a workgroup per token and head group already.
+const FLASH_SPLIT_TOKENS: usize = 8;
+
+/// The flash kernel (`shaders/attention_flash.wgsl`) for `heads_per_group` query heads per
+/// workgroup and heads of up to `head_dim` (q, k) and `head_dim_v` elements.
+pub(crate) fn flash_key(kv_type: KvType, head_dim: usize, head_dim_v: usize, heads_per_group: u32) -> PipelineKey {
+    let pairs = (head_dim_v as u32 / 2).div_ceil(FLASH_WG).max(1);
+    PipelineKey {
+        kernel: Kernel::AttentionFlash,
+        format: None,
+        consts: vec![
+            ("WG", FLASH_WG),
+            ("HPW", heads_per_group),
+            ("HD", head_dim.next_power_of_two().max(4) as u32),
+            ("PPI", pairs),
+            ("KV_F16", u32::from(kv_type == KvType::F16)),
+        ],
+    }
+}
+
+/// The kernel merging the flash kernel's splits (`shaders/attention_combine.wgsl`).
+pub(crate) fn combine_key() -> PipelineKey {
+    PipelineKey { kernel: Kernel::AttentionCombine, format: None, consts: vec![("WG", WG)] }
+}
+
+/// The flash kernel's key and query heads per workgroup on `ctx`, or `None` where it does not
+/// apply: CPU devices (they take the split-dimension kernel or the plain one), and heads whose
+/// keys are not whole cache vec4s. A workgroup takes the largest share of a KV group's query
+/// heads up to 8, so that each key and value it reads serves all of them.
+fn flash_kernel(ctx: &Context, s: &AttentionShape, kv_type: KvType) -> Option<(PipelineKey, usize)> {
+    let per_vec4 = if kv_type == KvType::F16 { 8 } else { 4 };
+    let fits = s.head_dim % per_vec4 == 0 && s.head_dim_v % 2 == 0;
+    if ctx.profile() != KernelProfile::Gpu || !fits {
+        return None;
+    }
+    let group = s.n_head / s.n_head_kv;
+    let hpw = (1..=group.min(8)).rev().find(|h| group % h == 0).unwrap_or(1);
+    Some((flash_key(kv_type, s.head_dim, s.head_dim_v, hpw as u32), hpw))
+}
+
+/// Splits of each token's positions for the flash kernel: for a few tokens over many positions,
+/// enough that the GPU has work for all its cores, each at least [`FLASH_SPLIT_MIN`] positions,
+/// and as many as the scratch holds (each split's partial result takes `head_dim_v + 2` floats of
+/// a token and head's `n_ctx`).
+fn flash_splits(s: &AttentionShape) -> usize {
+    if s.n_tokens > FLASH_SPLIT_TOKENS {
+        return 1;
+    }
+    let end = s.pos0 + s.n_tokens;
+    let positions = s.window.map_or(end, |w| w.min(end));
+    positions.div_ceil(FLASH_SPLIT_MIN).min(FLASH_MAX_SPLITS).min(s.n_ctx / (s.head_dim_v + 2)).max(1)
+}
+
 /// Shape of one attention call.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionShape {
@@ -125,9 +186,11 @@ pub fn attention<'a>(
     if scores.len() < n_scores {
         return Err(Error::Shape(format!("attention: scratch of {} floats, needs {n_scores}", scores.len())));
     }
-    let split = split_kernel(ctx, s, k.kv_type);
-    let uses_scratch = split.is_none();
-    let (key, heads_per_workgroup) = split.unwrap_or_else(|| (attention_key(k.kv_type, s.head_dim), 1));
+    let flash = flash_kernel(ctx, s, k.kv_type);
+    let split = if flash.is_some() { None } else { split_kernel(ctx, s, k.kv_type) };
+    let n_split = if flash.is_some() { flash_splits(s) } else { 1 };
+    let (key, heads_per_workgroup) =
+        flash.clone().or(split.clone()).unwrap_or_else(|| (attention_key(k.kv_type, s.head_dim), 1));
     let pipeline = ctx.pipeline(&key)?;
     let (q_stride, o_stride) = (s.n_head * s.head_dim, s.n_head * s.head_dim_v);
     let qr = bind_range(ctx, q.buf.buffer(), q.offset, s.n_tokens * q_stride, "attention q")?;
@@ -149,20 +212,29 @@ pub fn attention<'a>(
         or.base,
         u32_of(o_stride, "o stride")?,
         u32_of(k.rows, "ring")?,
+        u32_of(n_split, "splits")?,
     ];
-    let uniform = ctx.uniform("attention params", &p)?;
+    let uniform = ctx.uniform(&p)?;
     let mut entries = vec![
         wgpu::BindingResource::Buffer(qr.binding),
         k.words.buffer().as_entire_binding(),
         v.words.buffer().as_entire_binding(),
-        wgpu::BindingResource::Buffer(or.binding),
-        uniform.as_entire_binding(),
+        wgpu::BindingResource::Buffer(or.binding.clone()),
+        uniform.binding(),
     ];
-    // The one-position-per-invocation kernel keeps its scores in the scratch (binding 3); the
-    // split kernel keeps them in registers.
-    if uses_scratch {
+    // The one-position-per-invocation kernel keeps its scores in the scratch (binding 3), the
+    // flash kernel its splits' partial results; the split kernel keeps its scores in registers.
+    if split.is_none() {
         entries.insert(3, scores.buffer().as_entire_binding());
     }
-    let groups = u32_of(s.n_tokens * s.n_head / heads_per_workgroup, "workgroups")?;
-    dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+    let groups = u32_of(s.n_tokens * s.n_head / heads_per_workgroup * n_split, "workgroups")?;
+    let max = ctx.limits().max_compute_workgroups_per_dimension;
+    dispatch(ctx, pass, &pipeline, &entries, fold(groups, max)?)?;
+    if n_split > 1 {
+        let combine = ctx.pipeline(&combine_key())?;
+        let entries =
+            [scores.buffer().as_entire_binding(), wgpu::BindingResource::Buffer(or.binding), uniform.binding()];
+        dispatch(ctx, pass, &combine, &entries, fold(u32_of(s.n_tokens * s.n_head, "workgroups")?, max)?)?;
+    }
+    Ok(())
 }

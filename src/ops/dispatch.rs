@@ -36,7 +36,7 @@ impl GpuVec<f32> {
 }
 
 /// The elements a view must hold for `n` rows of `row_len`, with its resolved stride.
-pub(crate) fn resolve(view: &View<'_>, what: &str, n: usize, row_len: usize) -> Result<usize> {
+pub(crate) fn resolve(view: &View<'_>, what: &dyn std::fmt::Display, n: usize, row_len: usize) -> Result<usize> {
     let stride = view.stride.unwrap_or(row_len);
     if stride < row_len {
         return Err(Error::Shape(format!("{what}: stride {stride} is shorter than a row of {row_len}")));
@@ -53,7 +53,7 @@ pub(crate) fn resolve(view: &View<'_>, what: &str, n: usize, row_len: usize) -> 
 }
 
 /// Checks that a view is read as vec4: offset and stride multiples of 4 elements.
-pub(crate) fn check_vec4(view: &View<'_>, stride: usize, what: &str) -> Result<()> {
+pub(crate) fn check_vec4(view: &View<'_>, stride: usize, what: &dyn std::fmt::Display) -> Result<()> {
     if view.offset % 4 != 0 || stride % 4 != 0 {
         return Err(Error::Shape(format!(
             "{what}: offset {} and stride {stride} must be multiples of 4 elements (read as vec4)",
@@ -75,9 +75,9 @@ pub(crate) fn product_strides(
     if n_cols == 0 {
         return Err(Error::Shape(format!("{op} `{}`: zero columns", w.name)));
     }
-    let xs = resolve(x, &format!("{op} X"), n_cols, w.row_len)?;
-    let ys = resolve(y, &format!("{op} Y"), n_cols, w.n_rows)?;
-    check_vec4(x, xs, &format!("{op} X"))?;
+    let xs = resolve(x, &format_args!("{op} X"), n_cols, w.row_len)?;
+    let ys = resolve(y, &format_args!("{op} Y"), n_cols, w.n_rows)?;
+    check_vec4(x, xs, &format_args!("{op} X"))?;
     check_distinct(x.buf.buffer(), y.buf.buffer(), op)?;
     Ok((xs, ys))
 }

@@ -37,8 +37,8 @@ pub fn get_rows<'a>(
         )));
     }
     let k = table.row_len;
-    let os = resolve(&out, "get_rows OUT", n_ids, k)?;
-    check_vec4(&out, os, "get_rows OUT")?;
+    let os = resolve(&out, &"get_rows OUT", n_ids, k)?;
+    check_vec4(&out, os, &"get_rows OUT")?;
     let pipeline = ctx.pipeline(&key(table.ty).reading(table))?;
     let ir = bind_range(ctx, ids.buffer(), ids_offset, n_ids, "get_rows ids")?;
     let or = bind_range(ctx, out.buf.buffer(), out.offset, (n_ids - 1) * os + k, "get_rows OUT")?;
@@ -58,12 +58,12 @@ pub fn get_rows<'a>(
             w_off,
             w_shift,
         ];
-        let uniform = ctx.uniform("get_rows params", &params)?;
+        let uniform = ctx.uniform(&params)?;
         let entries = [
             chunk.binding(),
             wgpu::BindingResource::Buffer(ir.binding.clone()),
             wgpu::BindingResource::Buffer(or.binding.clone()),
-            uniform.as_entire_binding(),
+            uniform.binding(),
         ];
         dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)?;
     }

@@ -22,6 +22,10 @@ pub struct MatMulShape {
     /// Decode whole load units (usually blocks) per invocation when loading W tiles (see
     /// `unit_groups`).
     pub whole_blocks: bool,
+    /// Pad each tile row by one vec4 so that the invocations reading a column of the tile hit
+    /// different memory banks (GPUs; a CPU device has no banks, and its 32 KiB of workgroup
+    /// memory would then hold only smaller tiles).
+    pub pad_rows: bool,
 }
 
 impl MatMulShape {
@@ -35,12 +39,12 @@ impl MatMulShape {
     pub fn for_device(profile: KernelProfile, ty: GgmlType, limit: u32) -> MatMulShape {
         let bk = span(ty).max(32);
         let mut s = match profile {
-            KernelProfile::Gpu => MatMulShape { bm: 64, bn: 64, bk, tm: 4, tn: 4, whole_blocks: false },
+            KernelProfile::Gpu => MatMulShape { bm: 64, bn: 64, bk, tm: 4, tn: 4, whole_blocks: false, pad_rows: true },
             // 8 x 8 micro-tiles: on a CPU device every workgroup-memory read is a gather, so the
             // more multiply-adds per read the better (measured with `cargo bench --bench kernels
             // -- --tune-mm`). 64 x 64 tiles over 32 x 32 (lavapipe, weights in textures, default
             // model): pp64 62 -> 69 t/s, pp256 60 -> 70.
-            KernelProfile::Cpu => MatMulShape { bm: 64, bn: 64, bk, tm: 8, tn: 8, whole_blocks: true },
+            KernelProfile::Cpu => MatMulShape { bm: 64, bn: 64, bk, tm: 8, tn: 8, whole_blocks: true, pad_rows: false },
         };
         while s.workgroup_bytes() > limit && s.bm > s.tm * 2 {
             s.bm /= 2;
@@ -54,9 +58,9 @@ impl MatMulShape {
         (self.bm / self.tm) * (self.bn / self.tn)
     }
 
-    /// Workgroup memory of the two tiles.
+    /// Workgroup memory of the two tiles (`TROW` vec4s a row in the kernel).
     pub fn workgroup_bytes(&self) -> u32 {
-        (self.bm + self.bn) * self.bk * 4
+        (self.bm + self.bn) * (self.bk + 4 * self.pad_rows as u32) * 4
     }
 
     fn check(&self, ty: GgmlType) -> Result<()> {
@@ -76,6 +80,7 @@ impl MatMulShape {
                 ("TN", self.tn),
                 ("WG", self.wg()),
                 ("UG", self.unit_groups(ty)),
+                ("TPAD", self.pad_rows as u32),
             ],
         }
     }
@@ -139,7 +144,7 @@ pub fn matmul_with(
                 w_off,
                 w_shift,
             ];
-            let uniform = ctx.uniform("matmul params", &params)?;
+            let uniform = ctx.uniform(&params)?;
             let groups = (
                 u32_of(chunk.rows.div_ceil(shape.bm as usize), "row tiles")?,
                 u32_of(nc.div_ceil(shape.bn as usize), "column tiles")?,
@@ -148,7 +153,7 @@ pub fn matmul_with(
                 chunk.binding(),
                 wgpu::BindingResource::Buffer(xr.binding.clone()),
                 wgpu::BindingResource::Buffer(yr.binding),
-                uniform.as_entire_binding(),
+                uniform.binding(),
             ];
             dispatch(ctx, pass, &pipeline, &entries, groups)?;
         }

@@ -34,6 +34,11 @@ pub struct MatVecShape {
     /// per unit instead of two per group (`XS` in `shaders/matvec.wgsl`; see [`MatVecShape::shares_x`] for
     /// where it applies). Requires `tpr == 1` and `wg` equal to the device's fixed subgroup size.
     pub shuffle_x: bool,
+    /// When several invocations share a row: each takes units of up to 8 groups (64 weights,
+    /// three or four 16-byte loads of a k-quant) instead of one group, so that a block header is
+    /// decoded once per 64 weights and every load moves 16 bytes (see
+    /// [`MatVecShape::unit_groups`]).
+    pub wide_units: bool,
 }
 
 /// The cache line the CPU warm-up steps by: 64 bytes on x86-64 and most Arm cores. Touching
@@ -79,21 +84,32 @@ impl MatVecShape {
     /// reductions), weight format and column count; `warm`: CPU shapes warm their rows (see
     /// [`warm_pays`]).
     ///
-    /// GPU: a subgroup (or 32 invocations) per row: coalesced reads and one reduction, by
-    /// subgroupAdd when the subgroup size is fixed, else through workgroup memory; 4 rows per
-    /// workgroup. CPU (lavapipe): one invocation walks whole rows, several rows at a time, so each
+    /// GPU: a subgroup (or 32 invocations) per row slot: coalesced reads and one reduction, by
+    /// subgroupAdd when the subgroup size is fixed, else through workgroup memory; each
+    /// invocation takes units of up to 64 weights and, for one column, two rows at a time, so a
+    /// workgroup of 4 subgroups covers 8 rows. On an H200 the previous shape (one 8-weight group
+    /// per invocation, one row) read cold 7B matrices at 6-9 % of the streaming-read bandwidth
+    /// (Q4_0 228 GB/s, Q4_K 282, Q8_0 389, against 4120), and a decode step's matvecs took 85 %
+    /// of its device time (docs/gpu.md). CPU (lavapipe): one invocation walks whole rows, several rows at a time, so each
     /// activation load and each decoded header feeds several rows; about 8 rows × columns of
     /// reuse was fastest (`cargo bench --bench kernels -- --tune`, weights in textures, one
     /// column at 16384 × 640 and 4096 × 2048: 8 rows; Q2_K, Q4_K, Q5_K, IQ4_XS 5-8 % faster
     /// with 16; F32 rows, which stream fastest, 4).
     pub fn pick(profile: KernelProfile, subgroup: Option<u32>, ty: GgmlType, ncols: u32, warm: bool) -> MatVecShape {
+        // GPU rows per invocation: each activation vec4 loaded feeds this many rows (one column;
+        // with more columns the accumulators multiply, so one row).
+        let gpu_rpi = if ncols == 1 { 2 } else { 1 };
+        let gpu = |sg: Option<u32>| MatVecShape {
+            wg: 4 * sg.unwrap_or(32),
+            tpr: sg.unwrap_or(32),
+            rpi: gpu_rpi,
+            subgroup: sg.is_some(),
+            warm: false,
+            shuffle_x: false,
+            wide_units: true,
+        };
         match (profile, subgroup) {
-            (KernelProfile::Gpu, Some(sg)) => {
-                MatVecShape { wg: 4 * sg, tpr: sg, rpi: 1, subgroup: true, warm: false, shuffle_x: false }
-            }
-            (KernelProfile::Gpu, None) => {
-                MatVecShape { wg: 128, tpr: 32, rpi: 1, subgroup: false, warm: false, shuffle_x: false }
-            }
+            (KernelProfile::Gpu, sg) => gpu(sg),
             (KernelProfile::Cpu, _) => {
                 use GgmlType::*;
                 // Rows per invocation for one column; with more, about 8 rows × columns.
@@ -105,7 +121,7 @@ impl MatVecShape {
                 let rpi = if ncols <= 1 { single } else { (8 / ncols).clamp(1, single) };
                 let wg = 8;
                 let shuffle_x = subgroup == Some(wg);
-                MatVecShape { wg, tpr: 1, rpi, subgroup: false, warm, shuffle_x }
+                MatVecShape { wg, tpr: 1, rpi, subgroup: false, warm, shuffle_x, wide_units: false }
             }
         }
     }
@@ -116,7 +132,7 @@ impl MatVecShape {
     /// block). Lavapipe, 65536 x 640, A/B: Q8_0 +13 %, Q5_0, Q4_0, Q5_1 and IQ4_NL +11-12 %,
     /// Q4_1 +8 %; the float formats' 8-element units lose 3-6 %, so they read their own.
     pub fn shares_x(&self, ty: GgmlType, ncols: u32) -> bool {
-        let groups = unit_groups(ty, self.tpr);
+        let groups = self.unit_groups(ty);
         let whole_blocks = groups == block_geometry(ty).0 / 8;
         let fits = ty.is_quantized() && whole_blocks && 2 * groups <= self.wg;
         self.shuffle_x && self.tpr == 1 && ncols == 1 && fits
@@ -156,7 +172,7 @@ impl MatVecShape {
     /// of two stacked matrices, see [`matvec_gate_up`]).
     pub fn key(&self, ty: GgmlType, ncols: u32, uniform_x: u32, gate: Option<Activation>, pair: bool) -> PipelineKey {
         let red = if self.tpr > 1 && !self.subgroup { self.wg * self.rpi * ncols } else { 1 };
-        let groups = unit_groups(ty, self.tpr);
+        let groups = self.unit_groups(ty);
         PipelineKey {
             kernel: Kernel::MatVec,
             format: Some(ty),
@@ -189,16 +205,21 @@ pub(crate) fn unroll_groups(ty: GgmlType, unit_groups: u32) -> bool {
     unit_groups <= 8 && !matches!(ty, GgmlType::IQ4_NL | GgmlType::Q6_K)
 }
 
-/// Groups per unit of work: the format's load unit (usually a whole block) when one invocation
-/// walks the row or the block is small (32-weight formats keep the whole block in registers),
-/// else one group of a 256-weight block so that the invocations sharing a row have enough units
-/// to go round.
-pub(crate) fn unit_groups(ty: GgmlType, tpr: u32) -> u32 {
-    let gpb = block_geometry(ty).0 / 8;
-    if tpr == 1 || gpb <= 4 {
-        load_unit(ty)
-    } else {
-        1
+impl MatVecShape {
+    /// Groups per unit of work for `ty`: the format's load unit (usually a whole block) when one
+    /// invocation walks the row or the block is small (32-weight formats keep the whole block in
+    /// registers); with several invocations per row, up to 8 groups ([`MatVecShape::wide_units`])
+    /// or one group of a 256-weight block, so that the invocations sharing a row have enough
+    /// units to go round.
+    pub(crate) fn unit_groups(&self, ty: GgmlType) -> u32 {
+        let gpb = block_geometry(ty).0 / 8;
+        if self.tpr == 1 || gpb <= 4 {
+            load_unit(ty)
+        } else if self.wide_units {
+            load_unit(ty).min(8)
+        } else {
+            1
+        }
     }
 }
 
@@ -272,7 +293,7 @@ pub fn matvec_stack<'a>(
     let first: Vec<usize> =
         stack.part_rows.iter().scan(0, |at, &rows| Some(std::mem::replace(at, *at + rows))).collect();
     for (i, (&rows, out)) in stack.part_rows.iter().zip(outs).enumerate() {
-        resolve(out, &format!("matvec `{name}` output {i}"), 1, rows)?;
+        resolve(out, &format_args!("matvec `{name}` output {i}"), 1, rows)?;
     }
     let segments: Vec<(usize, usize)> = first.into_iter().zip(outs.iter().map(|o| o.offset)).collect();
     let y = View { buf: outs[0].buf, offset: 0, stride: None };
@@ -336,10 +357,10 @@ fn matvec_impl(
             return Err(Error::Shape(format!("matvec `{}`: a stack is read one column at a time", w.name)));
         }
         if paired {
-            resolve(&y, "matvec Y", 1, w.n_rows / 2)?;
+            resolve(&y, &"matvec Y", 1, w.n_rows / 2)?;
         }
-        let xs = resolve(&x, "matvec X", 1, k)?;
-        check_vec4(&x, xs, "matvec X")?;
+        let xs = resolve(&x, &"matvec X", 1, k)?;
+        check_vec4(&x, xs, &"matvec X")?;
         check_distinct(x.buf.buffer(), y.buf.buffer(), "matvec")?;
         (xs, 0)
     } else {
@@ -395,14 +416,14 @@ fn matvec_impl(
                 w_off,
                 w_shift,
             ];
-            let uniform = ctx.uniform("matvec params", &params)?;
+            let uniform = ctx.uniform(&params)?;
             let rows_per_group = shape.rows_per_workgroup() / pairs as u32;
             let groups = u32_of(rows.div_ceil(rows_per_group as usize), "workgroups")?;
             let entries = [
                 chunk.binding(),
                 wgpu::BindingResource::Buffer(xr.binding.clone()),
                 wgpu::BindingResource::Buffer(yr.binding),
-                uniform.as_entire_binding(),
+                uniform.binding(),
             ];
             dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)?;
         }

@@ -89,8 +89,10 @@ pub(crate) fn activation_keys() -> Vec<crate::gpu::PipelineKey> {
         keys.extend([64, 128, 256].map(|hd| attention::attention_key(kv, hd)));
         for hpw in [1, 2, 4] {
             keys.extend([64, 128, 256].map(|hd| attention::split_key(kv, hd, 8, hpw)));
+            keys.extend([40, 64, 128, 256].map(|hd| attention::flash_key(kv, hd, hd, hpw)));
         }
     }
+    keys.push(attention::combine_key());
     let ops = [
         elementwise::Op::Add,
         elementwise::Op::Gated(Activation::Silu),

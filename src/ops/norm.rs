@@ -72,8 +72,8 @@ pub fn rms_norm<'a>(
     let d = whole_vec4s(weight.len(), "rms_norm")?;
     super::dispatch::check_distinct(x.buf.buffer(), y.buf.buffer(), "rms_norm")?;
     // Rows are packed: the shader indexes row * d.
-    resolve(&x.stride(d), "rms_norm x", n_rows, d)?;
-    resolve(&y.stride(d), "rms_norm y", n_rows, d)?;
+    resolve(&x.stride(d), &"rms_norm x", n_rows, d)?;
+    resolve(&y.stride(d), &"rms_norm y", n_rows, d)?;
     let pipeline = ctx.pipeline(&key(ctx.profile(), out))?;
     let xr = bind_range(ctx, x.buf.buffer(), x.offset, n_rows * d, "rms_norm x")?;
     let yr = bind_range(ctx, y.buf.buffer(), y.offset, n_rows * d, "rms_norm y")?;
@@ -87,12 +87,12 @@ pub fn rms_norm<'a>(
         0,
         0,
     ];
-    let uniform = ctx.uniform("rms_norm params", &params)?;
+    let uniform = ctx.uniform(&params)?;
     let entries = [
         wgpu::BindingResource::Buffer(xr.binding),
         weight.buffer().as_entire_binding(),
         wgpu::BindingResource::Buffer(yr.binding),
-        uniform.as_entire_binding(),
+        uniform.binding(),
     ];
     let groups = u32_of(n_rows, "rows")?;
     dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
@@ -125,7 +125,7 @@ pub fn add_rms_norm(
         super::dispatch::check_distinct(a.buffer(), b.buffer(), "add_rms_norm")?;
     }
     for (buf, what) in [(o, "add_rms_norm o"), (r, "add_rms_norm r"), (h, "add_rms_norm h")] {
-        resolve(&View::from(buf), what, n_rows, d)?;
+        resolve(&View::from(buf), &what, n_rows, d)?;
     }
     let pipeline = ctx.pipeline(&add_key(ctx.profile(), post_norm.is_some()))?;
     let len = n_rows * d;
@@ -142,7 +142,7 @@ pub fn add_rms_norm(
         0,
         0,
     ];
-    let uniform = ctx.uniform("add_rms_norm params", &params)?;
+    let uniform = ctx.uniform(&params)?;
     // Without a post-norm the kernel never reads binding 1; any f32 buffer fills it.
     let entries = [
         wgpu::BindingResource::Buffer(or.binding),
@@ -150,7 +150,7 @@ pub fn add_rms_norm(
         wgpu::BindingResource::Buffer(rr.binding),
         weight.buffer().as_entire_binding(),
         wgpu::BindingResource::Buffer(hr.binding),
-        uniform.as_entire_binding(),
+        uniform.binding(),
     ];
     let groups = u32_of(n_rows, "rows")?;
     dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)

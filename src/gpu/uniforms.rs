@@ -1,0 +1,107 @@
+//! Kernel parameters without an allocation per dispatch: one uniform buffer per context (the
+//! arena), each dispatch's parameters in a slot of it.
+//!
+//! A slot's bytes are collected on the host while the work is recorded and written with one
+//! `write_buffer` just before the submit ([`Context::submit`] calls [`UniformArena::flush`]), which
+//! the queue orders before the submitted work. Creating a buffer per dispatch instead cost more
+//! host time than the dispatch itself on a GPU (an H200 decoding a 7B model spent 2.6 ms of host
+//! time per token on about 290 dispatches). When the slots run out the arena starts over at slot
+//! 0, after waiting for the device, so no slot is rewritten while a kernel may still read it;
+//! one submission must stay within [`UNIFORM_ARENA_BYTES`] of parameters.
+
+use std::sync::Mutex;
+
+use super::context::Context;
+use super::memory::{MemTag, TrackedBuffer};
+use crate::error::{Error, Result};
+
+/// Bytes of the parameter arena (one per context): 4096 slots at the usual 256-byte alignment,
+/// ten times a 7B model's dispatches per submit.
+pub const UNIFORM_ARENA_BYTES: u64 = 1 << 20;
+
+pub(crate) struct UniformArena {
+    buffer: TrackedBuffer,
+    /// Bytes between slots: the device's uniform offset alignment (at least 16).
+    slot: u64,
+    state: Mutex<ArenaState>,
+}
+
+#[derive(Default)]
+struct ArenaState {
+    /// Byte offset of the next free slot.
+    next: u64,
+    /// Offset of `pending`'s first byte: the slots recorded since the last flush.
+    pending_at: u64,
+    pending: Vec<u8>,
+}
+
+/// One dispatch's parameters: a window of the arena.
+pub struct UniformSlot<'a> {
+    buffer: &'a wgpu::Buffer,
+    offset: u64,
+    size: u64,
+}
+
+impl UniformSlot<'_> {
+    /// The binding of this slot.
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.size),
+        })
+    }
+}
+
+impl UniformArena {
+    pub(crate) fn new(ctx: &Context) -> Result<UniformArena> {
+        let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+        let buffer = ctx.create_buffer("parameters", UNIFORM_ARENA_BYTES, usage, MemTag::Uniforms)?;
+        let slot = u64::from(ctx.limits().min_uniform_buffer_offset_alignment).max(16);
+        Ok(UniformArena { buffer, slot, state: Mutex::default() })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, ArenaState>> {
+        self.state.lock().map_err(|_| Error::Gpu("parameter arena poisoned".into()))
+    }
+
+    /// A slot holding `words`, written to the device at the next [`UniformArena::flush`].
+    pub(crate) fn push(&self, ctx: &Context, words: &[u32]) -> Result<UniformSlot<'_>> {
+        let bytes: &[u8] = bytemuck::cast_slice(words);
+        let size = (bytes.len() as u64).next_multiple_of(16);
+        if size > self.slot.max(256) {
+            return Err(Error::Shape(format!("{} bytes of kernel parameters exceed a slot", bytes.len())));
+        }
+        let mut s = self.lock()?;
+        if s.next + self.slot.max(size) > UNIFORM_ARENA_BYTES {
+            // Out of slots: hand over what was recorded, let the device finish with every slot,
+            // and start over.
+            self.write_pending(ctx, &mut s);
+            ctx.wait(None)?;
+            *s = ArenaState::default();
+        }
+        let offset = s.next;
+        if s.pending.is_empty() {
+            s.pending_at = offset;
+        }
+        let at = (offset - s.pending_at) as usize;
+        s.pending.resize(at + size as usize, 0);
+        s.pending[at..at + bytes.len()].copy_from_slice(bytes);
+        s.next = offset + self.slot.max(size).next_multiple_of(self.slot);
+        Ok(UniformSlot { buffer: self.buffer.buffer(), offset, size })
+    }
+
+    /// Writes the slots recorded since the last flush; called before every submit.
+    pub(crate) fn flush(&self, ctx: &Context) -> Result<()> {
+        let mut s = self.lock()?;
+        self.write_pending(ctx, &mut s);
+        Ok(())
+    }
+
+    fn write_pending(&self, ctx: &Context, s: &mut ArenaState) {
+        if !s.pending.is_empty() {
+            ctx.queue.write_buffer(self.buffer.buffer(), s.pending_at, &s.pending);
+            s.pending.clear();
+        }
+    }
+}
