@@ -108,6 +108,9 @@ done
 step "$(printf %02d $i)-speed-deep-${deep[0]/:/-}" 150 bin/bench-speed --stand-in "${deep[0]}" --stand-in-dir "$standins" "${pp[@]:0:4}" -r 1 "${deep[@]:1}"
 i=$((i + 1))
 WGQUANT_PROFILE=1 step "$(printf %02d $i)-profile-${profiled/:/-}" 90 bin/bench-speed --stand-in "$profiled" --stand-in-dir "$standins" -p 16 -n 32 -r 1
+i=$((i + 1))
+# The same model with wgpu's runtime bounds checks off (on by default on GPUs).
+WGQUANT_SHADER_CHECKS=0 step "$(printf %02d $i)-unchecked-${profiled/:/-}" 90 bin/bench-speed --stand-in "$profiled" --stand-in-dir "$standins" "${pp[@]}"
 
 # 5. llama.cpp is not in the bundle (yet): on the GPU, decode is measured against its bandwidth
 #    bound; the side-by-side comparison runs where llama.cpp is built (scripts/compare-llamacpp.sh).
