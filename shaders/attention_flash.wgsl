@@ -16,8 +16,8 @@
 //
 // Generated constants: WG (invocations, a power of two), HPW (query heads per workgroup), HD
 // (head_dim rounded up to a power of two: the staged queries), PPI (element pairs of the output
-// per invocation), KV_F16. Cache layout as attention.wgsl: position j in row j % ring, raw words
-// (f16 pairs or f32 bits); head_dim a multiple of 8 with f16 and of 4 with f32 (the host checks),
+// per invocation), KV_F16. Cache layout: position j in row j % ring, raw words (f16 pairs or f32
+// bits); head_dim a multiple of 8 with f16 and of 4 with f32 (the host checks),
 // so a key's slice is whole vec4s. Composed after common/attention_params.wgsl.
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;

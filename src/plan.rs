@@ -236,26 +236,29 @@ impl Plan {
 /// tokens with a cache of `n_ctx` positions, all f32:
 ///
 /// `4 × [batch × (3·n_embd + q_dim + kv_dim + kv_dim_v + n_head·head_dim_v + 2·n_ff)
-///       + logits_rows × n_vocab + n_head × batch × n_ctx] + the parameter arena`
+///       + logits_rows × n_vocab + attention scratch] + ids + the parameter arena`
 ///
 /// - `3·n_embd`: the residual stream, its normed copy, and a layer output before the residual add;
 /// - `q_dim + kv_dim + kv_dim_v`: Q, K and V of the batch;
 /// - `n_head·head_dim_v`: the attention output;
 /// - `2·n_ff`: FFN gate and up;
 /// - `logits_rows × n_vocab`: the logits;
-/// - `n_head × batch × n_ctx`: attention scores of every head and query over the cache;
-/// - the context's kernel parameters ([`crate::gpu::UNIFORM_ARENA_BYTES`]).
+/// - the attention kernels' split results ([`crate::ops::attention::scratch_floats`]: bounded
+///   whatever the context, where a score per cached position took `n_head × batch × n_ctx`);
+/// - 4 bytes per token id, and the context's kernel parameters
+///   ([`crate::gpu::UNIFORM_ARENA_BYTES`]).
 ///
 /// Each of these buffers is allocated [`crate::gpu::activation_bytes`] large (buffers of up to
-/// 64 KiB are rounded up to a power of two), and the token ids take `4 × batch` more bytes. The
-/// forward pass allocates exactly these; a test compares the two.
+/// 64 KiB are rounded up to a power of two). The forward pass allocates exactly these; a test
+/// compares the two.
 pub fn scratch_bytes(config: &Config, batch: usize, n_ctx: usize, logits_rows: usize) -> u64 {
     let c = config;
     // The f32 buffers of `GpuState`: x, h, o, q/k/v (one buffer), attention output, gate, up,
-    // scores, logits.
+    // attention scratch, logits.
     let qkv = c.q_dim() + c.kv_dim() + c.kv_dim_v();
     let per_token = [c.n_embd, c.n_embd, c.n_embd, qkv, c.n_head * c.head_dim_v, c.n_ff, c.n_ff];
-    let buffers = per_token.iter().map(|&n| batch * n).chain([c.n_head * batch * n_ctx, logits_rows * c.n_vocab]);
+    let attention = crate::ops::attention::scratch_floats(c.n_head, c.head_dim_v, batch, n_ctx);
+    let buffers = per_token.iter().map(|&n| batch * n).chain([attention, logits_rows * c.n_vocab]);
     let f32_bytes: u64 = buffers.map(|n| activation_bytes(4 * n as u64)).sum();
     let ids = device_vec_bytes(4 * batch as u64);
     f32_bytes + ids + crate::gpu::UNIFORM_ARENA_BYTES
@@ -402,10 +405,7 @@ struct Setting {
 
 impl Setting {
     fn new(config: &Config, req: &PlanRequest, kv_type: KvType, n_ctx: usize) -> Setting {
-        // The attention scores of a micro-batch ([n_head][batch][n_ctx] floats) are one binding.
-        let scores_per_token = (config.n_head * n_ctx * 4) as u64;
-        let batch_fitting = (req.max_binding_size / scores_per_token.max(1)).max(1) as usize;
-        let batch = req.batch.min(n_ctx).min(batch_fitting);
+        let batch = req.batch.min(n_ctx);
         Setting {
             kv_type,
             n_ctx,

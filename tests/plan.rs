@@ -92,10 +92,12 @@ fn llama2_7b_plans_for_four_budgets() {
     let at = |ctx| plan::plan(&file, &request(ctx, 4 * GIB)).unwrap();
     let (short, long) = (at(2048), at(4096));
     assert!(short.gpu_layers() < 32 && long.gpu_layers() < short.gpu_layers());
-    // 6 GiB at 4096: 3.8 GiB of weights + 2 GiB of KV fit when the micro-batch is capped at 256,
-    // where its attention scores (32 heads × 256 × 4096 floats) fill one 128 MiB binding.
+    // 6 GiB at 4096: 3.8 GiB of weights + 2 GiB of KV fit with the whole 512-token micro-batch.
+    // (When attention kept a score per head, token and position, the batch was capped at 256 so
+    // that those scores, 32 × 256 × 4096 floats, filled one 128 MiB binding.)
     let p = plan::plan(&file, &request(4096, 6 * GIB)).unwrap();
-    assert_eq!((p.batch, p.strategy), (256, Strategy::AllGpu), "{p}");
+    assert_eq!((p.batch, p.strategy), (512, Strategy::AllGpu), "{p}");
+    assert!(p.totals.scratch < 128 << 20, "{p}");
 }
 
 #[test]
@@ -248,16 +250,23 @@ fn gemma_sliding_window_caps_the_kv_cache() {
 fn scratch_formula() {
     let (_dir, file) = open_stand_in(&zoo::LLAMA2_7B);
     let c = Config::from_gguf(&file).unwrap();
-    // batch × (3·4096 + (4096 + 2·4096) + 32·128 + 2·11008) + 32000 + 32 × batch × n_ctx floats
-    // (x, h, o; q, k and v in one buffer; attention; gate, up; scores; logits). Then 4 bytes
-    // per token id and 4096 of uniforms.
-    let floats = 512 * (3 * 4096 + (4096 + 2 * 4096) + 4096 + 2 * 11008) + 32000 + 32 * 512 * 4096;
-    assert_eq!(plan::scratch_bytes(&c, 512, 4096, 1), 4 * floats + 4 * 512 + 4096);
+    let arena = wgquant::gpu::UNIFORM_ARENA_BYTES;
+    // batch × (3·4096 + (4096 + 2·4096) + 32·128 + 2·11008) + 32000 floats (x, h, o; q, k and v
+    // in one buffer; attention; gate, up; logits), then the attention scratch: the split results
+    // of up to 8 tokens × 32 heads × 16 splits (4096 positions in splits of 256) × (128 + 2).
+    // Then 4 bytes per token id and the parameter arena.
+    let floats = 512 * (3 * 4096 + (4096 + 2 * 4096) + 4096 + 2 * 11008) + 32000 + 8 * 32 * 16 * 130;
+    assert_eq!(plan::scratch_bytes(&c, 512, 4096, 1), 4 * floats + 4 * 512 + arena);
     // A single token: buffers of up to 64 KiB are rounded up to a power of two (the 16 KiB
     // activations already are; the 48 KiB q/k/v and 43 KiB FFN ones become 64 KiB, the 4-byte
     // ids 16 bytes).
     let per_token = 4 * 16384 + 3 * 65536;
-    assert_eq!(plan::scratch_bytes(&c, 1, 4096, 1), per_token + 4 * 32 * 4096 + 4 * 32000 + 16 + 4096);
+    assert_eq!(plan::scratch_bytes(&c, 1, 4096, 1), per_token + 4 * 32 * 16 * 130 + 4 * 32000 + 16 + arena);
+    // Attention scratch stops growing with the context: 64 splits at most.
+    let at = |n_ctx| plan::scratch_bytes(&c, 512, n_ctx, 1);
+    assert!(at(16384) > at(4096));
+    assert_eq!(at(32768), at(16384));
+    assert_eq!(at(131072), at(16384));
 }
 
 #[test]

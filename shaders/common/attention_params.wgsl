@@ -1,5 +1,5 @@
-// The parameters of the attention kernels (attention.wgsl, attention_split.wgsl,
-// attention_flash.wgsl and attention_combine.wgsl), filled by `ops::attention::attention`.
+// The parameters of the attention kernels (attention_split.wgsl, attention_flash.wgsl and
+// attention_combine.wgsl), filled by `ops::attention::attention`.
 struct Params {
     n_tokens: u32,
     n_head: u32,
@@ -9,7 +9,7 @@ struct Params {
     kv_dim: u32,      // elements per position in the K cache
     kv_dim_v: u32,    // elements per position in the V cache
     pos0: u32,        // position of query token 0
-    n_ctx: u32,       // scratch row stride (attention.wgsl)
+    n_ctx: u32,       // positions of the context
     window: u32,      // 0 = attend to every past position
     scale: f32,
     q_off: u32,

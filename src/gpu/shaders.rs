@@ -22,13 +22,12 @@ pub enum Kernel {
     AddRmsNorm,
     /// `shaders/qkv_prep.wgsl`: per-head q/k norms, rotary embedding, KV cache append.
     QkvPrep,
-    /// `shaders/attention.wgsl`: causal (sliding-window) attention over the cache.
-    Attention,
-    /// `shaders/attention_split.wgsl`: the same with the head dimensions split across a subgroup
-    /// (CPU devices).
+    /// `shaders/attention_split.wgsl`: causal (sliding-window) attention over the cache, the head
+    /// dimensions split across a subgroup (CPU devices).
     AttentionSplit,
-    /// `shaders/attention_flash.wgsl`: the same for GPUs, scores kept on chip, long contexts
-    /// split across workgroups.
+    /// `shaders/attention_flash.wgsl`: the same with a position per invocation, scores kept on
+    /// chip, long contexts split across workgroups (GPUs, and wherever the split kernel does not
+    /// apply).
     AttentionFlash,
     /// `shaders/attention_combine.wgsl`: merges the splits of `AttentionFlash`.
     AttentionCombine,
@@ -37,7 +36,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::MatVec,
         Kernel::MatMul,
         Kernel::GetRows,
@@ -45,7 +44,6 @@ impl Kernel {
         Kernel::RmsNorm,
         Kernel::AddRmsNorm,
         Kernel::QkvPrep,
-        Kernel::Attention,
         Kernel::AttentionSplit,
         Kernel::AttentionFlash,
         Kernel::AttentionCombine,
@@ -61,7 +59,6 @@ impl Kernel {
             Kernel::RmsNorm => include_str!("../../shaders/rms_norm.wgsl"),
             Kernel::AddRmsNorm => include_str!("../../shaders/add_rms_norm.wgsl"),
             Kernel::QkvPrep => include_str!("../../shaders/qkv_prep.wgsl"),
-            Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
             Kernel::AttentionSplit => include_str!("../../shaders/attention_split.wgsl"),
             Kernel::AttentionFlash => include_str!("../../shaders/attention_flash.wgsl"),
             Kernel::AttentionCombine => include_str!("../../shaders/attention_combine.wgsl"),
@@ -207,8 +204,7 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
     if matches!(kernel, Kernel::MatVec | Kernel::Elementwise) {
         s.push_str(include_str!("../../shaders/common/activations.wgsl"));
     }
-    if matches!(kernel, Kernel::Attention | Kernel::AttentionSplit | Kernel::AttentionFlash | Kernel::AttentionCombine)
-    {
+    if matches!(kernel, Kernel::AttentionSplit | Kernel::AttentionFlash | Kernel::AttentionCombine) {
         s.push_str(include_str!("../../shaders/common/attention_params.wgsl"));
     }
     if matches!(kernel, Kernel::RmsNorm | Kernel::AddRmsNorm | Kernel::QkvPrep) {

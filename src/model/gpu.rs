@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::{dequant, GgmlType};
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::gpu::{Context, F32Buffer, GpuTensor, MemTag, StackedTensor, TrackedBuffer, U32Buffer};
-use crate::ops::attention::{attention, AttentionShape, KvBuffer};
+use crate::ops::attention::{attention, scratch_floats, AttentionShape, KvBuffer};
 use crate::ops::elementwise::{elementwise, Op};
 use crate::ops::matvec::{matvec_gate_up, matvec_stack};
 use crate::ops::norm::{add_rms_norm, rms_norm, NormOut};
@@ -227,14 +227,14 @@ pub struct GpuState {
     qkv: F32Buffer, // [B][q_dim], then [B][kv_dim] from k_at, then [B][kv_dim_v] from v_at
     k_at: usize,
     v_at: usize,
-    attn: F32Buffer,   // [B][n_head * head_dim_v]
-    gate: F32Buffer,   // [B][n_ff]
-    up: F32Buffer,     // [B][n_ff]
-    scores: F32Buffer, // [n_head][B][n_ctx] attention scratch
-    logits: F32Buffer, // [logits_rows][n_vocab]
+    attn: F32Buffer,         // [B][n_head * head_dim_v]
+    gate: F32Buffer,         // [B][n_ff]
+    up: F32Buffer,           // [B][n_ff]
+    attn_scratch: F32Buffer, // the flash kernel's split results (ops::attention::scratch_floats)
+    logits: F32Buffer,       // [logits_rows][n_vocab]
     /// The logits' copy the host reads, filled in the same submit as the forward pass.
     readback: TrackedBuffer, // [logits_rows][n_vocab]
-    ids: U32Buffer,    // [B] token ids
+    ids: U32Buffer,          // [B] token ids
     k_cache: Vec<KvBuffer>,
     v_cache: Vec<KvBuffer>,
     /// Caches of the layers that run on the CPU.
@@ -273,7 +273,7 @@ impl GpuState {
             attn: f("attn", batch * c.n_head * c.head_dim_v)?,
             gate: f("gate", batch * c.n_ff)?,
             up: f("up", batch * c.n_ff)?,
-            scores: f("scores", c.n_head * batch * n_ctx)?,
+            attn_scratch: f("attention scratch", scratch_floats(c.n_head, c.head_dim_v, batch, n_ctx))?,
             logits: f("logits", logits_rows * c.n_vocab)?,
             readback: ctx.create_buffer(
                 "logits readback",
@@ -512,7 +512,7 @@ impl GpuModel {
             scale: c.attn_scale,
             n_ctx: s.n_ctx,
         };
-        attention(ctx, pass, &shape, q, &s.k_cache[il], &s.v_cache[il], &s.scores, &s.attn)?;
+        attention(ctx, pass, &shape, q, &s.k_cache[il], &s.v_cache[il], &s.attn_scratch, &s.attn)?;
         // output projection, post-norm and residual, ffn rmsnorm
         mul_mat(ctx, pass, w.wo.matrix()?, &s.attn, &s.o, n)?;
         let post_attn = w.post_attn_norm.as_ref().map(GpuWeight::vector).transpose()?;

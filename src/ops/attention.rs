@@ -1,5 +1,12 @@
-//! The KV cache and attention (`shaders/attention.wgsl`; [`super::qkv`] appends to the cache);
-//! CPU reference: [`crate::model::cpu::attention`].
+//! The KV cache and attention ([`super::qkv`] appends to the cache); CPU reference:
+//! [`crate::model::cpu::attention`].
+//!
+//! Two kernels, neither of which keeps a score per cached position in memory: on CPU devices
+//! with a fixed subgroup size, `shaders/attention_split.wgsl` (a head's dimensions split across
+//! one subgroup); everywhere else `shaders/attention_flash.wgsl` (a position per invocation in
+//! tiles, online softmax, long contexts split across workgroups and merged by
+//! `shaders/attention_combine.wgsl`). Their scratch is the splits' partial results: bounded by
+//! [`scratch_floats`], whatever the context.
 
 use super::dispatch::{bind_range, dispatch, fold, u32_of, View};
 use crate::error::{Error, Result};
@@ -7,6 +14,8 @@ use crate::gpu::shaders::Kernel;
 use crate::gpu::{Context, F32Buffer, KernelProfile, MemTag, PipelineKey, U32Buffer};
 use crate::model::KvType;
 
+/// Invocations of the combine kernel's workgroups (one per token and head, an invocation per
+/// output element).
 const WG: u32 = 64;
 
 /// One layer's cache of one of K or V: a ring of `rows` rows of `row_len` elements (position p in
@@ -25,16 +34,6 @@ impl KvBuffer {
         }
         let words = rows * row_len * kv_type.bytes() / 4;
         Ok(KvBuffer { words: ctx.vec_zeroed(label, words, MemTag::KvCache)?, row_len, rows, kv_type })
-    }
-}
-
-pub(crate) fn attention_key(kv_type: KvType, head_dim: usize) -> PipelineKey {
-    // The query is staged in a workgroup array of HD floats; a power of two keeps pipelines few.
-    let hd = head_dim.next_power_of_two().max(2) as u32;
-    PipelineKey {
-        kernel: Kernel::Attention,
-        format: None,
-        consts: vec![("WG", WG), ("KV_F16", u32::from(kv_type == KvType::F16)), ("HD", hd)],
     }
 }
 
@@ -107,32 +106,46 @@ pub(crate) fn combine_key() -> PipelineKey {
     PipelineKey { kernel: Kernel::AttentionCombine, format: None, consts: vec![("WG", WG)] }
 }
 
-/// The flash kernel's key and query heads per workgroup on `ctx`, or `None` where it does not
-/// apply: CPU devices (they take the split-dimension kernel or the plain one), and heads whose
-/// keys are not whole cache vec4s. A workgroup takes the largest share of a KV group's query
-/// heads up to 8, so that each key and value it reads serves all of them.
-fn flash_kernel(ctx: &Context, s: &AttentionShape, kv_type: KvType) -> Option<(PipelineKey, usize)> {
+/// The flash kernel's key and query heads per workgroup, or a shape error for heads whose keys
+/// are not whole cache vec4s (8 elements with an f16 cache, 4 with f32) or whose values are not
+/// whole pairs. A workgroup takes the largest share of a KV group's query heads up to 8, so that
+/// each key and value it reads serves all of them.
+fn flash_kernel(s: &AttentionShape, kv_type: KvType) -> Result<(PipelineKey, usize)> {
     let per_vec4 = if kv_type == KvType::F16 { 8 } else { 4 };
-    let fits = s.head_dim % per_vec4 == 0 && s.head_dim_v % 2 == 0;
-    if ctx.profile() != KernelProfile::Gpu || !fits {
-        return None;
+    if s.head_dim % per_vec4 != 0 || s.head_dim_v % 2 != 0 {
+        return Err(Error::Shape(format!(
+            "attention: heads of {} (keys) and {} (values) elements; with a {kv_type:?} cache keys must be \
+             multiples of {per_vec4} and values of 2",
+            s.head_dim, s.head_dim_v
+        )));
     }
     let group = s.n_head / s.n_head_kv;
     let hpw = (1..=group.min(8)).rev().find(|h| group % h == 0).unwrap_or(1);
-    Some((flash_key(kv_type, s.head_dim, s.head_dim_v, hpw as u32), hpw))
+    Ok((flash_key(kv_type, s.head_dim, s.head_dim_v, hpw as u32), hpw))
+}
+
+/// Floats of attention scratch for micro-batches of `batch` tokens over a cache of `n_ctx`
+/// positions: the flash kernel's partial results (maximum, sum and `head_dim_v` outputs) for the
+/// splits of up to [`FLASH_SPLIT_TOKENS`] tokens and every head. At most 8 × heads × 64 ×
+/// (head_dim_v + 2), however long the context: a Llama-2-7B decode state needs 1 MiB at 16384
+/// positions (a score per position, head and token took 2 MiB at that context, and 1 GiB for a
+/// 512-token batch).
+pub fn scratch_floats(n_head: usize, head_dim_v: usize, batch: usize, n_ctx: usize) -> usize {
+    let splits = n_ctx.div_ceil(FLASH_SPLIT_MIN).clamp(1, FLASH_MAX_SPLITS);
+    batch.clamp(1, FLASH_SPLIT_TOKENS) * n_head * splits * (head_dim_v + 2)
 }
 
 /// Splits of each token's positions for the flash kernel: for a few tokens over many positions,
 /// enough that the GPU has work for all its cores, each at least [`FLASH_SPLIT_MIN`] positions,
-/// and as many as the scratch holds (each split's partial result takes `head_dim_v + 2` floats of
-/// a token and head's `n_ctx`).
-fn flash_splits(s: &AttentionShape) -> usize {
+/// and no more than the scratch of `scratch_len` floats holds.
+fn flash_splits(s: &AttentionShape, scratch_len: usize) -> usize {
     if s.n_tokens > FLASH_SPLIT_TOKENS {
         return 1;
     }
     let end = s.pos0 + s.n_tokens;
     let positions = s.window.map_or(end, |w| w.min(end));
-    positions.div_ceil(FLASH_SPLIT_MIN).min(FLASH_MAX_SPLITS).min(s.n_ctx / (s.head_dim_v + 2)).max(1)
+    let fits = scratch_len / (s.n_tokens * s.n_head * (s.head_dim_v + 2));
+    positions.div_ceil(FLASH_SPLIT_MIN).min(FLASH_MAX_SPLITS).min(fits).max(1)
 }
 
 /// Shape of one attention call.
@@ -148,13 +161,14 @@ pub struct AttentionShape {
     /// Attend only to the last `window` positions (itself included).
     pub window: Option<usize>,
     pub scale: f32,
-    /// Positions of the context (the scores scratch's row stride).
+    /// Positions of the context.
     pub n_ctx: usize,
 }
 
 /// Attention of `q: [n_tokens][n_head * head_dim]` over the caches into
-/// `out: [n_tokens][n_head * head_dim_v]`, using `scores` as scratch (`n_tokens * n_head * n_ctx`
-/// floats, indexed by absolute position). A ring cache must hold the window plus the batch.
+/// `out: [n_tokens][n_head * head_dim_v]`, with `scratch` for the splits of a long context (see
+/// [`scratch_floats`]; a smaller one means fewer splits). A ring cache must hold the window plus
+/// the batch.
 #[allow(clippy::too_many_arguments)]
 pub fn attention<'a>(
     ctx: &Context,
@@ -163,7 +177,7 @@ pub fn attention<'a>(
     q: impl Into<View<'a>>,
     k: &KvBuffer,
     v: &KvBuffer,
-    scores: &F32Buffer,
+    scratch: &F32Buffer,
     out: impl Into<View<'a>>,
 ) -> Result<()> {
     let (q, out) = (q.into(), out.into());
@@ -182,15 +196,15 @@ pub fn attention<'a>(
             s.n_ctx, k.rows
         )));
     }
-    let n_scores = s.n_tokens * s.n_head * s.n_ctx;
-    if scores.len() < n_scores {
-        return Err(Error::Shape(format!("attention: scratch of {} floats, needs {n_scores}", scores.len())));
-    }
-    let flash = flash_kernel(ctx, s, k.kv_type);
-    let split = if flash.is_some() { None } else { split_kernel(ctx, s, k.kv_type) };
-    let n_split = if flash.is_some() { flash_splits(s) } else { 1 };
-    let (key, heads_per_workgroup) =
-        flash.clone().or(split.clone()).unwrap_or_else(|| (attention_key(k.kv_type, s.head_dim), 1));
+    let split = split_kernel(ctx, s, k.kv_type);
+    let uses_scratch = split.is_none();
+    let (key, heads_per_workgroup, n_split) = match split {
+        Some((key, hpw)) => (key, hpw, 1),
+        None => {
+            let (key, hpw) = flash_kernel(s, k.kv_type)?;
+            (key, hpw, flash_splits(s, scratch.len()))
+        }
+    };
     let pipeline = ctx.pipeline(&key)?;
     let (q_stride, o_stride) = (s.n_head * s.head_dim, s.n_head * s.head_dim_v);
     let qr = bind_range(ctx, q.buf.buffer(), q.offset, s.n_tokens * q_stride, "attention q")?;
@@ -222,10 +236,10 @@ pub fn attention<'a>(
         wgpu::BindingResource::Buffer(or.binding.clone()),
         uniform.binding(),
     ];
-    // The one-position-per-invocation kernel keeps its scores in the scratch (binding 3), the
-    // flash kernel its splits' partial results; the split kernel keeps its scores in registers.
-    if split.is_none() {
-        entries.insert(3, scores.buffer().as_entire_binding());
+    // The flash kernel keeps its splits' partial results in the scratch (binding 3); the split
+    // kernel keeps everything in registers.
+    if uses_scratch {
+        entries.insert(3, scratch.buffer().as_entire_binding());
     }
     let groups = u32_of(s.n_tokens * s.n_head / heads_per_workgroup * n_split, "workgroups")?;
     let max = ctx.limits().max_compute_workgroups_per_dimension;
@@ -233,7 +247,7 @@ pub fn attention<'a>(
     if n_split > 1 {
         let combine = ctx.pipeline(&combine_key())?;
         let entries =
-            [scores.buffer().as_entire_binding(), wgpu::BindingResource::Buffer(or.binding), uniform.binding()];
+            [scratch.buffer().as_entire_binding(), wgpu::BindingResource::Buffer(or.binding), uniform.binding()];
         dispatch(ctx, pass, &combine, &entries, fold(u32_of(s.n_tokens * s.n_head, "workgroups")?, max)?)?;
     }
     Ok(())

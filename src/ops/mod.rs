@@ -86,7 +86,6 @@ pub(crate) fn activation_keys() -> Vec<crate::gpu::PipelineKey> {
         }
     }
     for kv in [KvType::F16, KvType::F32] {
-        keys.extend([64, 128, 256].map(|hd| attention::attention_key(kv, hd)));
         for hpw in [1, 2, 4] {
             keys.extend([64, 128, 256].map(|hd| attention::split_key(kv, hd, 8, hpw)));
             keys.extend([40, 64, 128, 256].map(|hd| attention::flash_key(kv, hd, hd, hpw)));
