@@ -17,7 +17,7 @@ use std::time::Instant;
 use wgquant::bench::speed::{read_bandwidth, PassTimer};
 use wgquant::format::random::random_blocks;
 use wgquant::format::GgmlType;
-use wgquant::gpu::{Context, GpuTensor, KernelProfile, MemTag};
+use wgquant::gpu::{Context, GpuTensor, MatVecRule, MemTag};
 use wgquant::ops;
 use wgquant::Result;
 
@@ -104,20 +104,19 @@ fn print_info(ctx: &Context) {
         l.max_compute_workgroups_per_dimension
     );
     println!(
-        "profile {:?}; subgroup size used {:?}; weights in {}; shader bounds checks {}",
-        ctx.profile(),
+        "subgroup size used {:?}; weights in {}",
         ctx.subgroup_size(),
-        if ctx.weight_textures() { "textures" } else { "storage buffers" },
-        ctx.shader_checks()
+        if ctx.weight_textures() { "textures" } else { "storage buffers" }
     );
+    println!("profile: {:#?}", ctx.profile());
 }
 
 /// `--tune`: matvec GB/s of several kernel shapes (4096 x 4096 unless `--shape`), to pick a
 /// device's shape.
 fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, usize)) -> Result<()> {
-    let shapes = match ctx.profile() {
-        KernelProfile::Cpu => cpu_tune_shapes(ctx),
-        KernelProfile::Gpu => gpu_tune_shapes(ctx),
+    let shapes = match ctx.profile().matvec {
+        MatVecRule::WholeRows { .. } => cpu_tune_shapes(ctx),
+        MatVecRule::Cooperative { .. } => gpu_tune_shapes(ctx),
     };
     let x = ctx.f32_buffer("x", k)?;
     let y = ctx.f32_buffer("y", m)?;
@@ -322,8 +321,8 @@ fn main() -> Result<()> {
         return Ok(());
     }
     println!(
-        "profile {:?}, timing by {}, max binding {} MiB",
-        ctx.profile(),
+        "profile {}, timing by {}, max binding {} MiB",
+        ctx.profile().name,
         if timer.uses_timestamps() { "timestamp queries" } else { "wall clock" },
         ctx.max_binding_size() >> 20
     );

@@ -74,6 +74,9 @@ pub struct PlanRequest {
     /// Weights held in textures of this geometry (the runtime's choice on CPU devices, see
     /// [`crate::gpu::ContextOptions::weight_textures`]); `None`: in storage buffers.
     pub weight_textures: Option<WeightTextures>,
+    /// Activation buffers are sized for uniform windows (the device profile's
+    /// `uniform_activations`, CPU devices), see [`crate::gpu::activation_bytes`].
+    pub uniform_activations: bool,
     /// May the planner use an F16 KV cache when F32 was asked for and does not fit?
     pub allow_smaller_kv: bool,
     /// May the planner halve the context (down to [`MIN_CTX`]) when the requested one does not fit?
@@ -97,6 +100,7 @@ impl PlanRequest {
             max_buffer_size: limits.max_buffer_size,
             max_binding_size: limits.max_storage_buffer_binding_size,
             weight_textures: None,
+            uniform_activations: false,
             allow_smaller_kv: false,
             allow_smaller_ctx: false,
             logits_rows: 1,
@@ -248,10 +252,10 @@ impl Plan {
 /// - 4 bytes per token id, and the context's kernel parameters
 ///   ([`crate::gpu::UNIFORM_ARENA_BYTES`]).
 ///
-/// Each of these buffers is allocated [`crate::gpu::activation_bytes`] large (buffers of up to
-/// 64 KiB are rounded up to a power of two). The forward pass allocates exactly these; a test
+/// Each of these buffers is allocated [`crate::gpu::activation_bytes`] large (with
+/// `uniform_windows`, buffers of up to 64 KiB are rounded up to a power of two). The forward pass allocates exactly these; a test
 /// compares the two.
-pub fn scratch_bytes(config: &Config, batch: usize, n_ctx: usize, logits_rows: usize) -> u64 {
+pub fn scratch_bytes(config: &Config, batch: usize, n_ctx: usize, logits_rows: usize, uniform_windows: bool) -> u64 {
     let c = config;
     // The f32 buffers of `GpuState`: x, h, o, q/k/v (one buffer), attention output, gate, up,
     // attention scratch, logits.
@@ -259,7 +263,7 @@ pub fn scratch_bytes(config: &Config, batch: usize, n_ctx: usize, logits_rows: u
     let per_token = [c.n_embd, c.n_embd, c.n_embd, qkv, c.n_head * c.head_dim_v, c.n_ff, c.n_ff];
     let attention = crate::ops::attention::scratch_floats(c.n_head, c.head_dim_v, batch, n_ctx);
     let buffers = per_token.iter().map(|&n| batch * n).chain([attention, logits_rows * c.n_vocab]);
-    let f32_bytes: u64 = buffers.map(|n| activation_bytes(4 * n as u64)).sum();
+    let f32_bytes: u64 = buffers.map(|n| activation_bytes(4 * n as u64, uniform_windows)).sum();
     let ids = device_vec_bytes(4 * batch as u64);
     f32_bytes + ids + crate::gpu::UNIFORM_ARENA_BYTES
 }
@@ -411,7 +415,7 @@ impl Setting {
             n_ctx,
             batch,
             kv: (0..config.n_layer).map(|il| kv_layer_bytes(config, il, n_ctx, batch, kv_type)).collect(),
-            scratch: scratch_bytes(config, batch, n_ctx, req.logits_rows),
+            scratch: scratch_bytes(config, batch, n_ctx, req.logits_rows, req.uniform_activations),
             staging: staging_bytes(config, batch, req.logits_rows),
         }
     }

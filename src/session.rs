@@ -111,6 +111,7 @@ impl Model {
         req.max_buffer_size = limits.max_buffer_size;
         req.max_binding_size = ctx.max_binding_size();
         req.weight_textures = ctx.weight_texture_geometry();
+        req.uniform_activations = ctx.profile().uniform_activations;
         req.allow_smaller_kv = options.allow_smaller_kv;
         req.allow_smaller_ctx = options.allow_smaller_ctx;
         req.batch = options.batch;

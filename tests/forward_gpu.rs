@@ -143,8 +143,9 @@ fn planned_scratch_matches_the_allocated_activations() {
         let state = GpuState::new(&model, n_ctx, batch, logits_rows, KvType::F16).unwrap();
         let allocated = model.ctx.memory().current(MemTag::Activations) - before;
         // The planner's scratch also counts the context's parameter arena, made with the context.
-        let planned =
-            wgquant::plan::scratch_bytes(&model.config, batch, n_ctx, logits_rows) - wgquant::gpu::UNIFORM_ARENA_BYTES;
+        let uniform = model.ctx.profile().uniform_activations;
+        let planned = wgquant::plan::scratch_bytes(&model.config, batch, n_ctx, logits_rows, uniform)
+            - wgquant::gpu::UNIFORM_ARENA_BYTES;
         eprintln!("batch {batch}: allocated {allocated}, planned {planned}");
         assert!(allocated <= planned && planned - allocated <= 4096, "allocated {allocated}, planned {planned}");
         drop(state);

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use wgquant::format::{dequant, dot, quant, GgmlType};
 use wgquant::gguf::GgufFile;
-use wgquant::gpu::{Context, ContextOptions, GpuTensor, KernelProfile, MemTag};
+use wgquant::gpu::{Context, ContextOptions, DeviceProfile, GpuTensor, MemTag};
 use wgquant::model::KvType;
 use wgquant::ops;
 
@@ -49,7 +49,7 @@ fn gpu_shaped_ctxs() -> &'static [Context] {
             .into_iter()
             .map(|disable_features| {
                 let opts = ContextOptions {
-                    profile: Some(KernelProfile::Gpu),
+                    profile: Some(DeviceProfile::gpu()),
                     shader_checks: Some(true),
                     disable_features,
                     ..Default::default()
@@ -213,7 +213,7 @@ fn even_k(ty: GgmlType) -> usize {
 /// buffers (the default context holds them in textures on CPU devices).
 fn ctx_without_subgroups() -> Option<&'static Context> {
     static CTX: OnceLock<Option<Context>> = OnceLock::new();
-    let profile = ctx()?.profile();
+    let profile = ctx()?.profile().clone();
     CTX.get_or_init(|| {
         let opts = ContextOptions {
             profile: Some(profile),
@@ -376,8 +376,11 @@ fn get_rows_every_format_equals_dequantize() {
 fn weights_in_textures_and_buffers_give_identical_results() {
     let Some(ctx) = ctx() else { return };
     let with = |textures| {
-        let opts =
-            ContextOptions { profile: Some(ctx.profile()), weight_textures: Some(textures), ..Default::default() };
+        let opts = ContextOptions {
+            profile: Some(ctx.profile().clone()),
+            weight_textures: Some(textures),
+            ..Default::default()
+        };
         Context::with_options(opts).unwrap()
     };
     let (textures, buffers) = (with(true), with(false));
@@ -890,6 +893,6 @@ fn check_attention(
     };
     run_pass(ctx, |pass| attention(ctx, pass, &shape, &qb, &k, &v, &scores, &out).unwrap());
     let got = ctx.read_range(&out, 0, expected.len()).unwrap();
-    let what = format!("{:?} {shape:?} {kv_type:?} ring {ring}", ctx.profile());
+    let what = format!("{} profile, {shape:?} {kv_type:?} ring {ring}", ctx.profile().name);
     assert_close(&what, &got, &expected, 1e-5);
 }

@@ -127,8 +127,8 @@ impl PassTimer {
     }
 }
 
-/// The device's streaming-read bandwidth in GB/s: the fastest of the device kind's
-/// [`probe::stream_shapes`] reading `bytes` (at most one binding) of a weight tensor, held as the
+/// The device's streaming-read bandwidth in GB/s: the fastest of the device profile's
+/// `stream_shapes` reading `bytes` (at most one binding) of a weight tensor, held as the
 /// context holds weights, with [`probe::stream_read`].
 pub fn read_bandwidth(ctx: &Context, timer: &PassTimer, bytes: u64, reps: usize) -> Result<f64> {
     // Rows of 4096 F32 elements (16 KiB), in one chunk (which also holds a little padding).
@@ -137,7 +137,7 @@ pub fn read_bandwidth(ctx: &Context, timer: &PassTimer, bytes: u64, reps: usize)
     let src = GpuTensor::upload(ctx, "stream src", GgmlType::F32, 4096, rows, &vec![0; rows << 14])?;
     let bytes = src.n_bytes() as u64;
     let mut best: f64 = 0.0;
-    for shape in probe::stream_shapes(ctx.profile()) {
+    for &shape in &ctx.profile().stream_shapes {
         let dst = ctx.vec_zeroed::<u32>("stream dst", shape.threads as usize, MemTag::Activations)?;
         let t = timer.best_of(ctx, reps, |pass| probe::stream_read(ctx, pass, shape, &src, &dst))?;
         best = best.max(bytes as f64 / t / 1e9);

@@ -42,11 +42,8 @@ impl<T: Pod> GpuVec<T> {
     }
 }
 
-const VEC_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_SRC)
-    .union(wgpu::BufferUsages::COPY_DST)
-    // Matvec reads its activations as a uniform window on CPU devices (see ops::matvec).
-    .union(wgpu::BufferUsages::UNIFORM);
+const VEC_USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
 /// Bytes allocated for a device vector of `bytes` bytes: rounded up to 16, at least 16.
 pub fn device_vec_bytes(bytes: u64) -> u64 {
@@ -65,12 +62,14 @@ pub fn uniform_window_bytes(bytes: u64) -> u64 {
 /// uniform binding, and lavapipe's.
 const MAX_UNIFORM_WINDOW: u64 = 64 << 10;
 
-/// Bytes allocated for an activation buffer of `bytes` bytes. Buffers that a uniform window could
-/// cover whole are rounded up to that window's size, so a matvec reading the buffer from its
-/// start (every decode step does) gets its window; a window that left the buffer would send it
-/// back to storage reads, several times slower on CPU devices for the smallest states.
-pub fn activation_bytes(bytes: u64) -> u64 {
-    if bytes <= MAX_UNIFORM_WINDOW {
+/// Bytes allocated for an activation buffer of `bytes` bytes. Where matvec reads activations
+/// through uniform windows (`uniform_windows`, the device profile's `uniform_activations`),
+/// buffers that a window could cover whole are rounded up to that window's size, so a matvec
+/// reading the buffer from its start (every decode step does) gets its window; a window that left
+/// the buffer would send it back to storage reads, several times slower on CPU devices for the
+/// smallest states. Elsewhere they are rounded to 16 bytes like any device vector.
+pub fn activation_bytes(bytes: u64, uniform_windows: bool) -> u64 {
+    if uniform_windows && bytes <= MAX_UNIFORM_WINDOW {
         uniform_window_bytes(bytes)
     } else {
         device_vec_bytes(bytes)
@@ -91,16 +90,35 @@ fn map_wait(ctx: &Context, slice: wgpu::BufferSlice<'_>, mode: wgpu::MapMode) ->
 impl Context {
     /// A zero-filled device vector of `len` elements.
     pub fn vec_zeroed<T: Pod>(&self, label: &str, len: usize, tag: MemTag) -> Result<GpuVec<T>> {
-        self.vec_sized(label, len, tag, device_vec_bytes)
+        self.vec_sized(label, len, tag, device_vec_bytes(Self::checked_bytes::<T>(label, len)?), self.vec_usage())
     }
 
-    /// A zero-filled device vector of `len` elements in a buffer of `alloc(bytes)` bytes.
-    fn vec_sized<T: Pod>(&self, label: &str, len: usize, tag: MemTag, alloc: fn(u64) -> u64) -> Result<GpuVec<T>> {
-        let bytes = (len as u64)
+    /// Device vectors may be read as matvec activations: through uniform windows too where the
+    /// device profile wants that (CPU devices), through storage bindings only elsewhere.
+    fn vec_usage(&self) -> wgpu::BufferUsages {
+        match self.profile().uniform_activations {
+            true => VEC_USAGE | wgpu::BufferUsages::UNIFORM,
+            false => VEC_USAGE,
+        }
+    }
+
+    fn checked_bytes<T>(label: &str, len: usize) -> Result<u64> {
+        (len as u64)
             .checked_mul(std::mem::size_of::<T>() as u64)
-            .ok_or_else(|| Error::DoesNotFit(format!("buffer `{label}` of {len} elements overflows")))?;
+            .ok_or_else(|| Error::DoesNotFit(format!("buffer `{label}` of {len} elements overflows")))
+    }
+
+    /// A zero-filled device vector of `len` elements in a buffer of `bytes` bytes.
+    fn vec_sized<T: Pod>(
+        &self,
+        label: &str,
+        len: usize,
+        tag: MemTag,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<GpuVec<T>> {
         // wgpu zero-initialises new buffers.
-        let buffer = self.create_buffer(label, alloc(bytes), VEC_USAGE, tag)?;
+        let buffer = self.create_buffer(label, bytes, usage, tag)?;
         Ok(GpuVec { buffer, len, _t: PhantomData })
     }
 
@@ -111,9 +129,11 @@ impl Context {
         Ok(v)
     }
 
-    /// f32 activations (tagged [`MemTag::Activations`]), allocated [`activation_bytes`] large.
+    /// f32 activations (tagged [`MemTag::Activations`]), allocated [`activation_bytes`] large;
+    /// usable as uniform windows where the device profile reads activations through them.
     pub fn f32_buffer(&self, label: &str, len: usize) -> Result<F32Buffer> {
-        self.vec_sized(label, len, MemTag::Activations, activation_bytes)
+        let bytes = activation_bytes(Self::checked_bytes::<f32>(label, len)?, self.profile().uniform_activations);
+        self.vec_sized(label, len, MemTag::Activations, bytes, self.vec_usage())
     }
 
     /// Queues a small write (token ids, per-step values) at element `offset` of `dst`. It lands
@@ -309,10 +329,11 @@ mod tests {
             let (bytes, window) = (4 * floats, uniform_window_bytes(4 * floats));
             assert!(window >= bytes);
             if window <= MAX_UNIFORM_WINDOW {
-                assert!(window <= activation_bytes(bytes), "{floats} floats");
+                assert!(window <= activation_bytes(bytes, true), "{floats} floats");
             }
         }
         // Larger buffers keep their size (rounded to 16 bytes).
-        assert_eq!(activation_bytes(65540), 65552);
+        assert_eq!(activation_bytes(65540, true), 65552);
+        assert_eq!(activation_bytes(40, false), 48);
     }
 }

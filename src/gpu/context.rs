@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::memory::{MemTag, MemoryTracker, TrackedBuffer, TrackedTexture, TEXEL_BYTES};
 use super::pipeline::PipelineCache;
+use super::profile::DeviceProfile;
 use super::profiler::{Profiler, PROFILE_ENV};
 use crate::error::{Error, Result};
 
@@ -78,17 +79,6 @@ impl WeightTextures {
     }
 }
 
-/// Which family of kernel shapes suits the device.
-///
-/// A GPU wants many threads cooperating on one row (coalesced loads, a reduction at the end); a
-/// CPU driver such as lavapipe runs each invocation as a SIMD lane and is fastest when one
-/// invocation walks whole rows and reuses each loaded activation for several rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KernelProfile {
-    Gpu,
-    Cpu,
-}
-
 /// How to pick an adapter when the automatic choice is not wanted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdapterSelector {
@@ -116,13 +106,15 @@ pub struct ContextOptions {
     /// Caps the bytes of one storage binding (and of one weight chunk, in buffers or textures)
     /// below the device's limit. Tests use it to force tensors to be split into several chunks.
     pub max_binding_size: Option<u64>,
-    /// Overrides the kernel shape family (default: from the adapter's device type).
-    pub profile: Option<KernelProfile>,
+    /// Replaces the device profile (default: [`DeviceProfile::for_device_type`] of the adapter).
+    /// `shader_checks` and `weight_textures` below still override its fields of those names.
+    pub profile: Option<DeviceProfile>,
     /// Features not to enable even when the adapter has them, to exercise fallback paths.
     pub disable_features: wgpu::Features,
     /// Whether wgpu adds its runtime bounds checks to the kernels. `None`: [`SHADER_CHECKS_ENV`]
-    /// when set, else on for GPUs, where they cost little; off for CPU devices, where they were measured to cost 15-40 % of matvec speed
-    /// (the kernels stay in bounds by construction; see `gpu/pipeline.rs`).
+    /// when set, else the profile's choice (on for GPUs, where they cost little; off for CPU
+    /// devices, where they cost 15-40 % of matvec speed: the kernels stay in bounds by
+    /// construction, see `gpu/pipeline.rs`).
     pub shader_checks: Option<bool>,
     /// Time every dispatch with timestamp queries (see [`super::profiler`]); `None` reads
     /// [`super::PROFILE_ENV`]. Ignored on devices without timestamps inside passes.
@@ -130,9 +122,9 @@ pub struct ContextOptions {
     /// Hold weights in rgba32uint storage textures instead of storage buffers (the same bytes;
     /// the kernels read them with `textureLoad`), where the device can read such textures.
     /// `None` reads [`WEIGHT_TEXTURES_ENV`] (`1` or `0`; other values are ignored), and if that is
-    /// unset uses textures on CPU devices, where llvmpipe gathers texels for all SIMD lanes at
-    /// once but loads storage words lane by lane (a matrix streams several times as fast, see
-    /// `shaders/common/w_texture.wgsl`).
+    /// unset follows the profile (textures on CPU devices, where llvmpipe gathers texels for all
+    /// SIMD lanes at once but loads storage words lane by lane: a matrix streams several times as
+    /// fast, see `shaders/common/w_texture.wgsl`).
     pub weight_textures: Option<bool>,
 }
 
@@ -154,8 +146,7 @@ pub struct Context {
     /// `unpack2x16float` is usable (downlevel flag SHADER_F16_IN_F32); otherwise f16 is decoded
     /// with integer arithmetic.
     f16_in_f32: bool,
-    profile: KernelProfile,
-    shader_checks: bool,
+    profile: DeviceProfile,
     max_binding: u64,
     /// The weight textures' geometry; `None`: weights are in storage buffers.
     weight_textures: Option<WeightTextures>,
@@ -316,14 +307,11 @@ impl Context {
         let f16_in_f32 = adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
         let device_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let max_binding = opts.max_binding_size.map_or(device_max, |m| m.min(device_max));
-        let profile = opts.profile.unwrap_or(match info.device_type {
-            wgpu::DeviceType::Cpu => KernelProfile::Cpu,
-            _ => KernelProfile::Gpu,
-        });
-        let shader_checks =
-            opts.shader_checks.or_else(|| env_switch(SHADER_CHECKS_ENV)).unwrap_or(profile == KernelProfile::Gpu);
+        let mut profile = opts.profile.clone().unwrap_or_else(|| DeviceProfile::for_device_type(info.device_type));
+        profile.shader_checks =
+            opts.shader_checks.or_else(|| env_switch(SHADER_CHECKS_ENV)).unwrap_or(profile.shader_checks);
         let textures =
-            opts.weight_textures.or_else(|| env_switch(WEIGHT_TEXTURES_ENV)).unwrap_or(profile == KernelProfile::Cpu);
+            opts.weight_textures.or_else(|| env_switch(WEIGHT_TEXTURES_ENV)).unwrap_or(profile.weight_textures);
         let max_dim = limits.max_texture_dimension_2d;
         // Kernels bind weight textures as read-only storage textures.
         let format = adapter.get_texture_format_features(wgpu::TextureFormat::Rgba32Uint);
@@ -332,6 +320,8 @@ impl Context {
             && limits.max_storage_textures_per_shader_stage > 0;
         let weight_textures = (textures && readable && max_dim >= 1 << MIN_TEXTURE_ROW_BITS)
             .then(|| WeightTextures { max_row_bits: max_dim.ilog2().min(MAX_TEXTURE_ROW_BITS), max_height: max_dim });
+        // What the device got, not what the profile asked for.
+        profile.weight_textures = weight_textures.is_some();
         // One rule for both kinds of weights, which the planner mirrors: a chunk is at most one
         // storage binding (and one allocation, and what a texture holds).
         let weight_chunk_limit = max_binding.min(weight_textures.map_or(u64::MAX, |t| t.capacity()));
@@ -344,7 +334,6 @@ impl Context {
             features,
             f16_in_f32,
             profile,
-            shader_checks,
             max_binding,
             weight_textures,
             weight_chunk_limit,
@@ -387,12 +376,13 @@ impl Context {
     pub(crate) fn f16_in_f32(&self) -> bool {
         self.f16_in_f32
     }
-    pub fn profile(&self) -> KernelProfile {
-        self.profile
+    /// Every device-dependent choice the kernels make (see [`DeviceProfile`]).
+    pub fn profile(&self) -> &DeviceProfile {
+        &self.profile
     }
     /// Whether kernels are compiled with wgpu's runtime bounds checks.
     pub fn shader_checks(&self) -> bool {
-        self.shader_checks
+        self.profile.shader_checks
     }
     /// Largest byte size of one storage binding (and one buffer) that activations may use; weight
     /// chunks also stay within it ([`Context::weight_chunk_limit`]).

@@ -16,6 +16,7 @@ mod context;
 mod memory;
 mod pipeline;
 pub mod probe;
+pub mod profile;
 pub mod profiler;
 pub mod shaders;
 mod tensor;
@@ -26,11 +27,12 @@ pub use buffers::{
     activation_bytes, device_vec_bytes, uniform_window_bytes, F32Buffer, GpuVec, U32Buffer, UPLOAD_CHUNK,
 };
 pub use context::{
-    list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, KernelProfile, Submitted, WeightTextures,
-    ADAPTER_ENV, SHADER_CHECKS_ENV, WEIGHT_TEXTURES_ENV,
+    list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, Submitted, WeightTextures, ADAPTER_ENV,
+    SHADER_CHECKS_ENV, WEIGHT_TEXTURES_ENV,
 };
 pub use memory::{MemTag, MemoryReport, MemoryTracker, TrackedBuffer, TrackedTexture, TEXEL_BYTES};
 pub use pipeline::{Pipeline, PipelineKey};
+pub use profile::{DeviceProfile, MatVecRule};
 pub use profiler::{format_profile, KernelTime, PROFILE_ENV};
 pub use tensor::{GpuTensor, StackedTensor, TensorChunk, WeightStore};
 pub use uniforms::{UniformSlot, UNIFORM_ARENA_BYTES};

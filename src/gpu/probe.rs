@@ -4,7 +4,7 @@
 use super::context::Context;
 use super::pipeline::PipelineKey;
 use super::shaders::Kernel;
-use super::{GpuTensor, KernelProfile, U32Buffer};
+use super::{GpuTensor, U32Buffer};
 use crate::error::{Error, Result};
 
 /// Key of the streaming-read kernel: `contiguous` makes each invocation read one contiguous
@@ -13,7 +13,8 @@ pub fn stream_read_key(wg: u32, contiguous: bool) -> PipelineKey {
     PipelineKey { kernel: Kernel::StreamRead, format: None, consts: vec![("WG", wg), ("CONTIG", contiguous as u32)] }
 }
 
-/// Launch shape of the streaming-read probe.
+/// Launch shape of the streaming-read probe (the profile's `stream_shapes` lists those worth
+/// trying on a device; a benchmark takes the fastest as its yardstick).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamShape {
     pub wg: u32,
@@ -21,15 +22,6 @@ pub struct StreamShape {
     pub threads: u32,
     /// Each invocation reads one contiguous slice (else a grid-strided one).
     pub contiguous: bool,
-}
-
-/// Shapes worth trying on a device kind; a benchmark takes the fastest as its yardstick.
-pub fn stream_shapes(profile: KernelProfile) -> Vec<StreamShape> {
-    let s = |wg, threads, contiguous| StreamShape { wg, threads, contiguous };
-    match profile {
-        KernelProfile::Gpu => vec![s(256, 256 * 1024, false), s(256, 256 * 256, false), s(64, 64 * 4096, false)],
-        KernelProfile::Cpu => vec![s(8, 8 * 64, true), s(8, 8 * 16, true), s(8, 8 * 64, false), s(64, 64 * 16, false)],
-    }
 }
 
 /// Records a kernel that reads all the bytes of `src` (a weight tensor in one chunk, held as the

@@ -269,15 +269,17 @@ mod tests {
 /// Every (kernel, format, shape) combination the ops can build, for validation without a device.
 #[cfg(test)]
 pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
-    use crate::ops::{MatMulShape, MatVecShape};
+    use crate::ops::MatVecShape;
     let mut keys = Vec::new();
-    for profile in [super::KernelProfile::Gpu, super::KernelProfile::Cpu] {
+    for profile in [super::DeviceProfile::gpu(), super::DeviceProfile::cpu()] {
         for ty in GgmlType::all() {
             for ncols in 1..=crate::ops::MAX_COLS as u32 {
                 for subgroup in [None, Some(8), Some(32)] {
                     // With and without the CPU warm-up.
-                    keys.push(MatVecShape::pick(profile, subgroup, ty, ncols, false).key(ty, ncols, 0, None, false));
-                    let shape = MatVecShape::pick(profile, subgroup, ty, ncols, true);
+                    keys.push(
+                        MatVecShape::pick(profile.matvec, subgroup, ty, ncols, false).key(ty, ncols, 0, None, false),
+                    );
+                    let shape = MatVecShape::pick(profile.matvec, subgroup, ty, ncols, true);
                     let gelu = Some(crate::model::Activation::GeluTanh);
                     keys.push(shape.key(ty, ncols, 0, None, false));
                     keys.push(shape.key(ty, ncols, 64, None, false));
@@ -285,8 +287,8 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
                     keys.push(shape.paired().key(ty, 1, 64, gelu, true));
                 }
             }
-            keys.push(MatMulShape::for_device(profile, ty, 16384).key(ty));
-            keys.push(MatMulShape::for_device(profile, ty, 65536).key(ty));
+            keys.push(profile.matmul.for_limit(ty, 16384).key(ty));
+            keys.push(profile.matmul.for_limit(ty, 65536).key(ty));
             keys.push(crate::ops::get_rows::key(ty));
         }
     }

@@ -11,7 +11,7 @@
 use super::dispatch::{bind_range, dispatch, fold, u32_of, View};
 use crate::error::{Error, Result};
 use crate::gpu::shaders::Kernel;
-use crate::gpu::{Context, F32Buffer, KernelProfile, MemTag, PipelineKey, U32Buffer};
+use crate::gpu::{Context, F32Buffer, MemTag, PipelineKey, U32Buffer};
 use crate::model::KvType;
 
 /// Invocations of the combine kernel's workgroups (one per token and head, an invocation per
@@ -63,7 +63,7 @@ fn split_kernel(ctx: &Context, s: &AttentionShape, kv_type: KvType) -> Option<(P
     let sg = ctx.subgroup_size()?;
     let per_vec4 = if kv_type == KvType::F16 { 8 } else { 4 };
     let fits = s.head_dim == s.head_dim_v && s.head_dim % (sg as usize * per_vec4) == 0;
-    if ctx.profile() != KernelProfile::Cpu || !fits {
+    if !ctx.profile().attention_split_dims || !fits {
         return None;
     }
     let mut hpw = s.n_head / s.n_head_kv;

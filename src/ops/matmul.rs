@@ -4,7 +4,7 @@ use super::dispatch::{bind_range, dispatch, product_strides, u32_of, View};
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
 use crate::gpu::shaders::{load_unit, span, Kernel};
-use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey};
+use crate::gpu::{Context, GpuTensor, PipelineKey};
 
 /// Tile sizes of the matmul kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,23 +29,16 @@ pub struct MatMulShape {
 }
 
 impl MatMulShape {
-    /// The tile shape for a device kind and weight format, shrunk until its workgroup memory
+    /// The device profile's tiles for weight format `ty`, shrunk until their workgroup memory
     /// fits the device.
     pub fn for_format(ctx: &Context, ty: GgmlType) -> MatMulShape {
-        MatMulShape::for_device(ctx.profile(), ty, ctx.limits().max_compute_workgroup_storage_size)
+        ctx.profile().matmul.for_limit(ty, ctx.limits().max_compute_workgroup_storage_size)
     }
 
-    /// [`MatMulShape::for_format`] from the device facts alone (`limit`: workgroup memory bytes).
-    pub fn for_device(profile: KernelProfile, ty: GgmlType, limit: u32) -> MatMulShape {
-        let bk = span(ty).max(32);
-        let mut s = match profile {
-            KernelProfile::Gpu => MatMulShape { bm: 64, bn: 64, bk, tm: 4, tn: 4, whole_blocks: false, pad_rows: true },
-            // 8 x 8 micro-tiles: on a CPU device every workgroup-memory read is a gather, so the
-            // more multiply-adds per read the better (measured with `cargo bench --bench kernels
-            // -- --tune-mm`). 64 x 64 tiles over 32 x 32 (lavapipe, weights in textures, default
-            // model): pp64 62 -> 69 t/s, pp256 60 -> 70.
-            KernelProfile::Cpu => MatMulShape { bm: 64, bn: 64, bk, tm: 8, tn: 8, whole_blocks: true, pad_rows: false },
-        };
+    /// These tiles with the depth `ty` needs (a multiple of its decoders' span), halved until
+    /// their workgroup memory fits `limit` bytes.
+    pub fn for_limit(self, ty: GgmlType, limit: u32) -> MatMulShape {
+        let mut s = MatMulShape { bk: span(ty).max(32), ..self };
         while s.workgroup_bytes() > limit && s.bm > s.tm * 2 {
             s.bm /= 2;
             s.bn /= 2;

@@ -7,7 +7,7 @@ use super::elementwise::act_code;
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
 use crate::gpu::shaders::{block_geometry, load_unit, Kernel};
-use crate::gpu::{Context, GpuTensor, KernelProfile, PipelineKey, StackedTensor};
+use crate::gpu::{Context, GpuTensor, MatVecRule, PipelineKey, StackedTensor};
 use crate::model::Activation;
 
 /// Most activation columns one matvec dispatch handles (the kernel keeps NCOLS × RPI
@@ -77,40 +77,43 @@ impl MatVecShape {
     /// `row_len` elements (see [`MatVecShape::pick`]).
     pub fn for_device(ctx: &Context, ty: GgmlType, ncols: u32, row_len: usize) -> MatVecShape {
         let warm = warm_pays(ty, row_len, ctx.weight_textures());
-        MatVecShape::pick(ctx.profile(), ctx.subgroup_size(), ty, ncols, warm)
+        MatVecShape::pick(ctx.profile().matvec, ctx.subgroup_size(), ty, ncols, warm)
     }
 
-    /// The shape for a kind of device (with a fixed subgroup size, if it has one usable for
-    /// reductions), weight format and column count; `warm`: CPU shapes warm their rows (see
-    /// [`warm_pays`]).
+    /// The shape a device profile's matvec rule gives (with the device's fixed subgroup size, if
+    /// it has one usable for reductions) for a weight format and column count; `warm`: whether
+    /// warming rows pays for these rows (see [`warm_pays`]), for rules that warm.
     ///
-    /// GPU: a subgroup (or 32 invocations) per row slot: coalesced reads and one reduction, by
-    /// subgroupAdd when the subgroup size is fixed, else through workgroup memory; each
-    /// invocation takes units of up to 64 weights and, for one column, two rows at a time, so a
-    /// workgroup of 4 subgroups covers 8 rows. On an H200 the previous shape (one 8-weight group
-    /// per invocation, one row) read cold 7B matrices at 6-9 % of the streaming-read bandwidth
-    /// (Q4_0 228 GB/s, Q4_K 282, Q8_0 389, against 4120), and a decode step's matvecs took 85 %
-    /// of its device time (docs/gpu.md). CPU (lavapipe): one invocation walks whole rows, several rows at a time, so each
-    /// activation load and each decoded header feeds several rows; about 8 rows × columns of
-    /// reuse was fastest (`cargo bench --bench kernels -- --tune`, weights in textures, one
-    /// column at 16384 × 640 and 4096 × 2048: 8 rows; Q2_K, Q4_K, Q5_K, IQ4_XS 5-8 % faster
-    /// with 16; F32 rows, which stream fastest, 4).
-    pub fn pick(profile: KernelProfile, subgroup: Option<u32>, ty: GgmlType, ncols: u32, warm: bool) -> MatVecShape {
-        // GPU rows per invocation: each activation vec4 loaded feeds this many rows (one column;
-        // with more columns the accumulators multiply, so one row).
-        let gpu_rpi = if ncols == 1 { 2 } else { 1 };
-        let gpu = |sg: Option<u32>| MatVecShape {
-            wg: 4 * sg.unwrap_or(32),
-            tpr: sg.unwrap_or(32),
-            rpi: gpu_rpi,
-            subgroup: sg.is_some(),
-            warm: false,
-            shuffle_x: false,
-            wide_units: true,
-        };
-        match (profile, subgroup) {
-            (KernelProfile::Gpu, sg) => gpu(sg),
-            (KernelProfile::Cpu, _) => {
+    /// [`MatVecRule::Cooperative`] (GPUs): a subgroup (or 32 invocations) per row slot: coalesced
+    /// reads and one reduction, by subgroupAdd when the subgroup size is fixed, else through
+    /// workgroup memory; each invocation takes units of up to 64 weights and, for one column,
+    /// two rows at a time, so a workgroup of 4 subgroups covers 8 rows. On an H200 the previous
+    /// shape (one 8-weight group per invocation, one row) read cold 7B matrices at 6-9 % of the
+    /// streaming-read bandwidth (Q4_0 228 GB/s, Q4_K 282, Q8_0 389, against 4120), and a decode
+    /// step's matvecs took 85 % of its device time (docs/gpu.md).
+    ///
+    /// [`MatVecRule::WholeRows`] (CPU devices, lavapipe): one invocation walks whole rows,
+    /// several rows at a time, so each activation load and each decoded header feeds several
+    /// rows; about 8 rows × columns of reuse was fastest (`cargo bench --bench kernels --
+    /// --tune`, weights in textures, one column at 16384 × 640 and 4096 × 2048: 8 rows; Q2_K,
+    /// Q4_K, Q5_K, IQ4_XS 5-8 % faster with 16; F32 rows, which stream fastest, 4).
+    pub fn pick(rule: MatVecRule, subgroup: Option<u32>, ty: GgmlType, ncols: u32, warm: bool) -> MatVecShape {
+        match rule {
+            MatVecRule::Cooperative { slots, rows_one_column, wide_units } => {
+                let width = subgroup.unwrap_or(32);
+                MatVecShape {
+                    wg: slots * width,
+                    tpr: width,
+                    // Each activation vec4 loaded feeds this many rows; with several columns
+                    // the accumulators multiply, so one row.
+                    rpi: if ncols == 1 { rows_one_column } else { 1 },
+                    subgroup: subgroup.is_some(),
+                    warm: false,
+                    shuffle_x: false,
+                    wide_units,
+                }
+            }
+            MatVecRule::WholeRows { workgroup, warm: warms, shuffle_x } => {
                 use GgmlType::*;
                 // Rows per invocation for one column; with more, about 8 rows × columns.
                 let single = match ty {
@@ -119,9 +122,16 @@ impl MatVecShape {
                     _ => 8,
                 };
                 let rpi = if ncols <= 1 { single } else { (8 / ncols).clamp(1, single) };
-                let wg = 8;
-                let shuffle_x = subgroup == Some(wg);
-                MatVecShape { wg, tpr: 1, rpi, subgroup: false, warm, shuffle_x, wide_units: false }
+                let shuffle_x = shuffle_x && subgroup == Some(workgroup);
+                MatVecShape {
+                    wg: workgroup,
+                    tpr: 1,
+                    rpi,
+                    subgroup: false,
+                    warm: warms && warm,
+                    shuffle_x,
+                    wide_units: false,
+                }
             }
         }
     }
@@ -375,9 +385,9 @@ fn matvec_impl(
         }
         let (x_start, x_len) = (x.offset + col0 * xs, (nc - 1) * xs + k);
         // On CPU devices X is read through a uniform window (shaders/common/x_uniform.wgsl).
-        let uniform = match ctx.profile() {
-            KernelProfile::Cpu => bind_uniform_range(ctx, x.buf.buffer(), x_start, x_len),
-            KernelProfile::Gpu => None,
+        let uniform = match ctx.profile().uniform_activations {
+            true => bind_uniform_range(ctx, x.buf.buffer(), x_start, x_len),
+            false => None,
         };
         let (xr, uniform_x) = match uniform {
             Some(window) => window,

@@ -65,7 +65,7 @@ pub use matmul::{matmul, matmul_with, MatMulShape};
 pub use matvec::{matvec, matvec_gated, matvec_with, MatVecShape, MAX_COLS};
 
 use crate::error::Result;
-use crate::gpu::{Context, GpuTensor, KernelProfile};
+use crate::gpu::{Context, GpuTensor};
 
 /// Every pipeline the activation ops (norms, q/k/v preparation, attention, element-wise) can build,
 /// for validation without a device.
@@ -73,15 +73,14 @@ use crate::gpu::{Context, GpuTensor, KernelProfile};
 pub(crate) fn activation_keys() -> Vec<crate::gpu::PipelineKey> {
     use crate::model::{Activation, KvType, RopeLayout};
     let mut keys = Vec::new();
-    for profile in [crate::gpu::KernelProfile::Gpu, crate::gpu::KernelProfile::Cpu] {
-        keys.extend([norm::key(profile, norm::NormOut::Store), norm::key(profile, norm::NormOut::Add)]);
-        keys.extend([norm::add_key(profile, false), norm::add_key(profile, true)]);
-    }
-    for layout in [RopeLayout::Normal, RopeLayout::Neox] {
-        for kv in [KvType::F16, KvType::F32] {
-            for flags in [[false, false, false], [true, true, true], [true, false, true]] {
-                keys.push(qkv::key(KernelProfile::Cpu, layout, flags, kv));
-                keys.push(qkv::key(KernelProfile::Gpu, layout, flags, kv));
+    for wg in [crate::gpu::DeviceProfile::gpu().norm_workgroup, crate::gpu::DeviceProfile::cpu().norm_workgroup] {
+        keys.extend([norm::key(wg, norm::NormOut::Store), norm::key(wg, norm::NormOut::Add)]);
+        keys.extend([norm::add_key(wg, false), norm::add_key(wg, true)]);
+        for layout in [RopeLayout::Normal, RopeLayout::Neox] {
+            for kv in [KvType::F16, KvType::F32] {
+                for flags in [[false, false, false], [true, true, true], [true, false, true]] {
+                    keys.push(qkv::key(wg, layout, flags, kv));
+                }
             }
         }
     }
@@ -103,14 +102,6 @@ pub(crate) fn activation_keys() -> Vec<crate::gpu::PipelineKey> {
     keys
 }
 
-/// Column count from which [`mul_mat`] uses the tiled matmul instead of matvec.
-pub fn matmul_threshold(ctx: &Context) -> usize {
-    match ctx.profile() {
-        KernelProfile::Gpu => 9,
-        KernelProfile::Cpu => 9,
-    }
-}
-
 /// `Y[n][m] = dot(W[m], X[n])` for `n` in `0..n_cols`, with the kernel that suits `n_cols`.
 pub fn mul_mat<'a>(
     ctx: &Context,
@@ -120,7 +111,7 @@ pub fn mul_mat<'a>(
     y: impl Into<View<'a>>,
     n_cols: usize,
 ) -> Result<()> {
-    if n_cols < matmul_threshold(ctx) {
+    if n_cols < ctx.profile().matmul_threshold {
         matvec(ctx, pass, w, x, y, n_cols)
     } else {
         matmul(ctx, pass, w, x, y, n_cols)
@@ -141,7 +132,7 @@ pub fn mul_mat_gated(
     n_cols: usize,
     act: crate::model::Activation,
 ) -> Result<()> {
-    if n_cols < matmul_threshold(ctx) {
+    if n_cols < ctx.profile().matmul_threshold {
         return matvec_gated(ctx, pass, w_up, x, gate, n_cols, act);
     }
     matmul(ctx, pass, w_up, x, up, n_cols)?;

@@ -4,16 +4,7 @@
 use super::dispatch::{bind_range, dispatch, fold, resolve, u32_of, View};
 use crate::error::Result;
 use crate::gpu::shaders::Kernel;
-use crate::gpu::{Context, F32Buffer, KernelProfile, PipelineKey};
-
-/// Invocations per workgroup (one workgroup per row): 64 on GPUs; on CPU devices one SIMD
-/// batch, since every workgroup barrier there switches between the batches of the workgroup.
-pub(crate) fn workgroup_size(profile: KernelProfile) -> u32 {
-    match profile {
-        KernelProfile::Gpu => 64,
-        KernelProfile::Cpu => 8,
-    }
-}
+use crate::gpu::{Context, F32Buffer, PipelineKey};
 
 /// How the normalised row is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,20 +15,17 @@ pub enum NormOut {
     Add,
 }
 
-pub(crate) fn key(profile: KernelProfile, out: NormOut) -> PipelineKey {
+/// The kernel for `wg` invocations a row (the profile's `norm_workgroup`).
+pub(crate) fn key(wg: u32, out: NormOut) -> PipelineKey {
     PipelineKey {
         kernel: Kernel::RmsNorm,
         format: None,
-        consts: vec![("WG", workgroup_size(profile)), ("ADD", u32::from(out == NormOut::Add))],
+        consts: vec![("WG", wg), ("ADD", u32::from(out == NormOut::Add))],
     }
 }
 
-pub(crate) fn add_key(profile: KernelProfile, post_norm: bool) -> PipelineKey {
-    PipelineKey {
-        kernel: Kernel::AddRmsNorm,
-        format: None,
-        consts: vec![("WG", workgroup_size(profile)), ("POST", u32::from(post_norm))],
-    }
+pub(crate) fn add_key(wg: u32, post_norm: bool) -> PipelineKey {
+    PipelineKey { kernel: Kernel::AddRmsNorm, format: None, consts: vec![("WG", wg), ("POST", u32::from(post_norm))] }
 }
 
 /// The kernels read rows 4 elements at a time: `d`, checked to be a multiple of 4.
@@ -74,7 +62,7 @@ pub fn rms_norm<'a>(
     // Rows are packed: the shader indexes row * d.
     resolve(&x.stride(d), &"rms_norm x", n_rows, d)?;
     resolve(&y.stride(d), &"rms_norm y", n_rows, d)?;
-    let pipeline = ctx.pipeline(&key(ctx.profile(), out))?;
+    let pipeline = ctx.pipeline(&key(ctx.profile().norm_workgroup, out))?;
     let xr = bind_range(ctx, x.buf.buffer(), x.offset, n_rows * d, "rms_norm x")?;
     let yr = bind_range(ctx, y.buf.buffer(), y.offset, n_rows * d, "rms_norm y")?;
     let params = [
@@ -127,7 +115,7 @@ pub fn add_rms_norm(
     for (buf, what) in [(o, "add_rms_norm o"), (r, "add_rms_norm r"), (h, "add_rms_norm h")] {
         resolve(&View::from(buf), &what, n_rows, d)?;
     }
-    let pipeline = ctx.pipeline(&add_key(ctx.profile(), post_norm.is_some()))?;
+    let pipeline = ctx.pipeline(&add_key(ctx.profile().norm_workgroup, post_norm.is_some()))?;
     let len = n_rows * d;
     let or = bind_range(ctx, o.buffer(), 0, len, "add_rms_norm o")?;
     let rr = bind_range(ctx, r.buffer(), 0, len, "add_rms_norm r")?;

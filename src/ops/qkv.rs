@@ -4,10 +4,9 @@
 
 use super::attention::KvBuffer;
 use super::dispatch::{bind_range, dispatch, fold, u32_of, View};
-use super::norm::workgroup_size;
 use crate::error::{Error, Result};
 use crate::gpu::shaders::Kernel;
-use crate::gpu::{Context, F32Buffer, KernelProfile, PipelineKey};
+use crate::gpu::{Context, F32Buffer, PipelineKey};
 use crate::model::{KvType, RopeLayout};
 
 /// Rope parameters of one layer.
@@ -41,13 +40,14 @@ pub struct QkvPrep<'a> {
     pub v_cache: &'a KvBuffer,
 }
 
-pub(crate) fn key(profile: KernelProfile, layout: RopeLayout, flags: [bool; 3], kv_type: KvType) -> PipelineKey {
+/// The kernel for `wg` invocations a token (the profile's `norm_workgroup`).
+pub(crate) fn key(wg: u32, layout: RopeLayout, flags: [bool; 3], kv_type: KvType) -> PipelineKey {
     let [has_factors, q_norm, k_norm] = flags.map(u32::from);
     PipelineKey {
         kernel: Kernel::QkvPrep,
         format: None,
         consts: vec![
-            ("WG", workgroup_size(profile)),
+            ("WG", wg),
             ("NEOX", u32::from(layout == RopeLayout::Neox)),
             ("HAS_FACTORS", has_factors),
             ("Q_NORM", q_norm),
@@ -117,7 +117,7 @@ pub fn prepare_qkv(
     prep.check(n_tokens)?;
     let s = prep;
     let flags = [s.rope.factors.is_some(), s.q_norm.is_some(), s.k_norm.is_some()];
-    let pipeline = ctx.pipeline(&key(ctx.profile(), s.rope.layout, flags, s.k_cache.kv_type))?;
+    let pipeline = ctx.pipeline(&key(ctx.profile().norm_workgroup, s.rope.layout, flags, s.k_cache.kv_type))?;
     let ends = [
         s.q.offset + n_tokens * s.n_head * s.head_dim,
         s.k.offset + n_tokens * s.n_head_kv * s.head_dim,
