@@ -170,7 +170,7 @@ fn run(args: &Args) -> Result<()> {
     let timer = PassTimer::new(ctx);
     let bandwidth = read_bandwidth(ctx, &timer, (1u64 << 30).min(ctx.max_binding_size() & !15), 3)?;
     let bound_tps = bandwidth * 1e9 / step_bytes as f64;
-    eprintln!("device: {}", ctx.describe());
+    eprintln!("device: {}, {} profile", ctx.describe(), ctx.profile().name);
     eprintln!(
         "loaded {:.2} GB in {load_s:.2} s ({:.2} GB/s); streaming read {bandwidth:.1} GB/s; a decode step reads {:.2} GB of weights: bound {bound_tps:.1} t/s",
         size as f64 / 1e9,

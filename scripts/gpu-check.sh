@@ -116,7 +116,7 @@ WGQUANT_SHADER_CHECKS=0 step "$(printf %02d $i)-unchecked-${profiled/:/-}" 90 bi
 #    bound; the side-by-side comparison runs where llama.cpp is built (scripts/compare-llamacpp.sh).
 
 # Every step must have left its log with the figures it exists for.
-for want in '01-info.log:profile ' '02-test-kernels.log:test result: ok' '03-test-small-models.log:test result: ok' \
+for want in '01-info.log:profile: ' '02-test-kernels.log:test result: ok' '03-test-small-models.log:test result: ok' \
     '04-bench-kernels.log:streaming read' '04-bench-kernels.log:Q4_K ' "-speed-:| tg"; do
     file="${want%%:*}" text="${want#*:}"
     if ! cat "$out"/*"$file"* 2>/dev/null | grep -q -- "$text"; then

@@ -18,7 +18,8 @@
 // (head_dim rounded up to a power of two: the staged queries), PPI (element pairs of the output
 // per invocation), KV_F16. Cache layout: position j in row j % ring, raw words (f16 pairs or f32
 // bits); head_dim a multiple of 8 with f16 and of 4 with f32 (the host checks),
-// so a key's slice is whole vec4s. Composed after common/attention_params.wgsl.
+// so a key's slice is whole vec4s. Composed after common/attention_params.wgsl and
+// common/kv_chunk.wgsl.
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<vec4<u32>>;
@@ -34,15 +35,6 @@ const NEG = -3.4e38;
 var<workgroup> qs: array<f32, HPW * HD>;   // the HPW queries, scaled
 var<workgroup> probs: array<f32, HPW * WG>; // the tile's weights exp(score - max)
 var<workgroup> red: array<f32, HPW * WG>;   // reduction scratch
-
-// Elements 4c..4c+4 of the 16-byte cache word `w` (f16: c is 0 or 1; f32: c is 0).
-fn chunk(w: vec4<u32>, c: u32) -> vec4<f32> {
-    if (KV_F16 == 1u) {
-        let pair = select(w.xy, w.zw, c == 1u);
-        return vec4<f32>(unpack2x16float(pair.x), unpack2x16float(pair.y));
-    }
-    return bitcast<vec4<f32>>(w);
-}
 
 // Element pair e of value row `row` of KV head `kvh`.
 fn value_pair(row: u32, kvh: u32, e: u32) -> vec2<f32> {

@@ -12,7 +12,8 @@
 // u32 words (f16 pairs when KV_F16 = 1, else f32 bits).
 //
 // Generated constants: WG (the subgroup size), DPI (head_dim / WG, a multiple of 8 with f16 or 4
-// with f32), HPW (query heads per workgroup), KV_F16. Composed after common/attention_params.wgsl.
+// with f32), HPW (query heads per workgroup), KV_F16. Composed after common/attention_params.wgsl
+// and common/kv_chunk.wgsl.
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<vec4<u32>>;
@@ -24,15 +25,6 @@
 const EPV = select(4u, 8u, KV_F16 == 1u);
 const NW = DPI / EPV;
 const NC = DPI / 4u;
-
-// Chunk c (0 or 1) of the cache vec4 `w`: its 4 elements at 4c.. (f16), or all of them (f32).
-fn chunk(w: vec4<u32>, c: u32) -> vec4<f32> {
-    if (KV_F16 == 1u) {
-        let pair = select(w.xy, w.zw, c == 1u);
-        return vec4<f32>(unpack2x16float(pair.x), unpack2x16float(pair.y));
-    }
-    return bitcast<vec4<f32>>(w);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32,

@@ -12,6 +12,7 @@
 //! assert_eq!(greedy.sample(&[0.1, 2.0, -1.0], &[]), 1);
 //! ```
 
+use crate::rng::SplitMix64;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashSet};
 
@@ -88,25 +89,6 @@ impl PartialOrd for Likelier {
 impl Ord for Likelier {
     fn cmp(&self, other: &Self) -> Ordering {
         other.0.rank_cmp(&self.0)
-    }
-}
-
-/// SplitMix64: tiny, fast, and statistically sound for sampling; no dependency needed.
-#[derive(Clone, Debug)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 53 bits of precision.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
 

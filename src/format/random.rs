@@ -11,41 +11,24 @@ use rayon::prelude::*;
 
 use super::GgmlType;
 use crate::error::Result;
+use crate::rng::SplitMix64;
 
 /// Blocks made by one rayon task (about 1 MiB of output for most formats).
 const TASK_BLOCKS: usize = 8192;
-
-/// splitmix64: a fast 64-bit generator whose every seed gives an independent-looking stream.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A value in [-1, 1).
-    fn signed_unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
 
 /// `n_elems` elements of `ty` (a whole number of blocks), deterministic in `seed`.
 pub fn random_blocks(ty: GgmlType, n_elems: u64, seed: u64) -> Result<Vec<u8>> {
     let mut out = vec![0u8; ty.bytes_for(n_elems)? as usize];
     let task_bytes = TASK_BLOCKS * ty.block_bytes();
     out.par_chunks_mut(task_bytes).enumerate().for_each(|(i, chunk)| {
-        let mut rng = SplitMix(seed ^ (i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let mut rng = SplitMix64(seed ^ (i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
         fill(ty, chunk, &mut rng);
     });
     Ok(out)
 }
 
-fn fill(ty: GgmlType, out: &mut [u8], rng: &mut SplitMix) {
-    let small = |rng: &mut SplitMix| rng.signed_unit() / 16.0;
+fn fill(ty: GgmlType, out: &mut [u8], rng: &mut SplitMix64) {
+    let small = |rng: &mut SplitMix64| rng.signed_unit() / 16.0;
     match ty {
         GgmlType::F32 => out.chunks_exact_mut(4).for_each(|v| v.copy_from_slice(&small(rng).to_le_bytes())),
         GgmlType::F16 => {
@@ -56,7 +39,7 @@ fn fill(ty: GgmlType, out: &mut [u8], rng: &mut SplitMix) {
         }
         _ => {
             for word in out.chunks_mut(8) {
-                let bytes = rng.next().to_le_bytes();
+                let bytes = rng.next_u64().to_le_bytes();
                 word.copy_from_slice(&bytes[..word.len()]);
             }
             // Scales from 2^-10 to 2^-7: the range of a trained model's block scales.

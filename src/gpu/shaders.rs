@@ -207,6 +207,9 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
     if matches!(kernel, Kernel::AttentionSplit | Kernel::AttentionFlash | Kernel::AttentionCombine) {
         s.push_str(include_str!("../../shaders/common/attention_params.wgsl"));
     }
+    if matches!(kernel, Kernel::AttentionSplit | Kernel::AttentionFlash) {
+        s.push_str(include_str!("../../shaders/common/kv_chunk.wgsl"));
+    }
     if matches!(kernel, Kernel::RmsNorm | Kernel::AddRmsNorm | Kernel::QkvPrep) {
         s.push_str(include_str!("../../shaders/common/row_sum.wgsl"));
     }

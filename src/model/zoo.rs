@@ -60,16 +60,18 @@ pub const LLAMA3_8B: LlamaShape = LlamaShape {
     rope_base: 500_000.0,
 };
 
-/// A Llama-shaped model small enough for lavapipe: the dry runs of the GPU benchmarks use it.
+/// A tiny Llama: 2 layers of width 256 (so every k-quant applies), grouped-query attention with
+/// 64-wide heads, and a 512-token vocabulary (3 controls, 256 byte tokens, 253 pieces). Small
+/// enough for lavapipe: the toy models of the format benchmark and the GPU check's dry run.
 pub const LLAMA_TINY: LlamaShape = LlamaShape {
-    name: "Llama-tiny",
+    name: "tiny-random-llama",
     n_vocab: 512,
     n_embd: 256,
     n_ff: 512,
     n_layer: 2,
     n_head: 4,
     n_head_kv: 2,
-    n_ctx_train: 2048,
+    n_ctx_train: 1024,
     rope_base: 10_000.0,
 };
 
