@@ -26,7 +26,6 @@ use clap::Parser;
 use wgquant::bench::speed::{multiplied_matrices, read_bandwidth, PassTimer};
 use wgquant::gguf::GgufFile;
 use wgquant::gpu::{format_profile, PROFILE_ENV};
-use wgquant::model::cpu::Logits;
 use wgquant::model::gpu::{GpuModel, GpuState};
 use wgquant::model::zoo::{self, StandInWeights};
 use wgquant::model::KvType;
@@ -120,12 +119,9 @@ fn tokens(n: usize, seed: u64, n_vocab: u64) -> Vec<u32> {
     (0..n as u64).map(|i| (((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed) % n_vocab) as u32).collect()
 }
 
-fn argmax(logits: &[f32]) -> u32 {
-    logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32)
-}
-
-/// One timed decode run: seconds for `steps` greedy steps from position `pos0`, and the host
-/// seconds of recording and submitting them.
+/// One timed decode run: seconds for `steps` greedy steps from position `pos0` (each token picked
+/// on the device, as `Session` does for greedy decoding), and the host seconds of recording and
+/// submitting them.
 struct Decode {
     seconds: f64,
     host_seconds: f64,
@@ -136,7 +132,7 @@ fn decode(model: &GpuModel, state: &mut GpuState, first: u32, pos0: usize, steps
     let mut host_seconds = 0.0;
     let t = Instant::now();
     for i in 0..steps {
-        next = argmax(&model.forward(state, &[next], pos0 + i, Logits::Last)?);
+        next = model.forward_greedy(state, &[next], pos0 + i)?;
         host_seconds += state.last_host_seconds();
     }
     Ok(Decode { seconds: t.elapsed().as_secs_f64(), host_seconds })
@@ -181,13 +177,12 @@ fn run(args: &Args) -> Result<()> {
     // Prompt processing, and the first token's latency (the prompt plus picking the token).
     let batch = model.plan().batch;
     let mut state = GpuState::new(gpu, n_ctx, batch, 1, KvType::F16)?;
-    gpu.forward(&mut state, &tokens(args.prompt_tokens.min(16), 99, n_vocab), 0, Logits::Last)?; // builds pipelines
+    gpu.forward_greedy(&mut state, &tokens(args.prompt_tokens.min(16), 99, n_vocab), 0)?; // builds pipelines
     let (mut pp, mut first_token) = (Vec::new(), f64::MAX);
     for rep in 0..args.reps.max(1) as u64 {
         let prompt = tokens(args.prompt_tokens, rep, n_vocab);
         let t = Instant::now();
-        let logits = gpu.forward(&mut state, &prompt, 0, Logits::Last)?;
-        argmax(&logits);
+        gpu.forward_greedy(&mut state, &prompt, 0)?;
         let s = t.elapsed().as_secs_f64();
         pp.push(args.prompt_tokens as f64 / s);
         first_token = first_token.min(s);

@@ -55,6 +55,14 @@ impl SamplerParams {
     pub fn greedy() -> Self {
         SamplerParams { temperature: 0.0, ..Self::default() }
     }
+
+    /// Whether these parameters pick the most likely token of the unmodified logits (temperature
+    /// 0 and no repetition penalty): a choice the GPU can make itself, so the logits need not be
+    /// read back (see [`crate::model::gpu::GpuModel::forward_greedy`]).
+    pub fn is_plain_greedy(&self) -> bool {
+        let greedy = self.temperature.is_nan() || self.temperature <= 0.0;
+        greedy && (self.repeat_penalty == 1.0 || self.repeat_last_n == 0)
+    }
 }
 
 /// A token id with its (possibly adjusted) logit.
@@ -255,11 +263,13 @@ impl Sampler {
     }
 }
 
-/// Index of the largest logit, the lowest index on ties (NaN never wins).
-fn argmax(logits: &[f32]) -> u32 {
+/// Index of the largest logit, the lowest index on ties; NaN counts as −∞ (so it never wins, and
+/// with nothing else the answer is 0). `shaders/argmax.wgsl` picks the same on the GPU.
+pub(crate) fn argmax(logits: &[f32]) -> u32 {
+    let rank = |l: f32| if l.is_nan() { f32::NEG_INFINITY } else { l };
     let mut best = 0;
     for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] {
+        if rank(l) > rank(logits[best]) {
             best = i;
         }
     }

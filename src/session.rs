@@ -158,7 +158,7 @@ impl Model {
     /// A new conversation with its own KV cache.
     pub fn session(&self) -> Result<Session<'_>> {
         let state = GpuState::new(&self.gpu, self.plan.n_ctx, self.plan.batch, 1, self.plan.kv_type)?;
-        Ok(Session { model: self, state, history: Vec::new(), logits: None })
+        Ok(Session { model: self, state, history: Vec::new(), logits: None, next_token: None })
     }
 }
 
@@ -226,12 +226,14 @@ impl GenerationStats {
     }
 }
 
-/// A conversation: the tokens in its KV cache, and the logits after the last of them.
+/// A conversation: the tokens in its KV cache, and the logits after the last of them (or, after a
+/// greedy step picked on the device, only the token they make most likely).
 pub struct Session<'m> {
     model: &'m Model,
     state: GpuState,
     history: Vec<u32>,
     logits: Option<Vec<f32>>,
+    next_token: Option<u32>,
 }
 
 impl<'m> Session<'m> {
@@ -250,22 +252,37 @@ impl<'m> Session<'m> {
     pub fn reset(&mut self) {
         self.history.clear();
         self.logits = None;
+        self.next_token = None;
     }
 
     /// Run `tokens` after the history; returns the logits that predict the next token.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<&[f32]> {
-        let free = self.state.n_ctx - self.history.len();
-        if tokens.len() > free {
+        self.check_room(tokens.len())?;
+        let logits = self.model.gpu.forward(&mut self.state, tokens, self.history.len(), Logits::Last)?;
+        self.history.extend_from_slice(tokens);
+        self.next_token = None;
+        Ok(self.logits.insert(logits))
+    }
+
+    /// Run `tokens` after the history; returns the most likely next token, picked on the GPU
+    /// (the session then keeps no logits).
+    pub fn feed_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
+        self.check_room(tokens.len())?;
+        let token = self.model.gpu.forward_greedy(&mut self.state, tokens, self.history.len())?;
+        self.history.extend_from_slice(tokens);
+        self.logits = None;
+        Ok(*self.next_token.insert(token))
+    }
+
+    fn check_room(&self, n: usize) -> Result<()> {
+        if n > self.state.n_ctx - self.history.len() {
             return Err(Error::Invalid(format!(
-                "{} tokens do not fit: the session holds {} of {} positions",
-                tokens.len(),
+                "{n} tokens do not fit: the session holds {} of {} positions",
                 self.history.len(),
                 self.state.n_ctx
             )));
         }
-        let logits = self.model.gpu.forward(&mut self.state, tokens, self.history.len(), Logits::Last)?;
-        self.history.extend_from_slice(tokens);
-        Ok(self.logits.insert(logits))
+        Ok(())
     }
 
     /// Tokenize `prompt` for this session: BOS first when the model wants one and the session is empty.
@@ -287,13 +304,23 @@ impl<'m> Session<'m> {
         params: &GenerateParams,
     ) -> Result<Generation<'s, 'm>> {
         let start = Instant::now();
+        // Plain greedy decoding picks each token on the GPU and reads back only its id.
+        let on_device = params.sampler.is_plain_greedy();
         if !prompt.is_empty() {
-            self.feed(prompt)?;
-        } else if self.logits.is_none() {
-            return Err(Error::Invalid("nothing to continue from: give a prompt".into()));
+            match on_device {
+                true => self.feed_greedy(prompt).map(drop)?,
+                false => self.feed(prompt).map(drop)?,
+            }
+        } else if self.logits.is_none() && !(on_device && self.next_token.is_some()) {
+            let why = match self.next_token {
+                Some(_) => "the last step was greedy, picked on the GPU without keeping logits: continue greedily, or give a prompt",
+                None => "nothing to continue from: give a prompt",
+            };
+            return Err(Error::Invalid(why.into()));
         }
         let stats = GenerationStats { prompt_tokens: prompt.len(), prompt_time: start.elapsed(), ..Default::default() };
         Ok(Generation {
+            on_device,
             sampler: Sampler::new(params.sampler.clone()),
             params: params.clone(),
             decoder: StreamDecoder::new(),
@@ -309,6 +336,8 @@ impl<'m> Session<'m> {
 /// tokens produced so far stay in the session's history.
 pub struct Generation<'s, 'm> {
     session: &'s mut Session<'m>,
+    /// Tokens are picked on the GPU ([`Session::feed_greedy`]); else sampled from the logits.
+    on_device: bool,
     sampler: Sampler,
     params: GenerateParams,
     decoder: StreamDecoder,
@@ -332,9 +361,14 @@ impl Generation<'_, '_> {
     fn step(&mut self) -> Result<Option<Piece>> {
         let s = &mut *self.session;
         let tok = &s.model.tokenizer;
-        let logits = s.logits.as_ref().ok_or_else(|| Error::Invalid("no logits to sample from".into()))?;
-        let recent_from = s.history.len().saturating_sub(self.params.sampler.repeat_last_n);
-        let token = self.sampler.sample(logits, &s.history[recent_from..]);
+        let token = match (self.on_device, s.next_token) {
+            (true, Some(token)) => token,
+            _ => {
+                let logits = s.logits.as_ref().ok_or_else(|| Error::Invalid("no logits to sample from".into()))?;
+                let recent_from = s.history.len().saturating_sub(self.params.sampler.repeat_last_n);
+                self.sampler.sample(logits, &s.history[recent_from..])
+            }
+        };
         if tok.is_eog(token) {
             self.finish(StopReason::EndOfGeneration);
             return Ok(None);
@@ -344,7 +378,10 @@ impl Generation<'_, '_> {
             return Ok(None);
         }
         let start = Instant::now();
-        s.feed(&[token])?;
+        match self.on_device {
+            true => s.feed_greedy(&[token]).map(drop)?,
+            false => s.feed(&[token]).map(drop)?,
+        }
         self.stats.decode_time += start.elapsed();
         self.stats.generated_tokens += 1;
         let mut text = std::mem::take(&mut self.held);

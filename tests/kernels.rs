@@ -896,3 +896,38 @@ fn check_attention(
     let what = format!("{} profile, {shape:?} {kv_type:?} ring {ring}", ctx.profile().name);
     assert_close(&what, &got, &expected, 1e-5);
 }
+
+/// Greedy picking on the device is the CPU sampler's argmax: the first of equal maxima, NaN as
+/// −∞ (also at element 0, and everywhere), at vocabulary sizes around the workgroup's width and Gemma's 262144,
+/// read from an offset into the buffer; on the default context and the GPU-shaped ones.
+#[test]
+fn argmax_picks_the_first_largest_logit() {
+    use wgquant::sampler::{Sampler, SamplerParams};
+    let Some(first) = ctx() else { return };
+    let mut rng = Rng::new(2100);
+    for ctx in std::iter::once(first).chain(gpu_shaped_ctxs()) {
+        for n in [1, 255, 256, 257, 1000, 262_144] {
+            let mut cases: Vec<Vec<f32>> = vec![rng.vec(n), rng.vec(n).iter().map(|v| -v.abs() - 1.0).collect()];
+            // Ties: the maximum three times (first of them wins); NaNs scattered, and first.
+            let mut ties = rng.vec(n);
+            for at in [n / 3, n / 2, n - 1] {
+                ties[at] = 7.0;
+            }
+            ties[n / 5] = f32::NAN;
+            cases.push(ties);
+            let mut nan_first = rng.vec(n);
+            nan_first[0] = f32::NAN;
+            cases.push(nan_first);
+            cases.push(vec![f32::NAN; n]);
+            for logits in cases {
+                let offset = 4;
+                let buf = ctx.f32_buffer("logits", offset + n).unwrap();
+                ctx.write(&buf, offset, &logits).unwrap();
+                let best = ctx.vec_zeroed::<u32>("best", 1, MemTag::Activations).unwrap();
+                run_pass(ctx, |pass| wgquant::ops::argmax::argmax(ctx, pass, buf.at(offset), n, &best).unwrap());
+                let cpu = Sampler::new(SamplerParams::greedy()).sample(&logits, &[]);
+                assert_eq!(ctx.read(&best).unwrap()[0], cpu, "n = {n} on {}", ctx.describe());
+            }
+        }
+    }
+}

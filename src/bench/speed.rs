@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::format::GgmlType;
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::gpu::{probe, Context, GpuTensor, MemTag};
-use crate::model::cpu::Logits;
 use crate::model::gpu::{GpuModel, GpuState};
 use crate::model::KvType;
 
@@ -190,7 +189,7 @@ pub fn matvec_bandwidth(ctx: &Context, timer: &PassTimer, file: &GgufFile, reps:
 
 /// Prompt and decode tokens per second of `model`: `prompt` is processed in one call (micro-
 /// batches of up to 128 tokens, as [`crate::Session`] does by default), then `decode` tokens are
-/// generated greedily one at a time, each step reading back the logits. One short untimed warm-up
+/// generated greedily one at a time, each picked on the device as a greedy session does. One short untimed warm-up
 /// first; the prompt is timed `reps` times (best kept), decode once.
 pub fn generation_speed(model: &GpuModel, prompt: &[u32], decode: usize, reps: usize) -> Result<(f64, f64)> {
     if prompt.is_empty() || decode == 0 {
@@ -216,12 +215,11 @@ pub fn generation_speed(model: &GpuModel, prompt: &[u32], decode: usize, reps: u
 /// Seconds for the prompt and for `decode` greedy steps after it.
 fn run_generation(model: &GpuModel, state: &mut GpuState, prompt: &[u32], decode: usize) -> Result<(f64, f64)> {
     let t0 = Instant::now();
-    let mut logits = model.forward(state, prompt, 0, Logits::Last)?;
+    let mut next = model.forward_greedy(state, prompt, 0)?;
     let prefill = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     for i in 0..decode {
-        let next = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32);
-        logits = model.forward(state, &[next], prompt.len() + i, Logits::Last)?;
+        next = model.forward_greedy(state, &[next], prompt.len() + i)?;
     }
     Ok((prefill, t1.elapsed().as_secs_f64()))
 }

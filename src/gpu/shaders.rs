@@ -33,10 +33,12 @@ pub enum Kernel {
     AttentionCombine,
     /// `shaders/elementwise.wgsl`: add, gated activations, bias, scale.
     Elementwise,
+    /// `shaders/argmax.wgsl`: greedy sampling, the index of the largest logit.
+    Argmax,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::MatVec,
         Kernel::MatMul,
         Kernel::GetRows,
@@ -48,6 +50,7 @@ impl Kernel {
         Kernel::AttentionFlash,
         Kernel::AttentionCombine,
         Kernel::Elementwise,
+        Kernel::Argmax,
     ];
 
     fn source(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Kernel {
             Kernel::AttentionFlash => include_str!("../../shaders/attention_flash.wgsl"),
             Kernel::AttentionCombine => include_str!("../../shaders/attention_combine.wgsl"),
             Kernel::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            Kernel::Argmax => include_str!("../../shaders/argmax.wgsl"),
         }
     }
 

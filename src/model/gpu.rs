@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::{dequant, GgmlType};
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::gpu::{Context, F32Buffer, GpuTensor, MemTag, StackedTensor, TrackedBuffer, U32Buffer};
+use crate::ops::argmax::argmax;
 use crate::ops::attention::{attention, scratch_floats, AttentionShape, KvBuffer};
 use crate::ops::elementwise::{elementwise, Op};
 use crate::ops::matvec::{matvec_gate_up, matvec_stack};
@@ -234,6 +235,8 @@ pub struct GpuState {
     logits: F32Buffer,       // [logits_rows][n_vocab]
     /// The logits' copy the host reads, filled in the same submit as the forward pass.
     readback: TrackedBuffer, // [logits_rows][n_vocab]
+    next_id: U32Buffer,      // [1] the greedy next token (ops::argmax)
+    next_id_readback: TrackedBuffer, // [1] its copy the host reads
     ids: U32Buffer,          // [B] token ids
     k_cache: Vec<KvBuffer>,
     v_cache: Vec<KvBuffer>,
@@ -281,6 +284,13 @@ impl GpuState {
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 MemTag::Staging,
             )?,
+            next_id: ctx.vec_zeroed("next token", 1, MemTag::Activations)?,
+            next_id_readback: ctx.create_buffer(
+                "next token readback",
+                16,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                MemTag::Staging,
+            )?,
             ids: ctx.vec_zeroed("ids", batch, MemTag::Activations)?,
             k_cache,
             v_cache,
@@ -308,10 +318,54 @@ impl GpuState {
     }
 }
 
+/// What a micro-batch hands back to the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Want {
+    Nothing,
+    Logits(Logits),
+    /// The greedy next token, picked on the device.
+    NextToken,
+}
+
+impl Want {
+    /// The rows of logits the head computes for it, if any.
+    fn head_rows(self) -> Option<Logits> {
+        match self {
+            Want::Nothing => None,
+            Want::Logits(rows) => Some(rows),
+            Want::NextToken => Some(Logits::Last),
+        }
+    }
+}
+
+/// What came back.
+enum Output {
+    Logits(Vec<f32>),
+    Token(u32),
+}
+
 impl GpuModel {
     /// Run `tokens` at positions `pos0..` (appending to the caches) and return the logits asked
     /// for: `[n_vocab]` for [`Logits::Last`], `[n][n_vocab]` for [`Logits::All`].
     pub fn forward(&self, state: &mut GpuState, tokens: &[u32], pos0: usize, which: Logits) -> Result<Vec<f32>> {
+        match self.run(state, tokens, pos0, Want::Logits(which))? {
+            Output::Logits(logits) => Ok(logits),
+            Output::Token(_) => Err(Error::Invalid("a forward pass asked for logits returned a token".into())),
+        }
+    }
+
+    /// Run `tokens` at positions `pos0..` and return the most likely next token: the argmax of
+    /// [`GpuModel::forward`]'s last logits (the first of equals), picked on the device when the
+    /// head is there, so a decode step reads back one word instead of `n_vocab` floats.
+    pub fn forward_greedy(&self, state: &mut GpuState, tokens: &[u32], pos0: usize) -> Result<u32> {
+        match self.run(state, tokens, pos0, Want::NextToken)? {
+            Output::Token(token) => Ok(token),
+            Output::Logits(_) => Err(Error::Invalid("a greedy forward pass returned logits".into())),
+        }
+    }
+
+    /// The forward pass over micro-batches; the last one hands back `last`.
+    fn run(&self, state: &mut GpuState, tokens: &[u32], pos0: usize, last: Want) -> Result<Output> {
         if tokens.is_empty() {
             return Err(Error::Invalid("no tokens to run".into()));
         }
@@ -326,34 +380,27 @@ impl GpuModel {
             return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary of {}", self.config.n_vocab)));
         }
         // With every logit wanted, a micro-batch is no larger than the logits buffer.
-        let step = if which == Logits::All { state.logits_rows } else { state.batch };
+        let all = last == Want::Logits(Logits::All);
+        let step = if all { state.logits_rows } else { state.batch };
         state.host_seconds = 0.0;
-        let mut out = Vec::new();
+        let mut logits = Vec::new();
         for (i, chunk) in tokens.chunks(step).enumerate() {
             let last_chunk = (i + 1) * step >= tokens.len();
-            let want = match which {
-                Logits::All => Some(Logits::All),
-                Logits::Last if last_chunk => Some(Logits::Last),
-                Logits::Last => None,
-            };
-            let logits = self.forward_batch(state, chunk, pos0 + i * step, want)?;
-            out.extend(logits);
+            let want = if all || last_chunk { last } else { Want::Nothing };
+            match self.forward_batch(state, chunk, pos0 + i * step, want)? {
+                Output::Logits(l) => logits.extend(l),
+                token => return Ok(token),
+            }
         }
-        Ok(out)
+        Ok(Output::Logits(logits))
     }
 
     /// One micro-batch (at most `state.batch` tokens).
-    fn forward_batch(
-        &self,
-        state: &mut GpuState,
-        tokens: &[u32],
-        pos0: usize,
-        want: Option<Logits>,
-    ) -> Result<Vec<f32>> {
+    fn forward_batch(&self, state: &mut GpuState, tokens: &[u32], pos0: usize, want: Want) -> Result<Output> {
         let c = &self.config;
         let n = tokens.len();
         let started = Instant::now();
-        // Everything on the GPU: one submit, and only logits come back.
+        // Everything on the GPU: one submit, and only logits (or a token id) come back.
         let all_gpu = self.placement.gpu_layers == c.n_layer && self.head.is_some();
         let embed_on_gpu = self.head_is_embedding && self.head.is_some();
         if !embed_on_gpu {
@@ -374,24 +421,17 @@ impl GpuModel {
                 self.layer(&mut pass, state, il, n, pos0)?;
             }
             if all_gpu {
-                if let Some(want) = want {
-                    self.head_pass(&mut pass, state, n, want)?;
-                }
+                self.head_and_pick(&mut pass, state, n, want)?;
             }
         }
         if all_gpu {
-            if let Some(want) = want {
-                self.copy_logits(&mut enc, state, n, want);
-            }
+            self.copy_output(&mut enc, state, n, want);
         }
         let submitted = self.ctx.submit(enc)?;
         state.host_seconds += started.elapsed().as_secs_f64();
         self.ctx.wait_for(submitted)?;
         if all_gpu {
-            return match want {
-                Some(want) => self.read_logits(state, n, want),
-                None => Ok(Vec::new()),
-            };
+            return self.read_output(state, n, want);
         }
 
         // Layers the plan left on the CPU, then the head wherever it lives.
@@ -399,20 +439,57 @@ impl GpuModel {
         for il in self.placement.gpu_layers..c.n_layer {
             self.cpu.layer(il, &mut x, pos0, &mut state.cpu_cache)?;
         }
-        let Some(want) = want else { return Ok(Vec::new()) };
+        let Some(rows) = want.head_rows() else { return Ok(Output::Logits(Vec::new())) };
         if self.head.is_none() {
-            let rows = if want == Logits::Last { &x[(n - 1) * c.n_embd..] } else { &x[..] };
-            return self.cpu.head(rows);
+            let rows = if rows == Logits::Last { &x[(n - 1) * c.n_embd..] } else { &x[..] };
+            let logits = self.cpu.head(rows)?;
+            return Ok(match want {
+                Want::NextToken => Output::Token(crate::sampler::argmax(&logits)),
+                _ => Output::Logits(logits),
+            });
         }
         self.ctx.write(&state.x, 0, &x)?;
         let mut enc = self.ctx.encoder("head");
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.head_pass(&mut pass, state, n, want)?;
+            self.head_and_pick(&mut pass, state, n, want)?;
         }
-        self.copy_logits(&mut enc, state, n, want);
+        self.copy_output(&mut enc, state, n, want);
         self.ctx.submit_and_wait(enc)?;
-        self.read_logits(state, n, want)
+        self.read_output(state, n, want)
+    }
+
+    /// The head for what `want` needs, and the greedy pick on the device for a token.
+    fn head_and_pick(&self, pass: &mut wgpu::ComputePass<'_>, state: &GpuState, n: usize, want: Want) -> Result<()> {
+        if let Some(rows) = want.head_rows() {
+            self.head_pass(pass, state, n, rows)?;
+        }
+        if want == Want::NextToken {
+            argmax(&self.ctx, pass, &state.logits, self.config.n_vocab, &state.next_id)?;
+        }
+        Ok(())
+    }
+
+    /// Copies what the host reads to its readback buffer, in the forward pass's own submit.
+    fn copy_output(&self, enc: &mut wgpu::CommandEncoder, state: &GpuState, n: usize, want: Want) {
+        match want {
+            Want::Nothing => {}
+            Want::Logits(rows) => {
+                let bytes = (4 * GpuModel::logits_rows(n, rows) * self.config.n_vocab) as u64;
+                enc.copy_buffer_to_buffer(state.logits.buffer(), 0, &state.readback, 0, bytes);
+            }
+            Want::NextToken => enc.copy_buffer_to_buffer(state.next_id.buffer(), 0, &state.next_id_readback, 0, 4),
+        }
+    }
+
+    fn read_output(&self, state: &GpuState, n: usize, want: Want) -> Result<Output> {
+        Ok(match want {
+            Want::Nothing => Output::Logits(Vec::new()),
+            Want::Logits(rows) => Output::Logits(
+                self.ctx.read_mapped(&state.readback, GpuModel::logits_rows(n, rows) * self.config.n_vocab)?,
+            ),
+            Want::NextToken => Output::Token(self.ctx.read_mapped::<u32>(&state.next_id_readback, 1)?[0]),
+        })
     }
 
     /// Rows of logits the host wants: the last token's, or every token's.
@@ -422,16 +499,6 @@ impl GpuModel {
         } else {
             n
         }
-    }
-
-    /// Copies the wanted logits to the readback buffer, in the forward pass's own submit.
-    fn copy_logits(&self, enc: &mut wgpu::CommandEncoder, state: &GpuState, n: usize, want: Logits) {
-        let bytes = (4 * GpuModel::logits_rows(n, want) * self.config.n_vocab) as u64;
-        enc.copy_buffer_to_buffer(state.logits.buffer(), 0, &state.readback, 0, bytes);
-    }
-
-    fn read_logits(&self, state: &GpuState, n: usize, want: Logits) -> Result<Vec<f32>> {
-        self.ctx.read_mapped(&state.readback, GpuModel::logits_rows(n, want) * self.config.n_vocab)
     }
 
     /// Final norm and output head of the last token (or of every token).

@@ -50,6 +50,7 @@
 //! by rows ([`GpuTensor::chunks`]); every op dispatches once per chunk, so callers never see the
 //! split.
 
+pub mod argmax;
 pub mod attention;
 mod dispatch;
 pub mod elementwise;
@@ -91,6 +92,7 @@ pub(crate) fn activation_keys() -> Vec<crate::gpu::PipelineKey> {
         }
     }
     keys.push(attention::combine_key());
+    keys.push(argmax::key());
     let ops = [
         elementwise::Op::Add,
         elementwise::Op::Gated(Activation::Silu),
