@@ -315,7 +315,7 @@ impl Context {
     /// [`super::uniforms`]): written to the device with everything else recorded before the next
     /// [`Context::submit`].
     pub(crate) fn uniform(&self, words: &[u32]) -> Result<super::UniformSlot<'_>> {
-        self.uniform_arena()?.push(self, words)
+        self.uniforms().push(self, words)
     }
 }
 

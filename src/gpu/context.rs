@@ -7,6 +7,7 @@ use super::memory::{MemTag, MemoryTracker, TrackedBuffer, TrackedTexture, TEXEL_
 use super::pipeline::PipelineCache;
 use super::profile::DeviceProfile;
 use super::profiler::{Profiler, PROFILE_ENV};
+use super::uniforms::UniformArena;
 use crate::error::{Error, Result};
 
 /// Environment variable that picks the adapter: an index into [`list_adapters`] or a
@@ -155,8 +156,8 @@ pub struct Context {
     memory: Arc<MemoryTracker>,
     pub(crate) pipelines: PipelineCache,
     profiler: Option<Profiler>,
-    /// Every dispatch's parameters (set once, right after the context is made).
-    uniforms: std::sync::OnceLock<super::uniforms::UniformArena>,
+    /// Every dispatch's parameters.
+    uniforms: UniformArena,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -320,13 +321,13 @@ impl Context {
             && limits.max_storage_textures_per_shader_stage > 0;
         let weight_textures = (textures && readable && max_dim >= 1 << MIN_TEXTURE_ROW_BITS)
             .then(|| WeightTextures { max_row_bits: max_dim.ilog2().min(MAX_TEXTURE_ROW_BITS), max_height: max_dim });
-        // What the device got, not what the profile asked for.
-        profile.weight_textures = weight_textures.is_some();
         // One rule for both kinds of weights, which the planner mirrors: a chunk is at most one
         // storage binding (and one allocation, and what a texture holds).
         let weight_chunk_limit = max_binding.min(weight_textures.map_or(u64::MAX, |t| t.capacity()));
         let profiler = features.contains(PROFILE_FEATURES).then(|| Profiler::new(&device, &queue));
-        let ctx = Context {
+        let memory = Arc::new(MemoryTracker::default());
+        let uniforms = UniformArena::new(&device, &limits, memory.clone());
+        Ok(Context {
             device,
             queue,
             info,
@@ -337,19 +338,12 @@ impl Context {
             max_binding,
             weight_textures,
             weight_chunk_limit,
-            memory: Arc::new(MemoryTracker::default()),
+            memory,
             pipelines: PipelineCache::default(),
             profiler,
-            uniforms: std::sync::OnceLock::new(),
+            uniforms,
             errors,
-        };
-        let arena = super::uniforms::UniformArena::new(&ctx)?;
-        let _ = ctx.uniforms.set(arena);
-        Ok(ctx)
-    }
-
-    pub(crate) fn uniform_arena(&self) -> Result<&super::uniforms::UniformArena> {
-        self.uniforms.get().ok_or_else(|| Error::Gpu("the parameter arena is missing".into()))
+        })
     }
 
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
@@ -375,6 +369,10 @@ impl Context {
     }
     pub(crate) fn f16_in_f32(&self) -> bool {
         self.f16_in_f32
+    }
+    /// The kernel parameters' arena.
+    pub(crate) fn uniforms(&self) -> &UniformArena {
+        &self.uniforms
     }
     /// Every device-dependent choice the kernels make (see [`DeviceProfile`]).
     pub fn profile(&self) -> &DeviceProfile {
@@ -507,7 +505,7 @@ impl Context {
             Some(p) => p.resolve(self, &mut encoder)?,
             None => None,
         };
-        self.uniform_arena()?.flush(self)?;
+        self.uniforms.flush(self)?;
         Ok(Submitted { index: self.queue.submit([encoder.finish()]), timed })
     }
 

@@ -168,7 +168,7 @@ impl fmt::Debug for TrackedBuffer {
 impl Drop for TrackedBuffer {
     fn drop(&mut self) {
         // No `destroy()`: a command buffer recorded but not yet submitted may still use the buffer
-        // (per-dispatch uniforms are dropped right after recording); wgpu frees it after the last use.
+        // (a scratch buffer may be dropped right after recording); wgpu frees it after the last use.
         self.tracker.free(self.tag, self.buffer.size());
     }
 }

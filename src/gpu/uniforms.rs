@@ -9,10 +9,10 @@
 //! 0, after waiting for the device, so no slot is rewritten while a kernel may still read it;
 //! one submission must stay within [`UNIFORM_ARENA_BYTES`] of parameters.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::context::Context;
-use super::memory::{MemTag, TrackedBuffer};
+use super::memory::{MemTag, MemoryTracker, TrackedBuffer};
 use crate::error::{Error, Result};
 
 /// Bytes of the parameter arena (one per context): 4096 slots at the usual 256-byte alignment,
@@ -21,8 +21,8 @@ pub const UNIFORM_ARENA_BYTES: u64 = 1 << 20;
 
 pub(crate) struct UniformArena {
     buffer: TrackedBuffer,
-    /// Bytes between slots: the device's uniform offset alignment (at least 16).
-    slot: u64,
+    /// Slots start at multiples of this: the device's uniform offset alignment (at least 16).
+    align: u64,
     state: Mutex<ArenaState>,
 }
 
@@ -54,11 +54,17 @@ impl UniformSlot<'_> {
 }
 
 impl UniformArena {
-    pub(crate) fn new(ctx: &Context) -> Result<UniformArena> {
-        let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
-        let buffer = ctx.create_buffer("parameters", UNIFORM_ARENA_BYTES, usage, MemTag::Uniforms)?;
-        let slot = u64::from(ctx.limits().min_uniform_buffer_offset_alignment).max(16);
-        Ok(UniformArena { buffer, slot, state: Mutex::default() })
+    /// The arena of a device being set up (made before its [`Context`], which owns it), counted
+    /// in `memory` under [`MemTag::Uniforms`].
+    pub(crate) fn new(device: &wgpu::Device, limits: &wgpu::Limits, memory: Arc<MemoryTracker>) -> UniformArena {
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("parameters"),
+            size: UNIFORM_ARENA_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let align = u64::from(limits.min_uniform_buffer_offset_alignment).max(16);
+        UniformArena { buffer: TrackedBuffer::new(buffer, MemTag::Uniforms, memory), align, state: Mutex::default() }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, ArenaState>> {
@@ -69,11 +75,12 @@ impl UniformArena {
     pub(crate) fn push(&self, ctx: &Context, words: &[u32]) -> Result<UniformSlot<'_>> {
         let bytes: &[u8] = bytemuck::cast_slice(words);
         let size = (bytes.len() as u64).next_multiple_of(16);
-        if size > self.slot.max(256) {
-            return Err(Error::Shape(format!("{} bytes of kernel parameters exceed a slot", bytes.len())));
+        let stride = size.next_multiple_of(self.align);
+        if stride > UNIFORM_ARENA_BYTES {
+            return Err(Error::Shape(format!("{} bytes of kernel parameters exceed the arena", bytes.len())));
         }
         let mut s = self.lock()?;
-        if s.next + self.slot.max(size) > UNIFORM_ARENA_BYTES {
+        if s.next + stride > UNIFORM_ARENA_BYTES {
             // Out of slots: hand over what was recorded, let the device finish with every slot,
             // and start over.
             self.write_pending(ctx, &mut s);
@@ -87,7 +94,7 @@ impl UniformArena {
         let at = (offset - s.pending_at) as usize;
         s.pending.resize(at + size as usize, 0);
         s.pending[at..at + bytes.len()].copy_from_slice(bytes);
-        s.next = offset + self.slot.max(size).next_multiple_of(self.slot);
+        s.next = offset + stride;
         Ok(UniformSlot { buffer: self.buffer.buffer(), offset, size })
     }
 
