@@ -70,3 +70,23 @@ fn a_session_keeps_its_cache_across_calls() {
     session.reset();
     assert!(session.history().is_empty());
 }
+
+#[test]
+fn a_warm_decode_step_creates_no_bind_groups() {
+    // Bind groups are cached (src/gpu/bind_groups.rs): once the first decode step has made its
+    // groups, later steps bind the same windows and create none.
+    let model = load(64);
+    let mut session = model.session().unwrap();
+    let prompt = session.tokenize("Once upon a time", true).unwrap();
+    let mut token = session.feed_greedy(&prompt).unwrap();
+    token = session.feed_greedy(&[token]).unwrap();
+    let made = model.gpu().bind_groups_created();
+    let mut decoded = Vec::new();
+    for _ in 0..4 {
+        token = session.feed_greedy(&[token]).unwrap();
+        decoded.push(token);
+    }
+    assert_eq!(model.gpu().bind_groups_created(), made, "groups created by warm decode steps");
+    // The reused groups compute llama.cpp's tokens (", there" came before).
+    assert_eq!(model.tokenizer().decode(&decoded), " was a little girl");
+}

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::bind_groups::BindGroupCache;
 use super::memory::{MemTag, MemoryTracker, TrackedBuffer, TrackedTexture, TEXEL_BYTES};
 use super::pipeline::PipelineCache;
 use super::profile::DeviceProfile;
@@ -158,6 +159,8 @@ pub struct Context {
     profiler: Option<Profiler>,
     /// Every dispatch's parameters.
     uniforms: UniformArena,
+    /// Bind groups made once and reused (see `gpu/bind_groups.rs`).
+    bind_groups: BindGroupCache,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -342,6 +345,7 @@ impl Context {
             pipelines: PipelineCache::default(),
             profiler,
             uniforms,
+            bind_groups: BindGroupCache::default(),
             errors,
         })
     }
@@ -370,6 +374,22 @@ impl Context {
     pub(crate) fn f16_in_f32(&self) -> bool {
         self.f16_in_f32
     }
+    /// The bind group of `resources` and then the parameter slot `params` for `layout`, from the
+    /// cache (see `gpu/bind_groups.rs`).
+    pub(crate) fn bind_group(
+        &self,
+        layout: &wgpu::BindGroupLayout,
+        resources: &[wgpu::BindingResource<'_>],
+        params: wgpu::BindingResource<'_>,
+    ) -> Result<wgpu::BindGroup> {
+        self.bind_groups.get(&self.device, layout, resources, params, self.memory.frees())
+    }
+
+    /// Bind groups created so far (a warm decode step creates none).
+    pub fn bind_groups_created(&self) -> u64 {
+        self.bind_groups.created()
+    }
+
     /// The kernel parameters' arena.
     pub(crate) fn uniforms(&self) -> &UniformArena {
         &self.uniforms

@@ -58,6 +58,9 @@ impl Counter {
 pub struct MemoryTracker {
     tags: [Counter; MemTag::ALL.len()],
     total: Counter,
+    /// Buffers and textures freed so far: caches of objects that hold buffers alive (the bind
+    /// groups, see `gpu/bind_groups.rs`) start over when it moves.
+    frees: AtomicU64,
 }
 
 /// A point-in-time copy of the tracker's counters.
@@ -78,6 +81,12 @@ impl MemoryTracker {
     fn free(&self, tag: MemTag, bytes: u64) {
         self.tags[tag.index()].sub(bytes);
         self.total.sub(bytes);
+        self.frees.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many buffers and textures have been freed so far.
+    pub(crate) fn frees(&self) -> u64 {
+        self.frees.load(Ordering::Relaxed)
     }
 
     /// Bytes currently held under `tag`.

@@ -11,6 +11,7 @@
 //!   storage textures), split by rows over several when needed.
 //! - [`shaders`]: WGSL composition (common library + one decoder per format + kernel family).
 
+mod bind_groups;
 mod buffers;
 mod context;
 mod memory;

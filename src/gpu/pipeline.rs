@@ -5,7 +5,10 @@
 //! constants cannot drift apart.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHasher;
 
 use super::context::Context;
 use super::shaders::{compose, Kernel, ShaderCaps};
@@ -14,13 +17,25 @@ use crate::error::{Error, Result};
 use crate::format::GgmlType;
 
 /// Identifies one compiled pipeline.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PipelineKey {
     pub kernel: Kernel,
     /// Weight format (None for kernels that read no weights).
     pub format: Option<GgmlType>,
     /// Generated `const NAME: u32` values (workgroup size, tile sizes, ...), in emission order.
     pub consts: Vec<(&'static str, u32)>,
+}
+
+/// Looked up on every dispatch: hashes the constants' values but not their names, which the kernel
+/// determines (keys equal as a whole still hash equal).
+impl Hash for PipelineKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.kernel.hash(h);
+        self.format.hash(h);
+        for &(_, value) in &self.consts {
+            value.hash(h);
+        }
+    }
 }
 
 impl PipelineKey {
@@ -44,7 +59,12 @@ impl PipelineKey {
     }
 }
 
-/// A compiled pipeline with its bind group layout (taken from the shader) and its key.
+/// The name of every kernel's parameter block, `var<uniform> p: Params`, its last binding: bound
+/// from the parameter arena with a dynamic offset, so that bind groups do not depend on it.
+const PARAMS: &str = "p";
+
+/// A compiled pipeline with its bind group layout (read from the shader, the parameters at a
+/// dynamic offset) and its key.
 pub struct Pipeline {
     pub key: PipelineKey,
     /// `Kernel/FORMAT`, for error messages and profiles.
@@ -55,7 +75,7 @@ pub struct Pipeline {
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    map: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    map: Mutex<HashMap<PipelineKey, Arc<Pipeline>, BuildHasherDefault<FxHasher>>>,
 }
 
 impl Context {
@@ -80,6 +100,7 @@ impl Context {
         let caps = ShaderCaps { f16_in_f32: self.f16_in_f32() };
         let source = compose(key.kernel, key.format, &key.consts, caps);
         let label = format!("{:?}/{}", key.kernel, key.format.map_or("-", |f| f.name()));
+        let entries = layout_entries(&source).map_err(|e| Error::Gpu(format!("{label}: {e}")))?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc =
             wgpu::ShaderModuleDescriptor { label: Some(&label), source: wgpu::ShaderSource::Wgsl(source.into()) };
@@ -94,9 +115,17 @@ impl Context {
             // without the checks and require identical results.
             unsafe { self.device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
         };
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
-            layout: None,
+            layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some("main"),
             compilation_options: Default::default(),
@@ -105,7 +134,45 @@ impl Context {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("building pipeline {label} {:?}: {e}", key.consts)));
         }
-        let layout = pipeline.get_bind_group_layout(0);
         Ok(Pipeline { key: key.clone(), label, pipeline, layout })
     }
+}
+
+/// The bind group layout of a kernel, read from its WGSL: every binding of group 0 as the shader
+/// declares it, the parameter block ([`PARAMS`]) with a dynamic offset.
+fn layout_entries(source: &str) -> std::result::Result<Vec<wgpu::BindGroupLayoutEntry>, String> {
+    use naga::{AddressSpace, ImageClass, StorageAccess, StorageFormat, TypeInner};
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+    let mut entries = Vec::new();
+    for (_, var) in module.global_variables.iter() {
+        let Some(binding) = &var.binding else { continue };
+        if binding.group != 0 {
+            return Err(format!("binding in group {}: kernels use group 0 only", binding.group));
+        }
+        let buffer =
+            |ty, has_dynamic_offset| wgpu::BindingType::Buffer { ty, has_dynamic_offset, min_binding_size: None };
+        let ty = match (var.space, &module.types[var.ty].inner) {
+            (AddressSpace::Uniform, _) => buffer(wgpu::BufferBindingType::Uniform, var.name.as_deref() == Some(PARAMS)),
+            (AddressSpace::Storage { access }, _) => {
+                buffer(wgpu::BufferBindingType::Storage { read_only: !access.contains(StorageAccess::STORE) }, false)
+            }
+            (
+                AddressSpace::Handle,
+                TypeInner::Image { class: ImageClass::Storage { format: StorageFormat::Rgba32Uint, access }, .. },
+            ) if !access.contains(StorageAccess::STORE) => wgpu::BindingType::StorageTexture {
+                access: wgpu::StorageTextureAccess::ReadOnly,
+                format: wgpu::TextureFormat::Rgba32Uint,
+                view_dimension: wgpu::TextureViewDimension::D2,
+            },
+            (space, _) => return Err(format!("binding {} in {space:?}: not a kind kernels use", binding.binding)),
+        };
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: binding.binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty,
+            count: None,
+        });
+    }
+    entries.sort_by_key(|e| e.binding);
+    Ok(entries)
 }

@@ -46,18 +46,14 @@ pub fn stream_read(
     let pipeline = ctx.pipeline(&stream_read_key(shape.wg, shape.contiguous).reading(src))?;
     let n_vec4 = u32::try_from(src.n_bytes() / 16).map_err(|_| Error::Shape("stream_read: source too large".into()))?;
     let [w_off, w_shift] = chunk.texture_params();
-    let uniform = ctx.uniform(&[n_vec4, w_off, w_shift, 0])?;
-    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("stream_read"),
-        layout: &pipeline.layout,
-        entries: &[
-            wgpu::BindGroupEntry { binding: 0, resource: chunk.binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: dst.buffer().as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: uniform.binding() },
-        ],
-    });
-    pass.set_pipeline(&pipeline.pipeline);
-    pass.set_bind_group(0, &bind_group, &[]);
-    pass.dispatch_workgroups(shape.threads / shape.wg, 1, 1);
+    let entries = [chunk.binding(), dst.buffer().as_entire_binding()];
+    crate::ops::dispatch::dispatch(
+        ctx,
+        pass,
+        &pipeline,
+        &entries,
+        &[n_vec4, w_off, w_shift, 0],
+        (shape.threads / shape.wg, 1),
+    )?;
     Ok(())
 }

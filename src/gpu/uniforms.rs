@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 /// Bytes of the parameter arena (one per context): 4096 slots at the usual 256-byte alignment,
 /// ten times a 7B model's dispatches per submit.
 pub const UNIFORM_ARENA_BYTES: u64 = 1 << 20;
+const _: () = assert!(UNIFORM_ARENA_BYTES <= u32::MAX as u64, "dynamic offsets are u32");
 
 pub(crate) struct UniformArena {
     buffer: TrackedBuffer,
@@ -45,9 +46,26 @@ pub struct UniformSlot<'a> {
 impl UniformSlot<'_> {
     /// The binding of this slot.
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        self.window(self.offset)
+    }
+
+    /// The binding of a slot-sized window at the start of the arena, for layouts that bind the
+    /// parameters at a dynamic offset: the same for every slot of this size, so bind groups made
+    /// with it can be reused; [`UniformSlot::dynamic_offset`] moves it to this slot.
+    pub fn dynamic_binding(&self) -> wgpu::BindingResource<'_> {
+        self.window(0)
+    }
+
+    /// The dynamic offset that moves [`UniformSlot::dynamic_binding`] to this slot.
+    pub fn dynamic_offset(&self) -> u32 {
+        // The arena is far smaller than 4 GiB.
+        self.offset as u32
+    }
+
+    fn window(&self, offset: u64) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: self.buffer,
-            offset: self.offset,
+            offset,
             size: wgpu::BufferSize::new(self.size),
         })
     }

@@ -32,8 +32,7 @@ pub fn argmax<'a>(
         )));
     }
     let lr = bind_range(ctx, logits.buf.buffer(), logits.offset, n, "argmax logits")?;
-    let uniform = ctx.uniform(&[u32_of(n, "logits")?, lr.base, 0, 0])?;
     let pipeline = ctx.pipeline(&key())?;
-    let entries = [wgpu::BindingResource::Buffer(lr.binding), best.buffer().as_entire_binding(), uniform.binding()];
-    dispatch(ctx, pass, &pipeline, &entries, (1, 1))
+    let entries = [wgpu::BindingResource::Buffer(lr.binding), best.buffer().as_entire_binding()];
+    dispatch(ctx, pass, &pipeline, &entries, &[u32_of(n, "logits")?, lr.base, 0, 0], (1, 1))
 }

@@ -228,27 +228,29 @@ pub fn attention<'a>(
         u32_of(k.rows, "ring")?,
         u32_of(n_split, "splits")?,
     ];
-    let uniform = ctx.uniform(&p)?;
-    let mut entries = vec![
+    let (qb, kb, vb, ob) = (
         wgpu::BindingResource::Buffer(qr.binding),
         k.words.buffer().as_entire_binding(),
         v.words.buffer().as_entire_binding(),
         wgpu::BindingResource::Buffer(or.binding.clone()),
-        uniform.binding(),
-    ];
+    );
     // The flash kernel keeps its splits' partial results in the scratch (binding 3); the split
     // kernel keeps everything in registers.
-    if uses_scratch {
-        entries.insert(3, scratch.buffer().as_entire_binding());
-    }
+    let (flash, split);
+    let entries: &[wgpu::BindingResource<'_>] = if uses_scratch {
+        flash = [qb, kb, vb, scratch.buffer().as_entire_binding(), ob];
+        &flash
+    } else {
+        split = [qb, kb, vb, ob];
+        &split
+    };
     let groups = u32_of(s.n_tokens * s.n_head / heads_per_workgroup * n_split, "workgroups")?;
     let max = ctx.limits().max_compute_workgroups_per_dimension;
-    dispatch(ctx, pass, &pipeline, &entries, fold(groups, max)?)?;
+    dispatch(ctx, pass, &pipeline, entries, &p, fold(groups, max)?)?;
     if n_split > 1 {
         let combine = ctx.pipeline(&combine_key())?;
-        let entries =
-            [scratch.buffer().as_entire_binding(), wgpu::BindingResource::Buffer(or.binding), uniform.binding()];
-        dispatch(ctx, pass, &combine, &entries, fold(u32_of(s.n_tokens * s.n_head, "workgroups")?, max)?)?;
+        let entries = [scratch.buffer().as_entire_binding(), wgpu::BindingResource::Buffer(or.binding)];
+        dispatch(ctx, pass, &combine, &entries, &p, fold(u32_of(s.n_tokens * s.n_head, "workgroups")?, max)?)?;
     }
     Ok(())
 }

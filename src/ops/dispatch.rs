@@ -159,31 +159,26 @@ pub(crate) fn u32_of(v: impl TryInto<u32> + Copy + std::fmt::Display, what: &str
     v.try_into().map_err(|_| Error::Shape(format!("{what}: {v} does not fit in u32")))
 }
 
-/// Records one dispatch of `x` × `y` workgroups with a bind group made from `entries`
-/// (bindings 0, 1, ... in order).
+/// Records one dispatch of `x` × `y` workgroups binding `resources` (bindings 0, 1, ... in order)
+/// and, as the last binding, the kernel's parameters `params` (a slot of the context's parameter
+/// arena, bound at a dynamic offset). The bind group comes from the context's cache: a decode
+/// step binds the same windows every step, so after the first step no group is created.
 pub(crate) fn dispatch(
     ctx: &Context,
     pass: &mut wgpu::ComputePass<'_>,
     pipeline: &Pipeline,
-    entries: &[wgpu::BindingResource<'_>],
+    resources: &[wgpu::BindingResource<'_>],
+    params: &[u32],
     (x, y): (u32, u32),
 ) -> Result<()> {
     let max = ctx.limits().max_compute_workgroups_per_dimension;
     if x > max || y > max {
         return Err(Error::DoesNotFit(format!("dispatch of {x} x {y} workgroups exceeds {max} per dimension")));
     }
-    let entries: Vec<wgpu::BindGroupEntry<'_>> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, r)| wgpu::BindGroupEntry { binding: i as u32, resource: r.clone() })
-        .collect();
-    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &pipeline.layout,
-        entries: &entries,
-    });
+    let slot = ctx.uniform(params)?;
+    let group = ctx.bind_group(&pipeline.layout, resources, slot.dynamic_binding())?;
     pass.set_pipeline(&pipeline.pipeline);
-    pass.set_bind_group(0, &bind_group, &[]);
+    pass.set_bind_group(0, &group, &[slot.dynamic_offset()]);
     match ctx.profiler() {
         Some(p) => p.timed(pass, &pipeline.label, |pass| pass.dispatch_workgroups(x, y, 1)),
         None => {

@@ -69,9 +69,7 @@ pub fn elementwise<'a>(
     let br = bind_range(ctx, b.buf.buffer(), b.offset, b_read.max(1), "elementwise b")?;
     let scale = if let Op::Scale(s) = op { s } else { 1.0 };
     let p = [u32_of(n, "n")?, ar.base, br.base, u32_of(b_len, "b_len")?, scale.to_bits(), 0, 0, 0];
-    let uniform = ctx.uniform(&p)?;
-    let entries =
-        [wgpu::BindingResource::Buffer(ar.binding), wgpu::BindingResource::Buffer(br.binding), uniform.binding()];
+    let entries = [wgpu::BindingResource::Buffer(ar.binding), wgpu::BindingResource::Buffer(br.binding)];
     let groups = u32_of((n as u64).div_ceil(WG as u64), "workgroups")?;
-    dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+    dispatch(ctx, pass, &pipeline, &entries, &p, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
 }

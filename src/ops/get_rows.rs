@@ -58,14 +58,19 @@ pub fn get_rows<'a>(
             w_off,
             w_shift,
         ];
-        let uniform = ctx.uniform(&params)?;
         let entries = [
             chunk.binding(),
             wgpu::BindingResource::Buffer(ir.binding.clone()),
             wgpu::BindingResource::Buffer(or.binding.clone()),
-            uniform.binding(),
         ];
-        dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)?;
+        dispatch(
+            ctx,
+            pass,
+            &pipeline,
+            &entries,
+            &params,
+            fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?,
+        )?;
     }
     Ok(())
 }

@@ -137,7 +137,6 @@ pub fn matmul_with(
                 w_off,
                 w_shift,
             ];
-            let uniform = ctx.uniform(&params)?;
             let groups = (
                 u32_of(chunk.rows.div_ceil(shape.bm as usize), "row tiles")?,
                 u32_of(nc.div_ceil(shape.bn as usize), "column tiles")?,
@@ -146,9 +145,8 @@ pub fn matmul_with(
                 chunk.binding(),
                 wgpu::BindingResource::Buffer(xr.binding.clone()),
                 wgpu::BindingResource::Buffer(yr.binding),
-                uniform.binding(),
             ];
-            dispatch(ctx, pass, &pipeline, &entries, groups)?;
+            dispatch(ctx, pass, &pipeline, &entries, &params, groups)?;
         }
     }
     Ok(())

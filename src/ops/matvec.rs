@@ -426,16 +426,21 @@ fn matvec_impl(
                 w_off,
                 w_shift,
             ];
-            let uniform = ctx.uniform(&params)?;
             let rows_per_group = shape.rows_per_workgroup() / pairs as u32;
             let groups = u32_of(rows.div_ceil(rows_per_group as usize), "workgroups")?;
             let entries = [
                 chunk.binding(),
                 wgpu::BindingResource::Buffer(xr.binding.clone()),
                 wgpu::BindingResource::Buffer(yr.binding),
-                uniform.binding(),
             ];
-            dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)?;
+            dispatch(
+                ctx,
+                pass,
+                &pipeline,
+                &entries,
+                &params,
+                fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?,
+            )?;
         }
     }
     Ok(())

@@ -52,7 +52,7 @@
 
 pub mod argmax;
 pub mod attention;
-mod dispatch;
+pub(crate) mod dispatch;
 pub mod elementwise;
 pub mod get_rows;
 pub mod matmul;

@@ -75,15 +75,13 @@ pub fn rms_norm<'a>(
         0,
         0,
     ];
-    let uniform = ctx.uniform(&params)?;
     let entries = [
         wgpu::BindingResource::Buffer(xr.binding),
         weight.buffer().as_entire_binding(),
         wgpu::BindingResource::Buffer(yr.binding),
-        uniform.binding(),
     ];
     let groups = u32_of(n_rows, "rows")?;
-    dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+    dispatch(ctx, pass, &pipeline, &entries, &params, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
 }
 
 /// The residual add of a block's output and the next norm, in one dispatch, over `n_rows` packed
@@ -130,7 +128,6 @@ pub fn add_rms_norm(
         0,
         0,
     ];
-    let uniform = ctx.uniform(&params)?;
     // Without a post-norm the kernel never reads binding 1; any f32 buffer fills it.
     let entries = [
         wgpu::BindingResource::Buffer(or.binding),
@@ -138,8 +135,7 @@ pub fn add_rms_norm(
         wgpu::BindingResource::Buffer(rr.binding),
         weight.buffer().as_entire_binding(),
         wgpu::BindingResource::Buffer(hr.binding),
-        uniform.binding(),
     ];
     let groups = u32_of(n_rows, "rows")?;
-    dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+    dispatch(ctx, pass, &pipeline, &entries, &params, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
 }

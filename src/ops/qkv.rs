@@ -145,7 +145,6 @@ pub fn prepare_qkv(
         0,
         0,
     ];
-    let uniform = ctx.uniform(&p)?;
     let entries = [
         wgpu::BindingResource::Buffer(r.binding),
         s.q_norm.unwrap_or(unused).buffer().as_entire_binding(),
@@ -153,8 +152,7 @@ pub fn prepare_qkv(
         s.rope.factors.unwrap_or(unused).buffer().as_entire_binding(),
         s.k_cache.words.buffer().as_entire_binding(),
         s.v_cache.words.buffer().as_entire_binding(),
-        uniform.binding(),
     ];
     let groups = u32_of(n_tokens * (s.n_head + 2 * s.n_head_kv), "workgroups")?;
-    dispatch(ctx, pass, &pipeline, &entries, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+    dispatch(ctx, pass, &pipeline, &entries, &p, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
 }
