@@ -25,8 +25,10 @@ use wgquant::{
 
 mod common;
 
-/// Where `scripts/fetch-model.sh` puts the default model, relative to the crate root.
-const DEFAULT_MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
+/// Where `scripts/fetch-model.sh` puts the chat's default model, relative to the crate root: an
+/// instruction-tuned one (Gemma 3 270M, the other models' default, is a base model that was never
+/// trained to answer).
+const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// Set by Ctrl-C while an answer is being generated: the answer stops at the next token.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -38,7 +40,7 @@ static GENERATING: AtomicBool = AtomicBool::new(false);
 #[command(after_help = "Commands while chatting: /reset (new conversation), /stats (speed and context), /quit. \
 Ctrl-C stops an answer; at the prompt, Ctrl-C twice or Ctrl-D leaves.")]
 struct Args {
-    /// GGUF model file [default: models/gemma-3-270m-q4_k_m.gguf in the current directory or the crate's]
+    /// GGUF model file [default: models/SmolLM2-135M-Instruct.Q4_1.gguf in the current directory or the crate's]
     #[arg(short, long)]
     model: Option<PathBuf>,
     /// Context length in tokens [default: the model's training context, at most 4096]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian machine with Rust: a Vulkan driver (Mesa's lavapipe when no GPU driver is
-# installed) and the default model. Safe to run again.
+# installed) and the two default models (SmolLM2-135M-Instruct for chat, Gemma 3 270M). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: set up (Vulkan driver, default model), run `cargo test`,
+# The whole test suite, as CI runs it: set up (Vulkan driver, default models), run `cargo test`,
 # then dry-run the GPU check (scripts/gpu-bundle.sh, scripts/gpu-check.sh) on small shapes, so
 # the script that measures a real GPU cannot rot between the rare runs on one.
 set -euo pipefail

@@ -559,10 +559,13 @@ pub fn continuation<'a>(cached: &str, full: &'a str) -> Option<&'a str> {
 ///     session.reset();
 /// }
 /// let params = GenerateParams { stop: chat.template().stop_strings(), ..GenerateParams::greedy(32) };
-/// let start = session.history().len();
-/// let answer: String = session.generate(&turn.prompt, &params)?.map(|p| p.map(|p| p.text)).collect::<wgquant::Result<_>>()?;
-/// let fed = session.history()[start..].to_vec();
-/// chat.commit(turn, &answer, &model.tokenizer().decode(&fed));
+/// let mut generation = session.generate(&turn.prompt, &params)?;
+/// let answer: String = generation.by_ref().map(|p| p.map(|p| p.text)).collect::<wgquant::Result<_>>()?;
+/// let generated = generation.stats().generated_tokens;
+/// drop(generation);
+/// // What the cache holds of the answer: its tokens, the stop string that cut it included.
+/// let fed = model.tokenizer().decode(&session.history()[session.history().len() - generated..]);
+/// chat.commit(turn, &answer, &fed);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]

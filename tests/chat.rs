@@ -529,6 +529,23 @@ fn one_shot_greedy_answer_matches_the_api() {
     assert_eq!(run.stdout.trim_end_matches('\n'), expected.trim_end_matches('\n'));
 }
 
+/// With no `--model`, the chat runs the instruction-tuned default (SmolLM2-135M-Instruct), which
+/// answers and ends its turn: the answer stops at `<|im_end|>` and never shows it.
+#[test]
+fn the_default_chat_model_answers_and_ends_its_turn() {
+    common::smollm2_path();
+    let run = run_chat(
+        &["--temp", "0", "--max-tokens", "64"],
+        "What is the capital of France?\n/stats\n",
+        Duration::from_secs(600),
+    );
+    assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+    assert!(run.stderr.contains("Smollm2 135M") && run.stderr.contains("Q4_1"), "no model line:\n{}", run.stderr);
+    // Greedy, the model knows this one (the default Gemma base model answered nonsense).
+    assert_eq!(run.stdout.trim_end(), "The capital of France is Paris.");
+    assert!(run.stderr.contains("stop: end of turn"), "{}", run.stderr);
+}
+
 /// The binary's stderr is one `error: ...` line, the exit code 1, and nothing panicked.
 fn assert_one_line_error(run: &Run, expect: &str) {
     assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);

@@ -43,7 +43,7 @@ fn gpu_teacher_forced_top1_matches_llama_cpp() {
         let tokens: Vec<u32> = case.prompt_ids.iter().chain(&case.generated_ids).copied().collect();
         let mut state = GpuState::new(&model, 64, 64, 64, KvType::F16).unwrap();
         let logits = model.forward(&mut state, &tokens, 0, Logits::All).unwrap();
-        let agreed = common::check_teacher_forced(&case, &logits, model.config.n_vocab);
+        let agreed = common::check_teacher_forced(&case, &logits, model.config.n_vocab, 0.1);
         assert!(agreed >= 20, "only {agreed} steps agreed");
     }
 }
