@@ -119,6 +119,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
             }
         }
         for (var hh = 0u; hh < HPW; hh++) {
+            s[hh] = capped(s[hh]);
             red[hh * WG + lid] = select(NEG, s[hh], valid);
         }
         reduce_red(lid, 0u);

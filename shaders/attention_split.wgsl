@@ -79,7 +79,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
         var weight: array<f32, HPW>;
         var rescale: array<f32, HPW>;
         for (var hh = 0u; hh < HPW; hh++) {
-            let s = subgroupAdd(part[hh]);
+            let s = capped(subgroupAdd(part[hh]));
             let m_new = max(m[hh], s);
             rescale[hh] = exp(m[hh] - m_new);
             weight[hh] = exp(s - m_new);

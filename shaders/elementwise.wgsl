@@ -4,6 +4,7 @@
 //   2  a = gelu_tanh(a) * b   (GELU-gated FFN)
 //   3  a += b[i % b_len]      (a bias broadcast over rows)
 //   4  a *= scale
+//   5  a = scale * tanh(a / scale)   (soft-capping, Gemma 2's logits)
 //
 // Generated constants: WG, OP. Composed after common/activations.wgsl.
 
@@ -33,6 +34,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         case 0u: { a[ia] += b[p.b_off + i]; }
         case 1u, 2u: { a[ia] = act(OP, a[ia]) * b[p.b_off + i]; }
         case 3u: { a[ia] += b[p.b_off + i % p.b_len]; }
-        default: { a[ia] *= p.scale; }
+        case 4u: { a[ia] *= p.scale; }
+        default: { a[ia] = p.scale * tanh(a[ia] / p.scale); }
     }
 }

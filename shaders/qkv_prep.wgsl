@@ -28,7 +28,7 @@ struct Params {
     eps: f32,
     base: f32,
     freq_scale: f32,
-    pad0: u32,
+    attn_factor: f32, // multiplies the rotated pairs (LongRoPE)
     pad1: u32,
     pad2: u32,
 }
@@ -60,8 +60,8 @@ fn rotate(x0: f32, x1: f32, i: u32, pos: u32) -> vec2<f32> {
         inv_freq /= factors[i];
     }
     let theta = f32(pos) * p.freq_scale * inv_freq;
-    let c = cos(theta);
-    let s = sin(theta);
+    let c = cos(theta) * p.attn_factor;
+    let s = sin(theta) * p.attn_factor;
     return vec2<f32>(x0 * c - x1 * s, x0 * s + x1 * c);
 }
 

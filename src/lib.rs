@@ -14,7 +14,7 @@ pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod quantize;
-mod rng;
+pub mod rng;
 pub mod sampler;
 pub mod session;
 pub mod tokenizer;

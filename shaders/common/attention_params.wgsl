@@ -18,4 +18,13 @@ struct Params {
     o_stride: u32,
     ring: u32,        // rows of the caches
     n_split: u32,     // attention_flash.wgsl: splits of each token's positions
+    softcap: f32,     // > 0: scores become softcap * tanh(score / softcap) (Gemma 2)
+}
+
+// A scaled score, soft-capped where the model caps them.
+fn capped(s: f32) -> f32 {
+    if (p.softcap > 0.0) {
+        return p.softcap * tanh(s / p.softcap);
+    }
+    return s;
 }

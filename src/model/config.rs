@@ -16,6 +16,14 @@ pub enum Arch {
     Llama,
     /// Qwen2: Llama with q/k/v biases and NeoX rope.
     Qwen2,
+    /// Qwen3: Llama with per-head q/k RMSNorm and NeoX rope, no biases.
+    Qwen3,
+    /// Phi-3: Llama with q/k/v fused in `attn_qkv`, gate and up fused in `ffn_up`, NeoX rope and
+    /// LongRoPE factors (`rope_factors_long` / `rope_factors_short`).
+    Phi3,
+    /// Gemma 2: Gemma's scaled embeddings, GELU and post-norms, soft-capped attention scores and
+    /// logits, sliding windows on every other layer.
+    Gemma2,
 }
 
 impl Arch {
@@ -24,6 +32,9 @@ impl Arch {
             "gemma3" => Ok(Arch::Gemma3),
             "llama" => Ok(Arch::Llama),
             "qwen2" => Ok(Arch::Qwen2),
+            "qwen3" => Ok(Arch::Qwen3),
+            "phi3" => Ok(Arch::Phi3),
+            "gemma2" => Ok(Arch::Gemma2),
             other => Err(Error::UnsupportedArch(other.to_string())),
         }
     }
@@ -34,6 +45,9 @@ impl Arch {
             Arch::Gemma3 => "gemma3",
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Phi3 => "phi3",
+            Arch::Gemma2 => "gemma2",
         }
     }
 }
@@ -97,12 +111,22 @@ pub struct Config {
     pub rope_base_swa: f32,
     /// Linear rope scaling: positions are multiplied by this (1 / `rope.scaling.factor`).
     pub rope_freq_scale: f32,
+    /// Multiplies the rotated q and k (`rope.scaling.attn_factor`, LongRoPE's magnitude
+    /// correction; 1 elsewhere).
+    pub rope_attn_factor: f32,
+    /// The training context the rope was made for (`rope.scaling.original_context_length`, else
+    /// `n_ctx_train`): longer contexts use Phi-3's long rope factors.
+    pub n_ctx_orig: usize,
     /// Sliding-window size; `None` when every layer attends to the whole context.
     pub sliding_window: Option<usize>,
     /// For each layer, whether it uses the sliding window.
     pub layer_is_swa: Vec<bool>,
     /// Multiplies q·k (before softmax).
     pub attn_scale: f32,
+    /// Gemma 2: attention scores become `cap · tanh(score / cap)` before the softmax.
+    pub attn_softcap: Option<f32>,
+    /// Gemma 2: logits become `cap · tanh(logit / cap)`.
+    pub final_softcap: Option<f32>,
     /// Multiplies the token embeddings (Gemma: sqrt(n_embd)).
     pub embd_scale: f32,
     pub activation: Activation,
@@ -134,6 +158,9 @@ impl Config {
         let rope_base = file.get_f32(&key("rope.freq_base")).unwrap_or(10_000.0);
         let n_vocab = vocab_size(file, arch)?;
         let rope_freq_scale = rope_freq_scale(file, arch)?;
+        let rope_attn_factor = file.get_f32(&key("rope.scaling.attn_factor")).unwrap_or(1.0);
+        let n_ctx_orig = u("rope.scaling.original_context_length").unwrap_or(n_ctx_train);
+        let softcap = |k: &str| file.get_f32(&key(k)).ok().filter(|&c| c > 0.0);
 
         let mut config = Config {
             arch,
@@ -151,9 +178,13 @@ impl Config {
             rope_base,
             rope_base_swa: rope_base,
             rope_freq_scale,
+            rope_attn_factor,
+            n_ctx_orig,
             sliding_window: None,
             layer_is_swa: vec![false; n_layer],
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            attn_softcap: None,
+            final_softcap: None,
             embd_scale: 1.0,
             activation: Activation::Silu,
         };
@@ -171,7 +202,22 @@ impl Config {
                     config.attn_scale = 1.0 / ((n_embd / n_head) as f32).sqrt();
                 }
             }
-            Arch::Qwen2 => config.rope_layout = RopeLayout::Neox,
+            Arch::Gemma2 => {
+                config.rope_layout = RopeLayout::Neox;
+                config.activation = Activation::GeluTanh;
+                config.embd_scale = (n_embd as f32).sqrt();
+                // llama.cpp: a window of 4096 unless the file says otherwise, on even layers.
+                config.sliding_window = Some(u("attention.sliding_window").unwrap_or(4096));
+                config.layer_is_swa = (0..n_layer).map(|il| il % 2 == 0).collect();
+                config.attn_softcap = softcap("attn_logit_softcapping");
+                config.final_softcap = softcap("final_logit_softcapping");
+                // llama.cpp: 1/sqrt(n_embd / n_head) for the 27B model (46 layers).
+                if n_layer == 46 {
+                    config.attn_scale = 1.0 / ((n_embd / n_head) as f32).sqrt();
+                }
+            }
+            // llama.cpp ignores Phi-3's sliding window ("currently disabled").
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 => config.rope_layout = RopeLayout::Neox,
             Arch::Llama => {
                 // Mistral v0.1 files carry a sliding window that llama.cpp ignores for the llama graph.
             }

@@ -151,7 +151,11 @@ impl CpuModel {
         let c = &self.config;
         let g = &self.weights.global;
         let h = rms_norm(x, &self.f32s(&g.output_norm)?, c.norm_eps);
-        self.matmul(g.output.as_ref().unwrap_or(&g.token_embd), &h)
+        let mut logits = self.matmul(g.output.as_ref().unwrap_or(&g.token_embd), &h)?;
+        if let Some(cap) = c.final_softcap {
+            logits.iter_mut().for_each(|l| *l = softcap(*l, cap));
+        }
+        Ok(logits)
     }
 
     /// One transformer block over `x: [n][n_embd]`, in place.
@@ -181,7 +185,7 @@ impl CpuModel {
             k = rms_norm(&k, &self.f32s(kn)?, c.norm_eps);
         }
         // RoPE
-        let freq_factors = self.weights.global.rope_freqs.as_ref().map(|t| self.f32s(t)).transpose()?;
+        let freq_factors = self.weights.global.rope.pick(c, cache.n_ctx).map(|t| self.f32s(t)).transpose()?;
         let rope = Rope::new(c, il, freq_factors.as_deref());
         rope.apply(&mut q, c.n_head, c.head_dim, pos0);
         rope.apply(&mut k, c.n_head_kv, c.head_dim, pos0);
@@ -280,6 +284,11 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
+/// `cap · tanh(x / cap)`: Gemma 2's soft-capping of attention scores and logits.
+pub fn softcap(x: f32, cap: f32) -> f32 {
+    cap * (x / cap).tanh()
+}
+
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
@@ -290,12 +299,20 @@ pub struct Rope<'a> {
     layout: RopeLayout,
     base: f32,
     freq_scale: f32,
+    /// Multiplies the rotated pairs (LongRoPE's `attn_factor`, as ggml's rope applies it).
+    attn_factor: f32,
     freq_factors: Option<&'a [f32]>,
 }
 
 impl<'a> Rope<'a> {
     pub fn new(c: &Config, il: usize, freq_factors: Option<&'a [f32]>) -> Self {
-        Rope { layout: c.rope_layout, base: c.rope_base_of(il), freq_scale: c.rope_freq_scale, freq_factors }
+        Rope {
+            layout: c.rope_layout,
+            base: c.rope_base_of(il),
+            freq_scale: c.rope_freq_scale,
+            attn_factor: c.rope_attn_factor,
+            freq_factors,
+        }
     }
 
     /// Rotate every head of `x: [n][n_heads * head_dim]`; row t is at position `pos0 + t`.
@@ -313,6 +330,7 @@ impl<'a> Rope<'a> {
             for head in row.chunks_exact_mut(head_dim) {
                 for (i, &f) in inv_freq.iter().enumerate() {
                     let (sin, cos) = (pos * f).sin_cos();
+                    let (sin, cos) = (sin * self.attn_factor, cos * self.attn_factor);
                     let (a, b) = match self.layout {
                         RopeLayout::Normal => (2 * i, 2 * i + 1),
                         RopeLayout::Neox => (i, i + half),
@@ -348,6 +366,7 @@ pub fn attention(
         let qh = &q[t * c.q_dim() + h * hd..][..hd];
         let scores: Vec<f32> = (first..=pos)
             .map(|j| dot::dot_f32(qh, &k_cache[j * c.kv_dim() + kvh * hd..][..hd]) * c.attn_scale)
+            .map(|s| c.attn_softcap.map_or(s, |cap| softcap(s, cap)))
             .collect();
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let exps: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();

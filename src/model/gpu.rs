@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::config::{Config, KvType};
 use super::cpu::{CpuKvCache, CpuModel, Logits};
-use super::weights::LayerWeights;
+use super::weights::{LayerWeights, RopeFactors};
 use crate::error::{Error, Result};
 use crate::format::{dequant, GgmlType};
 use crate::gguf::{GgufFile, TensorInfo};
@@ -97,7 +97,7 @@ pub struct GpuModel {
     head: Option<GpuTensor>,
     /// Whether `head` is the embedding table, so token lookup can read it on the GPU.
     head_is_embedding: bool,
-    rope_factors: Option<F32Buffer>,
+    rope_factors: RopeFactors<F32Buffer>,
     /// Bound where a kernel needs a buffer it does not read (no rope factors, no q/k norms).
     placeholder: F32Buffer,
     pub cpu: CpuModel,
@@ -137,7 +137,7 @@ impl GpuModel {
         let mut stacks = Vec::new();
         for il in 0..placement.gpu_layers {
             // The stacks first; their parts then stand in for the separate uploads.
-            let (layer_stacks, mut parts) = LayerStacks::upload(&ctx, &file, il)?;
+            let (layer_stacks, mut parts) = LayerStacks::upload(&ctx, &file, il, &cpu.weights.layers[il])?;
             let layer = LayerWeights::load(&file, &config, il, |info| {
                 let view = parts.iter().position(|(n, _)| *n == info.name).map(|i| parts.swap_remove(i).1);
                 up(info, view)
@@ -150,7 +150,7 @@ impl GpuModel {
         } else {
             (None, None)
         };
-        let rope_factors = global_infos.rope_freqs.as_ref().map(|info| up(info, None)?.into_vector()).transpose()?;
+        let rope_factors = global_infos.rope.try_map(|info| up(info, None)?.into_vector())?;
         let placeholder = ctx.vec_zeroed("placeholder", 4, MemTag::Activations)?;
         Ok(GpuModel {
             head_is_embedding: global_infos.output.is_none(),
@@ -179,12 +179,16 @@ struct LayerStacks {
 }
 
 impl LayerStacks {
-    /// Uploads layer `il`'s stacks; also returns the views of their parts, by tensor name.
-    fn upload(ctx: &Context, file: &GgufFile, il: usize) -> Result<(LayerStacks, Vec<(String, GpuTensor)>)> {
+    /// Uploads the stacks of a layer whose tensors are `w`; also returns the views of their parts,
+    /// by tensor name.
+    fn upload(
+        ctx: &Context,
+        file: &GgufFile,
+        il: usize,
+        w: &LayerWeights<TensorInfo>,
+    ) -> Result<(LayerStacks, Vec<(String, GpuTensor)>)> {
         let mut parts = Vec::new();
-        let mut stack = |names: &[&str]| -> Result<Option<StackedTensor>> {
-            let infos: Vec<&TensorInfo> =
-                names.iter().map(|n| file.require_tensor(&format!("blk.{il}.{n}.weight"))).collect::<Result<_>>()?;
+        let mut stack = |infos: &[&TensorInfo], what: &str| -> Result<Option<StackedTensor>> {
             let first = infos[0];
             let alike = |i: &&TensorInfo| i.ty == first.ty && i.dims.len() == 2 && i.dims[0] == first.dims[0];
             if !infos.iter().all(alike) {
@@ -192,18 +196,18 @@ impl LayerStacks {
             }
             let datas: Vec<(&str, usize, &[u8])> =
                 infos.iter().map(|i| (i.name.as_str(), i.n_rows(), file.tensor_data(i))).collect();
-            let name = format!("blk.{il}.{}", names.join("+"));
+            let name = format!("blk.{il}.{what}");
             let Some((stack, views)) = GpuTensor::upload_stack(ctx, &name, first.ty, first.row_len(), &datas)? else {
                 return Ok(None);
             };
             parts.extend(infos.iter().map(|i| i.name.clone()).zip(views));
             Ok(Some(stack))
         };
-        let qkv = match stack(&["attn_q", "attn_k", "attn_v"])? {
+        let qkv = match stack(&[&w.wq, &w.wk, &w.wv], "q+k+v")? {
             Some(s) => Some(s),
-            None => stack(&["attn_q", "attn_k"])?,
+            None => stack(&[&w.wq, &w.wk], "q+k")?,
         };
-        let gate_up = stack(&["ffn_gate", "ffn_up"])?;
+        let gate_up = stack(&[&w.ffn_gate, &w.ffn_up], "gate+up")?;
         Ok((LayerStacks { qkv, gate_up }, parts))
     }
 }
@@ -509,7 +513,11 @@ impl GpuModel {
         let norm = self.output_norm.as_ref().ok_or_else(|| Error::Invalid("the head is not on the GPU".into()))?;
         let head = self.head.as_ref().ok_or_else(|| Error::Invalid("the head is not on the GPU".into()))?;
         rms_norm(ctx, pass, s.x.at(first * c.n_embd), norm, &s.h, rows, c.norm_eps, NormOut::Store)?;
-        mul_mat(ctx, pass, head, &s.h, &s.logits, rows)
+        mul_mat(ctx, pass, head, &s.h, &s.logits, rows)?;
+        match c.final_softcap {
+            Some(cap) => elementwise(ctx, pass, Op::Softcap(cap), &s.logits, &s.h, rows * c.n_vocab, 1),
+            None => Ok(()),
+        }
     }
 
     /// One transformer block over `n` tokens of `s.x`, in place.
@@ -561,7 +569,8 @@ impl GpuModel {
                 layout: c.rope_layout,
                 base: c.rope_base_of(il),
                 freq_scale: c.rope_freq_scale,
-                factors: self.rope_factors.as_ref(),
+                factors: self.rope_factors.pick(c, s.n_ctx),
+                attn_factor: c.rope_attn_factor,
             },
             k_cache: &s.k_cache[il],
             v_cache: &s.v_cache[il],
@@ -577,6 +586,7 @@ impl GpuModel {
             pos0,
             window: c.window_of(il),
             scale: c.attn_scale,
+            softcap: c.attn_softcap,
             n_ctx: s.n_ctx,
         };
         attention(ctx, pass, &shape, q, &s.k_cache[il], &s.v_cache[il], &s.attn_scratch, &s.attn)?;

@@ -37,8 +37,40 @@ pub struct GlobalWeights<T> {
     pub output_norm: T,
     /// `None` when the output head is tied to `token_embd`.
     pub output: Option<T>,
-    /// Llama 3.1's per-dimension rope frequency factors.
-    pub rope_freqs: Option<T>,
+    pub rope: RopeFactors<T>,
+}
+
+/// Per-pair rope frequency divisors, where the model has them.
+#[derive(Debug)]
+pub struct RopeFactors<T> {
+    /// Llama 3.1's `rope_freqs`.
+    pub freqs: Option<T>,
+    /// Phi-3's LongRoPE divisors for contexts longer than the original training context, and
+    /// for the others.
+    pub long: Option<T>,
+    pub short: Option<T>,
+}
+
+impl<T> RopeFactors<T> {
+    /// The divisors for a context of `n_ctx` tokens, as llama.cpp picks them: `rope_freqs`, else
+    /// Phi-3's long factors past the original training context and its short ones within it.
+    pub fn pick(&self, config: &Config, n_ctx: usize) -> Option<&T> {
+        let long_short = if n_ctx > config.n_ctx_orig { &self.long } else { &self.short };
+        self.freqs.as_ref().or(long_short.as_ref())
+    }
+
+    /// The same factors through `f` (an upload).
+    pub fn try_map<U>(&self, mut f: impl FnMut(&T) -> Result<U>) -> Result<RopeFactors<U>> {
+        Ok(RopeFactors {
+            freqs: self.freqs.as_ref().map(&mut f).transpose()?,
+            long: self.long.as_ref().map(&mut f).transpose()?,
+            short: self.short.as_ref().map(&mut f).transpose()?,
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        [&self.freqs, &self.long, &self.short].into_iter().flatten()
+    }
 }
 
 fn name(il: usize, t: &str) -> String {
@@ -58,22 +90,41 @@ impl<T> LayerWeights<T> {
         il: usize,
         mut load: impl FnMut(&TensorInfo) -> Result<T>,
     ) -> Result<Self> {
+        let c = config;
+        let (q, kv, kv_v) = (c.q_dim(), c.kv_dim(), c.kv_dim_v());
+        // Phi-3 fuses q, k and v into `attn_qkv` and the FFN's gate and up into `ffn_up` (gate
+        // rows first, as llama.cpp's SwiGLU splits it): their parts are row ranges of one tensor.
+        let (wq, wk, wv) = match file.tensor(&name(il, "attn_qkv")) {
+            Some(fused) => {
+                let [wq, wk, wv] = split_rows(fused, [("q", q), ("k", kv), ("v", kv_v)])?;
+                (wq, wk, wv)
+            }
+            None => (
+                file.require_tensor(&name(il, "attn_q"))?.clone(),
+                file.require_tensor(&name(il, "attn_k"))?.clone(),
+                file.require_tensor(&name(il, "attn_v"))?.clone(),
+            ),
+        };
+        let (ffn_gate, ffn_up) = match file.tensor(&name(il, "ffn_gate")) {
+            Some(gate) => (gate.clone(), file.require_tensor(&name(il, "ffn_up"))?.clone()),
+            None if c.arch == Arch::Phi3 => {
+                let [gate, up] =
+                    split_rows(file.require_tensor(&name(il, "ffn_up"))?, [("gate", c.n_ff), ("up", c.n_ff)])?;
+                (gate, up)
+            }
+            None => return Err(Error::MissingTensor(name(il, "ffn_gate"))),
+        };
         let mut req = |n: String| load(file.require_tensor(&n)?);
-        let (attn_norm, wq, wk, wv, wo) = (
+        let (attn_norm, wo, ffn_norm, ffn_down) = (
             req(name(il, "attn_norm"))?,
-            req(name(il, "attn_q"))?,
-            req(name(il, "attn_k"))?,
-            req(name(il, "attn_v"))?,
             req(name(il, "attn_output"))?,
-        );
-        let (ffn_norm, ffn_gate, ffn_up, ffn_down) = (
             req(name(il, "ffn_norm"))?,
-            req(name(il, "ffn_gate"))?,
-            req(name(il, "ffn_up"))?,
             req(name(il, "ffn_down"))?,
         );
-        let gemma = config.arch == Arch::Gemma3;
-        let qwen = config.arch == Arch::Qwen2;
+        let (wq, wk, wv, ffn_gate, ffn_up) = (load(&wq)?, load(&wk)?, load(&wv)?, load(&ffn_gate)?, load(&ffn_up)?);
+        let biases = c.arch == Arch::Qwen2;
+        let qk_norms = matches!(c.arch, Arch::Gemma3 | Arch::Qwen3);
+        let post_norms = matches!(c.arch, Arch::Gemma3 | Arch::Gemma2);
         let mut opt = |n: String, required: bool| -> Result<Option<T>> {
             match file.tensor(&n) {
                 Some(info) => load(info).map(Some),
@@ -82,13 +133,13 @@ impl<T> LayerWeights<T> {
             }
         };
         Ok(LayerWeights {
-            bq: opt(bias(il, "attn_q"), qwen)?,
-            bk: opt(bias(il, "attn_k"), qwen)?,
-            bv: opt(bias(il, "attn_v"), qwen)?,
-            q_norm: opt(name(il, "attn_q_norm"), gemma)?,
-            k_norm: opt(name(il, "attn_k_norm"), gemma)?,
-            post_attn_norm: opt(name(il, "post_attention_norm"), gemma)?,
-            post_ffn_norm: opt(name(il, "post_ffw_norm"), gemma)?,
+            bq: opt(bias(il, "attn_q"), biases)?,
+            bk: opt(bias(il, "attn_k"), biases)?,
+            bv: opt(bias(il, "attn_v"), biases)?,
+            q_norm: opt(name(il, "attn_q_norm"), qk_norms)?,
+            k_norm: opt(name(il, "attn_k_norm"), qk_norms)?,
+            post_attn_norm: opt(name(il, "post_attention_norm"), post_norms)?,
+            post_ffn_norm: opt(name(il, "post_ffw_norm"), post_norms)?,
             attn_norm,
             wq,
             wk,
@@ -122,13 +173,43 @@ impl<T> LayerWeights<T> {
 
 impl<T> GlobalWeights<T> {
     pub fn load(file: &GgufFile, mut load: impl FnMut(&TensorInfo) -> Result<T>) -> Result<Self> {
+        let mut opt = |n: &str| file.tensor(&format!("{n}.weight")).map(&mut load).transpose();
         Ok(GlobalWeights {
+            output: opt("output")?,
+            rope: RopeFactors {
+                freqs: opt("rope_freqs")?,
+                long: opt("rope_factors_long")?,
+                short: opt("rope_factors_short")?,
+            },
             token_embd: load(file.require_tensor("token_embd.weight")?)?,
             output_norm: load(file.require_tensor("output_norm.weight")?)?,
-            output: file.tensor("output.weight").map(&mut load).transpose()?,
-            rope_freqs: file.tensor("rope_freqs.weight").map(&mut load).transpose()?,
         })
     }
+}
+
+/// Rows `[start, start + rows)` of a fused tensor as a tensor of their own, for each `(part,
+/// rows)` in order; the parts must cover the tensor exactly.
+fn split_rows<const N: usize>(fused: &TensorInfo, parts: [(&str, usize); N]) -> Result<[TensorInfo; N]> {
+    let total: usize = parts.iter().map(|p| p.1).sum();
+    if fused.dims.len() != 2 || fused.n_rows() != total {
+        return Err(Error::Shape(format!(
+            "fused tensor `{}` has shape {:?}, expected {total} rows ({parts:?})",
+            fused.name, fused.dims
+        )));
+    }
+    let row_bytes = fused.row_bytes() as u64;
+    let mut start = 0u64;
+    Ok(parts.map(|(part, rows)| {
+        let t = TensorInfo {
+            name: format!("{}[{part}]", fused.name),
+            ty: fused.ty,
+            dims: vec![fused.dims[0], rows as u64],
+            offset: fused.offset + start * row_bytes,
+            n_bytes: rows as u64 * row_bytes,
+        };
+        start += rows as u64;
+        t
+    }))
 }
 
 /// Check that a weight matrix has the shape the config says: `rows` rows of `row_len`.

@@ -161,6 +161,8 @@ pub struct AttentionShape {
     /// Attend only to the last `window` positions (itself included).
     pub window: Option<usize>,
     pub scale: f32,
+    /// Scaled scores become `cap · tanh(score / cap)` before the softmax (Gemma 2).
+    pub softcap: Option<f32>,
     /// Positions of the context.
     pub n_ctx: usize,
 }
@@ -227,6 +229,7 @@ pub fn attention<'a>(
         u32_of(o_stride, "o stride")?,
         u32_of(k.rows, "ring")?,
         u32_of(n_split, "splits")?,
+        s.softcap.unwrap_or(0.0).to_bits(),
     ];
     let (qb, kb, vb, ob) = (
         wgpu::BindingResource::Buffer(qr.binding),

@@ -19,6 +19,8 @@ pub enum Op {
     AddRow,
     /// `a *= scale`
     Scale(f32),
+    /// `a = cap · tanh(a / cap)` (Gemma 2's logits).
+    Softcap(f32),
 }
 
 impl Op {
@@ -28,7 +30,13 @@ impl Op {
             Op::Gated(act) => act_code(act),
             Op::AddRow => 3,
             Op::Scale(_) => 4,
+            Op::Softcap(_) => 5,
         }
+    }
+
+    /// Ops that read only `a` (any other buffer may be passed as `b`).
+    fn unary(self) -> bool {
+        matches!(self, Op::Scale(_) | Op::Softcap(_))
     }
 }
 
@@ -45,7 +53,7 @@ pub(crate) fn key(op: Op) -> PipelineKey {
 }
 
 /// Apply `op` to `n` elements of `a`, reading `b` (`b_len` elements: `n`, or a row for `AddRow`;
-/// ignored for `Scale`, where any other buffer may be passed).
+/// ignored for the unary `Scale` and `Softcap`, where any other buffer may be passed).
 pub fn elementwise<'a>(
     ctx: &Context,
     pass: &mut wgpu::ComputePass<'_>,
@@ -60,14 +68,17 @@ pub fn elementwise<'a>(
         return Ok(());
     }
     check_distinct(a.buf.buffer(), b.buf.buffer(), "elementwise")?;
-    if b_len == 0 || (op != Op::AddRow && !matches!(op, Op::Scale(_)) && b_len < n) {
+    if b_len == 0 || (op != Op::AddRow && !op.unary() && b_len < n) {
         return Err(Error::Shape(format!("elementwise {op:?}: b has {b_len} elements for {n}")));
     }
     let pipeline = ctx.pipeline(&key(op))?;
     let ar = bind_range(ctx, a.buf.buffer(), a.offset, n, "elementwise a")?;
-    let b_read = if matches!(op, Op::Scale(_)) { b_len.min(b.buf.len() - b.offset) } else { b_len.min(n) };
+    let b_read = if op.unary() { b_len.min(b.buf.len() - b.offset) } else { b_len.min(n) };
     let br = bind_range(ctx, b.buf.buffer(), b.offset, b_read.max(1), "elementwise b")?;
-    let scale = if let Op::Scale(s) = op { s } else { 1.0 };
+    let scale = match op {
+        Op::Scale(s) | Op::Softcap(s) => s,
+        _ => 1.0,
+    };
     let p = [u32_of(n, "n")?, ar.base, br.base, u32_of(b_len, "b_len")?, scale.to_bits(), 0, 0, 0];
     let entries = [wgpu::BindingResource::Buffer(ar.binding), wgpu::BindingResource::Buffer(br.binding)];
     let groups = u32_of((n as u64).div_ceil(WG as u64), "workgroups")?;

@@ -15,8 +15,11 @@ pub struct RopeParams<'a> {
     pub layout: RopeLayout,
     pub base: f32,
     pub freq_scale: f32,
-    /// Per-pair frequency divisors (Llama 3.1's `rope_freqs`), `head_dim / 2` of them.
+    /// Per-pair frequency divisors (Llama 3.1's `rope_freqs`, Phi-3's LongRoPE factors),
+    /// `head_dim / 2` of them.
     pub factors: Option<&'a F32Buffer>,
+    /// Multiplies the rotated pairs (LongRoPE's `attn_factor`; 1 elsewhere).
+    pub attn_factor: f32,
 }
 
 /// One layer's projections and where they go. `q` is `[n_tokens][n_head * head_dim]` and is
@@ -141,7 +144,7 @@ pub fn prepare_qkv(
         s.eps.to_bits(),
         s.rope.base.to_bits(),
         s.rope.freq_scale.to_bits(),
-        0,
+        s.rope.attn_factor.to_bits(),
         0,
         0,
     ];

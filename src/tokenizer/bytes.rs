@@ -3,7 +3,7 @@
 //! Latin-1 bytes map to themselves; the other 68 bytes take the characters from U+0100 upwards.
 
 /// The character that stands for each byte.
-pub(crate) fn byte_to_char_table() -> [char; 256] {
+pub fn byte_to_char_table() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut extra = 0u32;
     for (b, slot) in table.iter_mut().enumerate() {

@@ -28,6 +28,7 @@ mod stream;
 mod symbols;
 mod vocab;
 
+pub use bytes::byte_to_char_table;
 pub use stream::StreamDecoder;
 pub use vocab::TokenizerKind;
 
