@@ -16,7 +16,8 @@
 //! read bandwidth). With `WGQUANT_PROFILE=1`, the device time of each kernel per decode step.
 //!
 //! `--stand-in SHAPE:FTYPE` writes a model of a known shape (`llama2-7b`, `llama3-8b`,
-//! `mistral-7b`) with random weights in llama.cpp's recipe for FTYPE, times it, and deletes it.
+//! `mistral-7b`, `qwen3-8b`, `phi3-mini`, `gemma2-9b`) with random weights in llama.cpp's recipe
+//! for FTYPE, times it, and deletes it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -17,7 +17,7 @@ fn q4_k_m_recipe_reproduces_the_default_models_types() {
 }
 
 /// Bytes of all tensors of a shape table under a recipe.
-fn recipe_bytes(shape: &zoo::LlamaShape, ftype: FileType) -> u64 {
+fn recipe_bytes(shape: &zoo::ModelShape, ftype: FileType) -> u64 {
     let shapes = shape.tensors();
     let gqa = (shape.n_head / shape.n_head_kv) as usize;
     Recipe::plan(ftype, &shapes, gqa)

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::format::GgmlType;
 use crate::gguf::{GgufFile, GgufWriter, TensorData, Value};
-use crate::model::zoo::{LlamaShape, LLAMA2_7B};
+use crate::model::zoo::{ModelShape, LLAMA2_7B};
 use crate::quantize::{n_gqa, tensor_shapes, FileType, Recipe, TensorShape};
 
 /// The tensors of one GGML type inside a file.
@@ -96,7 +96,7 @@ pub fn llama2_7b_bytes(ftype: FileType) -> Result<u64> {
 }
 
 /// The breakdown of a zoo shape under `ftype`'s recipe.
-pub fn shape_breakdown(shape: &LlamaShape, ftype: FileType) -> Result<SizeBreakdown> {
+pub fn shape_breakdown(shape: &ModelShape, ftype: FileType) -> Result<SizeBreakdown> {
     let gqa = (shape.n_head / shape.n_head_kv.max(1)) as usize;
     SizeBreakdown::of_recipe(&shape.tensors(), gqa, ftype)
 }

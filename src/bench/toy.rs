@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::format::GgmlType;
 use crate::gguf::{GgufWriter, TensorData, Value};
-use crate::model::zoo::LlamaShape;
+use crate::model::zoo::ModelShape;
 use crate::rng::SplitMix64;
 
 /// The tiny Llama shape (see [`crate::model::zoo::LLAMA_TINY`]).
@@ -15,7 +15,7 @@ pub use crate::model::zoo::LLAMA_TINY as TINY_LLAMA;
 /// Write a `llama` GGUF at `path` with `shape`'s tensors in F32: matrices drawn from
 /// N(0, 1/row_len) (so activations keep their scale through the layers), norms all ones; the
 /// token embedding is scaled up so the logits spread over the vocabulary.
-pub fn write_random_llama(shape: &LlamaShape, path: &Path, seed: u64) -> Result<()> {
+pub fn write_random_llama(shape: &ModelShape, path: &Path, seed: u64) -> Result<()> {
     let tensors = shape.tensors();
     let mut w = GgufWriter::new();
     for (key, value) in shape.metadata() {
