@@ -17,8 +17,6 @@ use wgquant::rng::SplitMix64;
 use wgquant::tokenizer::byte_to_char_table;
 use wgquant::{Error, GgmlType, Result};
 
-mod common;
-
 const N_EMBD: u64 = 256;
 const N_HEAD: u64 = 4;
 const N_HEAD_KV: u64 = 2;
@@ -197,14 +195,22 @@ fn write(spec: &Spec, dir: &Path) -> Result<PathBuf> {
 }
 
 fn main() -> ExitCode {
-    common::exit_code((|| {
-        let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "tests/data/tiny".into()));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        for spec in &SPECS {
-            let path = write(spec, &dir)?;
-            let bytes = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
-            println!("{} ({bytes} bytes)", path.display());
+    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "tests/data/tiny".into()));
+    match write_all(&dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
-        Ok(())
-    })())
+    }
+}
+
+fn write_all(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    for spec in &SPECS {
+        let path = write(spec, dir)?;
+        let bytes = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+        println!("{} ({bytes} bytes)", path.display());
+    }
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! The format benchmark harness (`wgquant::bench`, `examples/bench-formats.rs`): the fast mode on a
+//! The format benchmark harness (`wgquant::bench`, ``wgquant bench``): the fast mode on a
 //! tiny random model on the GPU (lavapipe in CI), and sizes from shapes and recipes alone.
 
 mod common;
@@ -273,18 +273,11 @@ fn llama2_7b_column_equals_the_recipe_and_llama_cpps_files() {
     assert!((b.bits_per_weight() - 4.844).abs() < 1e-3, "{}", b.bits_per_weight());
 }
 
-/// The example binary, built by `cargo test` (or `cargo build --example bench-formats`).
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).expect("the test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join("examples").join(format!("bench-formats{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test` builds it; with `cargo test --test bench_formats` build it first with \
-         `cargo build --example bench-formats` (same profile)",
-        bin.display()
-    );
-    bin
+/// `wgquant bench`, the binary cargo builds for the tests.
+fn bench_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wgquant"));
+    command.arg("bench");
+    command
 }
 
 #[test]
@@ -292,7 +285,7 @@ fn cli_sizes_only_writes_json_and_csv_in_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let (json, csv) = (dir.path().join("sizes.json"), dir.path().join("sizes.csv"));
     let t = std::time::Instant::now();
-    let out = Command::new(example_binary())
+    let out = bench_command()
         .args(["--sizes-only", "-m"])
         .arg(common::default_model_path())
         .arg("--json")
@@ -320,10 +313,10 @@ fn cli_sizes_only_writes_json_and_csv_in_seconds() {
 
 #[test]
 fn cli_rejects_unknown_formats_and_missing_models() {
-    let out = Command::new(example_binary()).args(["--sizes-only", "--formats", "Q7_X"]).output().unwrap();
+    let out = bench_command().args(["--sizes-only", "--formats", "Q7_X"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown file type `Q7_X`"));
-    let out = Command::new(example_binary()).args(["--sizes-only", "-m", "/nonexistent.gguf"]).output().unwrap();
+    let out = bench_command().args(["--sizes-only", "-m", "/nonexistent.gguf"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.gguf does not exist"));
 }

@@ -1,13 +1,11 @@
 //! Chat templates (built-in and Hugging Face Jinja ones) against exact expected prompts, the
-//! conversation's incremental feeding, and the `chat` example binary driven through a pipe.
+//! conversation's incremental feeding, and `wgquant chat` driven through a pipe.
 //!
-//! The binary tests run `target/<profile>/examples/chat`, which `cargo test` builds along with the
-//! tests (`cargo test --test chat` alone does not: build it with `cargo build --example chat`).
+//! The binary tests run `wgquant chat`, the binary cargo builds for the tests.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -405,29 +403,16 @@ fn default_model_gets_the_builtin_gemma_template() {
 // ---------------------------------------------------------------------------------------------
 // The binary
 
-/// `target/<profile>/examples/chat`, next to this test's `target/<profile>/deps/chat-<hash>`.
-fn chat_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).expect("the test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join("examples").join(format!("chat{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test` builds it; with `cargo test --test chat` build it first with \
-         `cargo build --example chat` (same profile)",
-        bin.display()
-    );
-    bin
-}
-
 struct Run {
     code: Option<i32>,
     stdout: String,
     stderr: String,
 }
 
-/// Run the chat binary with `args`, write `stdin` to it and close it; fail after `limit`.
+/// Run `wgquant chat` with `args`, write `stdin` to it and close it; fail after `limit`.
 fn run_chat(args: &[&str], stdin: &str, limit: Duration) -> Run {
-    let mut child = Command::new(chat_binary())
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wgquant"))
+        .arg("chat")
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

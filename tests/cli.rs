@@ -1,4 +1,4 @@
-//! The command-line examples, run as a user would: real outputs and one-line errors.
+//! The `wgquant` command's subcommands, run as a user would: real outputs and one-line errors.
 
 mod common;
 
@@ -8,7 +8,7 @@ fn model() -> String {
 
 #[test]
 fn inspect_prints_the_tensor_table() {
-    let (code, out, _) = common::run_example("inspect", &[&model()]);
+    let (code, out, _) = common::run_wgquant("inspect", &[&model()]);
     assert_eq!(code, Some(0));
     assert!(out.contains("236 tensors"), "{out}");
     assert!(out.contains("token_embd.weight") && out.contains("Q8_0") && out.contains("640 × 262144"));
@@ -22,7 +22,7 @@ fn inspect_on_a_bad_file_is_one_line_and_exit_1() {
     for (name, data) in [("truncated.gguf", bytes), ("text.gguf", b"hello world".to_vec())] {
         let path = dir.path().join(name);
         std::fs::write(&path, data).unwrap();
-        let (code, out, err) = common::run_example("inspect", &[path.to_str().unwrap()]);
+        let (code, out, err) = common::run_wgquant("inspect", &[path.to_str().unwrap()]);
         assert_eq!(code, Some(1), "{name}");
         assert!(out.is_empty());
         assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -33,7 +33,7 @@ fn inspect_on_a_bad_file_is_one_line_and_exit_1() {
 #[test]
 fn tokenize_prints_llama_cpp_ids() {
     for case in common::greedy_cases() {
-        let (code, out, _) = common::run_example("tokenize", &["-m", &model(), &case.prompt]);
+        let (code, out, _) = common::run_wgquant("tokenize", &["-m", &model(), &case.prompt]);
         assert_eq!(code, Some(0));
         let ids: Vec<u32> = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(ids, case.prompt_ids);
@@ -43,7 +43,7 @@ fn tokenize_prints_llama_cpp_ids() {
 #[test]
 fn generate_greedy_starts_like_llama_cpp() {
     let (code, out, err) =
-        common::run_example("generate", &["-m", &model(), "-p", "Once upon a time", "-n", "8", "--temp", "0"]);
+        common::run_wgquant("generate", &["-m", &model(), "-p", "Once upon a time", "-n", "8", "--temp", "0"]);
     assert_eq!(code, Some(0), "{err}");
     // llama.cpp's greedy continuation; only the generated text is on stdout.
     assert_eq!(out.trim_end(), ", there was a little girl named Lily");
@@ -52,13 +52,43 @@ fn generate_greedy_starts_like_llama_cpp() {
 
 #[test]
 fn plan_refuses_an_impossible_budget_with_numbers() {
-    let (code, out, _) = common::run_example("plan", &["-m", &model(), "--vram-budget", "6GiB", "--ctx", "4096"]);
+    let (code, out, _) = common::run_wgquant("plan", &["-m", &model(), "--vram-budget", "6GiB", "--ctx", "4096"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("everything on the GPU"), "{out}");
-    let (code, _, err) = common::run_example("plan", &["-m", &model(), "--vram-budget", "1MiB", "--ctx", "4096"]);
+    let (code, _, err) = common::run_wgquant("plan", &["-m", &model(), "--vram-budget", "1MiB", "--ctx", "4096"]);
     assert_eq!(code, Some(1));
     assert!(err.starts_with("error: ") && err.contains("MiB"), "{err}");
-    let (code, _, err) = common::run_example("plan", &["-m", &model(), "--vram-budget", "6GiB", "--ctx", "65536"]);
+    let (code, _, err) = common::run_wgquant("plan", &["-m", &model(), "--vram-budget", "6GiB", "--ctx", "65536"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("32768"), "{err}");
+}
+
+/// Every subcommand has `--help`; the top-level help lists them all; a wrong flag or a missing
+/// subcommand is one `error:` line and exit status 1 (clap's usage block left out).
+#[test]
+fn every_subcommand_has_help_and_bad_flags_are_one_line_errors() {
+    let subcommands = ["chat", "generate", "quantize", "inspect", "plan", "bench", "tokenize", "perplexity"];
+    let (code, out, _) = common::run_wgquant("--help", &[]);
+    assert_eq!(code, Some(0));
+    for sub in subcommands {
+        assert!(out.contains(sub), "`wgquant --help` does not list {sub}:\n{out}");
+        let (code, out, err) = common::run_wgquant(sub, &["--help"]);
+        assert_eq!(code, Some(0), "{sub} --help: {err}");
+        assert!(out.contains("Usage: wgquant"), "{sub} --help:\n{out}");
+    }
+    // The shared flags are spelled alike everywhere they appear.
+    for sub in ["chat", "generate"] {
+        let (_, out, _) = common::run_wgquant(sub, &["--help"]);
+        for flag in
+            ["--model", "--ctx-size", "--vram-budget", "--device", "--temp", "--top-k", "--top-p", "--min-p", "--seed"]
+        {
+            assert!(out.contains(flag), "{sub} lacks {flag}:\n{out}");
+        }
+    }
+    for args in [&["generate", "--no-such-flag"][..], &["frobnicate"], &["generate", "--temp", "warm", "-p", "x"]] {
+        let (code, out, err) = common::run_wgquant(args[0], &args[1..]);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+    }
 }

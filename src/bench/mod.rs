@@ -1,5 +1,5 @@
 //! The format benchmark: size, quality and speed of every quantization of one model, measured in
-//! one run (`cargo run --release --example bench-formats`).
+//! one run (`wgquant bench`).
 //!
 //! 1. The model is dequantized into an F32 reference file, and the reference is quantized with
 //!    [`crate::quantize::quantize_file`] into each format ([`DEFAULT_FORMATS`]).

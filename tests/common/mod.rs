@@ -131,22 +131,11 @@ pub fn logit_stats(ours: &[f32], reference: &[f32]) -> (f32, f64, Vec<usize>, Ve
     (mad, kl, top(ours), top(reference))
 }
 
-/// The built example `name` (cargo builds examples for `cargo test`, in the same profile).
-pub fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(std::path::Path::parent).expect("tests live in target/<profile>/deps");
-    let bin = profile_dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test` builds it; alone, build it with `cargo build --example {name}`",
-        bin.display()
-    );
-    bin
-}
-
-/// Run an example binary with `args`; returns (exit code, stdout, stderr).
-pub fn run_example(name: &str, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(example_binary(name))
+/// Run `wgquant SUBCOMMAND args...` (the binary cargo built for this test); returns (exit code,
+/// stdout, stderr).
+pub fn run_wgquant(subcommand: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgquant"))
+        .arg(subcommand)
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()

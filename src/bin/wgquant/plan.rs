@@ -1,19 +1,18 @@
 //! Plan where a model's parts go under a VRAM budget, from the file's metadata alone (nothing is
 //! uploaded, no GPU is needed).
 //!
-//! `cargo run --release --example plan -- -m MODEL.gguf --vram-budget 6GiB --ctx 4096
-//!     [--batch 512] [--kv f16|f32] [--allow-smaller-kv] [--allow-smaller-ctx] [--json]`
+//! `wgquant plan -m MODEL.gguf --vram-budget 6GiB -c 4096 [--batch 512] [--kv f16|f32]
+//!     [--allow-smaller-kv] [--allow-smaller-ctx] [--json]`
 //!
-//! Without a file: `--shape llama2-7b|mistral-7b|llama3-8b [--ftype Q4_K_M]` writes a zero-filled
+//! Without a file: `--shape llama2-7b|llama3-8b|mistral-7b|qwen3-8b|phi3-mini|gemma2-9b
+//! [--ftype Q4_K_M]` writes a zero-filled
 //! stand-in with that model's exact tensor names, shapes and the recipe's types to a temporary
 //! directory (a sparse file: a few MB of disk) and plans it like any other file.
 //!
 //! Prints the plan table (or JSON); when no plan can work, one line saying why and exit code 1.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use clap::Parser;
 use wgquant::gguf::GgufFile;
 use wgquant::model::config::KvType;
 use wgquant::model::zoo;
@@ -21,15 +20,13 @@ use wgquant::plan::{self, parse_bytes, Budget, PlanRequest};
 use wgquant::quantize::FileType;
 use wgquant::{Error, Result};
 
-mod common;
-
-#[derive(Parser)]
-#[command(about = "Plan a model's VRAM use: what goes on the GPU, what runs on the CPU")]
-struct Args {
+#[derive(clap::Args)]
+pub struct Args {
     /// The GGUF model.
     #[arg(short, long, required_unless_present = "shape", conflicts_with = "shape")]
     model: Option<PathBuf>,
-    /// Plan a well-known shape instead of a file: llama2-7b, mistral-7b, llama3-8b (or llama-tiny).
+    /// Plan a well-known shape instead of a file: llama2-7b, llama3-8b, mistral-7b, qwen3-8b,
+    /// phi3-mini, gemma2-9b (or llama-tiny).
     #[arg(long)]
     shape: Option<String>,
     /// File type of the --shape stand-in (llama.cpp recipe names: Q4_K_M, Q8_0, ...).
@@ -39,7 +36,7 @@ struct Args {
     #[arg(long)]
     vram_budget: Option<String>,
     /// Context length (default: 4096, or the model's training context if shorter).
-    #[arg(long)]
+    #[arg(short = 'c', long = "ctx-size", visible_alias = "ctx")]
     ctx: Option<usize>,
     /// Prompt micro-batch (tokens per forward pass).
     #[arg(long, default_value_t = plan::DEFAULT_BATCH)]
@@ -64,11 +61,7 @@ struct Args {
     json: bool,
 }
 
-fn main() -> ExitCode {
-    common::exit_code(run(&Args::parse()))
-}
-
-fn run(args: &Args) -> Result<()> {
+pub fn run(args: &Args) -> Result<()> {
     // Kept alive until the plan is made: the stand-in lives in it.
     let mut _tmp = None;
     let path = match (&args.model, &args.shape) {

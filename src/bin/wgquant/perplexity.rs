@@ -1,44 +1,39 @@
-//! Perplexity of a model on a text file, measured like llama.cpp's llama-perplexity: chunks of
-//! CTX tokens, the first replaced by BOS, only the second half of each chunk scored.
-//!
-//! `cargo run --release --example perplexity -- -m MODEL -f TEXT -c 512 [--chunks N]`
-//! The last line is `PPL = X`.
+//! `wgquant perplexity -f TEXT [-c 512] [--chunks N]`: perplexity measured like llama.cpp's
+//! llama-perplexity (chunks of CTX tokens, the first replaced by BOS, only the second half of
+//! each chunk scored). The last line is `PPL = X`.
 
-use std::process::ExitCode;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::Parser;
 use wgquant::gguf::GgufFile;
 use wgquant::gpu::{AdapterSelector, Context, ContextOptions};
 use wgquant::model::gpu::{GpuModel, Offload};
 use wgquant::model::Config;
 use wgquant::tokenizer::Tokenizer;
+use wgquant::Result;
 
-mod common;
+use crate::common::DEFAULT_MODEL;
 
-#[derive(Parser)]
-#[command(about = "Perplexity of a GGUF model on a text, llama-perplexity's method")]
-struct Args {
-    #[arg(short, long, default_value = "models/gemma-3-270m-q4_k_m.gguf")]
-    model: std::path::PathBuf,
-    /// Plain-text file.
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF model file [default: models/gemma-3-270m-q4_k_m.gguf]
+    #[arg(short, long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Plain-text file
     #[arg(short, long)]
-    file: std::path::PathBuf,
-    /// Tokens per chunk.
-    #[arg(short = 'c', long, default_value_t = 512)]
+    file: PathBuf,
+    /// Tokens per chunk
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
     ctx_size: usize,
-    /// Score at most this many chunks.
+    /// Score at most this many chunks
     #[arg(long)]
     chunks: Option<usize>,
+    /// Adapter index or name substring
     #[arg(long)]
     device: Option<String>,
 }
 
-fn main() -> ExitCode {
-    common::exit_code(run(&Args::parse()))
-}
-
-fn run(args: &Args) -> wgquant::Result<()> {
+pub fn run(args: &Args) -> Result<()> {
     let text = std::fs::read_to_string(&args.file).map_err(|e| wgquant::Error::io(&args.file, e))?;
     let file = Arc::new(GgufFile::open(&args.model)?);
     let config = Config::from_gguf(&file)?;

@@ -1,34 +1,22 @@
-//! Quantize a GGUF model with one of llama.cpp's file-type recipes.
-//!
-//! `cargo run --release --example quantize -- IN.gguf OUT.gguf Q4_K_M`
-//!
+//! `wgquant quantize IN.gguf OUT.gguf Q4_K_M`: quantize with one of llama.cpp's file-type recipes.
 //! The input may be F32, F16 or already quantized (its tensors are dequantized first).
 
-use std::process::ExitCode;
+use std::path::PathBuf;
 
-use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use wgquant::gguf::GgufFile;
 use wgquant::quantize::{quantize_file, FileType, QuantizeSummary};
+use wgquant::Result;
 
-mod common;
-
-#[derive(Parser)]
-#[command(
-    about = "Quantize a GGUF model (llama.cpp recipes: Q4_0, Q8_0, Q6_K, Q5_K_S, Q5_K_M, Q4_K_S, Q4_K_M, Q3_K_M, Q2_K, ...)"
-)]
-struct Args {
-    input: std::path::PathBuf,
-    output: std::path::PathBuf,
-    /// File type: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_M Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K.
+#[derive(clap::Args)]
+pub struct Args {
+    input: PathBuf,
+    output: PathBuf,
+    /// File type: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_M Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K
     ftype: String,
 }
 
-fn main() -> ExitCode {
-    common::exit_code(run(&Args::parse()))
-}
-
-fn run(args: &Args) -> wgquant::Result<()> {
+pub fn run(args: &Args) -> Result<()> {
     let ftype = FileType::from_name(&args.ftype)?;
     let src = GgufFile::open(&args.input)?;
     let bar = ProgressBar::new(src.tensors().len() as u64);

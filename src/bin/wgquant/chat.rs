@@ -1,7 +1,5 @@
-//! Chat with a GGUF model on the GPU: line editing, streamed answers, the model's own chat template.
-//!
-//! `cargo run --release --example chat` chats with the default model (fetch it with
-//! `scripts/fetch-model.sh`); `-- --help` lists the options. Flag names follow llama.cpp's CLI.
+//! `wgquant chat`: line editing, streamed answers, the model's own chat template. With no
+//! `--model` it chats with SmolLM2-135M-Instruct (fetched by `scripts/fetch-model.sh`).
 //!
 //! Answers go to stdout, everything else (the loading bar, the model line, stats, errors) to
 //! stderr. With stdin not a terminal, lines are read from it plainly (same commands), so scripts
@@ -11,74 +9,32 @@
 //! context used, `/quit` (or EOF, Ctrl-D) leaves. Ctrl-C stops an answer; at the prompt, twice leaves.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::Parser;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wgquant::chat::{ChatTemplate, Conversation, Turn};
-use wgquant::gguf::GgufFile;
-use wgquant::{
-    Error, GenerateParams, GenerationStats, Model, ModelOptions, Result, SamplerParams, Session, StopReason,
-};
+use wgquant::{Error, GenerateParams, GenerationStats, Model, Result, Session, StopReason};
 
-mod common;
-
-/// Where `scripts/fetch-model.sh` puts the chat's default model, relative to the crate root: an
-/// instruction-tuned one (Gemma 3 270M, the other models' default, is a base model that was never
-/// trained to answer).
-const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+use crate::common::{self, ModelArgs, SamplingArgs, CHAT_MODEL};
 
 /// Set by Ctrl-C while an answer is being generated: the answer stops at the next token.
 static STOP: AtomicBool = AtomicBool::new(false);
 /// Whether an answer is being generated (Ctrl-C then stops it instead of leaving).
 static GENERATING: AtomicBool = AtomicBool::new(false);
 
-#[derive(Parser)]
-#[command(about = "Chat with a GGUF model on the GPU (wgquant)")]
+#[derive(clap::Args)]
 #[command(after_help = "Commands while chatting: /reset (new conversation), /stats (speed and context), /quit. \
 Ctrl-C stops an answer; at the prompt, Ctrl-C twice or Ctrl-D leaves.")]
-struct Args {
-    /// GGUF model file [default: models/SmolLM2-135M-Instruct.Q4_1.gguf in the current directory or the crate's]
-    #[arg(short, long)]
-    model: Option<PathBuf>,
-    /// Context length in tokens [default: the model's training context, at most 4096]
-    #[arg(short = 'c', long = "ctx", visible_alias = "ctx-size")]
-    ctx: Option<usize>,
-    /// Sampling temperature; 0 always picks the most likely token
-    #[arg(long, default_value_t = 0.8)]
-    temp: f32,
-    /// Sample from the k most likely tokens only; 0 keeps all
-    #[arg(long, default_value_t = 40)]
-    top_k: usize,
-    /// Sample from the most likely tokens whose probabilities add up to p; 1 keeps all
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
-    /// Drop tokens less likely than min-p times the most likely one; 0 keeps all
-    #[arg(long, default_value_t = 0.05)]
-    min_p: f32,
-    /// Penalise tokens seen in the last --repeat-last-n tokens; 1 is off
-    #[arg(long, default_value_t = 1.0)]
-    repeat_penalty: f32,
-    /// How many recent tokens --repeat-penalty looks at
-    #[arg(long, default_value_t = 64)]
-    repeat_last_n: usize,
-    /// Random seed: the same seed and conversation give the same answers
-    #[arg(short, long, default_value_t = SamplerParams::default().seed)]
-    seed: u64,
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Most tokens in one answer
-    #[arg(short = 'n', long, visible_alias = "n-predict", default_value_t = 1024)]
+    #[arg(short = 'n', long = "n-predict", visible_alias = "max-tokens", default_value_t = 1024)]
     max_tokens: usize,
     /// System prompt opening the conversation
     #[arg(long, visible_alias = "system-prompt")]
     system: Option<String>,
-    /// VRAM budget, e.g. 6GiB or 512MiB [default: what the adapter reports]
-    #[arg(long)]
-    vram_budget: Option<String>,
-    /// Adapter index or name substring; `list` prints the adapters
-    #[arg(long)]
-    device: Option<String>,
     /// Answer this prompt, print the answer and exit
     #[arg(short, long)]
     prompt: Option<String>,
@@ -90,21 +46,15 @@ struct Args {
     stats: bool,
 }
 
-fn main() -> ExitCode {
-    common::exit_code(run(&Args::parse()))
-}
-
-fn run(args: &Args) -> Result<()> {
-    if args.device.as_deref() == Some("list") {
+pub fn run(args: &Args) -> Result<()> {
+    if args.model.device.as_deref() == Some("list") {
         list_devices();
         return Ok(());
     }
-    let path = model_path(args.model.as_deref())?;
-    let gguf = GgufFile::open(&path).map_err(|e| in_file(&path, e))?;
-    // An unsupported architecture is reported before any GPU is probed (and the probing noise).
-    wgquant::model::Config::from_gguf(&gguf).map_err(|e| in_file(&path, e))?;
-    let model = load(args, &path)?;
-    eprintln!("{}", describe(&model, &gguf));
+    let path = args.model.path(CHAT_MODEL)?;
+    let gguf = common::open_checked(&path)?;
+    let model = common::load(&path, args.model.options()?)?;
+    eprintln!("{}", common::describe(&model, &gguf));
     let template = if args.no_template { None } else { Some(ChatTemplate::for_model(&gguf, model.tokenizer())?) };
     if let Some(t) = &template {
         eprintln!("chat template: {}", t.describe());
@@ -129,86 +79,6 @@ fn list_devices() {
         let i = &a.info;
         println!("{}: {} ({:?}, {:?}, {} {})", a.index, i.name, i.backend, i.device_type, i.driver, i.driver_info);
     }
-}
-
-/// The model file: `--model`, or the default one in the current directory or the crate's.
-fn model_path(given: Option<&Path>) -> Result<PathBuf> {
-    if let Some(path) = given {
-        return match path.exists() {
-            true => Ok(path.to_path_buf()),
-            false => Err(Error::Invalid(format!("model file {} does not exist", path.display()))),
-        };
-    }
-    let candidates = [PathBuf::from(DEFAULT_MODEL), Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL)];
-    candidates.into_iter().find(|p| p.exists()).ok_or_else(|| {
-        Error::Invalid(format!(
-            "the default model {DEFAULT_MODEL} is missing: run scripts/fetch-model.sh to download it, or pass --model PATH"
-        ))
-    })
-}
-
-/// Name the file in errors about its contents ("bad GGUF at byte 0" alone does not say which file).
-fn in_file(path: &Path, e: Error) -> Error {
-    match e {
-        Error::Io { .. } => e,
-        other => Error::Invalid(format!("{}: {other}", path.display())),
-    }
-}
-
-/// Load the model with a progress bar on stderr (hidden when stderr is not a terminal).
-fn load(args: &Args, path: &Path) -> Result<Model> {
-    let vram_budget = args.vram_budget.as_deref().map(wgquant::plan::parse_bytes).transpose()?;
-    let options = ModelOptions { n_ctx: args.ctx, adapter: args.device.clone(), vram_budget, ..Default::default() };
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:32}] {bytes}/{total_bytes} ({eta})")
-            .expect("a valid progress template")
-            .progress_chars("=> "),
-    );
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    bar.set_message(format!("loading {name}"));
-    let model = Model::load_with_progress(path, options, |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    });
-    bar.finish_and_clear();
-    model.map_err(|e| in_file(path, e))
-}
-
-/// One line: adapter, model, quant mix, VRAM plan.
-fn describe(model: &Model, gguf: &GgufFile) -> String {
-    let plan = model.plan();
-    format!(
-        "{} | {} ({}, {} layers) | {} | VRAM {} of {} ({} of {} layers on the GPU, context {}, {:?} KV) | loaded in {:.1} s",
-        model.gpu().adapter_info().name,
-        plan.model,
-        plan.arch,
-        plan.layers.len(),
-        quant_mix(gguf),
-        wgquant::plan::fmt_bytes(plan.gpu_total()),
-        wgquant::plan::fmt_bytes(plan.budget_bytes),
-        plan.gpu_layers(),
-        plan.layers.len(),
-        plan.n_ctx,
-        plan.kv_type,
-        model.load_time().as_secs_f64()
-    )
-}
-
-/// Tensor counts per type, largest share of the bytes first: `Q8_0×10 Q5_0×81 ...`.
-fn quant_mix(gguf: &GgufFile) -> String {
-    let mut by_type: Vec<(wgquant::GgmlType, usize, u64)> = Vec::new();
-    for t in gguf.tensors() {
-        match by_type.iter_mut().find(|(ty, _, _)| *ty == t.ty) {
-            Some(entry) => {
-                entry.1 += 1;
-                entry.2 += t.n_bytes;
-            }
-            None => by_type.push((t.ty, 1, t.n_bytes)),
-        }
-    }
-    by_type.sort_by_key(|&(_, _, bytes)| std::cmp::Reverse(bytes));
-    by_type.iter().map(|(ty, n, _)| format!("{}×{n}", ty.name())).collect::<Vec<_>>().join(" ")
 }
 
 /// Ctrl-C during an answer stops it; elsewhere (piped input, loading) it leaves as usual. At a
@@ -287,15 +157,7 @@ struct Chat<'m> {
 
 impl<'m> Chat<'m> {
     fn new(args: &Args, model: &'m Model, template: Option<ChatTemplate>) -> Result<Chat<'m>> {
-        let sampler = SamplerParams {
-            temperature: args.temp,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            min_p: args.min_p,
-            repeat_penalty: args.repeat_penalty,
-            repeat_last_n: args.repeat_last_n,
-            seed: args.seed,
-        };
+        let sampler = args.sampling.params();
         let stop = template.as_ref().map(|t| t.stop_strings()).unwrap_or_default();
         let stop_tokens = template.as_ref().map(|t| t.stop_tokens(model.tokenizer())).unwrap_or_default();
         if args.no_template && args.system.is_some() {

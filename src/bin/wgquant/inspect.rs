@@ -1,37 +1,27 @@
-//! Print a GGUF file's metadata and tensor table, like gguf-dump.
-//!
-//! `cargo run --release --example inspect -- FILE.gguf [--all]`
-//! On a bad file: one line naming what is wrong and where, exit code 1.
+//! `wgquant inspect FILE.gguf [--all]`: a GGUF file's metadata and tensor table, like gguf-dump.
+//! On a bad file: one line naming what is wrong and where, exit status 1.
 
 use std::collections::BTreeMap;
-use std::process::ExitCode;
+use std::path::PathBuf;
 
-use clap::Parser;
 use wgquant::gguf::GgufFile;
-use wgquant::GgmlType;
+use wgquant::{GgmlType, Result};
 
-#[derive(Parser)]
-#[command(about = "Print a GGUF file's metadata and tensors")]
-struct Args {
-    /// The GGUF file.
-    file: std::path::PathBuf,
-    /// Print long values and arrays in full width.
+use crate::common::in_file;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The GGUF file
+    file: PathBuf,
+    /// Print long values and arrays in full width
     #[arg(long)]
     all: bool,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    match GgufFile::open(&args.file) {
-        Ok(file) => {
-            print_file(&file, args.all);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {}: {e}", args.file.display());
-            ExitCode::FAILURE
-        }
-    }
+pub fn run(args: &Args) -> Result<()> {
+    let file = GgufFile::open(&args.file).map_err(|e| in_file(&args.file, e))?;
+    print_file(&file, args.all);
+    Ok(())
 }
 
 fn print_file(file: &GgufFile, all: bool) {

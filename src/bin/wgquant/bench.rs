@@ -1,7 +1,7 @@
-//! Size, quality and speed of every quantization of a model, measured in one run.
+//! `wgquant bench`: size, quality and speed of every quantization of a model, measured in one run.
 //!
-//! `cargo run --release --example bench-formats -- [-m MODEL] [-f TEXT] [--json FILE] [--csv FILE]
-//! [--plot-dir DIR] [--formats Q8_0,Q4_K_M,...] [--ctx N] [--chunks N] [--fast] [--sizes-only]`
+//! `wgquant bench [-m MODEL] [-f TEXT] [--json FILE] [--csv FILE] [--plot-dir DIR]
+//! [--formats Q8_0,Q4_K_M,...] [-c N] [--chunks N] [--fast] [--sizes-only]`
 //!
 //! The Markdown report goes to stdout, progress to stderr. The work (an F32 reference of the model
 //! and one quantized file at a time) happens in a temporary directory unless `--work-dir` is given;
@@ -9,22 +9,20 @@
 //! See `wgquant::bench` for what is measured and how.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use wgquant::bench::{self, plot, report, BenchConfig, BenchReport, Progress, SpeedOptions};
 use wgquant::gpu::{AdapterSelector, Context, ContextOptions};
 use wgquant::quantize::FileType;
 use wgquant::{Error, Result};
 
-mod common;
+use crate::common::DEFAULT_MODEL;
 
-#[derive(Parser)]
-#[command(about = "Benchmark every quantization of a GGUF model: size, quality (PPL, KL, top-1) and speed")]
-struct Args {
-    #[arg(short, long, default_value = "models/gemma-3-270m-q4_k_m.gguf")]
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF model file [default: models/gemma-3-270m-q4_k_m.gguf]
+    #[arg(short, long, default_value = DEFAULT_MODEL)]
     model: PathBuf,
     /// Plain-text file scored for quality (and the source of the speed prompt).
     #[arg(short = 'f', long = "file", default_value = "/usr/share/common-licenses/GPL-3")]
@@ -33,7 +31,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     formats: Vec<String>,
     /// Tokens per scored chunk (the second half of each chunk is scored).
-    #[arg(long, default_value_t = 512)]
+    #[arg(short = 'c', long = "ctx-size", visible_alias = "ctx", default_value_t = 512)]
     ctx: usize,
     /// Chunks of the text to score (default 2, or 1 with --fast).
     #[arg(long)]
@@ -66,11 +64,7 @@ struct Args {
     device: Option<String>,
 }
 
-fn main() -> ExitCode {
-    common::exit_code(run(&Args::parse()))
-}
-
-fn run(args: &Args) -> Result<()> {
+pub fn run(args: &Args) -> Result<()> {
     if !args.model.exists() {
         return Err(Error::Invalid(format!(
             "{} does not exist (scripts/fetch-model.sh fetches the default model)",
