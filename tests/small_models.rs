@@ -147,3 +147,58 @@ fn qwen2_gpu_equals_cpu() {
     use GgmlType::*;
     check_model("qwen2", &[Q8_0, Q5_0, Q4_1, Q5_1, IQ4_NL, F32, BF16, IQ4_XS]);
 }
+
+/// Several sequences at different positions decoded in one forward pass ([`GpuModel::decode_batch`]:
+/// the products take one column per sequence, attention goes sequence by sequence into its own
+/// caches) give each sequence the logits it gets alone; with every layer on the GPU, and with a
+/// layer and the head on the CPU.
+#[test]
+fn batched_decode_of_several_sequences_equals_each_alone() {
+    use wgquant::model::gpu::{Activations, DecodeStep, KvCaches};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    write_model(&path, "llama", &[GgmlType::Q8_0, GgmlType::Q4_K]);
+    let file = Arc::new(GgufFile::open(&path).unwrap());
+    let config = Config::from_gguf(&file).unwrap();
+    let ctx = Arc::new(Context::new().expect("a GPU adapter (lavapipe in CI)"));
+    let nv = N_VOCAB as usize;
+    let prompts: [Vec<u32>; 3] = [vec![5, 17, 99], vec![1, 2, 3, 4, 5, 6, 7], vec![300, 12, 250, 31, 8]];
+    let next = [42u32, 7, 311];
+    for placement in [Offload::all_gpu(&config), Offload { gpu_layers: 1, head_on_gpu: false }] {
+        let model = GpuModel::load(ctx.clone(), file.clone(), placement, |_, _| {}).unwrap();
+        // Each sequence alone: its prompt, then its next token.
+        let alone: Vec<Vec<f32>> = prompts
+            .iter()
+            .zip(next)
+            .map(|(prompt, token)| {
+                let mut state = GpuState::new(&model, 32, 16, 1, KvType::F16).unwrap();
+                model.forward(&mut state, prompt, 0, Logits::Last).unwrap();
+                model.forward(&mut state, &[token], prompt.len(), Logits::Last).unwrap()
+            })
+            .collect();
+        // Together: the prompts one by one into their own caches, then one batched step.
+        let mut acts = Activations::new(&model, 32, 16, 4).unwrap();
+        let mut caches: Vec<KvCaches> = (0..3).map(|_| KvCaches::new(&model, 32, 16, KvType::F16).unwrap()).collect();
+        for (prompt, cache) in prompts.iter().zip(&mut caches) {
+            model.forward_in(&mut acts, cache, prompt, 0, Logits::Last).unwrap();
+        }
+        let mut steps: Vec<DecodeStep<'_>> = caches
+            .iter_mut()
+            .zip(&prompts)
+            .zip(next)
+            .map(|((caches, prompt), token)| DecodeStep { caches, token, pos: prompt.len() })
+            .collect();
+        let together = model.decode_batch(&mut acts, &mut steps).unwrap();
+        for (i, expected) in alone.iter().enumerate() {
+            let row = &together[i * nv..(i + 1) * nv];
+            let diff = row.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            let scale = expected.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+            assert!(diff < 2e-3 * scale.max(1.0), "{placement:?} sequence {i}: max diff {diff} (scale {scale})");
+        }
+        // More sequences than the activations return logits for is an error, not a wrong answer.
+        let mut extra: Vec<KvCaches> = (0..5).map(|_| KvCaches::new(&model, 32, 16, KvType::F16).unwrap()).collect();
+        let mut steps: Vec<DecodeStep<'_>> =
+            extra.iter_mut().map(|caches| DecodeStep { caches, token: 1, pos: 0 }).collect();
+        assert!(model.decode_batch(&mut acts, &mut steps).is_err());
+    }
+}

@@ -219,13 +219,66 @@ fn upload_bytes(cpu: &CpuModel, placement: Offload, head: &TensorInfo) -> u64 {
     layers + head
 }
 
-/// Activation buffers for micro-batches of up to `batch` tokens, and the caches.
-/// Every buffer's shape is in its comment; `B` is `batch`.
+/// One sequence's state: activation buffers for micro-batches of up to `batch` tokens and the
+/// sequence's caches.
 pub struct GpuState {
     pub batch: usize,
     pub n_ctx: usize,
     /// Rows of logits the state can return at once.
     pub logits_rows: usize,
+    acts: Activations,
+    caches: KvCaches,
+}
+
+impl GpuState {
+    pub fn new(model: &GpuModel, n_ctx: usize, batch: usize, logits_rows: usize, kv_type: KvType) -> Result<GpuState> {
+        let acts = Activations::new(model, n_ctx, batch, logits_rows)?;
+        let caches = KvCaches::new(model, n_ctx, batch, kv_type)?;
+        Ok(GpuState { batch, n_ctx, logits_rows, acts, caches })
+    }
+
+    /// Host seconds the last [`GpuModel::forward`] spent recording and submitting its GPU work,
+    /// up to the submit: what a decode step costs the CPU beyond waiting for the device.
+    pub fn last_host_seconds(&self) -> f64 {
+        self.acts.host_seconds
+    }
+}
+
+/// The keys and values of one sequence: a cache per layer on the GPU (a ring for sliding-window
+/// layers) and the caches of the layers on the CPU. Several sequences (a server's slots) share
+/// one [`Activations`] and run their decode steps together ([`GpuModel::decode_batch`]).
+pub struct KvCaches {
+    pub n_ctx: usize,
+    k: Vec<KvBuffer>,
+    v: Vec<KvBuffer>,
+    cpu: CpuKvCache,
+}
+
+impl KvCaches {
+    /// Caches for `n_ctx` positions, fed in micro-batches of up to `batch` tokens (a ring keeps
+    /// the window plus a micro-batch).
+    pub fn new(model: &GpuModel, n_ctx: usize, batch: usize, kv_type: KvType) -> Result<KvCaches> {
+        let (c, ctx) = (&model.config, &model.ctx);
+        if n_ctx == 0 || batch == 0 {
+            return Err(Error::Invalid(format!("context {n_ctx}, batch {batch}")));
+        }
+        let mut k = Vec::new();
+        let mut v = Vec::new();
+        for il in 0..model.placement.gpu_layers {
+            let rows = c.kv_rows(il, n_ctx, batch);
+            k.push(KvBuffer::new(ctx, &format!("k_cache.{il}"), rows, c.kv_dim(), kv_type)?);
+            v.push(KvBuffer::new(ctx, &format!("v_cache.{il}"), rows, c.kv_dim_v(), kv_type)?);
+        }
+        let cpu = CpuKvCache::for_layers(c, n_ctx, kv_type, model.placement.gpu_layers..c.n_layer);
+        Ok(KvCaches { n_ctx, k, v, cpu })
+    }
+}
+
+/// Activation buffers for up to `batch` rows (tokens of one sequence, or one token of each of
+/// several sequences). Every buffer's shape is in its comment; `B` is `batch`.
+pub struct Activations {
+    batch: usize,
+    logits_rows: usize,
     x: F32Buffer,   // [B][n_embd] residual stream
     h: F32Buffer,   // [B][n_embd] normed input of a block
     o: F32Buffer,   // [B][n_embd] block output before the residual
@@ -242,33 +295,23 @@ pub struct GpuState {
     next_id: U32Buffer,      // [1] the greedy next token (ops::argmax)
     next_id_readback: TrackedBuffer, // [1] its copy the host reads
     ids: U32Buffer,          // [B] token ids
-    k_cache: Vec<KvBuffer>,
-    v_cache: Vec<KvBuffer>,
-    /// Caches of the layers that run on the CPU.
-    cpu_cache: CpuKvCache,
     /// Host seconds the last forward spent recording and submitting its GPU work (waits for the
     /// device and CPU layers excluded).
     host_seconds: f64,
 }
 
-impl GpuState {
-    pub fn new(model: &GpuModel, n_ctx: usize, batch: usize, logits_rows: usize, kv_type: KvType) -> Result<GpuState> {
+impl Activations {
+    /// Buffers for `batch` rows, `logits_rows` of which can return logits at once, attending over
+    /// up to `n_ctx` positions.
+    pub fn new(model: &GpuModel, n_ctx: usize, batch: usize, logits_rows: usize) -> Result<Activations> {
         let c = &model.config;
         let ctx = &model.ctx;
         if n_ctx == 0 || batch == 0 || logits_rows == 0 || logits_rows > batch {
             return Err(Error::Invalid(format!("context {n_ctx}, batch {batch}, logits rows {logits_rows}")));
         }
         let f = |label: &str, n: usize| ctx.f32_buffer(label, n);
-        let mut k_cache = Vec::new();
-        let mut v_cache = Vec::new();
-        for il in 0..model.placement.gpu_layers {
-            let rows = c.kv_rows(il, n_ctx, batch);
-            k_cache.push(KvBuffer::new(ctx, &format!("k_cache.{il}"), rows, c.kv_dim(), kv_type)?);
-            v_cache.push(KvBuffer::new(ctx, &format!("v_cache.{il}"), rows, c.kv_dim_v(), kv_type)?);
-        }
-        Ok(GpuState {
+        Ok(Activations {
             batch,
-            n_ctx,
             logits_rows,
             x: f("x", batch * c.n_embd)?,
             h: f("h", batch * c.n_embd)?,
@@ -296,30 +339,37 @@ impl GpuState {
                 MemTag::Staging,
             )?,
             ids: ctx.vec_zeroed("ids", batch, MemTag::Activations)?,
-            k_cache,
-            v_cache,
-            cpu_cache: CpuKvCache::for_layers(c, n_ctx, kv_type, model.placement.gpu_layers..c.n_layer),
             host_seconds: 0.0,
         })
     }
 
-    /// Host seconds the last [`GpuModel::forward`] spent recording and submitting its GPU work,
-    /// up to the submit: what a decode step costs the CPU beyond waiting for the device.
-    pub fn last_host_seconds(&self) -> f64 {
-        self.host_seconds
+    /// Row `row` of q, k and v.
+    fn q(&self, c: &Config, row: usize) -> View<'_> {
+        self.qkv.at(row * c.q_dim())
     }
 
-    fn q(&self) -> View<'_> {
-        self.qkv.at(0)
+    fn k(&self, c: &Config, row: usize) -> View<'_> {
+        self.qkv.at(self.k_at + row * c.kv_dim())
     }
 
-    fn k(&self) -> View<'_> {
-        self.qkv.at(self.k_at)
+    fn v(&self, c: &Config, row: usize) -> View<'_> {
+        self.qkv.at(self.v_at + row * c.kv_dim_v())
     }
+}
 
-    fn v(&self) -> View<'_> {
-        self.qkv.at(self.v_at)
-    }
+/// Consecutive rows of a micro-batch that belong to one sequence: `n` tokens at positions
+/// `pos0..`, appended to `caches`.
+struct Seq<'c> {
+    pos0: usize,
+    n: usize,
+    caches: &'c mut KvCaches,
+}
+
+/// One sequence's next decode step in [`GpuModel::decode_batch`]: `token` at position `pos`.
+pub struct DecodeStep<'c> {
+    pub caches: &'c mut KvCaches,
+    pub token: u32,
+    pub pos: usize,
 }
 
 /// What a micro-batch hands back to the host.
@@ -352,7 +402,20 @@ impl GpuModel {
     /// Run `tokens` at positions `pos0..` (appending to the caches) and return the logits asked
     /// for: `[n_vocab]` for [`Logits::Last`], `[n][n_vocab]` for [`Logits::All`].
     pub fn forward(&self, state: &mut GpuState, tokens: &[u32], pos0: usize, which: Logits) -> Result<Vec<f32>> {
-        match self.run(state, tokens, pos0, Want::Logits(which))? {
+        self.forward_in(&mut state.acts, &mut state.caches, tokens, pos0, which)
+    }
+
+    /// [`GpuModel::forward`] with the activations and the sequence's caches given apart (a
+    /// server's slots share one set of activations).
+    pub fn forward_in(
+        &self,
+        acts: &mut Activations,
+        caches: &mut KvCaches,
+        tokens: &[u32],
+        pos0: usize,
+        which: Logits,
+    ) -> Result<Vec<f32>> {
+        match self.run(acts, caches, tokens, pos0, Want::Logits(which))? {
             Output::Logits(logits) => Ok(logits),
             Output::Token(_) => Err(Error::Invalid("a forward pass asked for logits returned a token".into())),
         }
@@ -362,36 +425,81 @@ impl GpuModel {
     /// [`GpuModel::forward`]'s last logits (the first of equals), picked on the device when the
     /// head is there, so a decode step reads back one word instead of `n_vocab` floats.
     pub fn forward_greedy(&self, state: &mut GpuState, tokens: &[u32], pos0: usize) -> Result<u32> {
-        match self.run(state, tokens, pos0, Want::NextToken)? {
+        match self.run(&mut state.acts, &mut state.caches, tokens, pos0, Want::NextToken)? {
             Output::Token(token) => Ok(token),
             Output::Logits(_) => Err(Error::Invalid("a greedy forward pass returned logits".into())),
         }
     }
 
-    /// The forward pass over micro-batches; the last one hands back `last`.
-    fn run(&self, state: &mut GpuState, tokens: &[u32], pos0: usize, last: Want) -> Result<Output> {
+    /// One decode step of several sequences in one forward pass: every weight is read once for
+    /// all of them (the products take one column per sequence), while each sequence's rope,
+    /// cache append and attention use its own position and caches. Returns `[steps][n_vocab]`
+    /// logits, in order. At most `acts`' logits rows (and batch) at once.
+    pub fn decode_batch(&self, acts: &mut Activations, steps: &mut [DecodeStep<'_>]) -> Result<Vec<f32>> {
+        let n = steps.len();
+        if n == 0 || n > acts.logits_rows {
+            return Err(Error::Invalid(format!("{n} sequences in one step (at most {})", acts.logits_rows)));
+        }
+        let tokens: Vec<u32> = steps.iter().map(|s| s.token).collect();
+        self.check_tokens(&tokens)?;
+        let mut seqs: Vec<Seq<'_>> = steps
+            .iter_mut()
+            .map(|s| {
+                if s.pos >= s.caches.n_ctx {
+                    return Err(Error::Invalid(format!(
+                        "position {} is past the context of {}",
+                        s.pos, s.caches.n_ctx
+                    )));
+                }
+                Ok(Seq { pos0: s.pos, n: 1, caches: &mut *s.caches })
+            })
+            .collect::<Result<_>>()?;
+        acts.host_seconds = 0.0;
+        match self.forward_batch(acts, &tokens, &mut seqs, Want::Logits(Logits::All))? {
+            Output::Logits(logits) => Ok(logits),
+            Output::Token(_) => Err(Error::Invalid("a batched decode step returned a token".into())),
+        }
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        match tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
+            Some(bad) => {
+                Err(Error::Invalid(format!("token id {bad} is outside the vocabulary of {}", self.config.n_vocab)))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The forward pass of one sequence over micro-batches; the last one hands back `last`.
+    fn run(
+        &self,
+        acts: &mut Activations,
+        caches: &mut KvCaches,
+        tokens: &[u32],
+        pos0: usize,
+        last: Want,
+    ) -> Result<Output> {
         if tokens.is_empty() {
             return Err(Error::Invalid("no tokens to run".into()));
         }
-        if pos0 + tokens.len() > state.n_ctx {
+        if pos0 + tokens.len() > caches.n_ctx {
             return Err(Error::Invalid(format!(
                 "{} tokens at position {pos0} exceed the context of {} tokens",
                 tokens.len(),
-                state.n_ctx
+                caches.n_ctx
             )));
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
-            return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary of {}", self.config.n_vocab)));
-        }
+        self.check_tokens(tokens)?;
         // With every logit wanted, a micro-batch is no larger than the logits buffer.
         let all = last == Want::Logits(Logits::All);
-        let step = if all { state.logits_rows } else { state.batch };
-        state.host_seconds = 0.0;
+        let step = if all { acts.logits_rows } else { acts.batch };
+        acts.host_seconds = 0.0;
         let mut logits = Vec::new();
         for (i, chunk) in tokens.chunks(step).enumerate() {
             let last_chunk = (i + 1) * step >= tokens.len();
             let want = if all || last_chunk { last } else { Want::Nothing };
-            match self.forward_batch(state, chunk, pos0 + i * step, want)? {
+            let mut seq = [Seq { pos0: pos0 + i * step, n: chunk.len(), caches: &mut *caches }];
+            match self.forward_batch(acts, chunk, &mut seq, want)? {
                 Output::Logits(l) => logits.extend(l),
                 token => return Ok(token),
             }
@@ -399,10 +507,20 @@ impl GpuModel {
         Ok(Output::Logits(logits))
     }
 
-    /// One micro-batch (at most `state.batch` tokens).
-    fn forward_batch(&self, state: &mut GpuState, tokens: &[u32], pos0: usize, want: Want) -> Result<Output> {
+    /// One micro-batch (at most `acts.batch` rows): the rows of `seqs` in order, `tokens` theirs.
+    fn forward_batch(
+        &self,
+        acts: &mut Activations,
+        tokens: &[u32],
+        seqs: &mut [Seq<'_>],
+        want: Want,
+    ) -> Result<Output> {
         let c = &self.config;
         let n = tokens.len();
+        if n > acts.batch || seqs.iter().map(|s| s.n).sum::<usize>() != n {
+            return Err(Error::Invalid(format!("{n} tokens for a batch of {} rows", acts.batch)));
+        }
+        let state = &*acts;
         let started = Instant::now();
         // Everything on the GPU: one submit, and only logits (or a token id) come back.
         let all_gpu = self.placement.gpu_layers == c.n_layer && self.head.is_some();
@@ -422,7 +540,7 @@ impl GpuModel {
                 elementwise(&self.ctx, &mut pass, Op::Scale(c.embd_scale), &state.x, &state.h, n * c.n_embd, 1)?;
             }
             for il in 0..self.placement.gpu_layers {
-                self.layer(&mut pass, state, il, n, pos0)?;
+                self.layer(&mut pass, state, seqs, il, n)?;
             }
             if all_gpu {
                 self.head_and_pick(&mut pass, state, n, want)?;
@@ -432,8 +550,9 @@ impl GpuModel {
             self.copy_output(&mut enc, state, n, want);
         }
         let submitted = self.ctx.submit(enc)?;
-        state.host_seconds += started.elapsed().as_secs_f64();
+        acts.host_seconds += started.elapsed().as_secs_f64();
         self.ctx.wait_for(submitted)?;
+        let state = &*acts;
         if all_gpu {
             return self.read_output(state, n, want);
         }
@@ -441,7 +560,12 @@ impl GpuModel {
         // Layers the plan left on the CPU, then the head wherever it lives.
         let mut x = self.ctx.read_range(&state.x, 0, n * c.n_embd)?;
         for il in self.placement.gpu_layers..c.n_layer {
-            self.cpu.layer(il, &mut x, pos0, &mut state.cpu_cache)?;
+            let mut row0 = 0;
+            for seq in seqs.iter_mut() {
+                let span = &mut x[row0 * c.n_embd..(row0 + seq.n) * c.n_embd];
+                self.cpu.layer(il, span, seq.pos0, &mut seq.caches.cpu)?;
+                row0 += seq.n;
+            }
         }
         let Some(rows) = want.head_rows() else { return Ok(Output::Logits(Vec::new())) };
         if self.head.is_none() {
@@ -464,7 +588,7 @@ impl GpuModel {
     }
 
     /// The head for what `want` needs, and the greedy pick on the device for a token.
-    fn head_and_pick(&self, pass: &mut wgpu::ComputePass<'_>, state: &GpuState, n: usize, want: Want) -> Result<()> {
+    fn head_and_pick(&self, pass: &mut wgpu::ComputePass<'_>, state: &Activations, n: usize, want: Want) -> Result<()> {
         if let Some(rows) = want.head_rows() {
             self.head_pass(pass, state, n, rows)?;
         }
@@ -475,7 +599,7 @@ impl GpuModel {
     }
 
     /// Copies what the host reads to its readback buffer, in the forward pass's own submit.
-    fn copy_output(&self, enc: &mut wgpu::CommandEncoder, state: &GpuState, n: usize, want: Want) {
+    fn copy_output(&self, enc: &mut wgpu::CommandEncoder, state: &Activations, n: usize, want: Want) {
         match want {
             Want::Nothing => {}
             Want::Logits(rows) => {
@@ -486,7 +610,7 @@ impl GpuModel {
         }
     }
 
-    fn read_output(&self, state: &GpuState, n: usize, want: Want) -> Result<Output> {
+    fn read_output(&self, state: &Activations, n: usize, want: Want) -> Result<Output> {
         Ok(match want {
             Want::Nothing => Output::Logits(Vec::new()),
             Want::Logits(rows) => Output::Logits(
@@ -506,7 +630,7 @@ impl GpuModel {
     }
 
     /// Final norm and output head of the last token (or of every token).
-    fn head_pass(&self, pass: &mut wgpu::ComputePass<'_>, s: &GpuState, n: usize, want: Logits) -> Result<()> {
+    fn head_pass(&self, pass: &mut wgpu::ComputePass<'_>, s: &Activations, n: usize, want: Logits) -> Result<()> {
         let c = &self.config;
         let ctx = &self.ctx;
         let (first, rows) = if want == Logits::Last { (n - 1, 1) } else { (0, n) };
@@ -521,7 +645,17 @@ impl GpuModel {
     }
 
     /// One transformer block over `n` tokens of `s.x`, in place.
-    fn layer(&self, pass: &mut wgpu::ComputePass<'_>, s: &GpuState, il: usize, n: usize, pos0: usize) -> Result<()> {
+    /// One transformer block over the `n` rows of `s.x` (the rows of `seqs`, in order), in place:
+    /// the products take every row at once, rope, cache append and attention go sequence by
+    /// sequence.
+    fn layer(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        s: &Activations,
+        seqs: &[Seq<'_>],
+        il: usize,
+        n: usize,
+    ) -> Result<()> {
         let c = &self.config;
         let ctx = &self.ctx;
         let w = &self.layers[il];
@@ -533,7 +667,7 @@ impl GpuModel {
         }
         // q, k, v projections: one dispatch per stack when decoding
         let stacks = &self.stacks[il];
-        let (q, k, v) = (s.q(), s.k(), s.v());
+        let (q, k, v) = (s.q(c, 0), s.k(c, 0), s.v(c, 0));
         match &stacks.qkv {
             Some(stack) if n == 1 => {
                 matvec_stack(ctx, pass, stack, &s.h, &[q, k, v][..stack.part_rows.len()])?;
@@ -553,43 +687,11 @@ impl GpuModel {
                 elementwise(ctx, pass, Op::AddRow, out, b.vector()?, n * dim, dim)?;
             }
         }
-        // per-head q/k norms (Gemma 3), RoPE, and the append to the KV cache, in one dispatch
-        let prep = QkvPrep {
-            q,
-            k,
-            v,
-            n_head: c.n_head,
-            n_head_kv: c.n_head_kv,
-            head_dim: c.head_dim,
-            head_dim_v: c.head_dim_v,
-            q_norm: w.q_norm.as_ref().map(GpuWeight::vector).transpose()?,
-            k_norm: w.k_norm.as_ref().map(GpuWeight::vector).transpose()?,
-            eps,
-            rope: RopeParams {
-                layout: c.rope_layout,
-                base: c.rope_base_of(il),
-                freq_scale: c.rope_freq_scale,
-                factors: self.rope_factors.pick(c, s.n_ctx),
-                attn_factor: c.rope_attn_factor,
-            },
-            k_cache: &s.k_cache[il],
-            v_cache: &s.v_cache[il],
-        };
-        prepare_qkv(ctx, pass, &prep, n, pos0, &self.placeholder)?;
-        // causal (and sliding-window) attention
-        let shape = AttentionShape {
-            n_tokens: n,
-            n_head: c.n_head,
-            n_head_kv: c.n_head_kv,
-            head_dim: c.head_dim,
-            head_dim_v: c.head_dim_v,
-            pos0,
-            window: c.window_of(il),
-            scale: c.attn_scale,
-            softcap: c.attn_softcap,
-            n_ctx: s.n_ctx,
-        };
-        attention(ctx, pass, &shape, q, &s.k_cache[il], &s.v_cache[il], &s.attn_scratch, &s.attn)?;
+        let mut row = 0;
+        for seq in seqs {
+            self.attend(pass, s, seq, il, row)?;
+            row += seq.n;
+        }
         // output projection, post-norm and residual, ffn rmsnorm
         mul_mat(ctx, pass, w.wo.matrix()?, &s.attn, &s.o, n)?;
         let post_attn = w.post_attn_norm.as_ref().map(GpuWeight::vector).transpose()?;
@@ -613,11 +715,63 @@ impl GpuModel {
         }
     }
 
+    /// Attention of one sequence's rows (from `row` on) in layer `il`: per-head q/k norms,
+    /// rope and the append to its caches in one dispatch, then causal (and sliding-window)
+    /// attention over them.
+    fn attend(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        s: &Activations,
+        seq: &Seq<'_>,
+        il: usize,
+        row: usize,
+    ) -> Result<()> {
+        let (c, ctx, w) = (&self.config, &self.ctx, &self.layers[il]);
+        let (k_cache, v_cache) = (&seq.caches.k[il], &seq.caches.v[il]);
+        let q = s.q(c, row);
+        let prep = QkvPrep {
+            q,
+            k: s.k(c, row),
+            v: s.v(c, row),
+            n_head: c.n_head,
+            n_head_kv: c.n_head_kv,
+            head_dim: c.head_dim,
+            head_dim_v: c.head_dim_v,
+            q_norm: w.q_norm.as_ref().map(GpuWeight::vector).transpose()?,
+            k_norm: w.k_norm.as_ref().map(GpuWeight::vector).transpose()?,
+            eps: c.norm_eps,
+            rope: RopeParams {
+                layout: c.rope_layout,
+                base: c.rope_base_of(il),
+                freq_scale: c.rope_freq_scale,
+                factors: self.rope_factors.pick(c, seq.caches.n_ctx),
+                attn_factor: c.rope_attn_factor,
+            },
+            k_cache,
+            v_cache,
+        };
+        prepare_qkv(ctx, pass, &prep, seq.n, seq.pos0, &self.placeholder)?;
+        let shape = AttentionShape {
+            n_tokens: seq.n,
+            n_head: c.n_head,
+            n_head_kv: c.n_head_kv,
+            head_dim: c.head_dim,
+            head_dim_v: c.head_dim_v,
+            pos0: seq.pos0,
+            window: c.window_of(il),
+            scale: c.attn_scale,
+            softcap: c.attn_softcap,
+            n_ctx: seq.caches.n_ctx,
+        };
+        let out = s.attn.at(row * c.n_head * c.head_dim_v);
+        attention(ctx, pass, &shape, q, k_cache, v_cache, &s.attn_scratch, out)
+    }
+
     /// `x += o`, or `x += norm(o)` for models with post-norms.
     fn residual(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
-        s: &GpuState,
+        s: &Activations,
         post_norm: Option<&GpuWeight>,
         n: usize,
     ) -> Result<()> {
