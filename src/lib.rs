@@ -22,4 +22,6 @@ pub mod tokenizer;
 pub use error::{Error, Result};
 pub use format::GgmlType;
 pub use sampler::SamplerParams;
-pub use session::{GenerateParams, Generation, GenerationStats, Model, ModelOptions, Piece, Session, StopReason};
+pub use session::{
+    GenerateParams, Generation, GenerationStats, Model, ModelOptions, Piece, Session, StopReason, StopText,
+};

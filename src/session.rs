@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::gpu::{AdapterSelector, Context, ContextOptions};
 use crate::model::cpu::Logits;
-use crate::model::gpu::{GpuModel, GpuState, Offload};
+use crate::model::gpu::{Activations, GpuModel, GpuState, KvCaches, Offload};
 use crate::model::{Config, KvType};
 use crate::plan::{self, Budget, Plan, PlanRequest};
 use crate::sampler::{Sampler, SamplerParams};
@@ -46,6 +46,9 @@ pub struct ModelOptions {
     pub allow_smaller_ctx: bool,
     /// Force where layers run (tests and tools); default: decided by the VRAM plan.
     pub offload: Option<Offload>,
+    /// Sequences held at once, each with its own KV cache, decoded together (a server's slots,
+    /// see [`Model::slots`]); the plan counts every cache.
+    pub sequences: usize,
 }
 
 impl Default for ModelOptions {
@@ -59,6 +62,7 @@ impl Default for ModelOptions {
             allow_smaller_kv: false,
             allow_smaller_ctx: false,
             offload: None,
+            sequences: 1,
         }
     }
 }
@@ -115,6 +119,8 @@ impl Model {
         req.allow_smaller_kv = options.allow_smaller_kv;
         req.allow_smaller_ctx = options.allow_smaller_ctx;
         req.batch = options.batch;
+        req.sequences = options.sequences;
+        req.logits_rows = options.sequences;
         let plan = plan::plan(&file, &req)?;
         let offload =
             options.offload.unwrap_or(Offload { gpu_layers: plan.gpu_layers(), head_on_gpu: plan.head_on_gpu() });
@@ -153,6 +159,17 @@ impl Model {
     /// The underlying GPU model, for tools that drive the forward pass directly.
     pub fn gpu_model(&self) -> &GpuModel {
         &self.gpu
+    }
+
+    /// Activations shared by the plan's sequences and one KV cache for each
+    /// ([`ModelOptions::sequences`]): a server's slots, decoded together with
+    /// [`GpuModel::decode_batch`].
+    pub fn slots(&self) -> Result<(Activations, Vec<KvCaches>)> {
+        let p = &self.plan;
+        let acts = Activations::new(&self.gpu, p.n_ctx, p.batch, p.sequences.max(1))?;
+        let caches =
+            (0..p.sequences).map(|_| KvCaches::new(&self.gpu, p.n_ctx, p.batch, p.kv_type)).collect::<Result<_>>()?;
+        Ok((acts, caches))
     }
 
     /// A new conversation with its own KV cache.
@@ -323,8 +340,7 @@ impl<'m> Session<'m> {
             on_device,
             sampler: Sampler::new(params.sampler.clone()),
             params: params.clone(),
-            decoder: StreamDecoder::new(),
-            held: String::new(),
+            text: StopText::new(params.stop.clone()),
             session: self,
             stats,
             done: false,
@@ -340,9 +356,7 @@ pub struct Generation<'s, 'm> {
     on_device: bool,
     sampler: Sampler,
     params: GenerateParams,
-    decoder: StreamDecoder,
-    /// Text held back because it may be the start of a stop string.
-    held: String,
+    text: StopText,
     stats: GenerationStats,
     done: bool,
 }
@@ -384,21 +398,50 @@ impl Generation<'_, '_> {
         }
         self.stats.decode_time += start.elapsed();
         self.stats.generated_tokens += 1;
-        let mut text = std::mem::take(&mut self.held);
-        text.push_str(&self.decoder.push(tok, token));
-        if let Some(cut) = self.params.stop.iter().filter_map(|stop| text.find(stop.as_str())).min() {
-            text.truncate(cut);
+        let (mut text, stopped) = self.text.push(tok, token);
+        if stopped {
             self.finish(StopReason::StopString);
             return Ok(Some(Piece { token, text }));
         }
-        // Hold back a tail that could still grow into a stop string.
-        let keep = self.params.stop.iter().map(|stop| partial_suffix(&text, stop)).max().unwrap_or(0);
-        self.held = text.split_off(text.len() - keep);
         if self.stats.generated_tokens >= self.params.max_tokens {
-            text.push_str(&std::mem::take(&mut self.held));
+            text.push_str(&self.text.flush());
             self.finish(StopReason::MaxTokens);
         }
         Ok(Some(Piece { token, text }))
+    }
+}
+
+/// Generated tokens as text: whole UTF-8 characters, cut before the first stop string, with a tail
+/// that may still grow into a stop string held back until it does or cannot.
+#[derive(Debug)]
+pub struct StopText {
+    decoder: StreamDecoder,
+    stop: Vec<String>,
+    held: String,
+}
+
+impl StopText {
+    pub fn new(stop: Vec<String>) -> StopText {
+        StopText { decoder: StreamDecoder::new(), stop, held: String::new() }
+    }
+
+    /// The text `token` releases, and whether a stop string ended it there (the stop string and
+    /// anything after it are dropped).
+    pub fn push(&mut self, tokenizer: &Tokenizer, token: u32) -> (String, bool) {
+        let mut text = std::mem::take(&mut self.held);
+        text.push_str(&self.decoder.push(tokenizer, token));
+        if let Some(cut) = self.stop.iter().filter_map(|stop| text.find(stop.as_str())).min() {
+            text.truncate(cut);
+            return (text, true);
+        }
+        let keep = self.stop.iter().map(|stop| partial_suffix(&text, stop)).max().unwrap_or(0);
+        self.held = text.split_off(text.len() - keep);
+        (text, false)
+    }
+
+    /// What is held back, once generation ends without a stop string.
+    pub fn flush(&mut self) -> String {
+        std::mem::take(&mut self.held)
     }
 }
 

@@ -84,8 +84,11 @@ pub struct PlanRequest {
     pub allow_smaller_kv: bool,
     /// May the planner halve the context (down to [`MIN_CTX`]) when the requested one does not fit?
     pub allow_smaller_ctx: bool,
-    /// Rows of logits the forward pass produces (1 for generation: only the last token's).
+    /// Rows of logits the forward pass produces (1 for generation: only the last token's; one per
+    /// sequence for a server decoding several at once).
     pub logits_rows: usize,
+    /// Sequences held at once, each with its own KV cache (a server's `--parallel` slots).
+    pub sequences: usize,
 }
 
 impl PlanRequest {
@@ -107,6 +110,7 @@ impl PlanRequest {
             allow_smaller_kv: false,
             allow_smaller_ctx: false,
             logits_rows: 1,
+            sequences: 1,
         }
     }
 
@@ -191,6 +195,8 @@ pub struct Plan {
     /// Micro-batch the scratch is sized for (the request's, capped at the context).
     pub batch: usize,
     pub logits_rows: usize,
+    /// Sequences whose KV caches the plan holds (each layer's KV figure counts them all).
+    pub sequences: usize,
     pub layers: Vec<LayerPlan>,
     /// Where the output head (final norm + output matrix) runs.
     pub head: Placement,
@@ -257,7 +263,9 @@ impl Setting {
             kv_type,
             n_ctx,
             batch,
-            kv: (0..config.n_layer).map(|il| kv_layer_bytes(config, il, n_ctx, batch, kv_type)).collect(),
+            kv: (0..config.n_layer)
+                .map(|il| req.sequences as u64 * kv_layer_bytes(config, il, n_ctx, batch, kv_type))
+                .collect(),
             scratch: scratch_bytes(config, batch, n_ctx, req.logits_rows, req.uniform_activations),
             staging: staging_bytes(config, batch, req.logits_rows),
         }
@@ -331,8 +339,17 @@ pub fn plan_model(name: &str, config: &Config, bytes: &ModelBytes, req: &PlanReq
 }
 
 fn check_request(config: &Config, req: &PlanRequest) -> Result<()> {
-    if req.n_ctx == 0 || req.batch == 0 {
-        return Err(Error::Invalid(format!("context ({}) and batch ({}) must be at least 1", req.n_ctx, req.batch)));
+    if req.n_ctx == 0 || req.batch == 0 || req.sequences == 0 {
+        return Err(Error::Invalid(format!(
+            "context ({}), batch ({}) and sequences ({}) must be at least 1",
+            req.n_ctx, req.batch, req.sequences
+        )));
+    }
+    if req.logits_rows > req.batch {
+        return Err(Error::Invalid(format!(
+            "{} rows of logits at once need a micro-batch of as many rows (batch {})",
+            req.logits_rows, req.batch
+        )));
     }
     if req.n_ctx > config.n_ctx_train {
         return Err(Error::Invalid(format!(
@@ -381,6 +398,7 @@ fn build(
         kv_type_requested: req.kv_type,
         batch: s.batch,
         logits_rows: req.logits_rows,
+        sequences: req.sequences,
         layers,
         head,
         head_bytes: m.head,
@@ -428,8 +446,12 @@ fn does_not_fit(name: &str, m: &ModelBytes, req: &PlanRequest, settings: &[Setti
     let n = m.layers.len();
     let weights = m.layers.iter().sum::<u64>() + m.head + m.globals;
     let kv: u64 = first.kv.iter().sum();
+    let sequences = match req.sequences {
+        1 => String::new(),
+        n => format!(" for {n} sequences"),
+    };
     let mut msg = format!(
-        "{name} does not fit a VRAM budget of {budget}: weights {}, KV cache {} ({} context, {:?}), \
+        "{name} does not fit a VRAM budget of {budget}: weights {}, KV cache {}{sequences} ({} context, {:?}), \
          scratch {} (batch {}), staging {}: {} in all; even the smallest plan (1 of {n} layers on the GPU, \
          {} context, {:?} KV) needs {}",
         fmt_bytes(weights),
@@ -445,6 +467,9 @@ fn does_not_fit(name: &str, m: &ModelBytes, req: &PlanRequest, settings: &[Setti
         fmt_bytes(smallest.gpu_bytes(m, 1, false)),
     );
     let mut hints = vec!["a smaller batch"];
+    if req.sequences > 1 {
+        hints.insert(0, "fewer parallel sequences");
+    }
     if !req.allow_smaller_ctx && req.n_ctx > MIN_CTX {
         hints.push("allowing a smaller context");
     }

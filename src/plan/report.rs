@@ -30,7 +30,10 @@ impl Plan {
             let w: u64 = run.iter().map(|l| l.weight_bytes).sum();
             let kv: u64 = run.iter().map(|l| l.kv_bytes).sum();
             let label = format!("layers {a}-{b} ({}): weights", b - a + 1);
-            let kv_label = format!("layers {a}-{b}: KV cache");
+            let kv_label = match self.sequences {
+                1 => format!("layers {a}-{b}: KV cache"),
+                n => format!("layers {a}-{b}: KV cache × {n} sequences"),
+            };
             match p {
                 Placement::Gpu => {
                     row(f, &label, "GPU", Some(w), None)?;

@@ -20,6 +20,7 @@ mod inspect;
 mod perplexity;
 mod plan;
 mod quantize;
+mod serve;
 mod tokenize;
 
 #[derive(Parser)]
@@ -35,6 +36,8 @@ enum Command {
     Chat(chat::Args),
     /// Generate text from a prompt: the text on stdout, timings on stderr
     Generate(generate::Args),
+    /// An OpenAI-compatible HTTP server that batches concurrent requests
+    Serve(serve::Args),
     /// Quantize a GGUF model with one of llama.cpp's file-type recipes
     Quantize(quantize::Args),
     /// Print a GGUF file's metadata and tensors
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Chat(args) => chat::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Quantize(args) => quantize::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Plan(args) => plan::run(args),

@@ -38,6 +38,9 @@ pub struct Args {
     /// Context length (default: 4096, or the model's training context if shorter).
     #[arg(short = 'c', long = "ctx-size", visible_alias = "ctx")]
     ctx: Option<usize>,
+    /// Sequences held at once, each with its own KV cache (`wgquant serve --parallel`).
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
     /// Prompt micro-batch (tokens per forward pass).
     #[arg(long, default_value_t = plan::DEFAULT_BATCH)]
     batch: usize,
@@ -104,7 +107,9 @@ fn request(args: &Args, file: &GgufFile) -> Result<PlanRequest> {
         None => wgquant::model::config::Config::from_gguf(file)?.n_ctx_train.min(4096),
     };
     let mut req = PlanRequest::new(n_ctx, budget.bytes);
-    req.batch = args.batch;
+    req.batch = args.batch.max(args.parallel);
+    req.sequences = args.parallel;
+    req.logits_rows = args.parallel;
     req.kv_type = match args.kv.to_ascii_lowercase().as_str() {
         "f16" => KvType::F16,
         "f32" => KvType::F32,
