@@ -82,6 +82,34 @@ fn matvec_gbs(
     Ok((one as f64, one as f64 * per_pass as f64 / t / 1e9))
 }
 
+/// [`matvec_gbs`] on the integer path (`ops::matvec_q8`): the column quantized once per pass,
+/// then every copy dotted with it.
+fn matvec_q8_gbs(
+    ctx: &Context,
+    timer: &PassTimer,
+    ty: GgmlType,
+    (m, k): (usize, usize),
+    reps: usize,
+    cold_bytes: u64,
+) -> Result<f64> {
+    use wgquant::ops::matvec_q8::{matvec_q8, quantize_q8, Q8Column};
+    let one = ty.bytes_for((m * k) as u64)?;
+    let copies = cold_bytes.div_ceil(one).clamp(1, 4096) as usize;
+    let ws: Vec<GpuTensor> = (0..copies).map(|i| weight_seeded(ctx, ty, m, k, i as u64)).collect::<Result<_>>()?;
+    let x = ctx.f32_buffer("x", k)?;
+    let q8 = Q8Column::new(ctx, k)?;
+    let y = ctx.f32_buffer("y", m)?;
+    let per_pass = copies.max(4);
+    let t = timer.best_of(ctx, reps, |pass| {
+        quantize_q8(ctx, pass, &x, &q8)?;
+        for w in ws.iter().cycle().take(per_pass) {
+            matvec_q8(ctx, pass, w, &q8, &y)?;
+        }
+        Ok(())
+    })?;
+    Ok(one as f64 * per_pass as f64 / t / 1e9)
+}
+
 /// `--info`: what the device is and what wgquant makes of it.
 fn print_info(ctx: &Context) {
     let info = ctx.adapter_info();
@@ -152,6 +180,9 @@ fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, 
             let marks = [(shape.shares_x(w.ty, 1), "x"), (shape.subgroup, "s"), (shape.wide_units, "w")];
             let marks: String = marks.iter().filter(|(on, _)| *on).map(|(_, m)| *m).collect();
             print!(" {}/{}/{}{marks}: {:>5.2}|{:>5.2}", shape.wg, shape.tpr, shape.rpi, gb / t, gb / c);
+        }
+        if wgquant::gpu::shaders::has_int_decoder(w.ty) {
+            print!(" int8: {:>5.2}", matvec_q8_gbs(ctx, timer, w.ty, (m, k), 4, 0)?);
         }
         println!();
     }
@@ -358,12 +389,14 @@ fn main() -> Result<()> {
         print!(" {:>11}", format!("{m}x{k}"));
     }
     println!(
-        " {:>9} {:>7} {:>10} {:>7} {:>14}",
+        " {:>9} {:>7} {:>10} {:>7} {:>14} {:>10} {:>7}",
         "7B GB/s",
         "ratio",
         "gemma GB/s",
         "ratio",
-        format!("mm N={mm_n} GF/s")
+        format!("mm N={mm_n} GF/s"),
+        "int8 7B",
+        "ratio"
     );
     for ty in GgmlType::all() {
         print!("{:<7}", ty.name());
@@ -386,12 +419,23 @@ fn main() -> Result<()> {
         }
         let (g7, gg) = (bytes_7b / time_7b, bytes_g / time_g);
         let mm = matmul_gflops(&ctx, &timer, ty, mm_m, mm_k, mm_n, reps.min(2))?;
-        println!(" {g7:>9.2} {:>7.2} {gg:>10.2} {:>7.2} {mm:>14.1}", g7 / stream, gg / stream);
+        print!(" {g7:>9.2} {:>7.2} {gg:>10.2} {:>7.2} {mm:>14.1}", g7 / stream, gg / stream);
+        if wgquant::gpu::shaders::has_int_decoder(ty) {
+            let (mut bytes, mut time) = (0.0, 0.0);
+            for &shape in shapes_7b {
+                let one = ty.bytes_for((shape.0 * shape.1) as u64)? as f64;
+                bytes += one;
+                time += one / matvec_q8_gbs(&ctx, &timer, ty, shape, reps, cold_bytes)?;
+            }
+            print!(" {:>10.2} {:>7.2}", bytes / time, bytes / time / stream);
+        }
+        println!();
     }
     println!(
         "\nGB/s: weight bytes read per second by matvec (N = 1), cold (rotating over {} MiB of copies); ratio: to the streaming read.",
         cold_bytes >> 20
     );
     println!("gemma: Gemma 3 270M shapes {SHAPES_GEMMA:?} (those whose K fits the format's block).");
+    println!("int8: the integer matvec (activations rounded to 8 bits, dot4I8Packed) at the 7B shapes, for the formats with an integer decoder.");
     Ok(())
 }

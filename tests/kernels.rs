@@ -939,3 +939,42 @@ fn argmax_picks_the_first_largest_logit() {
         }
     }
 }
+
+/// The integer matvec (activations rounded to 8 bits once, quants dotted four at a time) equals
+/// the CPU reference fed the same rounded activations (`dot::quantize_activations`), within f32
+/// rounding, for every format with an integer decoder: odd row counts and lengths, a chunked
+/// tensor, the output at an offset, and the device's subgroup size as well as workgroup-memory
+/// reductions.
+#[test]
+fn integer_matvec_matches_cpu_on_the_rounded_activations() {
+    use wgquant::gpu::shaders::has_int_decoder;
+    use wgquant::ops::matvec_q8::{matvec_q8, quantize_q8, Q8Column};
+    let Some(first) = ctx() else { return };
+    let formats: Vec<GgmlType> = GgmlType::all().filter(|&ty| has_int_decoder(ty)).collect();
+    assert_eq!(formats, [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K]);
+    for ctx in std::iter::once(first).chain(gpu_shaped_ctxs()) {
+        for &ty in &formats {
+            for (m, k) in [(37, odd_k(ty)), (129, 2 * even_k(ty)), (5, ty.block_elems().max(32))] {
+                let raw = random_blocks(ty, m, k, 77 + m as u64);
+                let w = GpuTensor::upload(ctx, "w", ty, k, m, &raw).unwrap();
+                let x = Rng::new(5 + k as u64).vec(k);
+                let xb = ctx.vec_from("x", &x, MemTag::Activations).unwrap();
+                let q8 = Q8Column::new(ctx, k).unwrap();
+                let y = ctx.f32_buffer("y", m + 8).unwrap();
+                run_pass(ctx, |pass| {
+                    quantize_q8(ctx, pass, &xb, &q8).unwrap();
+                    matvec_q8(ctx, pass, &w, &q8, y.at(8)).unwrap();
+                });
+                let gpu = ctx.read_range(&y, 8, m).unwrap();
+                let rounded = dot::quantize_activations(&x);
+                let what = format!("integer matvec, {} profile", ctx.profile().name);
+                check_against_cpu(&what, ty, &raw, k, &rounded, 1, &gpu);
+                // The rounding itself stays within half a step of each block's scale.
+                for (block, r) in x.chunks(32).zip(rounded.chunks(32)) {
+                    let d = block.iter().fold(0.0f32, |a, v| a.max(v.abs())) / 127.0;
+                    assert!(block.iter().zip(r).all(|(a, b)| (a - b).abs() <= 0.5 * d * 1.0001 + 1e-12));
+                }
+            }
+        }
+    }
+}

@@ -180,3 +180,13 @@ fn q5_quants(w: u32, bits: u32) -> vec4<f32> {
 fn dq8(blk: u32, j: u32) -> Dq8 {
     return blk_dq8(blk, blk_load(blk, j), j);
 }
+
+// The 32 activations of one sub-block quantized to 8 bits for the integer matvec
+// (shaders/quantize_q8.wgsl): four packed i8 per word, lowest first, with their scale `d`
+// (activation = d · q) and `dsum` = d · Σq (for weights with an offset). A format's `blk_idot`
+// dots them with its quants four at a time (dot4I8Packed).
+struct Xq8 {
+    w: array<u32, 8>,
+    d: f32,
+    dsum: f32,
+}

@@ -20,3 +20,16 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let s = vec2<f32>(h.d, 0.0);
     return Dq8(vec4<f32>(nib_lo4(q)) - 8.0, vec4<f32>(nib_hi4(q)) - 8.0, s, s, 4u * j, 16u + 4u * j);
 }
+
+// Integer path: the block (one sub-block) dotted with 8-bit activations. Nibbles masked in place
+// are packed i8 of 0..15; the -8 goes through the activations' sum.
+fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
+    let s = ld_span2(blk);
+    let r = blk & 15u;
+    let q = span_u32x4(s, r + 2u);
+    var acc = 0;
+    for (var i = 0u; i < 4u; i++) {
+        acc += dot4I8Packed(q[i] & 0x0f0f0f0fu, x.w[i]) + dot4I8Packed((q[i] >> 4u) & 0x0f0f0f0fu, x.w[i + 4u]);
+    }
+    return f16_to_f32(span_u16(s, r)) * (x.d * f32(acc) - 8.0 * x.dsum);
+}

@@ -39,3 +39,20 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     }
     return Dq8(vec4<f32>(nib_lo4(q)), vec4<f32>(nib_hi4(q)), h.sa, h.sb, 64u * c + l0, 64u * c + 32u + l0);
 }
+
+// Integer path: sub-block `sb` (0..8, 32 weights: the low nibbles of chunk sb/2 when sb is even,
+// the high ones when odd) dotted with 8-bit activations, with its scale/min pair.
+fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
+    let v = blk >> 4u;
+    let head = wq_at(v);
+    let dm = f16x2(head.x);
+    let sm = kq_scale_min(head.yzw, sb);
+    let q0 = wq_at(v + 1u + 2u * (sb / 2u));
+    let q1 = wq_at(v + 2u + 2u * (sb / 2u));
+    let sh = 4u * (sb % 2u);
+    var acc = 0;
+    for (var i = 0u; i < 4u; i++) {
+        acc += dot4I8Packed((q0[i] >> sh) & 0x0f0f0f0fu, x.w[i]) + dot4I8Packed((q1[i] >> sh) & 0x0f0f0f0fu, x.w[i + 4u]);
+    }
+    return dm.x * sm.x * x.d * f32(acc) - dm.y * sm.y * x.dsum;
+}

@@ -74,3 +74,35 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let k = w / 4u; // weights l0 >= 16 use the unit's second scale
     return Dq8(a, b, q6k_scale(h, k), q6k_scale(h, 2u + k), e, e + 64u);
 }
+
+// Integer path: four 6-bit quants as packed i8 minus 32, from nibble `nsh` of `ql` and bits
+// hsh..hsh+2 of `qh`. The -32 flips bit 5 and extends the sign into bits 6-7, byte by byte (no
+// borrows between bytes).
+fn q6k_i8(ql: u32, qh: u32, nsh: u32, hsh: u32) -> u32 {
+    let q = ((ql >> nsh) & 0x0f0f0f0fu) | (((qh >> hsh) & 0x03030303u) << 4u);
+    return (q ^ 0x20202020u) | (((~q >> 5u) & 0x01010101u) * 0xc0u);
+}
+
+// Integer path: sub-block `sb` (0..8: half sb/4, quarter i = sb%4, weights 128 half + 32 i + l)
+// dotted with 8-bit activations; its two 16-weight scales apply to the halves.
+fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
+    let hf = sb / 4u;
+    let i = sb % 4u;
+    let lb = blk + 64u * hf + 32u * (i % 2u);
+    let hb = blk + 128u + 32u * hf;
+    let l0 = ld_u32x4(lb);
+    let l1 = ld_u32x4(lb + 16u);
+    let h0 = ld_u32x4(hb);
+    let h1 = ld_u32x4(hb + 16u);
+    let nsh = 4u * (i / 2u);
+    var a = 0;
+    var b = 0;
+    for (var k = 0u; k < 4u; k++) {
+        a += dot4I8Packed(q6k_i8(l0[k], h0[k], nsh, 2u * i), x.w[k]);
+        b += dot4I8Packed(q6k_i8(l1[k], h1[k], nsh, 2u * i), x.w[k + 4u]);
+    }
+    let sc = ld_u16(blk + 192u + 8u * hf + 2u * i);
+    let s0 = f32(bitcast<i32>(sc << 24u) >> 24u);
+    let s1 = f32(bitcast<i32>(sc << 16u) >> 24u);
+    return ld_f16(blk + 208u) * x.d * (s0 * f32(a) + s1 * f32(b));
+}

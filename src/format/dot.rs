@@ -82,6 +82,19 @@ pub fn matmul(ty: GgmlType, weights: &[u8], row_len: usize, x: &[f32], n_cols: u
 }
 
 /// Plain f32 dot product in eight lanes (vectorisable; the lane order is fixed, so the result is
+/// Activations rounded to 8 bits as the GPU's integer matvec rounds them
+/// (`shaders/quantize_q8.wgsl`): per block of 32, `d = max|x| / 127` and `q = round(x / d)`, ties
+/// to even; returns the values `d · q` that the integer products then see exactly.
+pub fn quantize_activations(x: &[f32]) -> Vec<f32> {
+    x.chunks(32)
+        .flat_map(|block| {
+            let d = block.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            block.iter().map(move |v| d * (v * id).round_ties_even())
+        })
+        .collect()
+}
+
 /// deterministic for a given input).
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {

@@ -35,10 +35,15 @@ pub enum Kernel {
     Elementwise,
     /// `shaders/argmax.wgsl`: greedy sampling, the index of the largest logit.
     Argmax,
+    /// `shaders/quantize_q8.wgsl`: activations to 8 bits for the integer matvec.
+    QuantizeQ8,
+    /// `shaders/matvec_q8.wgsl`: decode-time matrix × one 8-bit column, integer dot products
+    /// (formats with an integer decoder, see [`has_int_decoder`]).
+    MatVecQ8,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 14] = [
         Kernel::MatVec,
         Kernel::MatMul,
         Kernel::GetRows,
@@ -51,6 +56,8 @@ impl Kernel {
         Kernel::AttentionCombine,
         Kernel::Elementwise,
         Kernel::Argmax,
+        Kernel::QuantizeQ8,
+        Kernel::MatVecQ8,
     ];
 
     fn source(self) -> &'static str {
@@ -67,12 +74,14 @@ impl Kernel {
             Kernel::AttentionCombine => include_str!("../../shaders/attention_combine.wgsl"),
             Kernel::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Kernel::Argmax => include_str!("../../shaders/argmax.wgsl"),
+            Kernel::QuantizeQ8 => include_str!("../../shaders/quantize_q8.wgsl"),
+            Kernel::MatVecQ8 => include_str!("../../shaders/matvec_q8.wgsl"),
         }
     }
 
     /// Whether the kernel reads weights through a format decoder.
     pub fn reads_weights(self) -> bool {
-        matches!(self, Kernel::MatVec | Kernel::MatMul | Kernel::GetRows)
+        matches!(self, Kernel::MatVec | Kernel::MatMul | Kernel::GetRows | Kernel::MatVecQ8)
     }
 
     /// Whether the kernel binds a weight tensor's raw bytes (read through `wq_at`, from a storage
@@ -84,46 +93,55 @@ impl Kernel {
 }
 
 /// One format's WGSL decoder, the widest aligned window (in elements) one of its groups spans,
-/// and its load unit: the groups one `blk_load` can serve (see `shaders/common/bytes.wgsl`),
-/// `None` for a whole block.
+/// its load unit: the groups one `blk_load` can serve (see `shaders/common/bytes.wgsl`), `None`
+/// for a whole block, and whether it has an integer decoder (`blk_idot`, for matvec_q8.wgsl).
 struct Decoder {
     ty: GgmlType,
     source: &'static str,
     span: u32,
     unit: Option<u32>,
+    int: bool,
 }
 
 macro_rules! decoders {
-    (@unit) => { None };
+    (@unit -) => { None };
     (@unit $unit:literal) => { Some($unit) };
-    ($($ty:ident $file:literal $span:literal $($unit:literal)?;)*) => {
+    ($($ty:ident $file:literal $span:literal $unit:tt $int:literal;)*) => {
         const DECODERS: &[Decoder] = &[
             $(Decoder {
                 ty: GgmlType::$ty,
                 source: include_str!(concat!("../../shaders/formats/", $file)),
                 span: $span,
-                unit: decoders!(@unit $($unit)?),
+                unit: decoders!(@unit $unit),
+                int: $int,
             },)*
         ];
     };
 }
 
 decoders! {
-    F32    "f32.wgsl"    8;
-    F16    "f16.wgsl"    8;
-    BF16   "bf16.wgsl"   8;
-    Q4_0   "q4_0.wgsl"   32;
-    Q4_1   "q4_1.wgsl"   32;
-    Q5_0   "q5_0.wgsl"   32;
-    Q5_1   "q5_1.wgsl"   32;
-    Q8_0   "q8_0.wgsl"   32;
-    Q2_K   "q2_k.wgsl"   64;
-    Q3_K   "q3_k.wgsl"   64;
-    Q4_K   "q4_k.wgsl"   64 8;
-    Q5_K   "q5_k.wgsl"   64 8;
-    Q6_K   "q6_k.wgsl"   128 8;
-    IQ4_NL "iq4_nl.wgsl" 32;
-    IQ4_XS "iq4_xs.wgsl" 32;
+    // format  file         span unit integer decoder
+    F32    "f32.wgsl"    8    -    false;
+    F16    "f16.wgsl"    8    -    false;
+    BF16   "bf16.wgsl"   8    -    false;
+    Q4_0   "q4_0.wgsl"   32   -    true;
+    Q4_1   "q4_1.wgsl"   32   -    false;
+    Q5_0   "q5_0.wgsl"   32   -    false;
+    Q5_1   "q5_1.wgsl"   32   -    false;
+    Q8_0   "q8_0.wgsl"   32   -    true;
+    Q2_K   "q2_k.wgsl"   64   -    false;
+    Q3_K   "q3_k.wgsl"   64   -    false;
+    Q4_K   "q4_k.wgsl"   64   8    true;
+    Q5_K   "q5_k.wgsl"   64   8    false;
+    Q6_K   "q6_k.wgsl"   128  8    true;
+    IQ4_NL "iq4_nl.wgsl" 32   -    false;
+    IQ4_XS "iq4_xs.wgsl" 32   -    false;
+}
+
+/// Whether `ty` has an integer decoder, so that decode can take the integer matvec
+/// (`shaders/matvec_q8.wgsl`): the formats of most of a Q4_K_M or Q4_0 7B model's bytes so far.
+pub fn has_int_decoder(ty: GgmlType) -> bool {
+    decoder(ty).int
 }
 
 fn decoder(ty: GgmlType) -> &'static Decoder {
@@ -217,6 +235,13 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
     if matches!(kernel, Kernel::RmsNorm | Kernel::AddRmsNorm | Kernel::QkvPrep) {
         s.push_str(include_str!("../../shaders/common/row_sum.wgsl"));
     }
+    if kernel == Kernel::MatVecQ8 {
+        s.push_str(if constant(consts, "SG") == 1 {
+            include_str!("../../shaders/common/reduce_subgroup.wgsl")
+        } else {
+            include_str!("../../shaders/common/reduce_workgroup.wgsl")
+        });
+    }
     if kernel == Kernel::MatVec {
         let uniform_x = constant(consts, "XU") > 0;
         s.push_str(if uniform_x {
@@ -299,6 +324,12 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
             keys.push(crate::ops::get_rows::key(ty));
         }
     }
+    for ty in GgmlType::all().filter(|&ty| has_int_decoder(ty)) {
+        for subgroup in [None, Some(32)] {
+            keys.push(crate::ops::matvec_q8::key(ty, subgroup));
+        }
+    }
+    keys.push(crate::ops::matvec_q8::quantize_key());
     keys.extend(crate::ops::activation_keys());
     keys.push(super::probe::stream_read_key(256, false));
     keys.push(super::probe::stream_read_key(8, true));

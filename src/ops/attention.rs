@@ -8,7 +8,7 @@
 //! `shaders/attention_combine.wgsl`). Their scratch is the splits' partial results: bounded by
 //! [`scratch_floats`], whatever the context.
 
-use super::dispatch::{bind_range, dispatch, fold, u32_of, View};
+use super::dispatch::{bind_range, dispatch_linear, u32_of, View};
 use crate::error::{Error, Result};
 use crate::gpu::shaders::Kernel;
 use crate::gpu::{Context, F32Buffer, MemTag, PipelineKey, U32Buffer};
@@ -248,12 +248,11 @@ pub fn attention<'a>(
         &split
     };
     let groups = u32_of(s.n_tokens * s.n_head / heads_per_workgroup * n_split, "workgroups")?;
-    let max = ctx.limits().max_compute_workgroups_per_dimension;
-    dispatch(ctx, pass, &pipeline, entries, &p, fold(groups, max)?)?;
+    dispatch_linear(ctx, pass, &pipeline, entries, &p, groups)?;
     if n_split > 1 {
         let combine = ctx.pipeline(&combine_key())?;
         let entries = [scratch.buffer().as_entire_binding(), wgpu::BindingResource::Buffer(or.binding)];
-        dispatch(ctx, pass, &combine, &entries, &p, fold(u32_of(s.n_tokens * s.n_head, "workgroups")?, max)?)?;
+        dispatch_linear(ctx, pass, &combine, &entries, &p, u32_of(s.n_tokens * s.n_head, "workgroups")?)?;
     }
     Ok(())
 }

@@ -188,6 +188,19 @@ pub(crate) fn dispatch(
     }
 }
 
+/// [`dispatch`] of `groups` workgroups in a line, folded into two dimensions past the device's
+/// per-dimension limit (see [`fold`]).
+pub(crate) fn dispatch_linear(
+    ctx: &Context,
+    pass: &mut wgpu::ComputePass<'_>,
+    pipeline: &Pipeline,
+    resources: &[wgpu::BindingResource<'_>],
+    params: &[u32],
+    groups: u32,
+) -> Result<()> {
+    dispatch(ctx, pass, pipeline, resources, params, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+}
+
 /// Splits `groups` workgroups into `(x, y)` with `x, y <= max` and `x * y >= groups`, for
 /// kernels that linearise `workgroup_id` with `num_workgroups` (and ignore the surplus).
 pub(crate) fn fold(groups: u32, max: u32) -> Result<(u32, u32)> {

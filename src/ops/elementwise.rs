@@ -1,6 +1,6 @@
 //! Element-wise ops on f32 activations (`shaders/elementwise.wgsl`).
 
-use super::dispatch::{bind_range, check_distinct, dispatch, fold, u32_of, View};
+use super::dispatch::{bind_range, check_distinct, dispatch_linear, u32_of, View};
 use crate::error::{Error, Result};
 use crate::gpu::shaders::Kernel;
 use crate::gpu::{Context, PipelineKey};
@@ -82,5 +82,5 @@ pub fn elementwise<'a>(
     let p = [u32_of(n, "n")?, ar.base, br.base, u32_of(b_len, "b_len")?, scale.to_bits(), 0, 0, 0];
     let entries = [wgpu::BindingResource::Buffer(ar.binding), wgpu::BindingResource::Buffer(br.binding)];
     let groups = u32_of((n as u64).div_ceil(WG as u64), "workgroups")?;
-    dispatch(ctx, pass, &pipeline, &entries, &p, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+    dispatch_linear(ctx, pass, &pipeline, &entries, &p, groups)
 }

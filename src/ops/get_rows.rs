@@ -1,6 +1,6 @@
 //! Embedding lookup: rows of a (quantized) table, dequantized to f32.
 
-use super::dispatch::{bind_range, check_vec4, dispatch, fold, resolve, u32_of, View};
+use super::dispatch::{bind_range, check_vec4, dispatch_linear, resolve, u32_of, View};
 use crate::error::{Error, Result};
 use crate::gpu::shaders::Kernel;
 use crate::gpu::{Context, GpuTensor, PipelineKey, U32Buffer};
@@ -63,14 +63,7 @@ pub fn get_rows<'a>(
             wgpu::BindingResource::Buffer(ir.binding.clone()),
             wgpu::BindingResource::Buffer(or.binding.clone()),
         ];
-        dispatch(
-            ctx,
-            pass,
-            &pipeline,
-            &entries,
-            &params,
-            fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?,
-        )?;
+        dispatch_linear(ctx, pass, &pipeline, &entries, &params, groups)?;
     }
     Ok(())
 }

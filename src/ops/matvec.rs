@@ -1,7 +1,7 @@
 //! Matrix × vector(s) for decode: `Y[n][m] = dot(W[m], X[n])` for 1..8 columns per dispatch.
 
 use super::dispatch::{
-    bind_range, bind_uniform_range, check_distinct, check_vec4, dispatch, fold, product_strides, resolve, u32_of, View,
+    bind_range, bind_uniform_range, check_distinct, check_vec4, dispatch_linear, product_strides, resolve, u32_of, View,
 };
 use super::elementwise::act_code;
 use crate::error::{Error, Result};
@@ -433,14 +433,7 @@ fn matvec_impl(
                 wgpu::BindingResource::Buffer(xr.binding.clone()),
                 wgpu::BindingResource::Buffer(yr.binding),
             ];
-            dispatch(
-                ctx,
-                pass,
-                &pipeline,
-                &entries,
-                &params,
-                fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?,
-            )?;
+            dispatch_linear(ctx, pass, &pipeline, &entries, &params, groups)?;
         }
     }
     Ok(())

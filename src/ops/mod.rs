@@ -57,6 +57,7 @@ pub mod elementwise;
 pub mod get_rows;
 pub mod matmul;
 pub mod matvec;
+pub mod matvec_q8;
 pub mod norm;
 pub mod qkv;
 

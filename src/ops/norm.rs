@@ -1,7 +1,7 @@
 //! RMSNorm over rows (`shaders/rms_norm.wgsl`), and the residual add fused with the next norm
 //! (`shaders/add_rms_norm.wgsl`); CPU reference: [`crate::model::cpu::rms_norm`].
 
-use super::dispatch::{bind_range, dispatch, fold, resolve, u32_of, View};
+use super::dispatch::{bind_range, dispatch_linear, resolve, u32_of, View};
 use crate::error::Result;
 use crate::gpu::shaders::Kernel;
 use crate::gpu::{Context, F32Buffer, PipelineKey};
@@ -81,7 +81,7 @@ pub fn rms_norm<'a>(
         wgpu::BindingResource::Buffer(yr.binding),
     ];
     let groups = u32_of(n_rows, "rows")?;
-    dispatch(ctx, pass, &pipeline, &entries, &params, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+    dispatch_linear(ctx, pass, &pipeline, &entries, &params, groups)
 }
 
 /// The residual add of a block's output and the next norm, in one dispatch, over `n_rows` packed
@@ -137,5 +137,5 @@ pub fn add_rms_norm(
         wgpu::BindingResource::Buffer(hr.binding),
     ];
     let groups = u32_of(n_rows, "rows")?;
-    dispatch(ctx, pass, &pipeline, &entries, &params, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+    dispatch_linear(ctx, pass, &pipeline, &entries, &params, groups)
 }

@@ -3,7 +3,7 @@
 //! cache. CPU reference: [`crate::model::cpu::Rope`], [`crate::model::cpu::rms_norm`].
 
 use super::attention::KvBuffer;
-use super::dispatch::{bind_range, dispatch, fold, u32_of, View};
+use super::dispatch::{bind_range, dispatch_linear, u32_of, View};
 use crate::error::{Error, Result};
 use crate::gpu::shaders::Kernel;
 use crate::gpu::{Context, F32Buffer, PipelineKey};
@@ -157,5 +157,5 @@ pub fn prepare_qkv(
         s.v_cache.words.buffer().as_entire_binding(),
     ];
     let groups = u32_of(n_tokens * (s.n_head + 2 * s.n_head_kv), "workgroups")?;
-    dispatch(ctx, pass, &pipeline, &entries, &p, fold(groups, ctx.limits().max_compute_workgroups_per_dimension)?)
+    dispatch_linear(ctx, pass, &pipeline, &entries, &p, groups)
 }
