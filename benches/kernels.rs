@@ -101,7 +101,7 @@ fn matvec_q8_gbs(
     let y = ctx.f32_buffer("y", m)?;
     let per_pass = copies.max(4);
     let t = timer.best_of(ctx, reps, |pass| {
-        quantize_q8(ctx, pass, &x, &q8)?;
+        quantize_q8(ctx, pass, &x, k, &q8)?;
         for w in ws.iter().cycle().take(per_pass) {
             matvec_q8(ctx, pass, w, &q8, &y)?;
         }

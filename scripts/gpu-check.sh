@@ -111,6 +111,11 @@ WGQUANT_PROFILE=1 step "$(printf %02d $i)-profile-${profiled/:/-}" 90 bin/bench-
 i=$((i + 1))
 # The same model with wgpu's runtime bounds checks off (on by default on GPUs).
 WGQUANT_SHADER_CHECKS=0 step "$(printf %02d $i)-unchecked-${profiled/:/-}" 90 bin/bench-speed --stand-in "$profiled" --stand-in-dir "$standins" "${pp[@]}"
+i=$((i + 1))
+# Decode on the integer matvec (off by default until measured here), and its kernel profile.
+WGQUANT_INT_MATVEC=1 step "$(printf %02d $i)-int8-${profiled/:/-}" 90 bin/bench-speed --stand-in "$profiled" --stand-in-dir "$standins" "${pp[@]}"
+i=$((i + 1))
+WGQUANT_INT_MATVEC=1 WGQUANT_PROFILE=1 step "$(printf %02d $i)-int8-profile-${profiled/:/-}" 90 bin/bench-speed --stand-in "$profiled" --stand-in-dir "$standins" -p 16 -n 32 -r 1
 
 # 5. llama.cpp is not in the bundle (yet): on the GPU, decode is measured against its bandwidth
 #    bound; the side-by-side comparison runs where llama.cpp is built (scripts/compare-llamacpp.sh).

@@ -151,3 +151,42 @@ fn planned_scratch_matches_the_allocated_activations() {
         drop(state);
     }
 }
+
+/// Decode on the integer path (`DeviceProfile::int_matvec`: activations rounded to 8 bits for the
+/// Q8_0, Q4_K and Q6_K matrices; Q5_0 keeps the float kernel), token by token under teacher
+/// forcing, picks llama.cpp's tokens wherever its margin is clear, with the device's profile and
+/// the GPU profile. llama.cpp rounds activations to 8 bits too, but in blocks of 256 for the
+/// k-quants where these are blocks of 32, so near-ties are wider than the float path's: one step
+/// of "Once upon a time" has margins of 0.11 (llama.cpp) and 0.15 the other way.
+#[test]
+fn integer_decode_teacher_forced_matches_llama_cpp() {
+    use wgquant::gpu::{ContextOptions, DeviceProfile};
+    for gpu_profile in [false, true] {
+        let base = if gpu_profile { DeviceProfile::gpu() } else { DeviceProfile::cpu() };
+        let profile = Some(DeviceProfile { int_matvec: true, ..base });
+        let options = ContextOptions { profile, profile_kernels: Some(true), ..Default::default() };
+        let ctx = Arc::new(Context::with_options(options).expect("a GPU adapter (lavapipe in CI)"));
+        let file = Arc::new(GgufFile::open(common::default_model_path()).unwrap());
+        let config = wgquant::model::Config::from_gguf(&file).unwrap();
+        let model = GpuModel::load(ctx, file, Offload::all_gpu(&config), |_, _| {}).unwrap();
+        for case in common::greedy_cases() {
+            let mut state = GpuState::new(&model, 64, 16, 1, KvType::F16).unwrap();
+            let n_prompt = case.prompt_ids.len();
+            // The prompt in one batch (the float path), then each step decoded alone.
+            let mut logits = vec![0.0; (n_prompt - 1) * model.config.n_vocab];
+            logits.extend(model.forward(&mut state, &case.prompt_ids, 0, Logits::Last).unwrap());
+            for (i, &t) in case.generated_ids[..case.generated_ids.len() - 1].iter().enumerate() {
+                logits.extend(model.forward(&mut state, &[t], n_prompt + i, Logits::Last).unwrap());
+            }
+            let agreed = common::check_teacher_forced(&case, &logits, model.config.n_vocab, 0.3);
+            assert!(agreed >= 20, "{} profile: only {agreed} steps agreed", model.ctx.profile().name);
+        }
+        // The decode steps did take the integer kernels (where the device can time kernels).
+        let kernels: Vec<String> = model.ctx.take_profile().into_iter().map(|t| t.kernel).collect();
+        if model.ctx.features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES) {
+            for k in ["QuantizeQ8/-", "MatVecQ8/Q4_K", "MatVecQ8/Q6_K", "MatVecQ8/Q8_0", "MatVec/Q5_0"] {
+                assert!(kernels.iter().any(|n| n == k), "no {k} in {kernels:?}");
+            }
+        }
+    }
+}

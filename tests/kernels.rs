@@ -962,7 +962,7 @@ fn integer_matvec_matches_cpu_on_the_rounded_activations() {
                 let q8 = Q8Column::new(ctx, k).unwrap();
                 let y = ctx.f32_buffer("y", m + 8).unwrap();
                 run_pass(ctx, |pass| {
-                    quantize_q8(ctx, pass, &xb, &q8).unwrap();
+                    quantize_q8(ctx, pass, &xb, k, &q8).unwrap();
                     matvec_q8(ctx, pass, &w, &q8, y.at(8)).unwrap();
                 });
                 let gpu = ctx.read_range(&y, 8, m).unwrap();

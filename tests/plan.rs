@@ -254,19 +254,29 @@ fn scratch_formula() {
     // batch × (3·4096 + (4096 + 2·4096) + 32·128 + 2·11008) + 32000 floats (x, h, o; q, k and v
     // in one buffer; attention; gate, up; logits), then the attention scratch: the split results
     // of up to 8 tokens × 32 heads × 16 splits (4096 positions in splits of 256) × (128 + 2).
-    // Then 4 bytes per token id, 16 for the greedy next token's, and the parameter arena.
+    // Then 4 bytes per token id, 16 for the greedy next token's, the integer matvec's column of
+    // the widest row (11008 bytes of 8-bit activations and 688 scales: 2752 bytes, 4096 rounded up
+    // for uniform windows), and the parameter arena.
     let floats = 512 * (3 * 4096 + (4096 + 2 * 4096) + 4096 + 2 * 11008) + 32000 + 8 * 32 * 16 * 130;
+    let q8 = |uniform_windows| 11008 + if uniform_windows { 4096 } else { 2752 };
     for uniform_windows in [false, true] {
-        assert_eq!(plan::scratch_bytes(&c, 512, 4096, 1, uniform_windows), 4 * floats + 4 * 512 + 16 + arena);
+        let expected = 4 * floats + 4 * 512 + 16 + q8(uniform_windows) + arena;
+        assert_eq!(plan::scratch_bytes(&c, 512, 4096, 1, uniform_windows), expected);
     }
     // A single token, with activations read through uniform windows (CPU devices): buffers of up
     // to 64 KiB are rounded up to a power of two (the 16 KiB activations already are; the 48 KiB
     // q/k/v and 43 KiB FFN ones become 64 KiB). Without, to 16 bytes. The 4-byte ids take 16.
     let attention = 4 * 32 * 16 * 130;
     let per_token = 4 * 16384 + 3 * 65536;
-    assert_eq!(plan::scratch_bytes(&c, 1, 4096, 1, true), per_token + attention + 4 * 32000 + 16 + 16 + arena);
+    assert_eq!(
+        plan::scratch_bytes(&c, 1, 4096, 1, true),
+        per_token + attention + 4 * 32000 + 16 + 16 + q8(true) + arena
+    );
     let per_token = 4 * (3 * 4096 + 3 * 4096 + 4096 + 2 * 11008);
-    assert_eq!(plan::scratch_bytes(&c, 1, 4096, 1, false), per_token + attention + 4 * 32000 + 16 + 16 + arena);
+    assert_eq!(
+        plan::scratch_bytes(&c, 1, 4096, 1, false),
+        per_token + attention + 4 * 32000 + 16 + 16 + q8(false) + arena
+    );
     // Attention scratch stops growing with the context: 64 splits at most.
     let at = |n_ctx| plan::scratch_bytes(&c, 512, n_ctx, 1, false);
     assert!(at(16384) > at(4096));

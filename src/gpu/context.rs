@@ -23,6 +23,10 @@ pub const WEIGHT_TEXTURES_ENV: &str = "WGQUANT_WEIGHT_TEXTURES";
 /// [`ContextOptions::shader_checks`]).
 pub const SHADER_CHECKS_ENV: &str = "WGQUANT_SHADER_CHECKS";
 
+/// Overrides whether decode takes the integer matvec (`1` or `0`; see
+/// [`super::DeviceProfile::int_matvec`]).
+pub const INT_MATVEC_ENV: &str = "WGQUANT_INT_MATVEC";
+
 /// A boolean environment switch: `Some` for `1` or `0`, `None` when unset or anything else.
 fn env_switch(name: &str) -> Option<bool> {
     match std::env::var(name).as_deref() {
@@ -314,6 +318,7 @@ impl Context {
         let mut profile = opts.profile.clone().unwrap_or_else(|| DeviceProfile::for_device_type(info.device_type));
         profile.shader_checks =
             opts.shader_checks.or_else(|| env_switch(SHADER_CHECKS_ENV)).unwrap_or(profile.shader_checks);
+        profile.int_matvec = env_switch(INT_MATVEC_ENV).unwrap_or(profile.int_matvec);
         let textures =
             opts.weight_textures.or_else(|| env_switch(WEIGHT_TEXTURES_ENV)).unwrap_or(profile.weight_textures);
         let max_dim = limits.max_texture_dimension_2d;

@@ -29,7 +29,7 @@ pub use buffers::{
 };
 pub use context::{
     list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, Submitted, WeightTextures, ADAPTER_ENV,
-    SHADER_CHECKS_ENV, WEIGHT_TEXTURES_ENV,
+    INT_MATVEC_ENV, SHADER_CHECKS_ENV, WEIGHT_TEXTURES_ENV,
 };
 pub use memory::{MemTag, MemoryReport, MemoryTracker, TrackedBuffer, TrackedTexture, TEXEL_BYTES};
 pub use pipeline::{Pipeline, PipelineKey};

@@ -51,6 +51,10 @@ pub struct DeviceProfile {
     pub uniform_activations: bool,
     /// Compile kernels with wgpu's runtime bounds checks.
     pub shader_checks: bool,
+    /// Decode steps take the integer matvec (`ops::matvec_q8`: activations rounded to 8 bits,
+    /// `dot4I8Packed`) for the formats that have it. Off on both profiles until a GPU run has
+    /// measured it against the float kernel; `WGQUANT_INT_MATVEC=1` turns it on.
+    pub int_matvec: bool,
     /// Launch shapes of the streaming-read probe, the benchmarks' yardstick: the fastest is kept.
     pub stream_shapes: Vec<StreamShape>,
 }
@@ -75,6 +79,7 @@ impl DeviceProfile {
             weight_textures: false,
             uniform_activations: false,
             shader_checks: true,
+            int_matvec: false,
             stream_shapes: vec![s(256, 256 * 1024), s(256, 256 * 256), s(64, 64 * 4096)],
         }
     }
@@ -99,6 +104,7 @@ impl DeviceProfile {
             weight_textures: true,
             uniform_activations: true,
             shader_checks: false,
+            int_matvec: false,
             stream_shapes: vec![s(8, 8 * 64, true), s(8, 8 * 16, true), s(8, 8 * 64, false), s(64, 64 * 16, false)],
         }
     }

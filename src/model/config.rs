@@ -236,6 +236,12 @@ impl Config {
         self.n_head * self.head_dim
     }
 
+    /// The longest row of any matrix: the widest input a product takes (the embedding, the
+    /// attention output, the FFN's hidden layer).
+    pub fn max_row_len(&self) -> usize {
+        self.n_embd.max(self.n_head * self.head_dim_v).max(self.n_ff)
+    }
+
     /// Rope base frequency of layer `il`.
     pub fn rope_base_of(&self, il: usize) -> f32 {
         if self.layer_is_swa[il] {

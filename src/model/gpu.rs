@@ -13,11 +13,13 @@ use super::weights::{LayerWeights, RopeFactors};
 use crate::error::{Error, Result};
 use crate::format::{dequant, GgmlType};
 use crate::gguf::{GgufFile, TensorInfo};
+use crate::gpu::shaders::has_int_decoder;
 use crate::gpu::{Context, F32Buffer, GpuTensor, MemTag, StackedTensor, TrackedBuffer, U32Buffer};
 use crate::ops::argmax::argmax;
 use crate::ops::attention::{attention, scratch_floats, AttentionShape, KvBuffer};
 use crate::ops::elementwise::{elementwise, Op};
 use crate::ops::matvec::{matvec_gate_up, matvec_stack};
+use crate::ops::matvec_q8::{matvec_q8, quantize_q8, Q8Column};
 use crate::ops::norm::{add_rms_norm, rms_norm, NormOut};
 use crate::ops::qkv::{prepare_qkv, QkvPrep, RopeParams};
 use crate::ops::{get_rows, mul_mat, mul_mat_gated, View};
@@ -295,6 +297,7 @@ pub struct Activations {
     next_id: U32Buffer,      // [1] the greedy next token (ops::argmax)
     next_id_readback: TrackedBuffer, // [1] its copy the host reads
     ids: U32Buffer,          // [B] token ids
+    q8: Q8Column,            // one column at 8 bits for the integer matvec (ops::matvec_q8)
     /// Host seconds the last forward spent recording and submitting its GPU work (waits for the
     /// device and CPU layers excluded).
     host_seconds: f64,
@@ -339,6 +342,7 @@ impl Activations {
                 MemTag::Staging,
             )?,
             ids: ctx.vec_zeroed("ids", batch, MemTag::Activations)?,
+            q8: Q8Column::new(ctx, c.max_row_len())?,
             host_seconds: 0.0,
         })
     }
@@ -637,7 +641,12 @@ impl GpuModel {
         let norm = self.output_norm.as_ref().ok_or_else(|| Error::Invalid("the head is not on the GPU".into()))?;
         let head = self.head.as_ref().ok_or_else(|| Error::Invalid("the head is not on the GPU".into()))?;
         rms_norm(ctx, pass, s.x.at(first * c.n_embd), norm, &s.h, rows, c.norm_eps, NormOut::Store)?;
-        mul_mat(ctx, pass, head, &s.h, &s.logits, rows)?;
+        if rows == 1 && self.decode_int() {
+            quantize_q8(ctx, pass, &s.h, c.n_embd, &s.q8)?;
+            self.product_q8(pass, s, head, s.h.at(0), s.logits.at(0))?;
+        } else {
+            mul_mat(ctx, pass, head, &s.h, &s.logits, rows)?;
+        }
         match c.final_softcap {
             Some(cap) => elementwise(ctx, pass, Op::Softcap(cap), &s.logits, &s.h, rows * c.n_vocab, 1),
             None => Ok(()),
@@ -665,10 +674,18 @@ impl GpuModel {
         if il == 0 {
             rms_norm(ctx, pass, &s.x, w.attn_norm.vector()?, &s.h, n, eps, NormOut::Store)?;
         }
+        // A decode step may take the integer matvec (see `decode_int`).
+        let int = n == 1 && self.decode_int();
         // q, k, v projections: one dispatch per stack when decoding
         let stacks = &self.stacks[il];
         let (q, k, v) = (s.q(c, 0), s.k(c, 0), s.v(c, 0));
         match &stacks.qkv {
+            _ if int => {
+                quantize_q8(ctx, pass, &s.h, c.n_embd, &s.q8)?;
+                for (m, out) in [(&w.wq, q), (&w.wk, k), (&w.wv, v)] {
+                    self.product_q8(pass, s, m.matrix()?, s.h.at(0), out)?;
+                }
+            }
             Some(stack) if n == 1 => {
                 matvec_stack(ctx, pass, stack, &s.h, &[q, k, v][..stack.part_rows.len()])?;
                 if stack.part_rows.len() == 2 {
@@ -693,18 +710,34 @@ impl GpuModel {
             row += seq.n;
         }
         // output projection, post-norm and residual, ffn rmsnorm
-        mul_mat(ctx, pass, w.wo.matrix()?, &s.attn, &s.o, n)?;
+        if int {
+            quantize_q8(ctx, pass, &s.attn, c.n_head * c.head_dim_v, &s.q8)?;
+            self.product_q8(pass, s, w.wo.matrix()?, s.attn.at(0), s.o.at(0))?;
+        } else {
+            mul_mat(ctx, pass, w.wo.matrix()?, &s.attn, &s.o, n)?;
+        }
         let post_attn = w.post_attn_norm.as_ref().map(GpuWeight::vector).transpose()?;
         add_rms_norm(ctx, pass, &s.o, post_attn, &s.x, w.ffn_norm.vector()?, &s.h, n, eps)?;
         // gated feed-forward: down(act(gate(h)) * up(h))
         match &stacks.gate_up {
+            _ if int => {
+                quantize_q8(ctx, pass, &s.h, c.n_embd, &s.q8)?;
+                self.product_q8(pass, s, w.ffn_gate.matrix()?, s.h.at(0), s.gate.at(0))?;
+                self.product_q8(pass, s, w.ffn_up.matrix()?, s.h.at(0), s.up.at(0))?;
+                elementwise(ctx, pass, Op::Gated(c.activation), &s.gate, &s.up, c.n_ff, c.n_ff)?;
+            }
             Some(stack) if n == 1 => matvec_gate_up(ctx, pass, stack, &s.h, &s.gate, c.activation)?,
             _ => {
                 mul_mat(ctx, pass, w.ffn_gate.matrix()?, &s.h, &s.gate, n)?;
                 mul_mat_gated(ctx, pass, w.ffn_up.matrix()?, &s.h, &s.gate, &s.up, n, c.activation)?;
             }
         }
-        mul_mat(ctx, pass, w.ffn_down.matrix()?, &s.gate, &s.o, n)?;
+        if int {
+            quantize_q8(ctx, pass, &s.gate, c.n_ff, &s.q8)?;
+            self.product_q8(pass, s, w.ffn_down.matrix()?, s.gate.at(0), s.o.at(0))?;
+        } else {
+            mul_mat(ctx, pass, w.ffn_down.matrix()?, &s.gate, &s.o, n)?;
+        }
         // post-norm and residual; with the next layer's attention rmsnorm when it runs here too
         match self.layers.get(il + 1) {
             Some(next) => {
@@ -712,6 +745,30 @@ impl GpuModel {
                 add_rms_norm(ctx, pass, &s.o, post_ffn, &s.x, next.attn_norm.vector()?, &s.h, n, eps)
             }
             None => self.residual(pass, s, w.post_ffn_norm.as_ref(), n),
+        }
+    }
+
+    /// Whether decode steps take the integer matvec: the device profile asks for it
+    /// ([`crate::gpu::DeviceProfile::int_matvec`]) and every product's input is whole blocks of
+    /// 32 activations.
+    fn decode_int(&self) -> bool {
+        let c = &self.config;
+        self.ctx.profile().int_matvec && [c.n_embd, c.n_head * c.head_dim_v, c.n_ff].iter().all(|d| d % 32 == 0)
+    }
+
+    /// One decode product `y = W x` on the integer path: the integer matvec on `s.q8` (which holds
+    /// `x` at 8 bits) where `W`'s format has an integer decoder, else the float matvec on `x`.
+    fn product_q8(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        s: &Activations,
+        w: &GpuTensor,
+        x: View<'_>,
+        y: View<'_>,
+    ) -> Result<()> {
+        match has_int_decoder(w.ty) {
+            true => matvec_q8(&self.ctx, pass, w, &s.q8, y),
+            false => mul_mat(&self.ctx, pass, w, x, y, 1),
         }
     }
 

@@ -18,22 +18,33 @@ const WG: u32 = 128;
 pub const Q8_BLOCK: usize = 32;
 
 /// One column's activations at 8 bits: four packed i8 per word, and (d, d · Σq) per block of 32.
+/// One column serves every product of a decode step in turn: it holds whatever [`quantize_q8`]
+/// last wrote (recorded before the products that read it).
 pub struct Q8Column {
     pub words: U32Buffer,
     pub scales: F32Buffer,
-    /// Activations it holds room for.
-    pub len: usize,
+    /// Activations it has room for.
+    pub capacity: usize,
 }
 
 impl Q8Column {
-    /// Room for `len` activations (a multiple of 32).
-    pub fn new(ctx: &Context, len: usize) -> Result<Q8Column> {
-        if len == 0 || len % Q8_BLOCK != 0 {
-            return Err(Error::Shape(format!("8-bit activations of {len}: a multiple of {Q8_BLOCK}")));
-        }
-        let words = ctx.vec_zeroed("q8 activations", len / 4, crate::gpu::MemTag::Activations)?;
-        let scales = ctx.f32_buffer("q8 scales", 2 * len / Q8_BLOCK)?;
-        Ok(Q8Column { words, scales, len })
+    /// Room for `capacity` activations (rounded up to a multiple of 32).
+    pub fn new(ctx: &Context, capacity: usize) -> Result<Q8Column> {
+        let capacity = Self::rounded(capacity);
+        let words = ctx.vec_zeroed("q8 activations", capacity / 4, crate::gpu::MemTag::Activations)?;
+        let scales = ctx.f32_buffer("q8 scales", 2 * capacity / Q8_BLOCK)?;
+        Ok(Q8Column { words, scales, capacity })
+    }
+
+    /// Device bytes of a column for `capacity` activations (what [`Q8Column::new`] allocates).
+    pub fn bytes(capacity: usize, uniform_windows: bool) -> u64 {
+        let capacity = Self::rounded(capacity) as u64;
+        crate::gpu::device_vec_bytes(capacity)
+            + crate::gpu::activation_bytes(8 * capacity / Q8_BLOCK as u64, uniform_windows)
+    }
+
+    fn rounded(capacity: usize) -> usize {
+        capacity.max(1).next_multiple_of(Q8_BLOCK)
     }
 }
 
@@ -62,15 +73,21 @@ pub fn key(ty: GgmlType, subgroup: Option<u32>) -> PipelineKey {
     }
 }
 
-/// Quantizes the `x.len` activations of `x` (a multiple of 32) into `out`.
+/// Quantizes the first `n` activations of `x` (a multiple of 32) into `out`.
 pub fn quantize_q8<'a>(
     ctx: &Context,
     pass: &mut wgpu::ComputePass<'_>,
     x: impl Into<View<'a>>,
+    n: usize,
     out: &Q8Column,
 ) -> Result<()> {
     let x = x.into();
-    let n = out.len;
+    if n == 0 || n % Q8_BLOCK != 0 || n > out.capacity {
+        return Err(Error::Shape(format!(
+            "quantize_q8: {n} activations (a multiple of {Q8_BLOCK}, at most {})",
+            out.capacity
+        )));
+    }
     resolve(&x, &"quantize_q8 X", 1, n)?;
     if x.offset % 4 != 0 {
         return Err(Error::Shape("quantize_q8: X must start at a multiple of 4 elements".into()));
@@ -86,8 +103,8 @@ pub fn quantize_q8<'a>(
     dispatch_linear(ctx, pass, &pipeline, &entries, &[blocks, xr.base / 4, 0, 0], blocks.div_ceil(WG))
 }
 
-/// `y[m] = dot(W[m], x)` for the column `x` quantized by [`quantize_q8`]; `W` of a format with an
-/// integer decoder, rows a multiple of 32 long (of `x.len`).
+/// `y[m] = dot(W[m], x)` for the column `x` last quantized by [`quantize_q8`] (its first
+/// `W.row_len` activations); `W` of a format with an integer decoder.
 pub fn matvec_q8<'a>(
     ctx: &Context,
     pass: &mut wgpu::ComputePass<'_>,
@@ -96,13 +113,13 @@ pub fn matvec_q8<'a>(
     y: impl Into<View<'a>>,
 ) -> Result<()> {
     let y = y.into();
-    if !has_int_decoder(w.ty) || w.row_len != x.len {
+    if !has_int_decoder(w.ty) || w.row_len > x.capacity || w.row_len % Q8_BLOCK != 0 {
         return Err(Error::Shape(format!(
-            "matvec_q8 `{}`: {} rows of {} against {} activations ({} has {} integer decoder)",
+            "matvec_q8 `{}`: {} rows of {} against room for {} activations ({} has {} integer decoder)",
             w.name,
             w.ty.name(),
             w.row_len,
-            x.len,
+            x.capacity,
             w.ty.name(),
             if has_int_decoder(w.ty) { "an" } else { "no" }
         )));

@@ -26,8 +26,9 @@ const TAIL_PAD: u64 = 16;
 /// - `logits_rows × n_vocab`: the logits;
 /// - the attention kernels' split results ([`crate::ops::attention::scratch_floats`]: bounded
 ///   whatever the context, where a score per cached position took `n_head × batch × n_ctx`);
-/// - 4 bytes per token id (and 16 for the greedy next token's), and the context's kernel parameters
-///   ([`crate::gpu::UNIFORM_ARENA_BYTES`]).
+/// - 4 bytes per token id (and 16 for the greedy next token's), the integer matvec's 8-bit column
+///   ([`crate::ops::matvec_q8::Q8Column`] of [`Config::max_row_len`]), and the context's kernel
+///   parameters ([`crate::gpu::UNIFORM_ARENA_BYTES`]).
 ///
 /// Each of these buffers is allocated [`crate::gpu::activation_bytes`] large (with
 /// `uniform_windows`, buffers of up to 64 KiB are rounded up to a power of two). The forward pass allocates exactly these; a test
@@ -43,7 +44,8 @@ pub fn scratch_bytes(config: &Config, batch: usize, n_ctx: usize, logits_rows: u
     let f32_bytes: u64 = buffers.map(|n| activation_bytes(4 * n as u64, uniform_windows)).sum();
     // The batch's token ids, and the greedy next token's.
     let ids = device_vec_bytes(4 * batch as u64) + device_vec_bytes(4);
-    f32_bytes + ids + crate::gpu::UNIFORM_ARENA_BYTES
+    let q8 = crate::ops::matvec_q8::Q8Column::bytes(c.max_row_len(), uniform_windows);
+    f32_bytes + ids + q8 + crate::gpu::UNIFORM_ARENA_BYTES
 }
 
 /// Bytes of the staging buffer alive at one time: an upload chunk ([`crate::gpu::UPLOAD_CHUNK`])
