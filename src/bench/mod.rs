@@ -14,6 +14,7 @@
 //!
 //! [`sizes_only`] does steps 1–2 from shapes and recipes without quantizing anything.
 
+#[cfg(feature = "plot")]
 pub mod plot;
 pub mod quality;
 pub mod report;
