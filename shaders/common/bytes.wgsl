@@ -160,8 +160,18 @@ fn dq8_wb(d: Dq8) -> vec4<f32> {
 // products meet, so there are no carries. On CPU devices this is a third of the instructions of
 // building each lane separately.
 fn q5_quants(w: u32, bits: u32) -> vec4<f32> {
+    return vec4<f32>(bytes4(q5_word(w, bits)));
+}
+
+// The same four 5-bit quants packed in one word, a byte each (the integer path's form).
+fn q5_word(w: u32, bits: u32) -> u32 {
     let fifth = ((bits & 0xfu) * 0x02040810u) & 0x10101010u;
-    return vec4<f32>(bytes4((w & 0x0f0f0f0fu) | fifth));
+    return (w & 0x0f0f0f0fu) | fifth;
+}
+
+// The low (`sh` = 0) or high (`sh` = 4) nibbles of the four bytes of `w`, a byte each.
+fn nibbles_word(w: u32, sh: u32) -> u32 {
+    return (w >> sh) & 0x0f0f0f0fu;
 }
 
 // Every format decoder provides

@@ -21,15 +21,13 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     return Dq8(vec4<f32>(nib_lo4(q)) - 8.0, vec4<f32>(nib_hi4(q)) - 8.0, s, s, 4u * j, 16u + 4u * j);
 }
 
-// Integer path: the block (one sub-block) dotted with 8-bit activations. Nibbles masked in place
-// are packed i8 of 0..15; the -8 goes through the activations' sum.
+// Integer path: the block (one sub-block of 32) dotted with 8-bit activations. The nibbles are
+// packed i8 of 0..15; the -8 goes through the activations' sum.
 fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
-    let s = ld_span2(blk);
-    let r = blk & 15u;
-    let q = span_u32x4(s, r + 2u);
+    let h = blk_load(blk, 0u);
     var acc = 0;
     for (var i = 0u; i < 4u; i++) {
-        acc += dot4I8Packed(q[i] & 0x0f0f0f0fu, x.w[i]) + dot4I8Packed((q[i] >> 4u) & 0x0f0f0f0fu, x.w[i + 4u]);
+        acc += dot4I8Packed(nibbles_word(h.qs[i], 0u), x.w[i]) + dot4I8Packed(nibbles_word(h.qs[i], 4u), x.w[i + 4u]);
     }
-    return f16_to_f32(span_u16(s, r)) * (x.d * f32(acc) - 8.0 * x.dsum);
+    return h.d * (x.d * f32(acc) - 8.0 * x.dsum);
 }

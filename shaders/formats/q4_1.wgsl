@@ -17,3 +17,14 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let q = h.qs[j];
     return Dq8(vec4<f32>(nib_lo4(q)), vec4<f32>(nib_hi4(q)), h.dm, h.dm, 4u * j, 16u + 4u * j);
 }
+
+// Integer path: the block (one sub-block of 32) dotted with 8-bit activations; the minimum goes
+// through the activations' sum.
+fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
+    let h = blk_load(blk, 0u);
+    var acc = 0;
+    for (var i = 0u; i < 4u; i++) {
+        acc += dot4I8Packed(nibbles_word(h.qs[i], 0u), x.w[i]) + dot4I8Packed(nibbles_word(h.qs[i], 4u), x.w[i + 4u]);
+    }
+    return h.dm.x * x.d * f32(acc) + h.dm.y * x.dsum;
+}

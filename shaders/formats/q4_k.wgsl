@@ -52,7 +52,7 @@ fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
     let sh = 4u * (sb % 2u);
     var acc = 0;
     for (var i = 0u; i < 4u; i++) {
-        acc += dot4I8Packed((q0[i] >> sh) & 0x0f0f0f0fu, x.w[i]) + dot4I8Packed((q1[i] >> sh) & 0x0f0f0f0fu, x.w[i + 4u]);
+        acc += dot4I8Packed(nibbles_word(q0[i], sh), x.w[i]) + dot4I8Packed(nibbles_word(q1[i], sh), x.w[i + 4u]);
     }
     return dm.x * sm.x * x.d * f32(acc) - dm.y * sm.y * x.dsum;
 }

@@ -52,3 +52,24 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let l0 = 4u * w;
     return Dq8(a, b, h.sa, h.sb, 64u * c + l0, 64u * c + 32u + l0);
 }
+
+// Integer path: sub-block `sb` (0..8) as Q4_K's, each quant's fifth bit being bit `sb` of its
+// qh byte.
+fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
+    let v = blk >> 4u;
+    let head = wq_at(v);
+    let dm = f16x2(head.x);
+    let sm = kq_scale_min(head.yzw, sb);
+    let h0 = wq_at(v + 1u);
+    let h1 = wq_at(v + 2u);
+    let q0 = wq_at(v + 3u + 2u * (sb / 2u));
+    let q1 = wq_at(v + 4u + 2u * (sb / 2u));
+    let sh = 4u * (sb % 2u);
+    var acc = 0;
+    for (var i = 0u; i < 4u; i++) {
+        let a = nibbles_word(q0[i], sh) | (((h0[i] >> sb) & 0x01010101u) << 4u);
+        let b = nibbles_word(q1[i], sh) | (((h1[i] >> sb) & 0x01010101u) << 4u);
+        acc += dot4I8Packed(a, x.w[i]) + dot4I8Packed(b, x.w[i + 4u]);
+    }
+    return dm.x * sm.x * x.d * f32(acc) - dm.y * sm.y * x.dsum;
+}

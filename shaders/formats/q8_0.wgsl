@@ -21,16 +21,13 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     return Dq8(sbytes4(q[k]), sbytes4(q[k + 1u]), s, s, 8u * j, 8u * j + 4u);
 }
 
-// Integer path: sub-block `sb` (always 0: the block is one sub-block) dotted with 8-bit
-// activations; the quants are already packed i8.
+// Integer path: the block (one sub-block of 32) dotted with 8-bit activations; the quants are
+// packed i8 already.
 fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
-    let s = ld_span(blk);
-    let r = blk & 15u;
-    let lo = span_u32x4(s, r + 2u);
-    let hi = span_u32x4(s, r + 18u);
+    let h = blk_load(blk, 0u);
     var acc = 0;
     for (var i = 0u; i < 4u; i++) {
-        acc += dot4I8Packed(lo[i], x.w[i]) + dot4I8Packed(hi[i], x.w[i + 4u]);
+        acc += dot4I8Packed(h.lo[i], x.w[i]) + dot4I8Packed(h.hi[i], x.w[i + 4u]);
     }
-    return f16_to_f32(span_u16(s, r)) * x.d * f32(acc);
+    return h.d * x.d * f32(acc);
 }

@@ -125,21 +125,21 @@ decoders! {
     F16    "f16.wgsl"    8    -    false;
     BF16   "bf16.wgsl"   8    -    false;
     Q4_0   "q4_0.wgsl"   32   -    true;
-    Q4_1   "q4_1.wgsl"   32   -    false;
-    Q5_0   "q5_0.wgsl"   32   -    false;
-    Q5_1   "q5_1.wgsl"   32   -    false;
+    Q4_1   "q4_1.wgsl"   32   -    true;
+    Q5_0   "q5_0.wgsl"   32   -    true;
+    Q5_1   "q5_1.wgsl"   32   -    true;
     Q8_0   "q8_0.wgsl"   32   -    true;
     Q2_K   "q2_k.wgsl"   64   -    false;
     Q3_K   "q3_k.wgsl"   64   -    false;
     Q4_K   "q4_k.wgsl"   64   8    true;
-    Q5_K   "q5_k.wgsl"   64   8    false;
+    Q5_K   "q5_k.wgsl"   64   8    true;
     Q6_K   "q6_k.wgsl"   128  8    true;
     IQ4_NL "iq4_nl.wgsl" 32   -    false;
     IQ4_XS "iq4_xs.wgsl" 32   -    false;
 }
 
 /// Whether `ty` has an integer decoder, so that decode can take the integer matvec
-/// (`shaders/matvec_q8.wgsl`): the formats of most of a Q4_K_M or Q4_0 7B model's bytes so far.
+/// (`shaders/matvec_q8.wgsl`): the legacy formats and Q4_K to Q6_K so far.
 pub fn has_int_decoder(ty: GgmlType) -> bool {
     decoder(ty).int
 }

@@ -100,7 +100,9 @@ pub struct ChatRequest {
 #[derive(Deserialize, Debug)]
 pub struct ChatMessage {
     pub role: String,
-    pub content: Content,
+    /// Absent or null (an assistant turn that only called tools) reads as empty.
+    #[serde(default)]
+    pub content: Option<Content>,
 }
 
 /// A message's content: a string, or a list of parts of which the text ones are read.

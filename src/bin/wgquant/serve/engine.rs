@@ -6,7 +6,7 @@
 //! step together ([`GpuModel::decode_batch`]: the weights are read once for all of them). A
 //! request whose client went away (its event channel closed) leaves its slot at the next round.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
@@ -91,8 +91,10 @@ struct Active {
     phase: Phase,
     sampler: Sampler,
     text: StopText,
-    /// Tokens generated, in order (penalties count them).
+    /// Tokens generated, in order.
     generated: Vec<u32>,
+    /// How often each generated token occurs (the frequency and presence penalties).
+    counts: HashMap<u32, u32>,
 }
 
 struct Slot {
@@ -185,7 +187,8 @@ impl Engine {
             self.stats.prompt_tokens.fetch_add(job.prompt.len() as u64, Ordering::Relaxed);
             let sampler = Sampler::new(job.sampler.clone());
             let text = StopText::new(job.stop.clone());
-            slot.active = Some(Active { job, phase: Phase::Prefill { fed: 0 }, sampler, text, generated: Vec::new() });
+            let phase = Phase::Prefill { fed: 0 };
+            slot.active = Some(Active { job, phase, sampler, text, generated: Vec::new(), counts: HashMap::new() });
         }
     }
 
@@ -251,7 +254,7 @@ impl Engine {
 fn emit(model: &Model, a: &mut Active, logits: &[f32], pos: usize, n_ctx: usize) -> bool {
     let tokenizer = model.tokenizer();
     let mut logits = logits.to_vec();
-    penalize(&mut logits, &a.generated, a.job.frequency_penalty, a.job.presence_penalty);
+    penalize(&mut logits, &a.counts, a.job.frequency_penalty, a.job.presence_penalty);
     let recent_from = a.generated.len().saturating_sub(a.job.sampler.repeat_last_n);
     let token = a.sampler.sample(&logits, &a.generated[recent_from..]);
     let done = |a: &Active, finish| Event::Done {
@@ -260,11 +263,17 @@ fn emit(model: &Model, a: &mut Active, logits: &[f32], pos: usize, n_ctx: usize)
         completion_tokens: a.generated.len(),
     };
     if tokenizer.is_eog(token) || a.job.stop_tokens.contains(&token) {
+        // Text held back as the possible start of a stop string is the answer's end after all.
+        let held = a.text.flush();
+        if !held.is_empty() {
+            let _ = a.job.events.send(Event::Token { text: held, logprob: None });
+        }
         let _ = a.job.events.send(done(a, Finish::Stop));
         return false;
     }
     let logprob = a.job.logprobs.map(|top| logprobs_of(&logits, token, top));
     a.generated.push(token);
+    *a.counts.entry(token).or_default() += 1;
     let (mut text, stopped) = a.text.push(tokenizer, token);
     // The token just sampled would be fed at position `pos`: past the context, generation ends.
     let length = a.generated.len() >= a.job.max_tokens || pos >= n_ctx;
@@ -283,19 +292,12 @@ fn emit(model: &Model, a: &mut Active, logits: &[f32], pos: usize, n_ctx: usize)
     true
 }
 
-/// OpenAI's frequency and presence penalties over the tokens generated so far.
-fn penalize(logits: &mut [f32], generated: &[u32], frequency: f32, presence: f32) {
+/// OpenAI's frequency and presence penalties, from the counts of the tokens generated so far.
+fn penalize(logits: &mut [f32], counts: &HashMap<u32, u32>, frequency: f32, presence: f32) {
     if frequency == 0.0 && presence == 0.0 {
         return;
     }
-    let mut counts: Vec<(u32, u32)> = Vec::new();
-    for &t in generated {
-        match counts.iter_mut().find(|(u, _)| *u == t) {
-            Some(c) => c.1 += 1,
-            None => counts.push((t, 1)),
-        }
-    }
-    for (t, n) in counts {
+    for (&t, &n) in counts {
         if let Some(l) = logits.get_mut(t as usize) {
             *l -= frequency * n as f32 + presence;
         }

@@ -272,7 +272,7 @@ async fn chat(
     let messages = req
         .messages
         .iter()
-        .map(|m| Ok(Message::new(&m.role, m.content.text()?)))
+        .map(|m| Ok(Message::new(&m.role, m.content.as_ref().map(api::Content::text).transpose()?.unwrap_or_default())))
         .collect::<std::result::Result<Vec<_>, ApiError>>()?;
     let rendered = template.render(&messages, true).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let prompt = template.prompt_text(&rendered).to_string();
@@ -447,7 +447,14 @@ async fn relay(
     }
     let tokenizer = model.tokenizer();
     let mut offset = 0;
-    while let Some(event) = from_engine.recv().await {
+    loop {
+        // A client that leaves while its request waits or its prompt is fed is noticed here
+        // (dropping the engine's channel frees its place), not only at its first token.
+        let event = tokio::select! {
+            event = from_engine.recv() => event,
+            _ = to_client.closed() => return,
+        };
+        let Some(event) = event else { break };
         let alive = match event {
             Event::Token { text, logprob } => {
                 let lp = logprob_value(ep, tokenizer, want_logprobs, logprob.as_ref().into_iter().collect(), offset);
