@@ -428,8 +428,14 @@ impl StopText {
     /// The text `token` releases, and whether a stop string ended it there (the stop string and
     /// anything after it are dropped).
     pub fn push(&mut self, tokenizer: &Tokenizer, token: u32) -> (String, bool) {
+        let piece = self.decoder.push(tokenizer, token);
+        self.push_text(&piece)
+    }
+
+    /// [`StopText::push`] of decoded text.
+    fn push_text(&mut self, piece: &str) -> (String, bool) {
         let mut text = std::mem::take(&mut self.held);
-        text.push_str(&self.decoder.push(tokenizer, token));
+        text.push_str(piece);
         if let Some(cut) = self.stop.iter().filter_map(|stop| text.find(stop.as_str())).min() {
             text.truncate(cut);
             return (text, true);
@@ -478,7 +484,19 @@ impl Iterator for Generation<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use super::partial_suffix;
+    use super::{partial_suffix, StopText};
+
+    #[test]
+    fn stop_text_holds_back_what_may_start_a_stop_string() {
+        let mut t = StopText::new(vec!["<end>".into(), "\n\n".into()]);
+        assert_eq!(t.push_text("Hello <e"), ("Hello ".to_string(), false));
+        assert_eq!(t.push_text("x"), ("<ex".to_string(), false));
+        assert_eq!(t.push_text("Done.\n"), ("Done.".to_string(), false));
+        assert_eq!(t.flush(), "\n");
+        assert_eq!(t.flush(), "");
+        assert_eq!(t.push_text("a <en"), ("a ".to_string(), false));
+        assert_eq!(t.push_text("d> more"), (String::new(), true));
+    }
 
     #[test]
     fn partial_suffix_finds_stop_prefixes() {

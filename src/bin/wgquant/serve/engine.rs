@@ -139,11 +139,18 @@ impl Engine {
             }
             self.drop_abandoned();
             self.admit();
-            if let Err(e) = self.round() {
-                // A failed forward pass fails the requests in it; the engine keeps serving.
+            // A failed forward pass (an error, or a bug's panic) fails the requests of that round;
+            // the engine keeps serving the queue and new requests.
+            let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.round()));
+            let failure = match round {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("internal error in the forward pass".to_string()),
+            };
+            if let Some(message) = failure {
                 for slot in &mut self.slots {
                     if let Some(a) = slot.active.take() {
-                        let _ = a.job.events.send(Event::Failed(e.to_string()));
+                        let _ = a.job.events.send(Event::Failed(message.clone()));
                     }
                 }
             }
