@@ -200,3 +200,23 @@ struct Xq8 {
     d: f32,
     dsum: f32,
 }
+
+// The integer dot of a 32-weight block of 4-bit quants (Q4_0, Q4_1: the low nibbles of qs are
+// weights 0..16, the high ones 16..32) with a sub-block of 8-bit activations.
+fn nibble_block_idot(qs: vec4<u32>, x: Xq8) -> i32 {
+    var acc = 0;
+    for (var i = 0u; i < 4u; i++) {
+        acc += dot4I8Packed(nibbles_word(qs[i], 0u), x.w[i]) + dot4I8Packed(nibbles_word(qs[i], 4u), x.w[i + 4u]);
+    }
+    return acc;
+}
+
+// The same for 5-bit quants (Q5_0, Q5_1), their fifth bits in `qh` (bit i for weight i).
+fn q5_block_idot(qs: vec4<u32>, qh: u32, x: Xq8) -> i32 {
+    var acc = 0;
+    for (var i = 0u; i < 4u; i++) {
+        let hb = qh >> (4u * i);
+        acc += dot4I8Packed(q5_word(qs[i], hb), x.w[i]) + dot4I8Packed(q5_word(qs[i] >> 4u, hb >> 16u), x.w[i + 4u]);
+    }
+    return acc;
+}

@@ -25,9 +25,5 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
 // packed i8 of 0..15; the -8 goes through the activations' sum.
 fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
     let h = blk_load(blk, 0u);
-    var acc = 0;
-    for (var i = 0u; i < 4u; i++) {
-        acc += dot4I8Packed(nibbles_word(h.qs[i], 0u), x.w[i]) + dot4I8Packed(nibbles_word(h.qs[i], 4u), x.w[i + 4u]);
-    }
-    return h.d * (x.d * f32(acc) - 8.0 * x.dsum);
+    return h.d * (x.d * f32(nibble_block_idot(h.qs, x)) - 8.0 * x.dsum);
 }

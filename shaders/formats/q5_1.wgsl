@@ -27,10 +27,5 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
 // through the activations' sum.
 fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
     let h = blk_load(blk, 0u);
-    var acc = 0;
-    for (var i = 0u; i < 4u; i++) {
-        let hb = h.qh >> (4u * i);
-        acc += dot4I8Packed(q5_word(h.qs[i], hb), x.w[i]) + dot4I8Packed(q5_word(h.qs[i] >> 4u, hb >> 16u), x.w[i + 4u]);
-    }
-    return h.dm.x * x.d * f32(acc) + h.dm.y * x.dsum;
+    return h.dm.x * x.d * f32(q5_block_idot(h.qs, h.qh, x)) + h.dm.y * x.dsum;
 }
