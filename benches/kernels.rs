@@ -56,6 +56,21 @@ fn weight_seeded(ctx: &Context, ty: GgmlType, m: usize, k: usize, seed: u64) -> 
     GpuTensor::upload(ctx, "bench", ty, k, m, &bytes)
 }
 
+/// Copies of an `m` × `k` weight of `ty` (different random blocks) that together exceed
+/// `cold_bytes`, the bytes of one, and how many matvecs a timed pass runs: at least 4, so that a
+/// pass's fixed cost is shared.
+fn cold_copies(
+    ctx: &Context,
+    ty: GgmlType,
+    (m, k): (usize, usize),
+    cold_bytes: u64,
+) -> Result<(Vec<GpuTensor>, u64, usize)> {
+    let one = ty.bytes_for((m * k) as u64)?;
+    let copies = cold_bytes.div_ceil(one).clamp(1, 4096) as usize;
+    let ws = (0..copies).map(|i| weight_seeded(ctx, ty, m, k, i as u64)).collect::<Result<_>>()?;
+    Ok((ws, one, copies.max(4)))
+}
+
 /// Matvec (one column) on an `m` × `k` weight of `ty`, cold: its bytes and the weight GB/s, best
 /// of `reps` passes, each rotating over copies that together exceed `cold_bytes`.
 fn matvec_gbs(
@@ -66,13 +81,9 @@ fn matvec_gbs(
     reps: usize,
     cold_bytes: u64,
 ) -> Result<(f64, f64)> {
-    let one = ty.bytes_for((m * k) as u64)?;
-    let copies = cold_bytes.div_ceil(one).clamp(1, 4096) as usize;
-    let ws: Vec<GpuTensor> = (0..copies).map(|i| weight_seeded(ctx, ty, m, k, i as u64)).collect::<Result<_>>()?;
+    let (ws, one, per_pass) = cold_copies(ctx, ty, (m, k), cold_bytes)?;
     let x = ctx.f32_buffer("x", k)?;
     let y = ctx.f32_buffer("y", m)?;
-    // At least 4 dispatches per pass, so that a pass's fixed cost is shared.
-    let per_pass = copies.max(4);
     let t = timer.best_of(ctx, reps, |pass| {
         for w in ws.iter().cycle().take(per_pass) {
             ops::matvec(ctx, pass, w, &x, &y, 1)?;
@@ -91,15 +102,12 @@ fn matvec_q8_gbs(
     (m, k): (usize, usize),
     reps: usize,
     cold_bytes: u64,
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
     use wgquant::ops::matvec_q8::{matvec_q8, quantize_q8, Q8Column};
-    let one = ty.bytes_for((m * k) as u64)?;
-    let copies = cold_bytes.div_ceil(one).clamp(1, 4096) as usize;
-    let ws: Vec<GpuTensor> = (0..copies).map(|i| weight_seeded(ctx, ty, m, k, i as u64)).collect::<Result<_>>()?;
+    let (ws, one, per_pass) = cold_copies(ctx, ty, (m, k), cold_bytes)?;
     let x = ctx.f32_buffer("x", k)?;
     let q8 = Q8Column::new(ctx, k)?;
     let y = ctx.f32_buffer("y", m)?;
-    let per_pass = copies.max(4);
     let t = timer.best_of(ctx, reps, |pass| {
         quantize_q8(ctx, pass, &x, k, &q8)?;
         for w in ws.iter().cycle().take(per_pass) {
@@ -107,7 +115,7 @@ fn matvec_q8_gbs(
         }
         Ok(())
     })?;
-    Ok(one as f64 * per_pass as f64 / t / 1e9)
+    Ok((one as f64, one as f64 * per_pass as f64 / t / 1e9))
 }
 
 /// `--info`: what the device is and what wgquant makes of it.
@@ -182,7 +190,7 @@ fn tune(ctx: &Context, timer: &PassTimer, formats: &[GgmlType], (m, k): (usize, 
             print!(" {}/{}/{}{marks}: {:>5.2}|{:>5.2}", shape.wg, shape.tpr, shape.rpi, gb / t, gb / c);
         }
         if wgquant::gpu::shaders::has_int_decoder(w.ty) {
-            print!(" int8: {:>5.2}", matvec_q8_gbs(ctx, timer, w.ty, (m, k), 4, 0)?);
+            print!(" int8: {:>5.2}", matvec_q8_gbs(ctx, timer, w.ty, (m, k), 4, 0)?.1);
         }
         println!();
     }
@@ -423,9 +431,9 @@ fn main() -> Result<()> {
         if wgquant::gpu::shaders::has_int_decoder(ty) {
             let (mut bytes, mut time) = (0.0, 0.0);
             for &shape in shapes_7b {
-                let one = ty.bytes_for((shape.0 * shape.1) as u64)? as f64;
+                let (one, gbs) = matvec_q8_gbs(&ctx, &timer, ty, shape, reps, cold_bytes)?;
                 bytes += one;
-                time += one / matvec_q8_gbs(&ctx, &timer, ty, shape, reps, cold_bytes)?;
+                time += one / gbs;
             }
             print!(" {:>10.2} {:>7.2}", bytes / time, bytes / time / stream);
         }

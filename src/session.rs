@@ -119,8 +119,7 @@ impl Model {
         req.allow_smaller_kv = options.allow_smaller_kv;
         req.allow_smaller_ctx = options.allow_smaller_ctx;
         req.batch = options.batch;
-        req.sequences = options.sequences;
-        req.logits_rows = options.sequences;
+        req.set_sequences(options.sequences);
         let plan = plan::plan(&file, &req)?;
         let offload =
             options.offload.unwrap_or(Offload { gpu_layers: plan.gpu_layers(), head_on_gpu: plan.head_on_gpu() });

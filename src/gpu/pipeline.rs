@@ -100,10 +100,15 @@ impl Context {
         let caps = ShaderCaps { f16_in_f32: self.f16_in_f32() };
         let source = compose(key.kernel, key.format, &key.consts, caps);
         let label = format!("{:?}/{}", key.kernel, key.format.map_or("-", |f| f.name()));
-        let entries = layout_entries(&source).map_err(|e| Error::Gpu(format!("{label}: {e}")))?;
+        // Parsed once: the layout is read from the module, which then goes to wgpu as it is.
+        let parsed = naga::front::wgsl::parse_str(&source)
+            .map_err(|e| Error::Gpu(format!("{label}: {}", e.emit_to_string(&source))))?;
+        let entries = layout_entries(&parsed).map_err(|e| Error::Gpu(format!("{label}: {e}")))?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let desc =
-            wgpu::ShaderModuleDescriptor { label: Some(&label), source: wgpu::ShaderSource::Wgsl(source.into()) };
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(parsed)),
+        };
         let module = if self.shader_checks() {
             self.device.create_shader_module(desc)
         } else {
@@ -138,11 +143,10 @@ impl Context {
     }
 }
 
-/// The bind group layout of a kernel, read from its WGSL: every binding of group 0 as the shader
-/// declares it, the parameter block ([`PARAMS`]) with a dynamic offset.
-fn layout_entries(source: &str) -> std::result::Result<Vec<wgpu::BindGroupLayoutEntry>, String> {
+/// The bind group layout of a kernel, read from its parsed WGSL: every binding of group 0 as the
+/// shader declares it, the parameter block ([`PARAMS`]) with a dynamic offset.
+fn layout_entries(module: &naga::Module) -> std::result::Result<Vec<wgpu::BindGroupLayoutEntry>, String> {
     use naga::{AddressSpace, ImageClass, StorageAccess, StorageFormat, TypeInner};
-    let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
     let mut entries = Vec::new();
     for (_, var) in module.global_variables.iter() {
         let Some(binding) = &var.binding else { continue };

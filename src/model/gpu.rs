@@ -641,12 +641,7 @@ impl GpuModel {
         let norm = self.output_norm.as_ref().ok_or_else(|| Error::Invalid("the head is not on the GPU".into()))?;
         let head = self.head.as_ref().ok_or_else(|| Error::Invalid("the head is not on the GPU".into()))?;
         rms_norm(ctx, pass, s.x.at(first * c.n_embd), norm, &s.h, rows, c.norm_eps, NormOut::Store)?;
-        if rows == 1 && self.decode_int() {
-            quantize_q8(ctx, pass, &s.h, c.n_embd, &s.q8)?;
-            self.product_q8(pass, s, head, s.h.at(0), s.logits.at(0))?;
-        } else {
-            mul_mat(ctx, pass, head, &s.h, &s.logits, rows)?;
-        }
+        self.project(pass, s, rows == 1 && self.decode_int(), head, &s.h, s.logits.at(0), rows)?;
         match c.final_softcap {
             Some(cap) => elementwise(ctx, pass, Op::Softcap(cap), &s.logits, &s.h, rows * c.n_vocab, 1),
             None => Ok(()),
@@ -710,12 +705,7 @@ impl GpuModel {
             row += seq.n;
         }
         // output projection, post-norm and residual, ffn rmsnorm
-        if int {
-            quantize_q8(ctx, pass, &s.attn, c.n_head * c.head_dim_v, &s.q8)?;
-            self.product_q8(pass, s, w.wo.matrix()?, s.attn.at(0), s.o.at(0))?;
-        } else {
-            mul_mat(ctx, pass, w.wo.matrix()?, &s.attn, &s.o, n)?;
-        }
+        self.project(pass, s, int, w.wo.matrix()?, &s.attn, s.o.at(0), n)?;
         let post_attn = w.post_attn_norm.as_ref().map(GpuWeight::vector).transpose()?;
         add_rms_norm(ctx, pass, &s.o, post_attn, &s.x, w.ffn_norm.vector()?, &s.h, n, eps)?;
         // gated feed-forward: down(act(gate(h)) * up(h))
@@ -732,12 +722,7 @@ impl GpuModel {
                 mul_mat_gated(ctx, pass, w.ffn_up.matrix()?, &s.h, &s.gate, &s.up, n, c.activation)?;
             }
         }
-        if int {
-            quantize_q8(ctx, pass, &s.gate, c.n_ff, &s.q8)?;
-            self.product_q8(pass, s, w.ffn_down.matrix()?, s.gate.at(0), s.o.at(0))?;
-        } else {
-            mul_mat(ctx, pass, w.ffn_down.matrix()?, &s.gate, &s.o, n)?;
-        }
+        self.project(pass, s, int, w.ffn_down.matrix()?, &s.gate, s.o.at(0), n)?;
         // post-norm and residual; with the next layer's attention rmsnorm when it runs here too
         match self.layers.get(il + 1) {
             Some(next) => {
@@ -754,6 +739,26 @@ impl GpuModel {
     fn decode_int(&self) -> bool {
         let c = &self.config;
         self.ctx.profile().int_matvec && [c.n_embd, c.n_head * c.head_dim_v, c.n_ff].iter().all(|d| d % 32 == 0)
+    }
+
+    /// `y = W x` for `n` rows of `x`: on the integer path (`int`, one row) `x` rounded to 8 bits
+    /// first, else the float products.
+    #[allow(clippy::too_many_arguments)]
+    fn project(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        s: &Activations,
+        int: bool,
+        w: &GpuTensor,
+        x: &F32Buffer,
+        y: View<'_>,
+        n: usize,
+    ) -> Result<()> {
+        if !int {
+            return mul_mat(&self.ctx, pass, w, x, y, n);
+        }
+        quantize_q8(&self.ctx, pass, x, w.row_len, &s.q8)?;
+        self.product_q8(pass, s, w, x.at(0), y)
     }
 
     /// One decode product `y = W x` on the integer path: the integer matvec on `s.q8` (which holds

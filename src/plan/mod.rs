@@ -114,6 +114,15 @@ impl PlanRequest {
         }
     }
 
+    /// Plan for `n` sequences decoded together (a server's slots): a KV cache and a row of
+    /// logits for each, and a micro-batch of at least `n` rows, so that one decode step holds
+    /// them all.
+    pub fn set_sequences(&mut self, n: usize) {
+        self.sequences = n;
+        self.logits_rows = n;
+        self.batch = self.batch.max(n);
+    }
+
     /// The largest buffer (or texture) a weight chunk may use: the smaller of the two device
     /// limits and of what a weight texture holds, and at most 4 GiB because offsets inside a
     /// chunk are u32 in the shaders ([`crate::gpu::Context::weight_chunk_limit`]'s rule).

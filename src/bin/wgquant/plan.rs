@@ -107,9 +107,8 @@ fn request(args: &Args, file: &GgufFile) -> Result<PlanRequest> {
         None => wgquant::model::config::Config::from_gguf(file)?.n_ctx_train.min(4096),
     };
     let mut req = PlanRequest::new(n_ctx, budget.bytes);
-    req.batch = args.batch.max(args.parallel);
-    req.sequences = args.parallel;
-    req.logits_rows = args.parallel;
+    req.batch = args.batch;
+    req.set_sequences(args.parallel);
     req.kv_type = match args.kv.to_ascii_lowercase().as_str() {
         "f16" => KvType::F16,
         "f32" => KvType::F32,

@@ -82,7 +82,6 @@ pub fn run(args: &Args) -> Result<()> {
     common::open_checked(&path)?;
     let mut options = args.model.options()?;
     options.sequences = args.parallel;
-    options.batch = options.batch.max(args.parallel);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
