@@ -14,7 +14,24 @@
 
 use crate::rng::SplitMix64;
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::BinaryHeap;
+
+/// The largest top-k a sampler leaves to the device ([`crate::ops::top_k`]); larger ones (and 0,
+/// every token) read the logits back.
+pub const MAX_DEVICE_TOP_K: usize = crate::ops::top_k::MAX_K;
+
+/// One token's penalty as the device applies it to row `row` of the logits
+/// (`shaders/penalize.wgsl`): `logit - subtract`, then divided by `divide` when positive and
+/// multiplied by it otherwise. The host samplers apply theirs in this order, so both give the same
+/// floats.
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+pub struct TokenPenalty {
+    pub row: u32,
+    pub id: u32,
+    pub subtract: f32,
+    pub divide: f32,
+}
 
 /// Sampling settings. The defaults are llama.cpp's, except the seed, which is fixed so that runs
 /// repeat unless the caller picks one.
@@ -109,13 +126,15 @@ pub struct Sampler {
     /// The logits after the repetition penalty.
     adjusted: Vec<f32>,
     candidates: Vec<Candidate>,
+    /// The distinct recent tokens the penalty applies to.
+    recent: Vec<u32>,
 }
 
 impl Sampler {
     /// A sampler whose random state starts from `params.seed`.
     pub fn new(params: SamplerParams) -> Sampler {
         let rng = SplitMix64(params.seed);
-        Sampler { params, rng, adjusted: Vec::new(), candidates: Vec::new() }
+        Sampler { params, rng, adjusted: Vec::new(), candidates: Vec::new(), recent: Vec::new() }
     }
 
     /// The settings this sampler was made with.
@@ -136,9 +155,67 @@ impl Sampler {
             return argmax(&self.adjusted);
         }
         self.top_k();
-        self.top_p();
+        // top_k() leaves its candidates sorted, unless it kept them all.
+        self.top_p(self.params.top_k > 0 && self.params.top_k < self.adjusted.len());
         self.min_p();
         self.draw()
+    }
+
+    /// How many of the likeliest tokens the device must hand back for [`Sampler::sample_top`] to
+    /// pick what [`Sampler::sample`] picks over `n_vocab` logits: 1 when greedy, top-k when it is
+    /// on, below the vocabulary and at most [`MAX_DEVICE_TOP_K`]; `None` when the sampler needs
+    /// every logit, or more penalties than the device holds.
+    pub fn device_k(&self, n_vocab: usize) -> Option<usize> {
+        let p = &self.params;
+        if self.has_penalty() && p.repeat_last_n > crate::ops::top_k::MAX_PENALTIES {
+            return None;
+        }
+        if p.temperature.is_nan() || p.temperature <= 0.0 {
+            return Some(1);
+        }
+        (p.top_k > 0 && p.top_k < n_vocab && p.top_k <= MAX_DEVICE_TOP_K).then_some(p.top_k)
+    }
+
+    /// The repetition penalty for the last `repeat_last_n` of `recent` as device entries of row
+    /// `row`, appended to `out`: one per distinct token, as [`Sampler::sample`] applies it.
+    pub fn penalties(&mut self, recent: &[u32], row: u32, out: &mut Vec<TokenPenalty>) {
+        if !self.has_penalty() {
+            return;
+        }
+        self.distinct_recent(recent);
+        let divide = self.params.repeat_penalty;
+        out.extend(self.recent.iter().map(|&id| TokenPenalty { row, id, subtract: 0.0, divide }));
+    }
+
+    /// The next token from the likeliest tokens, penalties applied, best first (as
+    /// [`likeliest`] orders them), at least [`Sampler::device_k`] of them: the same token
+    /// [`Sampler::sample`] picks from all the logits, and the same random state after.
+    pub fn sample_top(&mut self, top: &[(u32, f32)]) -> u32 {
+        let Some(&(first, _)) = top.first() else { return 0 };
+        let t = self.params.temperature;
+        if t.is_nan() || t <= 0.0 {
+            return first;
+        }
+        let k = self.params.top_k.min(top.len());
+        self.candidates.clear();
+        self.candidates.extend(top[..k].iter().map(|&(id, logit)| Candidate { id, logit }));
+        self.top_p(true);
+        self.min_p();
+        self.draw()
+    }
+
+    fn has_penalty(&self) -> bool {
+        let penalty = self.params.repeat_penalty;
+        !(penalty.is_nan() || penalty <= 0.0 || penalty == 1.0 || self.params.repeat_last_n == 0)
+    }
+
+    /// Leaves the distinct tokens of the last `repeat_last_n` of `recent` in `self.recent`.
+    fn distinct_recent(&mut self, recent: &[u32]) {
+        let window = &recent[recent.len().saturating_sub(self.params.repeat_last_n)..];
+        self.recent.clear();
+        self.recent.extend_from_slice(window);
+        self.recent.sort_unstable();
+        self.recent.dedup();
     }
 
     /// Copies the logits (NaN → −∞) and penalises each distinct recent token once, like llama.cpp's
@@ -146,13 +223,12 @@ impl Sampler {
     fn apply_penalty(&mut self, logits: &[f32], recent: &[u32]) {
         self.adjusted.clear();
         self.adjusted.extend(logits.iter().map(|&l| if l.is_nan() { f32::NEG_INFINITY } else { l }));
-        let penalty = self.params.repeat_penalty;
-        if penalty.is_nan() || penalty <= 0.0 || penalty == 1.0 || self.params.repeat_last_n == 0 {
+        if !self.has_penalty() {
             return;
         }
-        let window = &recent[recent.len().saturating_sub(self.params.repeat_last_n)..];
-        let distinct: HashSet<u32> = window.iter().copied().collect();
-        for id in distinct {
+        let penalty = self.params.repeat_penalty;
+        self.distinct_recent(recent);
+        for &id in &self.recent {
             if let Some(l) = self.adjusted.get_mut(id as usize) {
                 *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
             }
@@ -169,19 +245,7 @@ impl Sampler {
             self.candidates.extend(all);
             return;
         }
-        // A min-heap of the best k so far; most logits lose against its minimum and cost one compare.
-        let mut heap: BinaryHeap<Reverse<Likelier>> = BinaryHeap::with_capacity(k + 1);
-        for (id, &logit) in self.adjusted.iter().enumerate() {
-            let c = Likelier(Candidate { id: id as u32, logit });
-            if heap.len() < k {
-                heap.push(Reverse(c));
-            } else if heap.peek().is_some_and(|min| c > min.0) {
-                heap.pop();
-                heap.push(Reverse(c));
-            }
-        }
-        self.candidates.extend(heap.into_iter().map(|Reverse(Likelier(c))| c));
-        self.candidates.sort_unstable_by(Candidate::rank_cmp);
+        likeliest_into(&self.adjusted, k, &mut self.candidates);
     }
 
     /// Keeps the shortest likeliest prefix whose probability (softmax over the current candidates)
@@ -190,10 +254,8 @@ impl Sampler {
     /// When unsorted, only the tokens min-p would keep anyway are sorted: both filters keep a prefix
     /// of the sorted list and min-p's threshold does not depend on what top-p removed, so the result
     /// is the shorter of the two prefixes either way.
-    fn top_p(&mut self) {
+    fn top_p(&mut self, sorted: bool) {
         let p = self.params.top_p;
-        // top_k() leaves its candidates sorted.
-        let sorted = self.params.top_k > 0 && self.params.top_k < self.adjusted.len();
         let max = max_logit(&self.candidates);
         if p.is_nan() || p >= 1.0 || max == f32::NEG_INFINITY {
             return;
@@ -261,6 +323,47 @@ impl Sampler {
         // Rounding left the target past the last weight: it belongs to the last positive one.
         self.candidates.iter().rev().find(|c| weight(c) > 0.0).map_or(first.id, |c| c.id)
     }
+}
+
+/// Applies device penalty entries to `[rows][n_vocab]` logits on the host, as
+/// `shaders/penalize.wgsl` does (entries out of range are ignored).
+pub fn apply_penalties(logits: &mut [f32], n_vocab: usize, penalties: &[TokenPenalty]) {
+    for t in penalties {
+        if let Some(l) = logits.get_mut(t.row as usize * n_vocab + t.id as usize) {
+            let v = *l - t.subtract;
+            *l = if v > 0.0 { v / t.divide } else { v * t.divide };
+        }
+    }
+}
+
+/// The `k` likeliest tokens of `logits` (NaN as −∞) as `(id, logit)`, best first, equal logits
+/// by ascending id: what the device's top-k ([`crate::ops::top_k`]) hands back.
+pub fn likeliest(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let clean: Vec<f32> = logits.iter().map(|&l| if l.is_nan() { f32::NEG_INFINITY } else { l }).collect();
+    let mut out = Vec::with_capacity(k.min(logits.len()));
+    likeliest_into(&clean, k, &mut out);
+    out.into_iter().map(|c| (c.id, c.logit)).collect()
+}
+
+/// Appends the `k` likeliest of `logits` to `out`, sorted.
+fn likeliest_into(logits: &[f32], k: usize, out: &mut Vec<Candidate>) {
+    if k == 0 {
+        return;
+    }
+    // A min-heap of the best k so far; most logits lose against its minimum and cost one compare.
+    let mut heap: BinaryHeap<Reverse<Likelier>> = BinaryHeap::with_capacity(k + 1);
+    for (id, &logit) in logits.iter().enumerate() {
+        let c = Likelier(Candidate { id: id as u32, logit });
+        if heap.len() < k {
+            heap.push(Reverse(c));
+        } else if heap.peek().is_some_and(|min| c > min.0) {
+            heap.pop();
+            heap.push(Reverse(c));
+        }
+    }
+    let start = out.len();
+    out.extend(heap.into_iter().map(|Reverse(Likelier(c))| c));
+    out[start..].sort_unstable_by(Candidate::rank_cmp);
 }
 
 /// Index of the largest logit, the lowest index on ties; NaN counts as −∞ (so it never wins, and

@@ -26,7 +26,7 @@ use crate::model::cpu::Logits;
 use crate::model::gpu::{Activations, GpuModel, GpuState, KvCaches, Offload};
 use crate::model::{Config, KvType};
 use crate::plan::{self, Budget, Plan, PlanRequest};
-use crate::sampler::{Sampler, SamplerParams};
+use crate::sampler::{Sampler, SamplerParams, TokenPenalty};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 /// How to load a model.
@@ -174,7 +174,7 @@ impl Model {
     /// A new conversation with its own KV cache.
     pub fn session(&self) -> Result<Session<'_>> {
         let state = GpuState::new(&self.gpu, self.plan.n_ctx, self.plan.batch, 1, self.plan.kv_type)?;
-        Ok(Session { model: self, state, history: Vec::new(), logits: None, next_token: None })
+        Ok(Session { model: self, state, history: Vec::new(), next: Next::Nothing })
     }
 }
 
@@ -242,14 +242,37 @@ impl GenerationStats {
     }
 }
 
-/// A conversation: the tokens in its KV cache, and the logits after the last of them (or, after a
-/// greedy step picked on the device, only the token they make most likely).
+/// A conversation: the tokens in its KV cache, and what the last forward pass left to pick the
+/// next token from.
 pub struct Session<'m> {
     model: &'m Model,
     state: GpuState,
     history: Vec<u32>,
-    logits: Option<Vec<f32>>,
-    next_token: Option<u32>,
+    next: Next,
+}
+
+/// What the last forward pass handed back for the next token.
+enum Next {
+    /// Nothing has run since the session began or was reset.
+    Nothing,
+    /// The logits.
+    Logits(Vec<f32>),
+    /// The greedy token, picked on the GPU ([`Session::feed_greedy`]).
+    Token(u32),
+    /// The likeliest tokens after the penalties, best first, selected on the GPU
+    /// ([`Session::feed_top_k`]).
+    Top(Vec<(u32, f32)>),
+}
+
+/// How a generation picks its tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pick {
+    /// The greedy token, picked on the GPU: one word comes back per step.
+    Greedy,
+    /// The sampler finishes on the `k` likeliest tokens the GPU selected after the penalties.
+    Top(usize),
+    /// The sampler reads every logit (top-k off or above what the GPU selects).
+    Logits,
 }
 
 impl<'m> Session<'m> {
@@ -267,8 +290,7 @@ impl<'m> Session<'m> {
     /// Forget the conversation (the cache is overwritten from position 0).
     pub fn reset(&mut self) {
         self.history.clear();
-        self.logits = None;
-        self.next_token = None;
+        self.next = Next::Nothing;
     }
 
     /// Run `tokens` after the history; returns the logits that predict the next token.
@@ -276,8 +298,11 @@ impl<'m> Session<'m> {
         self.check_room(tokens.len())?;
         let logits = self.model.gpu.forward(&mut self.state, tokens, self.history.len(), Logits::Last)?;
         self.history.extend_from_slice(tokens);
-        self.next_token = None;
-        Ok(self.logits.insert(logits))
+        self.next = Next::Logits(logits);
+        match &self.next {
+            Next::Logits(logits) => Ok(logits),
+            _ => unreachable!("just set"),
+        }
     }
 
     /// Run `tokens` after the history; returns the most likely next token, picked on the GPU
@@ -286,8 +311,22 @@ impl<'m> Session<'m> {
         self.check_room(tokens.len())?;
         let token = self.model.gpu.forward_greedy(&mut self.state, tokens, self.history.len())?;
         self.history.extend_from_slice(tokens);
-        self.logits = None;
-        Ok(*self.next_token.insert(token))
+        self.next = Next::Token(token);
+        Ok(token)
+    }
+
+    /// Run `tokens` after the history; returns the `k` likeliest next tokens after `penalties`
+    /// (see [`crate::sampler::Sampler::penalties`]), as `(id, logit)`, best first, selected on the
+    /// GPU (the session then keeps no logits).
+    pub fn feed_top_k(&mut self, tokens: &[u32], k: usize, penalties: &[TokenPenalty]) -> Result<&[(u32, f32)]> {
+        self.check_room(tokens.len())?;
+        let top = self.model.gpu.forward_top_k(&mut self.state, tokens, self.history.len(), k, penalties)?;
+        self.history.extend_from_slice(tokens);
+        self.next = Next::Top(top);
+        match &self.next {
+            Next::Top(top) => Ok(top),
+            _ => unreachable!("just set"),
+        }
     }
 
     fn check_room(&self, n: usize) -> Result<()> {
@@ -320,24 +359,33 @@ impl<'m> Session<'m> {
         params: &GenerateParams,
     ) -> Result<Generation<'s, 'm>> {
         let start = Instant::now();
-        // Plain greedy decoding picks each token on the GPU and reads back only its id.
-        let on_device = params.sampler.is_plain_greedy();
+        let mut sampler = Sampler::new(params.sampler.clone());
+        let device_sampling = self.model.gpu().profile().device_sampling;
+        let pick = match sampler.device_k(self.model.config().n_vocab) {
+            _ if params.sampler.is_plain_greedy() => Pick::Greedy,
+            Some(k) if device_sampling => Pick::Top(k),
+            _ => Pick::Logits,
+        };
+        let mut penalties = Vec::new();
         if !prompt.is_empty() {
-            match on_device {
-                true => self.feed_greedy(prompt).map(drop)?,
-                false => self.feed(prompt).map(drop)?,
+            match pick {
+                Pick::Greedy => self.feed_greedy(prompt).map(drop)?,
+                Pick::Top(k) => {
+                    let recent = [&self.history[..], prompt].concat();
+                    sampler.penalties(&recent, 0, &mut penalties);
+                    self.feed_top_k(prompt, k, &penalties).map(drop)?
+                }
+                Pick::Logits => self.feed(prompt).map(drop)?,
             }
-        } else if self.logits.is_none() && !(on_device && self.next_token.is_some()) {
-            let why = match self.next_token {
-                Some(_) => "the last step was greedy, picked on the GPU without keeping logits: continue greedily, or give a prompt",
-                None => "nothing to continue from: give a prompt",
-            };
+        } else if let Some(why) = self.cannot_continue(pick) {
             return Err(Error::Invalid(why.into()));
         }
         let stats = GenerationStats { prompt_tokens: prompt.len(), prompt_time: start.elapsed(), ..Default::default() };
         Ok(Generation {
-            on_device,
-            sampler: Sampler::new(params.sampler.clone()),
+            pick,
+            sampler,
+            penalties,
+            recent: Vec::new(),
             params: params.clone(),
             text: StopText::new(params.stop.clone()),
             session: self,
@@ -345,15 +393,33 @@ impl<'m> Session<'m> {
             done: false,
         })
     }
+
+    /// Why a generation that picks with `pick` cannot continue from what the last step left.
+    fn cannot_continue(&self, pick: Pick) -> Option<&'static str> {
+        match (&self.next, pick) {
+            (Next::Nothing, _) => Some("nothing to continue from: give a prompt"),
+            (Next::Logits(_), _) | (Next::Token(_), Pick::Greedy) => None,
+            (Next::Top(top), Pick::Top(k)) if top.len() >= k => None,
+            (Next::Token(_), _) => Some(
+                "the last step was greedy, picked on the GPU without keeping logits: continue greedily, or give a prompt",
+            ),
+            (Next::Top(_), _) => Some(
+                "the last step kept only the likeliest tokens for its sampler: continue with the same settings, or give a prompt",
+            ),
+        }
+    }
 }
 
 /// Generated pieces, one per token, as they are produced. Dropping it stops generation; the
 /// tokens produced so far stay in the session's history.
 pub struct Generation<'s, 'm> {
     session: &'s mut Session<'m>,
-    /// Tokens are picked on the GPU ([`Session::feed_greedy`]); else sampled from the logits.
-    on_device: bool,
+    pick: Pick,
     sampler: Sampler,
+    /// The penalties of the next step's device sampling, and the window they come from (kept to
+    /// reuse their memory).
+    penalties: Vec<TokenPenalty>,
+    recent: Vec<u32>,
     params: GenerateParams,
     text: StopText,
     stats: GenerationStats,
@@ -374,13 +440,14 @@ impl Generation<'_, '_> {
     fn step(&mut self) -> Result<Option<Piece>> {
         let s = &mut *self.session;
         let tok = &s.model.tokenizer;
-        let token = match (self.on_device, s.next_token) {
-            (true, Some(token)) => token,
-            _ => {
-                let logits = s.logits.as_ref().ok_or_else(|| Error::Invalid("no logits to sample from".into()))?;
+        let token = match &s.next {
+            Next::Token(token) if self.pick == Pick::Greedy => *token,
+            Next::Top(top) => self.sampler.sample_top(top),
+            Next::Logits(logits) => {
                 let recent_from = s.history.len().saturating_sub(self.params.sampler.repeat_last_n);
                 self.sampler.sample(logits, &s.history[recent_from..])
             }
+            _ => return Err(Error::Invalid("nothing to sample from".into())),
         };
         if tok.is_eog(token) {
             self.finish(StopReason::EndOfGeneration);
@@ -391,9 +458,19 @@ impl Generation<'_, '_> {
             return Ok(None);
         }
         let start = Instant::now();
-        match self.on_device {
-            true => s.feed_greedy(&[token]).map(drop)?,
-            false => s.feed(&[token]).map(drop)?,
+        match self.pick {
+            Pick::Greedy => s.feed_greedy(&[token]).map(drop)?,
+            Pick::Top(k) => {
+                // The penalties see the history with this token, the window the step after samples in.
+                let window = self.params.sampler.repeat_last_n;
+                self.recent.clear();
+                self.recent.extend_from_slice(&s.history[s.history.len().saturating_sub(window)..]);
+                self.recent.push(token);
+                self.penalties.clear();
+                self.sampler.penalties(&self.recent, 0, &mut self.penalties);
+                s.feed_top_k(&[token], k, &self.penalties).map(drop)?
+            }
+            Pick::Logits => s.feed(&[token]).map(drop)?,
         }
         self.stats.decode_time += start.elapsed();
         self.stats.generated_tokens += 1;

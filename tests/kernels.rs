@@ -940,6 +940,81 @@ fn argmax_picks_the_first_largest_logit() {
     }
 }
 
+/// Device sampling's penalties and top-k hand back exactly what the CPU sampler keeps
+/// (`sampler::apply_penalties` then `sampler::likeliest`): the same ids in the same order with the
+/// same logit bits, equal logits ordered by id, NaN as −∞, −0 below +0 as `total_cmp` orders them;
+/// at vocabulary sizes around a workgroup's chunk and Gemma's 262144 (four levels), for one and
+/// several rows, from an offset into the buffer; on the default context and the GPU-shaped ones.
+#[test]
+fn top_k_keeps_what_the_cpu_sampler_keeps() {
+    use wgquant::ops::top_k::{top_k, TopKBuffers};
+    use wgquant::sampler::{apply_penalties, likeliest, TokenPenalty};
+    let Some(first) = ctx() else { return };
+    let mut rng = Rng::new(2200);
+    for ctx in std::iter::once(first).chain(gpu_shaped_ctxs()) {
+        for (n, rows) in [(1, 1), (100, 2), (2048, 1), (2049, 3), (5000, 2), (262_144, 1)] {
+            let mut cases: Vec<Vec<f32>> = vec![rng.vec(rows * n)];
+            // Ascending logits: every tile beats the best so far, the sort is never skipped.
+            cases.push((0..rows * n).map(|i| (i % n) as f32 * 1e-3).collect());
+            // Few distinct values (ties everywhere), signed zeros, NaN and −∞.
+            let mut odd: Vec<f32> = (0..rows * n).map(|_| (rng.f() * 4.0).round()).collect();
+            for (i, l) in odd.iter_mut().enumerate() {
+                *l = match i % 7 {
+                    0 => -0.0,
+                    1 => 0.0,
+                    2 => f32::NAN,
+                    3 => f32::NEG_INFINITY,
+                    _ => *l,
+                };
+            }
+            cases.push(odd);
+            cases.push(vec![f32::NAN; rows * n]);
+            for (c, logits) in cases.into_iter().enumerate() {
+                // A repetition penalty on some tokens of each row, a subtraction on others.
+                let penalties: Vec<TokenPenalty> = (0..rows as u32)
+                    .flat_map(|row| {
+                        let ids = (0..n.min(64) as u32).map(move |i| (i * 7919) % n as u32);
+                        let mut ids: Vec<u32> = ids.collect();
+                        ids.sort_unstable();
+                        ids.dedup();
+                        ids.into_iter().enumerate().map(move |(j, id)| {
+                            let (subtract, divide) = if j % 2 == 0 { (0.0, 1.3) } else { (0.25, 1.0) };
+                            TokenPenalty { row, id, subtract, divide }
+                        })
+                    })
+                    .collect();
+                let offset = 4;
+                let buf = ctx.f32_buffer("logits", offset + rows * n).unwrap();
+                ctx.write(&buf, offset, &logits).unwrap();
+                let bufs = TopKBuffers::new(ctx, n, rows).unwrap();
+                bufs.write_penalties(ctx, &penalties).unwrap();
+                for k in [1, 40, 256] {
+                    if k > 1 {
+                        // The penalties were applied in place by the first run; reapply from scratch.
+                        ctx.write(&buf, offset, &logits).unwrap();
+                    }
+                    let mut enc = ctx.encoder("top-k");
+                    {
+                        let mut pass = enc.begin_compute_pass(&Default::default());
+                        top_k(ctx, &mut pass, buf.at(offset), rows, k, penalties.len(), &bufs).unwrap();
+                    }
+                    bufs.copy_out(&mut enc, rows, k);
+                    ctx.submit_and_wait(enc).unwrap();
+                    let got = bufs.read(ctx, rows, k).unwrap();
+                    let mut penalized = logits.clone();
+                    apply_penalties(&mut penalized, n, &penalties);
+                    for (row, got) in got.iter().enumerate() {
+                        let want = likeliest(&penalized[row * n..(row + 1) * n], k);
+                        let bits = |v: &[(u32, f32)]| v.iter().map(|&(id, l)| (id, l.to_bits())).collect::<Vec<_>>();
+                        let what = format!("n {n}, row {row}, case {c}, k {k} on {}", ctx.describe());
+                        assert_eq!(bits(got), bits(&want), "{what}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The integer matvec (activations rounded to 8 bits once, quants dotted four at a time) equals
 /// the CPU reference fed the same rounded activations (`dot::quantize_activations`), within f32
 /// rounding, for every format with an integer decoder: odd row counts and lengths, a chunked

@@ -256,11 +256,13 @@ fn scratch_formula() {
     // of up to 8 tokens × 32 heads × 16 splits (4096 positions in splits of 256) × (128 + 2).
     // Then 4 bytes per token id, 16 for the greedy next token's, the integer matvec's column of
     // the widest row (11008 bytes of 8-bit activations and 688 scales: 2752 bytes, 4096 rounded up
-    // for uniform windows), and the parameter arena.
+    // for uniform windows), device sampling (the first top-k level's 16 groups × 256 candidates of
+    // 8 bytes, the second's 2 × 256, 1024 penalties of 16 bytes) and the parameter arena.
+    let sampling = 16 * 256 * 8 + 2 * 256 * 8 + 1024 * 16;
     let floats = 512 * (3 * 4096 + (4096 + 2 * 4096) + 4096 + 2 * 11008) + 32000 + 8 * 32 * 16 * 130;
     let q8 = |uniform_windows| 11008 + if uniform_windows { 4096 } else { 2752 };
     for uniform_windows in [false, true] {
-        let expected = 4 * floats + 4 * 512 + 16 + q8(uniform_windows) + arena;
+        let expected = 4 * floats + 4 * 512 + 16 + q8(uniform_windows) + sampling + arena;
         assert_eq!(plan::scratch_bytes(&c, 512, 4096, 1, uniform_windows), expected);
     }
     // A single token, with activations read through uniform windows (CPU devices): buffers of up
@@ -270,12 +272,12 @@ fn scratch_formula() {
     let per_token = 4 * 16384 + 3 * 65536;
     assert_eq!(
         plan::scratch_bytes(&c, 1, 4096, 1, true),
-        per_token + attention + 4 * 32000 + 16 + 16 + q8(true) + arena
+        per_token + attention + 4 * 32000 + 16 + 16 + q8(true) + sampling + arena
     );
     let per_token = 4 * (3 * 4096 + 3 * 4096 + 4096 + 2 * 11008);
     assert_eq!(
         plan::scratch_bytes(&c, 1, 4096, 1, false),
-        per_token + attention + 4 * 32000 + 16 + 16 + q8(false) + arena
+        per_token + attention + 4 * 32000 + 16 + 16 + q8(false) + sampling + arena
     );
     // Attention scratch stops growing with the context: 64 splits at most.
     let at = |n_ctx| plan::scratch_bytes(&c, 512, n_ctx, 1, false);

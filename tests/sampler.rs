@@ -245,3 +245,48 @@ fn frequencies_follow_the_softmax() {
         assert!(chi2 < 25.7, "temperature {temperature}: chi-square {chi2:.1}, counts {counts:?}");
     }
 }
+
+/// What device sampling hands the host (the penalised logits' likeliest `device_k`, via
+/// `likeliest`) makes `sample_top` pick exactly what `sample` picks from every logit, step after
+/// step with the same random state, for greedy and sampled settings with and without a
+/// repetition penalty; settings that need every logit have no `device_k`.
+#[test]
+fn sampling_from_the_likeliest_equals_sampling_from_every_logit() {
+    use wgquant::sampler::{apply_penalties, likeliest};
+    let n = 5000;
+    let settings = [
+        SamplerParams { repeat_penalty: 1.3, ..SamplerParams::greedy() },
+        SamplerParams::default(),
+        SamplerParams { repeat_penalty: 1.15, ..SamplerParams::default() },
+        SamplerParams { top_k: 256, top_p: 1.0, min_p: 0.0, temperature: 1.5, ..SamplerParams::default() },
+        SamplerParams { top_k: 3, top_p: 0.5, repeat_penalty: 0.8, repeat_last_n: 5, ..SamplerParams::default() },
+    ];
+    for (i, p) in settings.iter().enumerate() {
+        let mut full = Sampler::new(p.clone());
+        let mut top = Sampler::new(p.clone());
+        let k = top.device_k(n).expect("these settings sample on the device");
+        let mut history: Vec<u32> = vec![1, 2, 3, 2];
+        for step in 0..200 {
+            // Peaked logits, so that the penalty and the filters matter.
+            let logits = random_logits(n, 1000 * i as u64 + step, 12.0);
+            let want = full.sample(&logits, &history);
+            let mut penalties = Vec::new();
+            top.penalties(&history, 0, &mut penalties);
+            let mut penalised = logits.clone();
+            apply_penalties(&mut penalised, n, &penalties);
+            let got = top.sample_top(&likeliest(&penalised, k));
+            assert_eq!(got, want, "settings {i}, step {step}");
+            // Feed back the model's favourite often, so the penalty has repeats to act on.
+            history.push(if step % 3 == 0 { want } else { history[history.len() - 2] });
+        }
+    }
+    let every_logit = [
+        SamplerParams { top_k: 0, ..SamplerParams::default() },
+        SamplerParams { top_k: 257, ..SamplerParams::default() },
+        SamplerParams { top_k: n, ..SamplerParams::default() },
+        SamplerParams { repeat_penalty: 1.1, repeat_last_n: 5000, ..SamplerParams::default() },
+    ];
+    for p in every_logit {
+        assert_eq!(Sampler::new(p.clone()).device_k(n), None, "{p:?}");
+    }
+}

@@ -32,11 +32,17 @@ impl Server {
     /// Starts `wgquant serve` with `--parallel 2` on a free port and waits (at most two minutes)
     /// until /health says ready.
     fn start() -> Server {
+        Server::start_with_env(&[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    fn start_with_env(env: &[(&str, &str)]) -> Server {
         let model = common::smollm2_path();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(env!("CARGO_BIN_EXE_wgquant"))
             .args(["serve", "-m", model.to_str().unwrap(), "--port", &port.to_string(), "--parallel", "2"])
             .args(["--api-key", KEY, "-c", "1024"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -233,4 +239,38 @@ fn parallel_slots_that_do_not_fit_are_refused_with_numbers() {
         .find(|l| l.starts_with("error: ") && l.contains("does not fit"))
         .unwrap_or_else(|| panic!("no error line:\n{stderr}"));
     assert!(error.contains("KV cache 5.62 GiB for 64 sequences") && error.contains("200.0 MiB"), "{error}");
+}
+
+/// Sampled requests decoded together answer the same with the device selecting each slot's
+/// likeliest tokens after its penalties (the GPU profile's choice, forced on lavapipe) as with
+/// every logit read back: same seeds, same texts, with the repetition, frequency and presence
+/// penalties all set.
+#[test]
+fn device_sampling_in_batched_rounds_answers_as_host_sampling() {
+    let body = |seed: u32| {
+        format!(
+            r#"{{"prompt": "Once upon a time", "max_tokens": 24, "temperature": 0.9, "top_k": 40, "top_p": 0.95, "seed": {seed},
+                "repeat_penalty": 1.2, "frequency_penalty": 0.4, "presence_penalty": 0.3}}"#
+        )
+    };
+    let answers = |server: &Server| -> Vec<String> {
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = (1..=3)
+                .map(|seed| {
+                    let body = body(seed);
+                    scope.spawn(move || {
+                        let (status, text) = server.request("POST", "/v1/completions", Some(&body));
+                        assert_eq!(status, 200, "{text}");
+                        let v: Value = serde_json::from_str(&text).unwrap();
+                        v["choices"][0]["text"].as_str().unwrap().to_string()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        })
+    };
+    let host = answers(&Server::start_with_env(&[("WGQUANT_DEVICE_SAMPLING", "0")]));
+    let device = answers(&Server::start_with_env(&[("WGQUANT_DEVICE_SAMPLING", "1")]));
+    assert_eq!(device, host);
+    assert!(host.iter().all(|t| !t.is_empty()), "{host:?}");
 }

@@ -90,3 +90,34 @@ fn a_warm_decode_step_creates_no_bind_groups() {
     // The reused groups compute llama.cpp's tokens (", there" came before).
     assert_eq!(model.tokenizer().decode(&decoded), " was a little girl");
 }
+
+/// Sampled generation selects the likeliest tokens on the GPU (after the repetition penalty) and
+/// reads back those alone (the GPU profile's choice, forced here); it picks the tokens the sampler
+/// picks from every logit read back, with the same seed.
+#[test]
+fn sampling_on_the_gpu_picks_what_sampling_every_logit_picks() {
+    use std::sync::Arc;
+    use wgquant::gpu::{Context, ContextOptions, DeviceProfile};
+    use wgquant::sampler::{Sampler, SamplerParams};
+    let ctx = Context::with_options(ContextOptions { profile: Some(DeviceProfile::gpu()), ..Default::default() });
+    let options = ModelOptions { n_ctx: Some(64), batch: 16, ..Default::default() };
+    let model = Model::load_on(Arc::new(ctx.unwrap()), common::default_model_path(), options, |_, _| {}).unwrap();
+    assert!(model.gpu().profile().device_sampling);
+    let sampler = SamplerParams { repeat_penalty: 1.2, seed: 7, ..SamplerParams::default() };
+    let params = GenerateParams { max_tokens: 24, sampler: sampler.clone(), ..GenerateParams::default() };
+    let mut session = model.session().unwrap();
+    let on_gpu: Vec<u32> = session.generate("Once upon a time", &params).unwrap().map(|p| p.unwrap().token).collect();
+
+    let mut session = model.session().unwrap();
+    let prompt = session.tokenize("Once upon a time", true).unwrap();
+    let mut host = Sampler::new(sampler);
+    let mut logits = session.feed(&prompt).unwrap().to_vec();
+    let mut by_hand = Vec::new();
+    while by_hand.len() < on_gpu.len() {
+        let token = host.sample(&logits, session.history());
+        by_hand.push(token);
+        logits = session.feed(&[token]).unwrap().to_vec();
+    }
+    assert_eq!(on_gpu, by_hand);
+    assert_eq!(on_gpu.len(), 24, "no end of text within 24 sampled tokens of a story");
+}

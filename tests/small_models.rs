@@ -11,7 +11,7 @@ use wgquant::format::quant::quantize;
 use wgquant::gguf::{GgufFile, GgufWriter, TensorData, Value};
 use wgquant::gpu::Context;
 use wgquant::model::cpu::{CpuKvCache, Logits};
-use wgquant::model::gpu::{GpuModel, GpuState, Offload};
+use wgquant::model::gpu::{Activations, DecodeStep, GpuModel, GpuState, KvCaches, Offload};
 use wgquant::model::{Config, KvType};
 use wgquant::GgmlType;
 
@@ -148,22 +148,53 @@ fn qwen2_gpu_equals_cpu() {
     check_model("qwen2", &[Q8_0, Q5_0, Q4_1, Q5_1, IQ4_NL, F32, BF16, IQ4_XS]);
 }
 
+/// A llama model with Q8_0 and Q4_K weights in a temporary directory (kept alive by the first
+/// element), its config and a context: the batched decode tests' model.
+fn batch_model() -> (tempfile::TempDir, Arc<GgufFile>, Config, Arc<Context>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    write_model(&path, "llama", &[GgmlType::Q8_0, GgmlType::Q4_K]);
+    let file = Arc::new(GgufFile::open(&path).unwrap());
+    let config = Config::from_gguf(&file).unwrap();
+    (dir, file, config, Arc::new(Context::new().expect("a GPU adapter (lavapipe in CI)")))
+}
+
+/// The batched decode tests' three sequences: prompts of different lengths, and each one's next
+/// token.
+fn batch_prompts() -> [Vec<u32>; 3] {
+    [vec![5, 17, 99], vec![1, 2, 3, 4, 5, 6, 7], vec![300, 12, 250, 31, 8]]
+}
+const BATCH_NEXT: [u32; 3] = [42, 7, 311];
+
+/// One KV cache per prompt, each holding its prompt, fed through the shared activations.
+fn prefilled(model: &GpuModel, acts: &mut Activations, prompts: &[Vec<u32>]) -> Vec<KvCaches> {
+    let mut caches: Vec<KvCaches> =
+        prompts.iter().map(|_| KvCaches::new(model, 32, 16, KvType::F16).unwrap()).collect();
+    for (prompt, cache) in prompts.iter().zip(&mut caches) {
+        model.forward_in(acts, cache, prompt, 0, Logits::Last).unwrap();
+    }
+    caches
+}
+
+/// The batched step of each sequence's next token ([`BATCH_NEXT`]) after its prompt.
+fn next_steps<'c>(caches: &'c mut [KvCaches], prompts: &[Vec<u32>]) -> Vec<DecodeStep<'c>> {
+    caches
+        .iter_mut()
+        .zip(prompts)
+        .zip(BATCH_NEXT)
+        .map(|((caches, prompt), token)| DecodeStep { caches, token, pos: prompt.len() })
+        .collect()
+}
+
 /// Several sequences at different positions decoded in one forward pass ([`GpuModel::decode_batch`]:
 /// the products take one column per sequence, attention goes sequence by sequence into its own
 /// caches) give each sequence the logits it gets alone; with every layer on the GPU, and with a
 /// layer and the head on the CPU.
 #[test]
 fn batched_decode_of_several_sequences_equals_each_alone() {
-    use wgquant::model::gpu::{Activations, DecodeStep, KvCaches};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.gguf");
-    write_model(&path, "llama", &[GgmlType::Q8_0, GgmlType::Q4_K]);
-    let file = Arc::new(GgufFile::open(&path).unwrap());
-    let config = Config::from_gguf(&file).unwrap();
-    let ctx = Arc::new(Context::new().expect("a GPU adapter (lavapipe in CI)"));
+    let (_dir, file, config, ctx) = batch_model();
     let nv = N_VOCAB as usize;
-    let prompts: [Vec<u32>; 3] = [vec![5, 17, 99], vec![1, 2, 3, 4, 5, 6, 7], vec![300, 12, 250, 31, 8]];
-    let next = [42u32, 7, 311];
+    let (prompts, next) = (batch_prompts(), BATCH_NEXT);
     for placement in [Offload::all_gpu(&config), Offload { gpu_layers: 1, head_on_gpu: false }] {
         let model = GpuModel::load(ctx.clone(), file.clone(), placement, |_, _| {}).unwrap();
         // Each sequence alone: its prompt, then its next token.
@@ -178,16 +209,8 @@ fn batched_decode_of_several_sequences_equals_each_alone() {
             .collect();
         // Together: the prompts one by one into their own caches, then one batched step.
         let mut acts = Activations::new(&model, 32, 16, 4).unwrap();
-        let mut caches: Vec<KvCaches> = (0..3).map(|_| KvCaches::new(&model, 32, 16, KvType::F16).unwrap()).collect();
-        for (prompt, cache) in prompts.iter().zip(&mut caches) {
-            model.forward_in(&mut acts, cache, prompt, 0, Logits::Last).unwrap();
-        }
-        let mut steps: Vec<DecodeStep<'_>> = caches
-            .iter_mut()
-            .zip(&prompts)
-            .zip(next)
-            .map(|((caches, prompt), token)| DecodeStep { caches, token, pos: prompt.len() })
-            .collect();
+        let mut caches = prefilled(&model, &mut acts, &prompts);
+        let mut steps = next_steps(&mut caches, &prompts);
         let together = model.decode_batch(&mut acts, &mut steps).unwrap();
         for (i, expected) in alone.iter().enumerate() {
             let row = &together[i * nv..(i + 1) * nv];
@@ -200,5 +223,44 @@ fn batched_decode_of_several_sequences_equals_each_alone() {
         let mut steps: Vec<DecodeStep<'_>> =
             extra.iter_mut().map(|caches| DecodeStep { caches, token: 1, pos: 0 }).collect();
         assert!(model.decode_batch(&mut acts, &mut steps).is_err());
+    }
+}
+
+/// A batched decode step that samples on the device ([`GpuModel::decode_batch_top_k`]) hands back,
+/// per sequence, the likeliest tokens of the logits [`GpuModel::decode_batch`] returns for the same
+/// step, after each row's penalties, in the same order with the same values; with the head on the
+/// GPU (the device's top-k) and on the CPU (the host's).
+#[test]
+fn batched_decode_top_k_is_the_likeliest_of_the_logits() {
+    use wgquant::sampler::{apply_penalties, likeliest, TokenPenalty};
+    let (_dir, file, config, ctx) = batch_model();
+    let nv = N_VOCAB as usize;
+    let prompts = batch_prompts();
+    // Row 1 penalises its prompt's tokens; row 2 subtracts from two tokens, one also divided.
+    let mut penalties: Vec<TokenPenalty> =
+        prompts[1].iter().map(|&id| TokenPenalty { row: 1, id, subtract: 0.0, divide: 1.5 }).collect();
+    penalties.push(TokenPenalty { row: 2, id: 300, subtract: 0.5, divide: 1.0 });
+    penalties.push(TokenPenalty { row: 2, id: 12, subtract: 0.25, divide: 2.0 });
+    for placement in [Offload::all_gpu(&config), Offload { gpu_layers: 1, head_on_gpu: false }] {
+        let model = GpuModel::load(ctx.clone(), file.clone(), placement, |_, _| {}).unwrap();
+        let mut acts = Activations::new(&model, 32, 16, 4).unwrap();
+        let mut step = |top_k: Option<usize>| {
+            let mut caches = prefilled(&model, &mut acts, &prompts);
+            let mut steps = next_steps(&mut caches, &prompts);
+            match top_k {
+                Some(k) => model.decode_batch_top_k(&mut acts, &mut steps, k, &penalties).unwrap(),
+                None => {
+                    let mut logits = model.decode_batch(&mut acts, &mut steps).unwrap();
+                    apply_penalties(&mut logits, nv, &penalties);
+                    logits.chunks(nv).map(|row| likeliest(row, 40)).collect()
+                }
+            }
+        };
+        let expected = step(None);
+        let got = step(Some(40));
+        assert_eq!(got.len(), 3);
+        for (i, (got, expected)) in got.iter().zip(&expected).enumerate() {
+            assert_eq!(got, expected, "{placement:?} sequence {i}");
+        }
     }
 }

@@ -27,6 +27,10 @@ pub const SHADER_CHECKS_ENV: &str = "WGQUANT_SHADER_CHECKS";
 /// [`super::DeviceProfile::int_matvec`]).
 pub const INT_MATVEC_ENV: &str = "WGQUANT_INT_MATVEC";
 
+/// Overrides whether sampled decode steps select the likeliest tokens on the device (`1` or
+/// `0`; see [`super::DeviceProfile::device_sampling`]).
+pub const DEVICE_SAMPLING_ENV: &str = "WGQUANT_DEVICE_SAMPLING";
+
 /// A boolean environment switch: `Some` for `1` or `0`, `None` when unset or anything else.
 fn env_switch(name: &str) -> Option<bool> {
     match std::env::var(name).as_deref() {
@@ -319,6 +323,7 @@ impl Context {
         profile.shader_checks =
             opts.shader_checks.or_else(|| env_switch(SHADER_CHECKS_ENV)).unwrap_or(profile.shader_checks);
         profile.int_matvec = env_switch(INT_MATVEC_ENV).unwrap_or(profile.int_matvec);
+        profile.device_sampling = env_switch(DEVICE_SAMPLING_ENV).unwrap_or(profile.device_sampling);
         let textures =
             opts.weight_textures.or_else(|| env_switch(WEIGHT_TEXTURES_ENV)).unwrap_or(profile.weight_textures);
         let max_dim = limits.max_texture_dimension_2d;

@@ -55,6 +55,13 @@ pub struct DeviceProfile {
     /// `dot4I8Packed`) for the formats that have it. Off on both profiles until a GPU run has
     /// measured it against the float kernel; `WGQUANT_INT_MATVEC=1` turns it on.
     pub int_matvec: bool,
+    /// Sampled decode steps select the likeliest tokens on the device (`ops::top_k`) and read
+    /// back those alone, instead of reading back every logit for the host's sampler. The
+    /// selection's levels of bitonic sorts cost tens of µs on a GPU, against a megabyte's
+    /// readback and a host scan of the vocabulary; on lavapipe, where every workgroup barrier
+    /// switches between a workgroup's SIMD batches, they cost 62 ms a step on Gemma's 262144
+    /// logits, against about 1 ms to read them.
+    pub device_sampling: bool,
     /// Launch shapes of the streaming-read probe, the benchmarks' yardstick: the fastest is kept.
     pub stream_shapes: Vec<StreamShape>,
 }
@@ -80,6 +87,7 @@ impl DeviceProfile {
             uniform_activations: false,
             shader_checks: true,
             int_matvec: false,
+            device_sampling: true,
             stream_shapes: vec![s(256, 256 * 1024), s(256, 256 * 256), s(64, 64 * 4096)],
         }
     }
@@ -105,6 +113,7 @@ impl DeviceProfile {
             uniform_activations: true,
             shader_checks: false,
             int_matvec: false,
+            device_sampling: false,
             stream_shapes: vec![s(8, 8 * 64, true), s(8, 8 * 16, true), s(8, 8 * 64, false), s(64, 64 * 16, false)],
         }
     }

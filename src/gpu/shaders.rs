@@ -35,6 +35,10 @@ pub enum Kernel {
     Elementwise,
     /// `shaders/argmax.wgsl`: greedy sampling, the index of the largest logit.
     Argmax,
+    /// `shaders/penalize.wgsl`: sampling penalties applied to the logits in place.
+    Penalize,
+    /// `shaders/top_k.wgsl`: the k likeliest tokens of each row of logits, sorted.
+    TopK,
     /// `shaders/quantize_q8.wgsl`: activations to 8 bits for the integer matvec.
     QuantizeQ8,
     /// `shaders/matvec_q8.wgsl`: decode-time matrix × one 8-bit column, integer dot products
@@ -43,7 +47,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 14] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::MatVec,
         Kernel::MatMul,
         Kernel::GetRows,
@@ -56,6 +60,8 @@ impl Kernel {
         Kernel::AttentionCombine,
         Kernel::Elementwise,
         Kernel::Argmax,
+        Kernel::Penalize,
+        Kernel::TopK,
         Kernel::QuantizeQ8,
         Kernel::MatVecQ8,
     ];
@@ -74,6 +80,8 @@ impl Kernel {
             Kernel::AttentionCombine => include_str!("../../shaders/attention_combine.wgsl"),
             Kernel::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Kernel::Argmax => include_str!("../../shaders/argmax.wgsl"),
+            Kernel::Penalize => include_str!("../../shaders/penalize.wgsl"),
+            Kernel::TopK => include_str!("../../shaders/top_k.wgsl"),
             Kernel::QuantizeQ8 => include_str!("../../shaders/quantize_q8.wgsl"),
             Kernel::MatVecQ8 => include_str!("../../shaders/matvec_q8.wgsl"),
         }

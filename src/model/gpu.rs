@@ -22,7 +22,9 @@ use crate::ops::matvec::{matvec_gate_up, matvec_stack};
 use crate::ops::matvec_q8::{matvec_q8, quantize_q8, Q8Column};
 use crate::ops::norm::{add_rms_norm, rms_norm, NormOut};
 use crate::ops::qkv::{prepare_qkv, QkvPrep, RopeParams};
+use crate::ops::top_k::{top_k, TopKBuffers};
 use crate::ops::{get_rows, mul_mat, mul_mat_gated, View};
+use crate::sampler::{apply_penalties, likeliest, TokenPenalty};
 
 /// A weight on the device: matrices stay raw blocks, vectors (norms, biases) become f32.
 pub enum GpuWeight {
@@ -296,8 +298,12 @@ pub struct Activations {
     readback: TrackedBuffer, // [logits_rows][n_vocab]
     next_id: U32Buffer,      // [1] the greedy next token (ops::argmax)
     next_id_readback: TrackedBuffer, // [1] its copy the host reads
-    ids: U32Buffer,          // [B] token ids
-    q8: Q8Column,            // one column at 8 bits for the integer matvec (ops::matvec_q8)
+    /// Device sampling of the logits rows: penalties, top-k levels and their readback.
+    top: TopKBuffers,
+    /// The penalties of the next forward that samples on the device, as last written.
+    penalties: Vec<TokenPenalty>,
+    ids: U32Buffer, // [B] token ids
+    q8: Q8Column,   // one column at 8 bits for the integer matvec (ops::matvec_q8)
     /// Host seconds the last forward spent recording and submitting its GPU work (waits for the
     /// device and CPU layers excluded).
     host_seconds: f64,
@@ -341,10 +347,22 @@ impl Activations {
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 MemTag::Staging,
             )?,
+            top: TopKBuffers::new(ctx, c.n_vocab, logits_rows)?,
+            penalties: Vec::new(),
             ids: ctx.vec_zeroed("ids", batch, MemTag::Activations)?,
             q8: Q8Column::new(ctx, c.max_row_len())?,
             host_seconds: 0.0,
         })
+    }
+
+    /// Keeps the penalties the next sampled forward pass applies to its `rows` rows of logits.
+    fn set_penalties(&mut self, penalties: &[TokenPenalty], rows: usize) -> Result<()> {
+        if let Some(bad) = penalties.iter().find(|t| t.row as usize >= rows) {
+            return Err(Error::Invalid(format!("a penalty for row {} of a step of {rows} rows", bad.row)));
+        }
+        self.penalties.clear();
+        self.penalties.extend_from_slice(penalties);
+        Ok(())
     }
 
     /// Row `row` of q, k and v.
@@ -383,6 +401,12 @@ enum Want {
     Logits(Logits),
     /// The greedy next token, picked on the device.
     NextToken,
+    /// The `k` likeliest next tokens of the last row of each sequence (after the penalties in
+    /// `Activations::penalties`), selected on the device.
+    Top {
+        k: usize,
+        rows: Logits,
+    },
 }
 
 impl Want {
@@ -392,6 +416,7 @@ impl Want {
             Want::Nothing => None,
             Want::Logits(rows) => Some(rows),
             Want::NextToken => Some(Logits::Last),
+            Want::Top { rows, .. } => Some(rows),
         }
     }
 }
@@ -400,6 +425,8 @@ impl Want {
 enum Output {
     Logits(Vec<f32>),
     Token(u32),
+    /// Per row, the likeliest tokens as `(id, logit)`, best first.
+    Top(Vec<Vec<(u32, f32)>>),
 }
 
 impl GpuModel {
@@ -421,7 +448,7 @@ impl GpuModel {
     ) -> Result<Vec<f32>> {
         match self.run(acts, caches, tokens, pos0, Want::Logits(which))? {
             Output::Logits(logits) => Ok(logits),
-            Output::Token(_) => Err(Error::Invalid("a forward pass asked for logits returned a token".into())),
+            _ => Err(Error::Invalid("a forward pass asked for logits returned tokens".into())),
         }
     }
 
@@ -431,7 +458,27 @@ impl GpuModel {
     pub fn forward_greedy(&self, state: &mut GpuState, tokens: &[u32], pos0: usize) -> Result<u32> {
         match self.run(&mut state.acts, &mut state.caches, tokens, pos0, Want::NextToken)? {
             Output::Token(token) => Ok(token),
-            Output::Logits(_) => Err(Error::Invalid("a greedy forward pass returned logits".into())),
+            _ => Err(Error::Invalid("a greedy forward pass returned something else than a token".into())),
+        }
+    }
+
+    /// Run `tokens` at positions `pos0..` and return the `k` likeliest next tokens (at most
+    /// [`crate::ops::top_k::MAX_K`]) after `penalties` (row 0), as `(id, logit)`, best first:
+    /// what [`crate::sampler::Sampler::sample_top`] needs, selected on the device when the head is
+    /// there, so a sampled decode step reads back `k` pairs instead of `n_vocab` floats.
+    pub fn forward_top_k(
+        &self,
+        state: &mut GpuState,
+        tokens: &[u32],
+        pos0: usize,
+        k: usize,
+        penalties: &[TokenPenalty],
+    ) -> Result<Vec<(u32, f32)>> {
+        state.acts.set_penalties(penalties, 1)?;
+        let want = Want::Top { k, rows: Logits::Last };
+        match self.run(&mut state.acts, &mut state.caches, tokens, pos0, want)? {
+            Output::Top(mut rows) if rows.len() == 1 => Ok(rows.pop().unwrap_or_default()),
+            _ => Err(Error::Invalid("a sampled forward pass returned something else than candidates".into())),
         }
     }
 
@@ -440,6 +487,29 @@ impl GpuModel {
     /// cache append and attention use its own position and caches. Returns `[steps][n_vocab]`
     /// logits, in order. At most `acts`' logits rows (and batch) at once.
     pub fn decode_batch(&self, acts: &mut Activations, steps: &mut [DecodeStep<'_>]) -> Result<Vec<f32>> {
+        match self.decode_batch_for(acts, steps, Want::Logits(Logits::All))? {
+            Output::Logits(logits) => Ok(logits),
+            _ => Err(Error::Invalid("a batched decode step returned tokens".into())),
+        }
+    }
+
+    /// [`GpuModel::decode_batch`] returning each sequence's `k` likeliest next tokens after
+    /// `penalties` (row `i` is step `i`), as [`GpuModel::forward_top_k`] does for one.
+    pub fn decode_batch_top_k(
+        &self,
+        acts: &mut Activations,
+        steps: &mut [DecodeStep<'_>],
+        k: usize,
+        penalties: &[TokenPenalty],
+    ) -> Result<Vec<Vec<(u32, f32)>>> {
+        acts.set_penalties(penalties, steps.len())?;
+        match self.decode_batch_for(acts, steps, Want::Top { k, rows: Logits::All })? {
+            Output::Top(rows) => Ok(rows),
+            _ => Err(Error::Invalid("a sampled batched decode step returned logits".into())),
+        }
+    }
+
+    fn decode_batch_for(&self, acts: &mut Activations, steps: &mut [DecodeStep<'_>], want: Want) -> Result<Output> {
         let n = steps.len();
         if n == 0 || n > acts.logits_rows {
             return Err(Error::Invalid(format!("{n} sequences in one step (at most {})", acts.logits_rows)));
@@ -459,10 +529,7 @@ impl GpuModel {
             })
             .collect::<Result<_>>()?;
         acts.host_seconds = 0.0;
-        match self.forward_batch(acts, &tokens, &mut seqs, Want::Logits(Logits::All))? {
-            Output::Logits(logits) => Ok(logits),
-            Output::Token(_) => Err(Error::Invalid("a batched decode step returned a token".into())),
-        }
+        self.forward_batch(acts, &tokens, &mut seqs, want)
     }
 
     fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
@@ -534,6 +601,9 @@ impl GpuModel {
         } else {
             self.ctx.write(&state.ids, 0, tokens)?;
         }
+        if matches!(want, Want::Top { .. }) && self.head.is_some() {
+            state.top.write_penalties(&self.ctx, &state.penalties)?;
+        }
 
         let mut enc = self.ctx.encoder("forward");
         {
@@ -574,11 +644,7 @@ impl GpuModel {
         let Some(rows) = want.head_rows() else { return Ok(Output::Logits(Vec::new())) };
         if self.head.is_none() {
             let rows = if rows == Logits::Last { &x[(n - 1) * c.n_embd..] } else { &x[..] };
-            let logits = self.cpu.head(rows)?;
-            return Ok(match want {
-                Want::NextToken => Output::Token(crate::sampler::argmax(&logits)),
-                _ => Output::Logits(logits),
-            });
+            return Ok(self.pick_on_host(state, self.cpu.head(rows)?, want));
         }
         self.ctx.write(&state.x, 0, &x)?;
         let mut enc = self.ctx.encoder("head");
@@ -596,10 +662,28 @@ impl GpuModel {
         if let Some(rows) = want.head_rows() {
             self.head_pass(pass, state, n, rows)?;
         }
-        if want == Want::NextToken {
-            argmax(&self.ctx, pass, &state.logits, self.config.n_vocab, &state.next_id)?;
+        match want {
+            Want::NextToken => argmax(&self.ctx, pass, &state.logits, self.config.n_vocab, &state.next_id),
+            Want::Top { k, rows } => {
+                let rows = GpuModel::logits_rows(n, rows);
+                top_k(&self.ctx, pass, &state.logits, rows, k, state.penalties.len(), &state.top)
+            }
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// What `want` asks of logits the CPU head computed: the logits, the greedy token, or the
+    /// likeliest tokens after the penalties, as the device would pick them.
+    fn pick_on_host(&self, state: &Activations, mut logits: Vec<f32>, want: Want) -> Output {
+        match want {
+            Want::NextToken => Output::Token(crate::sampler::argmax(&logits)),
+            Want::Top { k, .. } => {
+                let n_vocab = self.config.n_vocab;
+                apply_penalties(&mut logits, n_vocab, &state.penalties);
+                Output::Top(logits.chunks(n_vocab).map(|row| likeliest(row, k)).collect())
+            }
+            _ => Output::Logits(logits),
+        }
     }
 
     /// Copies what the host reads to its readback buffer, in the forward pass's own submit.
@@ -611,6 +695,7 @@ impl GpuModel {
                 enc.copy_buffer_to_buffer(state.logits.buffer(), 0, &state.readback, 0, bytes);
             }
             Want::NextToken => enc.copy_buffer_to_buffer(state.next_id.buffer(), 0, &state.next_id_readback, 0, 4),
+            Want::Top { k, rows } => state.top.copy_out(enc, GpuModel::logits_rows(n, rows), k),
         }
     }
 
@@ -621,6 +706,7 @@ impl GpuModel {
                 self.ctx.read_mapped(&state.readback, GpuModel::logits_rows(n, rows) * self.config.n_vocab)?,
             ),
             Want::NextToken => Output::Token(self.ctx.read_mapped::<u32>(&state.next_id_readback, 1)?[0]),
+            Want::Top { k, rows } => Output::Top(state.top.read(&self.ctx, GpuModel::logits_rows(n, rows), k)?),
         })
     }
 

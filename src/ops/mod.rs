@@ -60,6 +60,7 @@ pub mod matvec;
 pub mod matvec_q8;
 pub mod norm;
 pub mod qkv;
+pub mod top_k;
 
 pub use dispatch::View;
 pub use get_rows::get_rows;
@@ -93,7 +94,7 @@ pub(crate) fn activation_keys() -> Vec<crate::gpu::PipelineKey> {
         }
     }
     keys.push(attention::combine_key());
-    keys.push(argmax::key());
+    keys.extend([argmax::key(), top_k::key(true), top_k::key(false), top_k::penalize_key()]);
     let ops = [
         elementwise::Op::Add,
         elementwise::Op::Gated(Activation::Silu),

@@ -27,8 +27,9 @@ const TAIL_PAD: u64 = 16;
 /// - the attention kernels' split results ([`crate::ops::attention::scratch_floats`]: bounded
 ///   whatever the context, where a score per cached position took `n_head × batch × n_ctx`);
 /// - 4 bytes per token id (and 16 for the greedy next token's), the integer matvec's 8-bit column
-///   ([`crate::ops::matvec_q8::Q8Column`] of [`Config::max_row_len`]), and the context's kernel
-///   parameters ([`crate::gpu::UNIFORM_ARENA_BYTES`]).
+///   ([`crate::ops::matvec_q8::Q8Column`] of [`Config::max_row_len`]), device sampling's
+///   candidates and penalties ([`crate::ops::top_k::TopKBuffers::bytes`]), and the context's
+///   kernel parameters ([`crate::gpu::UNIFORM_ARENA_BYTES`]).
 ///
 /// Each of these buffers is allocated [`crate::gpu::activation_bytes`] large (with
 /// `uniform_windows`, buffers of up to 64 KiB are rounded up to a power of two). The forward pass allocates exactly these; a test
@@ -45,7 +46,8 @@ pub fn scratch_bytes(config: &Config, batch: usize, n_ctx: usize, logits_rows: u
     // The batch's token ids, and the greedy next token's.
     let ids = device_vec_bytes(4 * batch as u64) + device_vec_bytes(4);
     let q8 = crate::ops::matvec_q8::Q8Column::bytes(c.max_row_len(), uniform_windows);
-    f32_bytes + ids + q8 + crate::gpu::UNIFORM_ARENA_BYTES
+    let sampling = crate::ops::top_k::TopKBuffers::bytes(c.n_vocab, logits_rows);
+    f32_bytes + ids + q8 + sampling + crate::gpu::UNIFORM_ARENA_BYTES
 }
 
 /// Bytes of the staging buffer alive at one time: an upload chunk ([`crate::gpu::UPLOAD_CHUNK`])

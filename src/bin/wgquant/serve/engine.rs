@@ -5,6 +5,10 @@
 //! so a long prompt does not stall the others. Every round, the slots that are decoding take one
 //! step together ([`GpuModel::decode_batch`]: the weights are read once for all of them). A
 //! request whose client went away (its event channel closed) leaves its slot at the next round.
+//!
+//! Where the device profile samples on the device, a round whose requests all can
+//! ([`Sampler::device_k`], no log-probabilities asked) reads back each slot's likeliest tokens
+//! after its penalties ([`GpuModel::decode_batch_top_k`]) instead of every slot's logits.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +19,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 use wgquant::model::cpu::Logits;
 use wgquant::model::gpu::{Activations, DecodeStep, KvCaches};
-use wgquant::sampler::Sampler;
+use wgquant::sampler::{Sampler, TokenPenalty};
 use wgquant::{Model, Result, SamplerParams, StopText};
 
 /// One request, tokenized and checked.
@@ -95,6 +99,43 @@ struct Active {
     generated: Vec<u32>,
     /// How often each generated token occurs (the frequency and presence penalties).
     counts: HashMap<u32, u32>,
+}
+
+impl Active {
+    /// The `k` likeliest tokens the device must select for this request's next token, if it can
+    /// sample from those alone.
+    fn device_k(&self, n_vocab: usize) -> Option<usize> {
+        self.job.logprobs.is_none().then(|| self.sampler.device_k(n_vocab)).flatten()
+    }
+
+    /// This request's penalties as device entries of row `row`, appended to `out`: the repetition
+    /// penalty of the recent generated tokens and the frequency and presence penalties of all of
+    /// them, one entry per token, in the order `emit` applies them on the host.
+    fn penalties(&mut self, row: u32, out: &mut Vec<TokenPenalty>) {
+        let start = out.len();
+        self.sampler.penalties(&self.generated, row, out);
+        let (frequency, presence) = (self.job.frequency_penalty, self.job.presence_penalty);
+        if frequency == 0.0 && presence == 0.0 {
+            return;
+        }
+        let repeated = out.len();
+        for (&id, &n) in &self.counts {
+            let subtract = frequency * n as f32 + presence;
+            // The sampler's entries are sorted by id.
+            match out[start..repeated].binary_search_by_key(&id, |t| t.id) {
+                Ok(i) => out[start + i].subtract = subtract,
+                Err(_) => out.push(TokenPenalty { row, id, subtract, divide: 1.0 }),
+            }
+        }
+    }
+}
+
+/// What a request's next token is sampled from.
+enum Scores<'a> {
+    /// Every logit, penalties not applied.
+    Logits(&'a [f32]),
+    /// The likeliest tokens after the penalties, best first, selected on the device.
+    Top(&'a [(u32, f32)]),
 }
 
 struct Slot {
@@ -213,40 +254,75 @@ impl Engine {
             a.phase = Phase::Prefill { fed: end };
             if end == a.job.prompt.len() {
                 let n_ctx = slot.caches.n_ctx;
-                if !emit(&model, a, &logits, end, n_ctx) {
+                if !emit(&model, a, Scores::Logits(&logits), end, n_ctx) {
                     slot.active = None;
                 }
             }
         }
 
         let started = Instant::now();
-        let mut decoding: Vec<usize> = Vec::new();
+        let decoding: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| matches!(self.slots[i].active, Some(Active { phase: Phase::Decode { .. }, .. })))
+            .collect();
+        if decoding.is_empty() {
+            return Ok(());
+        }
+        let n_vocab = model.config().n_vocab;
+        let device_k = match model.gpu().profile().device_sampling {
+            true => self.device_k(&decoding, n_vocab),
+            false => None,
+        };
+        let penalties = if device_k.is_some() { self.penalties(&decoding) } else { Vec::new() };
         let mut steps: Vec<DecodeStep<'_>> = Vec::new();
-        for (i, slot) in self.slots.iter_mut().enumerate() {
+        for slot in &mut self.slots {
             let pos = slot.pos();
             if let Some(Active { phase: Phase::Decode { next }, .. }) = &slot.active {
                 steps.push(DecodeStep { token: *next, pos, caches: &mut slot.caches });
-                decoding.push(i);
             }
         }
-        if steps.is_empty() {
-            return Ok(());
-        }
-        let logits = gpu.decode_batch(&mut self.acts, &mut steps)?;
+        let scores = match device_k {
+            Some(k) => Batch::Top(gpu.decode_batch_top_k(&mut self.acts, &mut steps, k, &penalties)?),
+            None => Batch::Logits(gpu.decode_batch(&mut self.acts, &mut steps)?),
+        };
         drop(steps);
         let tps = decoding.len() as f64 / started.elapsed().as_secs_f64();
         self.stats.decode_tps_bits.store(tps.to_bits(), Ordering::Relaxed);
-        let n_vocab = model.config().n_vocab;
         for (row, &i) in decoding.iter().enumerate() {
             let slot = &mut self.slots[i];
             let pos = slot.pos() + 1;
             let n_ctx = slot.caches.n_ctx;
             let a = slot.active.as_mut().expect("a decoding slot is active");
-            if !emit(&model, a, &logits[row * n_vocab..(row + 1) * n_vocab], pos, n_ctx) {
+            let scores = match &scores {
+                Batch::Logits(logits) => Scores::Logits(&logits[row * n_vocab..(row + 1) * n_vocab]),
+                Batch::Top(top) => Scores::Top(&top[row]),
+            };
+            if !emit(&model, a, scores, pos, n_ctx) {
                 slot.active = None;
             }
         }
         Ok(())
+    }
+
+    /// The most candidates any of the `decoding` slots needs, when every one of them can sample
+    /// from the device's selection and their penalties fit on the device.
+    fn device_k(&self, decoding: &[usize], n_vocab: usize) -> Option<usize> {
+        let active = || decoding.iter().filter_map(|&i| self.slots[i].active.as_ref());
+        let penalties: usize = active().map(|a| a.counts.len() + a.job.sampler.repeat_last_n).sum();
+        if penalties > decoding.len() * wgquant::ops::top_k::MAX_PENALTIES {
+            return None;
+        }
+        active().map(|a| a.device_k(n_vocab)).try_fold(0, |k, slot_k| Some(k.max(slot_k?)))
+    }
+
+    /// The penalties of the `decoding` slots, row by row.
+    fn penalties(&mut self, decoding: &[usize]) -> Vec<TokenPenalty> {
+        let mut out = Vec::new();
+        for (row, &i) in decoding.iter().enumerate() {
+            if let Some(a) = self.slots[i].active.as_mut() {
+                a.penalties(row as u32, &mut out);
+            }
+        }
+        out
     }
 
     fn publish(&self) {
@@ -256,14 +332,26 @@ impl Engine {
     }
 }
 
-/// Samples the next token of `a` from `logits` (the cache holds `pos` tokens) and sends it; false
+/// What a decode round hands back for its slots.
+enum Batch {
+    Logits(Vec<f32>),
+    Top(Vec<Vec<(u32, f32)>>),
+}
+
+/// Samples the next token of `a` from `scores` (the cache holds `pos` tokens) and sends it; false
 /// when the request is finished (its `Done` sent) or its client is gone.
-fn emit(model: &Model, a: &mut Active, logits: &[f32], pos: usize, n_ctx: usize) -> bool {
+fn emit(model: &Model, a: &mut Active, scores: Scores<'_>, pos: usize, n_ctx: usize) -> bool {
     let tokenizer = model.tokenizer();
-    let mut logits = logits.to_vec();
-    penalize(&mut logits, &a.counts, a.job.frequency_penalty, a.job.presence_penalty);
-    let recent_from = a.generated.len().saturating_sub(a.job.sampler.repeat_last_n);
-    let token = a.sampler.sample(&logits, &a.generated[recent_from..]);
+    let (token, logprob) = match scores {
+        Scores::Top(top) => (a.sampler.sample_top(top), None),
+        Scores::Logits(logits) => {
+            let mut logits = logits.to_vec();
+            penalize(&mut logits, &a.counts, a.job.frequency_penalty, a.job.presence_penalty);
+            let recent_from = a.generated.len().saturating_sub(a.job.sampler.repeat_last_n);
+            let token = a.sampler.sample(&logits, &a.generated[recent_from..]);
+            (token, a.job.logprobs.map(|top| logprobs_of(&logits, token, top)))
+        }
+    };
     let done = |a: &Active, finish| Event::Done {
         finish,
         prompt_tokens: a.job.prompt.len(),
@@ -278,7 +366,6 @@ fn emit(model: &Model, a: &mut Active, logits: &[f32], pos: usize, n_ctx: usize)
         let _ = a.job.events.send(done(a, Finish::Stop));
         return false;
     }
-    let logprob = a.job.logprobs.map(|top| logprobs_of(&logits, token, top));
     a.generated.push(token);
     *a.counts.entry(token).or_default() += 1;
     let (mut text, stopped) = a.text.push(tokenizer, token);
