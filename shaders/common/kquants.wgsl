@@ -21,12 +21,31 @@ const IQ4_K1: u32 = 0xf6eaddcfu; //  -49,  -35, -22, -10
 const IQ4_K2: u32 = 0x26190d01u; //    1,   13,  25,  38
 const IQ4_K3: u32 = 0x71594535u; //   53,   69,  89, 113
 
-fn iq4_values(v: vec4<u32>) -> vec4<f32> {
+// The codebook bytes of four indices (0..15), each in the low 8 bits of its lane.
+fn iq4_bytes(v: vec4<u32>) -> vec4<u32> {
     let hi4 = (v & vec4<u32>(4u)) != vec4<u32>(0u);
     let hi8 = (v & vec4<u32>(8u)) != vec4<u32>(0u);
     let lo = select(vec4<u32>(IQ4_K0), vec4<u32>(IQ4_K1), hi4);
     let up = select(vec4<u32>(IQ4_K2), vec4<u32>(IQ4_K3), hi4);
     let w = select(lo, up, hi8);
-    let byte = w >> ((v & vec4<u32>(3u)) * 8u);
-    return vec4<f32>(bitcast<vec4<i32>>(byte << vec4<u32>(24u)) >> vec4<u32>(24u));
+    return (w >> ((v & vec4<u32>(3u)) * 8u)) & vec4<u32>(0xffu);
+}
+
+fn iq4_values(v: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(bitcast<vec4<i32>>(iq4_bytes(v) << vec4<u32>(24u)) >> vec4<u32>(24u));
+}
+
+// Integer path: the codebook values of a 32-weight IQ4 sub-block (`qs`: low nibbles are weights
+// 0..16, high ones 16..32, as in IQ4_NL) dotted with 8-bit activations, the values packed four
+// per word as signed bytes.
+fn iq4_block_idot(qs: vec4<u32>, x: Xq8) -> i32 {
+    var acc = 0;
+    for (var i = 0u; i < 4u; i++) {
+        for (var half = 0u; half < 2u; half++) {
+            let b = iq4_bytes(nib_lo4(qs[i] >> (4u * half)));
+            let packed = b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+            acc += dot4I8Packed(packed, x.w[i + 4u * half]);
+        }
+    }
+    return acc;
 }

@@ -18,3 +18,9 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let s = vec2<f32>(h.d, 0.0);
     return Dq8(iq4_values(nib_lo4(q)), iq4_values(nib_hi4(q)), s, s, 4u * j, 16u + 4u * j);
 }
+
+// Integer path: the block (one sub-block of 32) dotted with 8-bit activations.
+fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
+    let h = blk_load(blk, 0u);
+    return h.d * x.d * f32(iq4_block_idot(h.qs, x));
+}

@@ -15,12 +15,24 @@ fn blk_load(blk: u32, g: u32) -> Blk {
     return Blk(f16_to_f32(w0 & 0xffffu), w0 >> 16u, ld_a32(blk + 4u));
 }
 
+// The scale of sub-block sb: d * (ls - 32).
+fn blk_scale(h: Blk, sb: u32) -> f32 {
+    let lo = (h.sl >> (4u * sb)) & 15u;
+    let hi = (h.sh >> (2u * sb)) & 3u;
+    return h.d * f32(i32(lo | (hi << 4u)) - 32);
+}
+
 fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let sb = j / 4u;
     let g = j % 4u;
-    let lo = (h.sl >> (4u * sb)) & 15u;
-    let hi = (h.sh >> (2u * sb)) & 3u;
-    let s = vec2<f32>(h.d * f32(i32(lo | (hi << 4u)) - 32), 0.0);
+    let s = vec2<f32>(blk_scale(h, sb), 0.0);
     let q = ld_a32(blk + 8u + 16u * sb + 4u * g);
     return Dq8(iq4_values(nib_lo4(q)), iq4_values(nib_hi4(q)), s, s, 32u * sb + 4u * g, 32u * sb + 16u + 4u * g);
+}
+
+// Integer path: sub-block sb dotted with 8-bit activations.
+fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
+    let q = blk + 8u + 16u * sb;
+    let qs = vec4<u32>(ld_a32(q), ld_a32(q + 4u), ld_a32(q + 8u), ld_a32(q + 12u));
+    return blk_scale(blk_load(blk, 0u), sb) * x.d * f32(iq4_block_idot(qs, x));
 }

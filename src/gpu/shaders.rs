@@ -142,12 +142,12 @@ decoders! {
     Q4_K   "q4_k.wgsl"   64   8    true;
     Q5_K   "q5_k.wgsl"   64   8    true;
     Q6_K   "q6_k.wgsl"   128  8    true;
-    IQ4_NL "iq4_nl.wgsl" 32   -    false;
-    IQ4_XS "iq4_xs.wgsl" 32   -    false;
+    IQ4_NL "iq4_nl.wgsl" 32   -    true;
+    IQ4_XS "iq4_xs.wgsl" 32   -    true;
 }
 
 /// Whether `ty` has an integer decoder, so that decode can take the integer matvec
-/// (`shaders/matvec_q8.wgsl`): the legacy formats and Q4_K to Q6_K so far.
+/// (`shaders/matvec_q8.wgsl`): the legacy formats, Q4_K to Q6_K and the IQ4 formats so far.
 pub fn has_int_decoder(ty: GgmlType) -> bool {
     decoder(ty).int
 }
