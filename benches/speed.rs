@@ -27,7 +27,7 @@ use clap::Parser;
 use wgquant::bench::speed::{multiplied_matrices, read_bandwidth, PassTimer};
 use wgquant::gguf::GgufFile;
 use wgquant::gpu::{format_profile, PROFILE_ENV};
-use wgquant::model::gpu::{GpuModel, GpuState};
+use wgquant::model::gpu::{GpuModel, GpuState, Offload};
 use wgquant::model::zoo::{self, StandInWeights};
 use wgquant::model::KvType;
 use wgquant::quantize::FileType;
@@ -63,6 +63,10 @@ struct Args {
     /// Adapter index or name substring.
     #[arg(long)]
     device: Option<String>,
+    /// Layers on the GPU, as llama-bench's `-ngl`: the rest, and then the output head too, run on
+    /// the CPU (0: everything on the CPU). Default: what the VRAM plan decides.
+    #[arg(long = "ngl")]
+    gpu_layers: Option<usize>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -152,6 +156,7 @@ fn run(args: &Args) -> Result<()> {
         n_ctx: Some(n_ctx),
         batch: args.batch.min(args.prompt_tokens),
         kv_type: KvType::F16,
+        offload: args.gpu_layers.map(|n| Offload { gpu_layers: n, head_on_gpu: false }),
         ..Default::default()
     };
     let t_load = Instant::now();

@@ -5,7 +5,8 @@
 #       scripts/compare-llamacpp.sh [MODEL] [PROMPT_TOKENS] [DECODE_TOKENS] [REPS]
 #
 # llama.cpp is not part of this project: build its llama-bench yourself (a Vulkan build and a CPU
-# build) and point the variables at them; either may be left unset to skip it. Run on a quiet
+# build) and point the variables at them; either may be left unset to skip it. wgquant runs twice:
+# on the GPU (the adapter it picks), and with every layer and the head on the CPU (`--ngl 0`). Run on a quiet
 # machine. llama.cpp's Vulkan backend ignores CPU-type devices such as lavapipe unless
 # GGML_VK_VISIBLE_DEVICES selects them; this script sets it to 0 unless it is already set.
 set -euo pipefail
@@ -20,6 +21,9 @@ echo "## $(date -u +%F) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo
 echo
 echo "### wgquant"
 cargo bench --quiet --bench speed -- -m "$model" -p "$pp" -n "$tg" -r "$reps" 2> >(grep -v XDG_RUNTIME_DIR >&2)
+echo
+echo "### wgquant, everything on the CPU (integer kernels, $(nproc) threads)"
+cargo bench --quiet --bench speed -- -m "$model" -p "$pp" -n "$tg" -r "$reps" --ngl 0 2> >(grep -v XDG_RUNTIME_DIR >&2)
 if [[ -n "${LLAMA_BENCH_VK:-}" ]]; then
     echo
     echo "### llama.cpp, Vulkan backend"

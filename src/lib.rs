@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod cpu;
 pub mod error;
 pub mod eval;
 pub mod format;

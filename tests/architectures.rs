@@ -47,16 +47,22 @@ fn check_on(name: &str, arch: Arch, gpu_profile: bool) {
     assert_eq!(tokenizer.encode(&case.prompt, tokenizer.add_bos(), true).unwrap(), case.prompt_ids, "{label}: ids");
 
     // The logits after the prompt, GPU and CPU, against llama.cpp's.
+    assert_eq!(model.cpu.kernels, wgquant::model::cpu::CpuKernels::Integer);
     let theirs = common::read_f32s(&format!("tiny/{name}.step0.logits.f32"));
     // llama.cpp pads its context to 256 positions, past Phi-3's original 64: its long rope
     // factors apply there, and here.
     let n_ctx = 256;
     let mut state = GpuState::new(&model, n_ctx, 16, 1, KvType::F16).unwrap();
     let gpu = model.forward(&mut state, &case.prompt_ids, 0, Logits::Last).unwrap();
-    let mut cache = CpuKvCache::new(&model.config, n_ctx);
-    let cpu = model.cpu.forward(&case.prompt_ids, 0, &mut cache, Logits::Last).unwrap();
+    // The CPU's reference kernels, and its integer ones (what offloaded layers run).
+    let cpu_run = |cpu: &wgquant::model::cpu::CpuModel| {
+        let mut cache = CpuKvCache::new(&model.config, n_ctx);
+        cpu.forward(&case.prompt_ids, 0, &mut cache, Logits::Last).unwrap()
+    };
+    let cpu = cpu_run(&model.cpu.reference().unwrap());
+    let cpu_int = cpu_run(&model.cpu);
     let spread = theirs.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
-    for (path, ours) in [("gpu", &gpu), ("cpu", &cpu)] {
+    for (path, ours) in [("gpu", &gpu), ("cpu", &cpu), ("cpu integer", &cpu_int)] {
         let (mad, kl, top, their_top) = common::logit_stats(ours, &theirs);
         let max = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         eprintln!("{label} {path}: mad {mad} max {max} (logits up to {spread}) kl {kl}\n  ours   {top:?}\n  theirs {their_top:?}");

@@ -98,18 +98,41 @@ pub enum Logits {
     All,
 }
 
+/// Which kernels the CPU model's matrix products use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuKernels {
+    /// The scalar f32 kernels of [`crate::format::dot`]: the oracle the GPU is tested against.
+    Reference,
+    /// Activations rounded to 8 bits and integer dot products ([`crate::cpu`]), as llama.cpp's
+    /// CPU backend computes: the layers and heads the plan leaves on the CPU. Float weights
+    /// (F32, F16, BF16) still take the reference kernels.
+    Integer,
+}
+
 /// Runs the model on the CPU.
 pub struct CpuModel {
     pub file: Arc<GgufFile>,
     pub config: Config,
     pub weights: CpuWeights,
+    pub kernels: CpuKernels,
 }
 
 impl CpuModel {
+    /// The model with the reference kernels (the tests' oracle).
     pub fn new(file: Arc<GgufFile>) -> Result<CpuModel> {
+        Self::with_kernels(file, CpuKernels::Reference)
+    }
+
+    /// The same model with the reference kernels (for tests that need the oracle of a model
+    /// whose own CPU part takes the integer kernels).
+    pub fn reference(&self) -> Result<CpuModel> {
+        Self::new(self.file.clone())
+    }
+
+    pub fn with_kernels(file: Arc<GgufFile>, kernels: CpuKernels) -> Result<CpuModel> {
         let config = Config::from_gguf(&file)?;
         let weights = CpuWeights::load(&file, &config)?;
-        Ok(CpuModel { file, config, weights })
+        Ok(CpuModel { file, config, weights, kernels })
     }
 
     /// Run `tokens` at positions `pos0..`, appending to `cache`; returns the logits asked for.
@@ -222,7 +245,13 @@ impl CpuModel {
         let (row_len, rows) = (t.row_len(), t.n_rows());
         let n = x.len() / row_len;
         let mut y = vec![0.0f32; n * rows];
-        dot::matmul(t.ty, self.file.tensor_data(t), row_len, x, n, &mut y)?;
+        let data = self.file.tensor_data(t);
+        match self.kernels {
+            CpuKernels::Integer if crate::cpu::has_kernel(t.ty) => {
+                crate::cpu::matmul(t.ty, data, &crate::cpu::Q8Activations::quantize(x, row_len)?, &mut y)?
+            }
+            _ => dot::matmul(t.ty, data, row_len, x, n, &mut y)?,
+        }
         Ok(y)
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::config::{Config, KvType};
-use super::cpu::{CpuKvCache, CpuModel, Logits};
+use super::cpu::{CpuKernels, CpuKvCache, CpuModel, Logits};
 use super::weights::{LayerWeights, RopeFactors};
 use crate::error::{Error, Result};
 use crate::format::{dequant, GgmlType};
@@ -115,7 +115,8 @@ impl GpuModel {
         placement: Offload,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<GpuModel> {
-        let cpu = CpuModel::new(file.clone())?;
+        // Offloaded layers and heads run the CPU's integer kernels, as llama.cpp's CPU backend.
+        let cpu = CpuModel::with_kernels(file.clone(), CpuKernels::Integer)?;
         let config = cpu.config.clone();
         if placement.gpu_layers > config.n_layer {
             return Err(Error::Invalid(format!(

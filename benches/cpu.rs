@@ -1,0 +1,78 @@
+//! CPU kernel benchmark: `cargo bench --bench cpu [-- --quick] [FORMAT...]`.
+//!
+//! Per quantized format, the bandwidth (weight bytes per second) of a 4096 × 4096 matrix-vector
+//! product on the CPU, read cold (copies rotated over, together larger than any last-level
+//! cache): the scalar reference (`format::dot::matvec`, f32 activations), and the integer kernels
+//! (`wgquant::cpu`, 8-bit activations) at the portable level and at the best one this CPU has;
+//! each against the machine's read bandwidth, measured in the same run by summing a large buffer
+//! on all of rayon's threads.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use wgquant::cpu::simd::Level;
+use wgquant::cpu::{has_kernel, matmul_at, Q8Activations};
+use wgquant::format::dot;
+use wgquant::format::random::random_blocks;
+use wgquant::GgmlType;
+
+/// Bytes a cold timing rotates over.
+const COLD_BYTES: usize = 256 << 20;
+
+/// Read bandwidth in GB/s: the best of a few sums of a `COLD_BYTES` buffer over every thread.
+fn read_bandwidth() -> f64 {
+    let words = vec![1u64; COLD_BYTES / 8];
+    (0..5)
+        .map(|_| {
+            let t0 = Instant::now();
+            let sum: u64 = words.par_chunks(1 << 16).map(|c| c.iter().fold(0u64, |a, &w| a.wrapping_add(w))).sum();
+            black_box(sum);
+            COLD_BYTES as f64 / t0.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+/// GB/s of `product` over `copies`, each read `passes` times in rotation.
+fn timed(copies: &[Vec<u8>], passes: usize, mut product: impl FnMut(&[u8])) -> f64 {
+    product(&copies[0]);
+    let t0 = Instant::now();
+    for _ in 0..passes {
+        for w in copies {
+            product(w);
+        }
+    }
+    (passes * copies.iter().map(Vec::len).sum::<usize>()) as f64 / t0.elapsed().as_secs_f64() / 1e9
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let quick = std::env::args().any(|a| a == "--quick");
+    let wanted = |ty: GgmlType| args.is_empty() || args.iter().any(|a| a.eq_ignore_ascii_case(&ty.to_string()));
+    let (m, k) = (4096, 4096);
+    let best = Level::detect();
+    let read = read_bandwidth();
+    println!("CPU: {} threads, integer kernels at {} (and portable)", rayon::current_num_threads(), best.name());
+    println!("read bandwidth: {read:.1} GB/s (sum of {} MiB)", COLD_BYTES >> 20);
+    println!(
+        "{:<7} {:>22} {:>22} {:>22}",
+        "format",
+        "reference GB/s (%)",
+        "portable GB/s (%)",
+        format!("{} GB/s (%)", best.name())
+    );
+    let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let xq = Q8Activations::quantize(&x, k).unwrap();
+    let mut y = vec![0.0f32; m];
+    for ty in GgmlType::all().filter(|&ty| has_kernel(ty) && wanted(ty)) {
+        let one = ty.row_bytes(k).unwrap() * m;
+        let n = if quick { 2 } else { COLD_BYTES.div_ceil(one).max(2) };
+        let copies: Vec<Vec<u8>> = (0..n).map(|s| random_blocks(ty, (m * k) as u64, s as u64).unwrap()).collect();
+        let passes = if quick { 1 } else { 2 };
+        let reference = timed(&copies, passes, |w| dot::matvec(ty, w, k, &x, &mut y).unwrap());
+        let portable = timed(&copies, passes, |w| matmul_at(Level::Portable, ty, w, &xq, &mut y).unwrap());
+        let simd = timed(&copies, passes, |w| matmul_at(best, ty, w, &xq, &mut y).unwrap());
+        let cell = |gbs: f64| format!("{gbs:.1} ({:.0} %)", 100.0 * gbs / read);
+        println!("{:<7} {:>22} {:>22} {:>22}", ty.to_string(), cell(reference), cell(portable), cell(simd));
+    }
+}

@@ -1,0 +1,129 @@
+//! The one place with `unsafe` on the CPU side: the 8-bit dot products of the integer kernels, in
+//! the widest instructions the CPU has, chosen once at run time.
+//!
+//! [`Isa`] is the primitive the kernels are generic over: per group of 16, the dot product of 8-bit
+//! weights with 8-bit activations. [`Portable`] is plain Rust (the compiler vectorises it for the
+//! baseline target: SSE2 on x86-64, NEON on aarch64). [`Avx2`] uses `vpmaddubsw`/`vpmaddwd`, and
+//! the whole row kernel is compiled a second time with AVX2 enabled ([`avx2_row`]), so that the
+//! unpacking loops around it are vectorised with 256-bit registers too.
+//!
+//! Safety argument: the AVX2 functions are reached only through [`avx2_row`], which is called only
+//! after [`Level::detect`] saw AVX2 on this CPU (`is_x86_feature_detected!`), and they read only
+//! inside the slices they are given (whole 32-byte chunks, lengths asserted).
+
+/// Per group of 16: the dot products of `q` and `x` (equal lengths, a multiple of 32) into `out`.
+pub trait Isa {
+    fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32]);
+}
+
+/// Plain Rust, for every CPU.
+pub struct Portable;
+
+impl Isa for Portable {
+    #[inline(always)]
+    fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32]) {
+        for ((q, x), o) in q.chunks_exact(16).zip(x.chunks_exact(16)).zip(out) {
+            *o = q.iter().zip(x).map(|(&a, &b)| a as i32 * b as i32).sum();
+        }
+    }
+}
+
+/// The instruction sets the kernels can use on this CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Portable,
+    Avx2,
+}
+
+impl Level {
+    /// The best level this CPU runs.
+    pub fn detect() -> Level {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Level::Avx2;
+        }
+        Level::Portable
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Portable => "portable",
+            Level::Avx2 => "avx2",
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub use x86::{avx2_row, Avx2};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::super::unpack::Unpack8;
+    use super::super::Q8Activations;
+    use super::Isa;
+    use std::arch::x86_64::*;
+
+    /// AVX2: `|q| · sign(x, q)` in unsigned × signed byte pairs (`vpmaddubsw`, which needs one
+    /// unsigned side; the product's sign moves to x), then pairs of i16 to i32 (`vpmaddwd`):
+    /// lanes 0..4 hold the first group of a 32-byte chunk, lanes 4..8 the second. |q| ≤ 128 and
+    /// |x| ≤ 127, so a pair's sum (at most 2 · 128 · 127) never saturates i16.
+    pub struct Avx2;
+
+    impl Isa for Avx2 {
+        #[inline(always)]
+        fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32]) {
+            assert!(q.len() == x.len() && q.len() % 32 == 0 && out.len() >= q.len() / 16);
+            let chunks = q.len() / 32;
+            // SAFETY: reached only from `avx2_row` (AVX2 present); every chunk read lies inside
+            // both slices and every store inside `out` (lengths asserted above); unaligned
+            // loads and stores.
+            unsafe {
+                let chunk = |c: usize| chunk_quads(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c));
+                // Four chunks' eight groups at once: two rounds of pairwise adds leave groups
+                // (0, 2, 4, 6) in the low half and (1, 3, 5, 7) in the high one; a permute
+                // puts them in order.
+                let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+                let mut c = 0;
+                while c + 4 <= chunks {
+                    let h01 = _mm256_hadd_epi32(chunk(c), chunk(c + 1));
+                    let h23 = _mm256_hadd_epi32(chunk(c + 2), chunk(c + 3));
+                    let groups = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h01, h23), order);
+                    _mm256_storeu_si256(out.as_mut_ptr().add(2 * c) as *mut __m256i, groups);
+                    c += 4;
+                }
+                for c in c..chunks {
+                    let quads = chunk(c);
+                    out[2 * c] = hsum(_mm256_castsi256_si128(quads));
+                    out[2 * c + 1] = hsum(_mm256_extracti128_si256::<1>(quads));
+                }
+            }
+        }
+    }
+
+    /// The products of 32 weights `q` and activations `x` summed in fours: lanes 0..4 hold the
+    /// first 16's, lanes 4..8 the second 16's. A function, not a closure, so that it is inlined
+    /// into the AVX2 caller with its features (a closure's body would call the intrinsics).
+    #[inline(always)]
+    unsafe fn chunk_quads(q: *const i8, x: *const i8) -> __m256i {
+        let a = _mm256_loadu_si256(q as *const __m256i);
+        let b = _mm256_loadu_si256(x as *const __m256i);
+        let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+        _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m128i) -> i32 {
+        let v = _mm_add_epi32(v, _mm_shuffle_epi32::<0b01_00_11_10>(v));
+        let v = _mm_add_epi32(v, _mm_shuffle_epi32::<0b10_11_00_01>(v));
+        _mm_cvtsi128_si32(v)
+    }
+
+    /// [`super::super::row_dot`] compiled with AVX2.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 ([`super::Level::detect`]).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2_row<B: Unpack8>(row: &[u8], x: &Q8Activations, out: &mut [f32]) {
+        super::super::row_dot::<B, Avx2>(row, x, out)
+    }
+}
