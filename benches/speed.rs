@@ -220,14 +220,18 @@ fn run(args: &Args) -> Result<()> {
     let size_mib = size as f64 / (1 << 20) as f64;
     println!("| model | size | device | test | t/s | host µs/step | % of bound |");
     println!("| --- | ---: | --- | --- | ---: | ---: | ---: |");
+    // With every layer and the head on the CPU the adapter does none of the work.
+    let device = match args.gpu_layers {
+        Some(0) => format!("CPU ({} kernels, {} threads)", wgquant::cpu::level().name(), rayon::current_num_threads()),
+        _ => ctx.adapter_info().name.clone(),
+    };
     for (test, (mean, sd), host) in rows {
         let (host, bound) = match host {
             Some(h) => (format!("{h:.0}"), format!("{:.1}", mean / bound_tps * 100.0)),
             None => ("-".into(), "-".into()),
         };
         println!(
-            "| {name} | {size_mib:.2} MiB | {} | {test} | {mean:.2} ± {sd:.2} | {host} | {bound} |",
-            ctx.adapter_info().name
+            "| {name} | {size_mib:.2} MiB | {device} | {test} | {mean:.2} ± {sd:.2} | {host} | {bound} |"
         );
     }
     println!("load {load_s:.2} s; first token after {} prompt tokens {:.1} ms", args.prompt_tokens, first_token * 1e3);
