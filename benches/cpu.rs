@@ -1,4 +1,4 @@
-//! CPU kernel benchmark: `cargo bench --bench cpu [-- --quick] [FORMAT...]`.
+//! CPU kernel benchmark: `cargo bench --bench cpu [-- --quick] [--shape MxK] [FORMAT...]`.
 //!
 //! Per quantized format, the bandwidth (weight bytes per second) of a 4096 × 4096 matrix-vector
 //! product on the CPU, read cold (copies rotated over, together larger than any last-level
@@ -46,14 +46,23 @@ fn timed(copies: &[Vec<u8>], passes: usize, mut product: impl FnMut(&[u8])) -> f
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let quick = std::env::args().any(|a| a == "--quick");
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let shape = all.iter().position(|a| a == "--shape").and_then(|i| all.get(i + 1)).cloned();
+    let args: Vec<String> =
+        all.iter().filter(|a| !a.starts_with("--") && Some(*a) != shape.as_ref()).cloned().collect();
+    let quick = all.iter().any(|a| a == "--quick");
     let wanted = |ty: GgmlType| args.is_empty() || args.iter().any(|a| a.eq_ignore_ascii_case(&ty.to_string()));
-    let (m, k) = (4096, 4096);
+    let (m, k) = match &shape {
+        Some(s) => {
+            let (m, k) = s.split_once('x').expect("--shape MxK");
+            (m.parse().expect("rows"), k.parse().expect("row length"))
+        }
+        None => (4096, 4096),
+    };
     let best = Level::detect();
     let read = read_bandwidth();
     println!("CPU: {} threads, integer kernels at {} (and portable)", rayon::current_num_threads(), best.name());
-    println!("read bandwidth: {read:.1} GB/s (sum of {} MiB)", COLD_BYTES >> 20);
+    println!("read bandwidth: {read:.1} GB/s (sum of {} MiB); {m} × {k} matrices", COLD_BYTES >> 20);
     println!(
         "{:<7} {:>22} {:>22} {:>22}",
         "format",
@@ -64,7 +73,7 @@ fn main() {
     let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
     let xq = Q8Activations::quantize(&x, k).unwrap();
     let mut y = vec![0.0f32; m];
-    for ty in GgmlType::all().filter(|&ty| has_kernel(ty) && wanted(ty)) {
+    for ty in GgmlType::all().filter(|&ty| has_kernel(ty) && wanted(ty) && k % ty.block_elems() == 0) {
         let one = ty.row_bytes(k).unwrap() * m;
         let n = if quick { 2 } else { COLD_BYTES.div_ceil(one).max(2) };
         let copies: Vec<Vec<u8>> = (0..n).map(|s| random_blocks(ty, (m * k) as u64, s as u64).unwrap()).collect();

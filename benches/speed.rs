@@ -230,9 +230,7 @@ fn run(args: &Args) -> Result<()> {
             Some(h) => (format!("{h:.0}"), format!("{:.1}", mean / bound_tps * 100.0)),
             None => ("-".into(), "-".into()),
         };
-        println!(
-            "| {name} | {size_mib:.2} MiB | {device} | {test} | {mean:.2} ± {sd:.2} | {host} | {bound} |"
-        );
+        println!("| {name} | {size_mib:.2} MiB | {device} | {test} | {mean:.2} ± {sd:.2} | {host} | {bound} |");
     }
     println!("load {load_s:.2} s; first token after {} prompt tokens {:.1} ms", args.prompt_tokens, first_token * 1e3);
     if !profile.is_empty() {

@@ -28,8 +28,15 @@ use unpack::{Int8Unit, Unpack8, GROUPS, UNIT};
 /// Activations per quantization block.
 pub const Q8_BLOCK: usize = 32;
 
-/// Rows handed to one rayon task at a time.
-const ROWS_PER_TASK: usize = 16;
+/// Rayon tasks per thread a product is split into: enough for work stealing to even out the
+/// threads, few enough that a task's overhead is nothing against its rows (a head of 262144
+/// short rows in tasks of 16 rows spent more time scheduling than reading).
+const TASKS_PER_THREAD: usize = 8;
+
+/// Rows per rayon task for a matrix of `n_rows` rows.
+fn rows_per_task(n_rows: usize) -> usize {
+    n_rows.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads()).max(1)
+}
 
 /// Columns of activations rounded to 8 bits: per block of 32, `x ≈ d · q` with `q` in
 /// −127..=127 (`d = max|x| / 127`, rounded to nearest, ties to even, as the GPU's integer matvec
@@ -66,7 +73,7 @@ impl Q8Activations {
             let d = xs.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
             let id = if d > 0.0 { 1.0 / d } else { 0.0 };
             for (q, &v) in qs.iter_mut().zip(xs) {
-                *q = (v * id).round_ties_even() as i8;
+                *q = round_ties_even(v * id) as i8;
             }
             for half in qs.chunks_exact(16) {
                 a.d.push(d);
@@ -81,52 +88,102 @@ impl Q8Activations {
     }
 }
 
+/// A row kernel's working memory, made once per rayon task: the decoded unit, and each column's
+/// running sums, a lane per group of a unit.
+pub(crate) struct Scratch {
+    unit: Int8Unit,
+    lanes: Vec<Lanes>,
+}
+
+impl Scratch {
+    fn new(n_cols: usize) -> Scratch {
+        Scratch { unit: Int8Unit::default(), lanes: vec![[0.0; GROUPS]; n_cols] }
+    }
+}
+
+/// One column's running sums, a lane per group of a unit.
+pub(crate) type Lanes = [f32; GROUPS];
+
+/// `v` rounded to the nearest integer, ties to even, for |v| ≤ 2^22: adding and removing
+/// 1.5 · 2^23 leaves no fraction bits, so the FPU's round-to-nearest-even does the rounding. The
+/// same result as `f32::round_ties_even`, which on the baseline x86-64 target (no SSE4.1) is a
+/// call to libm's `rintf` per activation.
+#[inline(always)]
+fn round_ties_even(v: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0;
+    (v + SHIFT) - SHIFT
+}
+
 /// One row's dot products with every column of `x`, into `out` (one per column). The row is
 /// decoded a unit of 256 weights at a time (the last unit of a row of small blocks may be
-/// shorter) and each unit is dotted with all the columns.
+/// shorter) and each unit is dotted with all the columns; each column's sums gather in 16 lanes,
+/// added up once at the end of the row.
 #[inline(always)]
-pub(crate) fn row_dot<B: Unpack8, I: Isa>(row: &[u8], x: &Q8Activations, out: &mut [f32]) {
-    let mut unit = Int8Unit::default();
+pub(crate) fn row_dot<B: Unpack8, I: Isa>(row: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
+    let Scratch { unit, lanes } = scratch;
     let mut isum = [0i32; GROUPS];
-    out.fill(0.0);
+    let lanes = &mut lanes[..out.len()];
+    lanes.fill([0.0; GROUPS]);
     let unit_bytes = (UNIT / B::ELEMS) * size_of::<B>();
     for (u, unit_row) in row.chunks(unit_bytes).enumerate() {
         let mut len = 0;
         for bytes in unit_row.chunks_exact(size_of::<B>()) {
-            read_block::<B>(bytes).unpack8(&mut unit, len);
+            read_block::<B>(bytes).unpack8(unit, len);
             len += B::ELEMS;
         }
         let groups = len / 16;
-        for (c, o) in out.iter_mut().enumerate() {
+        for (c, lanes) in lanes.iter_mut().enumerate() {
             let at = c * x.row_len + u * UNIT;
             I::dot_groups(&unit.q[..len], &x.q[at..at + len], &mut isum[..groups]);
-            *o += scaled_sum::<B>(&unit, &isum, &x.d[at / 16..], &x.dsum[at / 16..], groups);
+            scale_into::<B>(lanes, unit, &isum, &x.d[at / 16..], &x.dsum[at / 16..], groups);
         }
+    }
+    for (o, lanes) in out.iter_mut().zip(lanes.iter()) {
+        *o = tree_sum(lanes);
     }
 }
 
-/// Σ over the unit's groups of `scale · d · Σ(q·x)` (and `min · d · Σx`), in 16 lanes.
+/// The 16 lanes added pairwise (vectorisable, unlike a running sum).
 #[inline(always)]
-fn scaled_sum<B: Unpack8>(unit: &Int8Unit, isum: &[i32; GROUPS], d: &[f32], dsum: &[f32], groups: usize) -> f32 {
-    let mut lanes = [0.0f32; GROUPS];
+fn tree_sum(lanes: &Lanes) -> f32 {
+    let mut v = *lanes;
+    let mut n = GROUPS;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            v[i] += v[i + n];
+        }
+    }
+    v[0]
+}
+
+/// Adds each group's `scale · d · Σ(q·x)` (and `min · d · Σx`) to its lane.
+#[inline(always)]
+fn scale_into<B: Unpack8>(
+    lanes: &mut Lanes,
+    unit: &Int8Unit,
+    isum: &[i32; GROUPS],
+    d: &[f32],
+    dsum: &[f32],
+    groups: usize,
+) {
     let (d, dsum) = (&d[..groups], &dsum[..groups]);
     for g in 0..groups {
-        lanes[g] = unit.scale[g] * d[g] * isum[g] as f32;
+        lanes[g] += unit.scale[g] * d[g] * isum[g] as f32;
         if B::HAS_MIN {
             lanes[g] += unit.min[g] * dsum[g];
         }
     }
-    lanes.iter().sum()
 }
 
 /// A row kernel: one row of a format against every column.
-type RowKernel = fn(&[u8], &Q8Activations, &mut [f32]);
+type RowKernel = fn(&[u8], &Q8Activations, &mut [f32], &mut Scratch);
 
 fn kernel<B: Unpack8>(level: Level) -> RowKernel {
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Level::Avx2` comes from `Level::detect` on this CPU (or a test that checked it).
-        Level::Avx2 => |row, x, out| unsafe { simd::avx2_row::<B>(row, x, out) },
+        Level::Avx2 => |row, x, out, scratch| unsafe { simd::avx2_row::<B>(row, x, out, scratch) },
         _ => row_dot::<B, Portable>,
     }
 }
@@ -232,23 +289,28 @@ pub fn matmul_at(level: Level, ty: GgmlType, weights: &[u8], x: &Q8Activations, 
             weights.len()
         )));
     }
+    let rows = rows_per_task(n_rows);
     if n_cols == 1 {
-        let tasks = y.par_chunks_mut(ROWS_PER_TASK).zip(weights.par_chunks(row_bytes * ROWS_PER_TASK));
+        let tasks = y.par_chunks_mut(rows).zip(weights.par_chunks(row_bytes * rows));
         tasks.for_each(|(y, w)| {
+            let mut scratch = Scratch::new(1);
             for (y, row) in y.chunks_exact_mut(1).zip(w.chunks_exact(row_bytes)) {
-                kernel(row, x, y);
+                kernel(row, x, y, &mut scratch);
             }
         });
         return Ok(());
     }
     // [row][col] in parallel over rows, then transposed into the [col][row] output.
     let mut by_row = vec![0.0f32; n_rows * n_cols];
-    let tasks = by_row.par_chunks_mut(n_cols * ROWS_PER_TASK).zip(weights.par_chunks(row_bytes * ROWS_PER_TASK));
-    tasks.for_each(|(out, w)| {
-        for (out, row) in out.chunks_exact_mut(n_cols).zip(w.chunks_exact(row_bytes)) {
-            kernel(row, x, out);
-        }
-    });
+    let tasks = by_row.par_chunks_mut(n_cols * rows).zip(weights.par_chunks(row_bytes * rows));
+    tasks.for_each_init(
+        || Scratch::new(n_cols),
+        |scratch, (out, w)| {
+            for (out, row) in out.chunks_exact_mut(n_cols).zip(w.chunks_exact(row_bytes)) {
+                kernel(row, x, out, scratch);
+            }
+        },
+    );
     for (r, row) in by_row.chunks_exact(n_cols).enumerate() {
         for (c, &v) in row.iter().enumerate() {
             y[c * n_rows + r] = v;
@@ -275,4 +337,20 @@ fn rebuild(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
         out
     }
     with_quant_block!(ty, B => blocks::<B>(bytes), floats => Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The shift trick rounds as `f32::round_ties_even` over the range activations take (±127),
+    /// ties included.
+    #[test]
+    fn rounding_is_ties_to_even() {
+        for i in -(127 * 64)..=(127 * 64) {
+            let v = i as f32 / 64.0;
+            assert_eq!(super::round_ties_even(v), v.round_ties_even(), "{v}");
+        }
+        for v in [0.5f32, 1.5, 2.5, -0.5, -1.5, 126.5, -126.5, 0.49999997, 1e-30] {
+            assert_eq!(super::round_ties_even(v), v.round_ties_even(), "{v}");
+        }
+    }
 }

@@ -54,12 +54,14 @@ impl Level {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub use x86::{avx2_row, Avx2};
+pub(crate) use x86::avx2_row;
+#[cfg(target_arch = "x86_64")]
+pub use x86::Avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::unpack::Unpack8;
-    use super::super::Q8Activations;
+    use super::super::{Q8Activations, Scratch};
     use super::Isa;
     use std::arch::x86_64::*;
 
@@ -123,7 +125,7 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2 ([`super::Level::detect`]).
     #[target_feature(enable = "avx2")]
-    pub unsafe fn avx2_row<B: Unpack8>(row: &[u8], x: &Q8Activations, out: &mut [f32]) {
-        super::super::row_dot::<B, Avx2>(row, x, out)
+    pub(crate) unsafe fn avx2_row<B: Unpack8>(row: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
+        super::super::row_dot::<B, Avx2>(row, x, out, scratch)
     }
 }
