@@ -40,14 +40,24 @@ fn tokenize_prints_llama_cpp_ids() {
     }
 }
 
+/// On the adapter and, with `--device cpu`, on the CPU's own kernels.
 #[test]
 fn generate_greedy_starts_like_llama_cpp() {
-    let (code, out, err) =
-        common::run_wgquant("generate", &["-m", &model(), "-p", "Once upon a time", "-n", "8", "--temp", "0"]);
-    assert_eq!(code, Some(0), "{err}");
-    // llama.cpp's greedy continuation; only the generated text is on stdout.
-    assert_eq!(out.trim_end(), ", there was a little girl named Lily");
-    assert!(err.contains("t/s"), "timings on stderr: {err}");
+    let model = model();
+    for device in [None, Some("cpu")] {
+        let mut args = vec!["-m", &model, "-p", "Once upon a time", "-n", "8", "--temp", "0"];
+        if let Some(d) = device {
+            args.extend(["--device", d]);
+        }
+        let (code, out, err) = common::run_wgquant("generate", &args);
+        assert_eq!(code, Some(0), "{err}");
+        // llama.cpp's greedy continuation; only the generated text is on stdout.
+        assert_eq!(out.trim_end(), ", there was a little girl named Lily", "{device:?}");
+        assert!(err.contains("t/s"), "timings on stderr: {err}");
+        if device.is_some() {
+            assert!(err.contains("CPU (") && err.contains("kernels"), "the CPU named as the device: {err}");
+        }
+    }
 }
 
 #[test]

@@ -4,10 +4,10 @@
 //! [`Isa`] is the primitive the kernels are generic over: per group of 16, the dot product of 8-bit
 //! weights with 8-bit activations. [`Portable`] is plain Rust (the compiler vectorises it for the
 //! baseline target: SSE2 on x86-64, NEON on aarch64). [`Avx2`] uses `vpmaddubsw`/`vpmaddwd`, and
-//! the whole row kernel is compiled a second time with AVX2 enabled ([`avx2_row`]), so that the
+//! the whole row kernel is compiled a second time with AVX2 enabled ([`avx2_rows`]), so that the
 //! unpacking loops around it are vectorised with 256-bit registers too.
 //!
-//! Safety argument: the AVX2 functions are reached only through [`avx2_row`], which is called only
+//! Safety argument: the AVX2 functions are reached only through [`avx2_rows`], which is called only
 //! after [`Level::detect`] saw AVX2 on this CPU (`is_x86_feature_detected!`), and they read only
 //! inside the slices they are given (whole 32-byte chunks, lengths asserted).
 
@@ -54,7 +54,7 @@ impl Level {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::avx2_row;
+pub(crate) use x86::avx2_rows;
 #[cfg(target_arch = "x86_64")]
 pub use x86::Avx2;
 
@@ -76,7 +76,7 @@ mod x86 {
         fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32]) {
             assert!(q.len() == x.len() && q.len() % 32 == 0 && out.len() >= q.len() / 16);
             let chunks = q.len() / 32;
-            // SAFETY: reached only from `avx2_row` (AVX2 present); every chunk read lies inside
+            // SAFETY: reached only from `avx2_rows` (AVX2 present); every chunk read lies inside
             // both slices and every store inside `out` (lengths asserted above); unaligned
             // loads and stores.
             unsafe {
@@ -120,12 +120,12 @@ mod x86 {
         _mm_cvtsi128_si32(v)
     }
 
-    /// [`super::super::row_dot`] compiled with AVX2.
+    /// [`super::super::rows_dot`] compiled with AVX2.
     ///
     /// # Safety
     /// The CPU must have AVX2 ([`super::Level::detect`]).
     #[target_feature(enable = "avx2")]
-    pub(crate) unsafe fn avx2_row<B: Unpack8>(row: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
-        super::super::row_dot::<B, Avx2>(row, x, out, scratch)
+    pub(crate) unsafe fn avx2_rows<B: Unpack8>(rows: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
+        super::super::rows_dot::<B, Avx2>(rows, x, out, scratch)
     }
 }

@@ -86,6 +86,9 @@ impl Offload {
     pub fn all_gpu(config: &Config) -> Offload {
         Offload { gpu_layers: config.n_layer, head_on_gpu: true }
     }
+
+    /// Every layer and the head on the CPU's own kernels ([`crate::cpu`]).
+    pub const ALL_CPU: Offload = Offload { gpu_layers: 0, head_on_gpu: false };
 }
 
 /// The model's weights on the GPU (per the placement) and the CPU path for the rest.

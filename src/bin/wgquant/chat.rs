@@ -75,6 +75,11 @@ fn list_devices() {
     if adapters.is_empty() {
         println!("no GPU adapters found (is a Vulkan driver installed?)");
     }
+    println!(
+        "{}: this machine's CPU, with wgquant's own kernels ({})",
+        common::CPU_DEVICE,
+        wgquant::cpu::level().name()
+    );
     for a in adapters {
         let i = &a.info;
         println!("{}: {} ({:?}, {:?}, {} {})", a.index, i.name, i.backend, i.device_type, i.driver, i.driver_info);

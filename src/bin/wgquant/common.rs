@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wgquant::gguf::GgufFile;
+use wgquant::model::gpu::Offload;
 use wgquant::{Error, Model, ModelOptions, Result, SamplerParams};
 
 /// Where `scripts/fetch-model.sh` puts the chat's default model: instruction-tuned (Gemma 3 270M
@@ -27,10 +28,14 @@ pub struct ModelArgs {
     /// VRAM budget, e.g. 6GiB or 512MiB [default: what the adapter reports]
     #[arg(long)]
     pub vram_budget: Option<String>,
-    /// Adapter index or name substring (`wgquant chat --device list` lists them)
+    /// Adapter index or name substring, or `cpu` for every layer on the CPU's own kernels
+    /// (`wgquant chat --device list` lists them) [default: the best adapter]
     #[arg(long)]
     pub device: Option<String>,
 }
+
+/// `--device` value for the CPU's own kernels.
+pub const CPU_DEVICE: &str = "cpu";
 
 impl ModelArgs {
     /// The model file: `--model`, or `default` in the current directory or the crate's.
@@ -52,7 +57,14 @@ impl ModelArgs {
     /// The load options these flags ask for.
     pub fn options(&self) -> Result<ModelOptions> {
         let vram_budget = self.vram_budget.as_deref().map(wgquant::plan::parse_bytes).transpose()?;
-        Ok(ModelOptions { n_ctx: self.ctx_size, adapter: self.device.clone(), vram_budget, ..Default::default() })
+        let native = self.device.as_deref() == Some(CPU_DEVICE);
+        Ok(ModelOptions {
+            n_ctx: self.ctx_size,
+            adapter: if native { None } else { self.device.clone() },
+            vram_budget,
+            offload: native.then_some(Offload::ALL_CPU),
+            ..Default::default()
+        })
     }
 }
 
@@ -130,9 +142,36 @@ pub fn load(path: &Path, options: ModelOptions) -> Result<Model> {
     model.map_err(|e| in_file(path, e))
 }
 
-/// One line: adapter, model, quant mix, VRAM plan.
+/// What runs the model: the adapter, or the CPU's own kernels when every layer is there.
+pub fn device_label(model: &Model) -> String {
+    match model.offload() == Offload::ALL_CPU {
+        true => format!("CPU ({} kernels, {} threads)", wgquant::cpu::level().name(), rayon::current_num_threads()),
+        false => model.gpu().describe(),
+    }
+}
+
+/// One line: adapter, model, quant mix, VRAM plan (or, with everything on the CPU, that).
 pub fn describe(model: &Model, gguf: &GgufFile) -> String {
     let plan = model.plan();
+    if model.offload() == Offload::ALL_CPU {
+        let adapter = &model.gpu().adapter_info();
+        let why = match adapter.device_type {
+            wgpu::DeviceType::Cpu => {
+                format!(" (instead of {}, which emulates a GPU on the CPU)", adapter.name)
+            }
+            _ => String::new(),
+        };
+        return format!(
+            "{}{why} | {} ({}, {} layers) | {} | context {} | loaded in {:.1} s",
+            device_label(model),
+            plan.model,
+            plan.arch,
+            plan.layers.len(),
+            quant_mix(gguf),
+            plan.n_ctx,
+            model.load_time().as_secs_f64()
+        );
+    }
     format!(
         "{} | {} ({}, {} layers) | {} | VRAM {} of {} ({} of {} layers on the GPU, context {}, {:?} KV) | loaded in {:.1} s",
         model.gpu().adapter_info().name,

@@ -43,7 +43,7 @@ pub fn run(args: &Args) -> Result<()> {
     let s = generation.stats();
     eprintln!(
         "{} | load {:.2} s | prompt {} tokens {:.1} t/s | decode {} tokens {:.1} t/s | stop: {:?}",
-        model.gpu().describe(),
+        common::device_label(&model),
         model.load_time().as_secs_f64(),
         s.prompt_tokens,
         s.prompt_tps(),
