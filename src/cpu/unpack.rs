@@ -188,21 +188,38 @@ impl Unpack8 for BlockQ8_0 {
     }
 }
 
+/// Eight bytes from `bytes[at..at + 8]` as a little-endian word.
+#[inline(always)]
+fn word(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Eight bytes' bit pair `j` (bits 2j, 2j + 1 of each byte).
+const PAIRS: u64 = 0x0303_0303_0303_0303;
+
+/// Q2_K and Q3_K keep their 2-bit quants alike: weight `128h + 32j + l` (l < 32) is bit pair `j`
+/// of byte `32h + l` of qs. Calls `put(weight, eight quants as bytes)` for every 8 weights.
+#[inline(always)]
+fn bit_pairs(qs: &[u8; QK_K / 4], mut put: impl FnMut(usize, usize, u64)) {
+    for h in 0..2 {
+        for j in 0..4 {
+            for l in (0..32).step_by(8) {
+                put(128 * h + 32 * j + l, 4 * h + j, (word(qs, 32 * h + l) >> (2 * j)) & PAIRS);
+            }
+        }
+    }
+}
+
 impl Unpack8 for BlockQ2K {
     const HAS_MIN: bool = true;
     #[inline(always)]
     fn unpack8(&self, out: &mut Int8Unit, _at: usize) {
         let (d, dmin) = (f32_of(self.d), f32_of(self.dmin));
-        // Group g takes bit pair (g % 8) / 2 of 16 bytes of one 32-byte half of qs.
         for (g, &sc) in self.scales.iter().enumerate() {
             out.scale[g] = d * (sc & 0xF) as f32;
             out.min[g] = -(dmin * (sc >> 4) as f32);
-            let q = &self.qs[(g / 8) * 32 + (g % 2) * 16..][..16];
-            let shift = 2 * ((g % 8) / 2);
-            for (o, &b) in out.q[16 * g..16 * g + 16].iter_mut().zip(q) {
-                *o = ((b >> shift) & 3) as i8;
-            }
         }
+        bit_pairs(&self.qs, |at, _, q| put8(&mut out.q, at, q));
     }
 }
 
@@ -213,15 +230,13 @@ impl Unpack8 for BlockQ3K {
         let d = f32_of(self.d);
         for g in 0..GROUPS {
             out.scale[g] = d * (q3k_scale(&self.scales, g) - 32) as f32;
-            let half = (g % 2) * 16;
-            let q = &self.qs[(g / 8) * 32 + half..][..16];
-            let hm = &self.hmask[half..][..16];
-            let (shift, m) = (2 * ((g % 8) / 2), 1u8 << (g / 2));
-            for (l, o) in out.q[16 * g..16 * g + 16].iter_mut().enumerate() {
-                let low = ((q[l] >> shift) & 3) as i8;
-                *o = if hm[l] & m != 0 { low } else { low - 4 };
-            }
         }
+        // The third bit of weight 128h + 32j + l is bit 4h + j of hmask[l]; a set bit means the
+        // quant is the two low bits as they are, a clear one that they are 4 too high.
+        bit_pairs(&self.qs, |at, bit, low| {
+            let high = (word(&self.hmask, at % 32) >> bit) & 0x0101_0101_0101_0101;
+            put8(&mut out.q, at, centered(low | (high << 2), 3));
+        });
     }
 }
 
