@@ -1027,7 +1027,7 @@ fn integer_matvec_matches_cpu_on_the_rounded_activations() {
     let Some(first) = ctx() else { return };
     let formats: Vec<GgmlType> = GgmlType::all().filter(|&ty| has_int_decoder(ty)).collect();
     use GgmlType::*;
-    assert_eq!(formats, [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS]);
+    assert_eq!(formats, [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS]);
     for ctx in std::iter::once(first).chain(gpu_shaped_ctxs()) {
         for &ty in &formats {
             for (m, k) in [(37, odd_k(ty)), (129, 2 * even_k(ty)), (5, ty.block_elems().max(32))] {

@@ -43,3 +43,30 @@ fn blk_dq8(blk: u32, h: Blk, j: u32) -> Dq8 {
     let sb = vec2<f32>(h.d * q3k_scale(h, (e + 32u) / 16u), 0.0);
     return Dq8(a, b, sa, sb, e, e + 32u);
 }
+
+// Integer path: sub-block sb (weights 32sb + l = 128h + 32s + l, h = sb / 4, s = sb % 4) dotted
+// with 8-bit activations. The quants go in as 0..7 (low bits | high bit << 2); the -4 meets the
+// sum of each half's activations.
+fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
+    let hf = sb / 4u;
+    let s = sb % 4u;
+    let hbit = 4u * hf + s;
+    var a = 0;
+    var b = 0;
+    var xa = 0;
+    var xb = 0;
+    for (var k = 0u; k < 4u; k++) {
+        let q0 = (ld_u32(blk + 32u + 32u * hf + 4u * k) >> (2u * s)) & 0x03030303u;
+        let q1 = (ld_u32(blk + 48u + 32u * hf + 4u * k) >> (2u * s)) & 0x03030303u;
+        let h0 = (ld_u32(blk + 4u * k) >> hbit) & 0x01010101u;
+        let h1 = (ld_u32(blk + 16u + 4u * k) >> hbit) & 0x01010101u;
+        a += dot4I8Packed(q0 | (h0 << 2u), x.w[k]);
+        b += dot4I8Packed(q1 | (h1 << 2u), x.w[k + 4u]);
+        xa += dot4I8Packed(0x01010101u, x.w[k]);
+        xb += dot4I8Packed(0x01010101u, x.w[k + 4u]);
+    }
+    let h = blk_load(blk, 0u);
+    let s0 = q3k_scale(h, 2u * sb);
+    let s1 = q3k_scale(h, 2u * sb + 1u);
+    return h.d * x.d * (s0 * f32(a - 4 * xa) + s1 * f32(b - 4 * xb));
+}

@@ -137,8 +137,8 @@ decoders! {
     Q5_0   "q5_0.wgsl"   32   -    true;
     Q5_1   "q5_1.wgsl"   32   -    true;
     Q8_0   "q8_0.wgsl"   32   -    true;
-    Q2_K   "q2_k.wgsl"   64   -    false;
-    Q3_K   "q3_k.wgsl"   64   -    false;
+    Q2_K   "q2_k.wgsl"   64   -    true;
+    Q3_K   "q3_k.wgsl"   64   -    true;
     Q4_K   "q4_k.wgsl"   64   8    true;
     Q5_K   "q5_k.wgsl"   64   8    true;
     Q6_K   "q6_k.wgsl"   128  8    true;
@@ -147,7 +147,7 @@ decoders! {
 }
 
 /// Whether `ty` has an integer decoder, so that decode can take the integer matvec
-/// (`shaders/matvec_q8.wgsl`): the legacy formats, Q4_K to Q6_K and the IQ4 formats so far.
+/// (`shaders/matvec_q8.wgsl`): every quantized format.
 pub fn has_int_decoder(ty: GgmlType) -> bool {
     decoder(ty).int
 }
