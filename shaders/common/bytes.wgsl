@@ -201,6 +201,15 @@ struct Xq8 {
     dsum: f32,
 }
 
+// Σq over each half (16 activations) of a sub-block: the term of an offset per group of 16.
+fn xq8_half_sums(x: Xq8) -> vec2<i32> {
+    var sums = vec2<i32>(0);
+    for (var k = 0u; k < 4u; k++) {
+        sums += vec2<i32>(dot4I8Packed(0x01010101u, x.w[k]), dot4I8Packed(0x01010101u, x.w[k + 4u]));
+    }
+    return sums;
+}
+
 // The integer dot of a 32-weight block of 4-bit quants (Q4_0, Q4_1: the low nibbles of qs are
 // weights 0..16, the high ones 16..32) with a sub-block of 8-bit activations.
 fn nibble_block_idot(qs: vec4<u32>, x: Xq8) -> i32 {

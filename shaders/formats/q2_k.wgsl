@@ -44,21 +44,16 @@ fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
     let s = sb % 4u;
     var a = 0;
     var b = 0;
-    var xa = 0;
-    var xb = 0;
     for (var k = 0u; k < 4u; k++) {
-        let q0 = (ld_a32(blk + 16u + 32u * hf + 4u * k) >> (2u * s)) & 0x03030303u;
-        let q1 = (ld_a32(blk + 32u + 32u * hf + 4u * k) >> (2u * s)) & 0x03030303u;
-        a += dot4I8Packed(q0, x.w[k]);
-        b += dot4I8Packed(q1, x.w[k + 4u]);
-        xa += dot4I8Packed(0x01010101u, x.w[k]);
-        xb += dot4I8Packed(0x01010101u, x.w[k + 4u]);
+        a += dot4I8Packed((ld_a32(blk + 16u + 32u * hf + 4u * k) >> (2u * s)) & 0x03030303u, x.w[k]);
+        b += dot4I8Packed((ld_a32(blk + 32u + 32u * hf + 4u * k) >> (2u * s)) & 0x03030303u, x.w[k + 4u]);
     }
+    let xs = xq8_half_sums(x);
     let sc = (ld_a32(blk + 4u * (sb / 2u)) >> (16u * (sb % 2u))) & 0xffffu;
     let sc0 = sc & 0xffu;
     let sc1 = sc >> 8u;
     let dm = f16x2(ld_a32(blk + 80u));
     let dots = f32(sc0 & 15u) * f32(a) + f32(sc1 & 15u) * f32(b);
-    let mins = f32(sc0 >> 4u) * f32(xa) + f32(sc1 >> 4u) * f32(xb);
+    let mins = f32(sc0 >> 4u) * f32(xs.x) + f32(sc1 >> 4u) * f32(xs.y);
     return x.d * (dm.x * dots - dm.y * mins);
 }

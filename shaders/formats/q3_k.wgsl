@@ -51,22 +51,15 @@ fn blk_idot(blk: u32, sb: u32, x: Xq8) -> f32 {
     let hf = sb / 4u;
     let s = sb % 4u;
     let hbit = 4u * hf + s;
-    var a = 0;
-    var b = 0;
-    var xa = 0;
-    var xb = 0;
+    var ab = vec2<i32>(0);
     for (var k = 0u; k < 4u; k++) {
-        let q0 = (ld_u32(blk + 32u + 32u * hf + 4u * k) >> (2u * s)) & 0x03030303u;
-        let q1 = (ld_u32(blk + 48u + 32u * hf + 4u * k) >> (2u * s)) & 0x03030303u;
-        let h0 = (ld_u32(blk + 4u * k) >> hbit) & 0x01010101u;
-        let h1 = (ld_u32(blk + 16u + 4u * k) >> hbit) & 0x01010101u;
-        a += dot4I8Packed(q0 | (h0 << 2u), x.w[k]);
-        b += dot4I8Packed(q1 | (h1 << 2u), x.w[k + 4u]);
-        xa += dot4I8Packed(0x01010101u, x.w[k]);
-        xb += dot4I8Packed(0x01010101u, x.w[k + 4u]);
+        for (var half = 0u; half < 2u; half++) {
+            let low = (ld_u32(blk + 32u + 32u * hf + 16u * half + 4u * k) >> (2u * s)) & 0x03030303u;
+            let high = (ld_u32(blk + 16u * half + 4u * k) >> hbit) & 0x01010101u;
+            ab[half] += dot4I8Packed(low | (high << 2u), x.w[k + 4u * half]);
+        }
     }
     let h = blk_load(blk, 0u);
-    let s0 = q3k_scale(h, 2u * sb);
-    let s1 = q3k_scale(h, 2u * sb + 1u);
-    return h.d * x.d * (s0 * f32(a - 4 * xa) + s1 * f32(b - 4 * xb));
+    let d = ab - 4 * xq8_half_sums(x);
+    return h.d * x.d * (q3k_scale(h, 2u * sb) * f32(d.x) + q3k_scale(h, 2u * sb + 1u) * f32(d.y));
 }
