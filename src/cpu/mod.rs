@@ -139,7 +139,7 @@ fn row_dot<B: Unpack8, I: Isa>(row: &[u8], x: &Q8Activations, out: &mut [f32], s
     for (u, unit_row) in row.chunks(unit_bytes).enumerate() {
         let mut len = 0;
         for bytes in unit_row.chunks_exact(size_of::<B>()) {
-            read_block::<B>(bytes).unpack8(unit, len);
+            read_block::<B>(bytes).unpack8::<I>(unit, len);
             len += B::ELEMS;
         }
         let groups = len / 16;
@@ -328,7 +328,7 @@ fn rebuild(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
         let mut blk = Int8Unit::default();
         let mut out = Vec::new();
         for b in bytes.chunks_exact(size_of::<B>()) {
-            read_block::<B>(b).unpack8(&mut blk, 0);
+            read_block::<B>(b).unpack8::<Portable>(&mut blk, 0);
             let weight = |i: usize| blk.scale[i / 16] * blk.q[i] as f32;
             match B::HAS_MIN {
                 true => out.extend((0..B::ELEMS).map(|i| weight(i) + blk.min[i / 16])),

@@ -7,13 +7,27 @@
 //! the whole row kernel is compiled a second time with AVX2 enabled ([`avx2_rows`]), so that the
 //! unpacking loops around it are vectorised with 256-bit registers too.
 //!
+//! [`Isa::lookup_nibbles`] is `pshufb` there (the IQ4 formats' codebook).
+//!
 //! Safety argument: the AVX2 functions are reached only through [`avx2_rows`], which is called only
 //! after [`Level::detect`] saw AVX2 on this CPU (`is_x86_feature_detected!`), and they read only
 //! inside the slices they are given (whole 32-byte chunks, lengths asserted).
 
-/// Per group of 16: the dot products of `q` and `x` (equal lengths, a multiple of 32) into `out`.
+/// What the kernels do differently per instruction set.
 pub trait Isa {
+    /// Per group of 16: the dot products of `q` and `x` (equal lengths, a multiple of 32) into
+    /// `out`.
     fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32]);
+
+    /// `table` looked up with the nibbles of `packed`: the low nibbles' values into `out[..16]`,
+    /// the high nibbles' into `out[16..32]` (the IQ4 formats' codebook).
+    #[inline(always)]
+    fn lookup_nibbles(table: &[i8; 16], packed: &[u8], out: &mut [i8]) {
+        for (j, &b) in packed[..16].iter().enumerate() {
+            out[j] = table[(b & 0xF) as usize];
+            out[j + 16] = table[(b >> 4) as usize];
+        }
+    }
 }
 
 /// Plain Rust, for every CPU.
@@ -100,6 +114,13 @@ mod x86 {
                 }
             }
         }
+
+        #[inline(always)]
+        fn lookup_nibbles(table: &[i8; 16], packed: &[u8], out: &mut [i8]) {
+            // SAFETY: reached only from `avx2_rows` (AVX2, and so SSSE3, present); the lengths
+            // are asserted inside.
+            unsafe { lookup16(table, packed, out) }
+        }
     }
 
     /// The products of 32 weights `q` and activations `x` summed in fours: lanes 0..4 hold the
@@ -111,6 +132,19 @@ mod x86 {
         let b = _mm256_loadu_si256(x as *const __m256i);
         let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
         _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+    }
+
+    /// `pshufb`: sixteen lookups of a 16-entry table in one instruction.
+    #[inline(always)]
+    unsafe fn lookup16(table: &[i8; 16], packed: &[u8], out: &mut [i8]) {
+        assert!(packed.len() >= 16 && out.len() >= 32);
+        let t = _mm_loadu_si128(table.as_ptr() as *const __m128i);
+        let b = _mm_loadu_si128(packed.as_ptr() as *const __m128i);
+        let mask = _mm_set1_epi8(0x0F);
+        let lo = _mm_shuffle_epi8(t, _mm_and_si128(b, mask));
+        let hi = _mm_shuffle_epi8(t, _mm_and_si128(_mm_srli_epi16::<4>(b), mask));
+        _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, lo);
+        _mm_storeu_si128(out.as_mut_ptr().add(16) as *mut __m128i, hi);
     }
 
     #[inline(always)]

@@ -10,6 +10,7 @@
 //! it), so the integer kernels differ from the scalar reference only by the rounding of the
 //! activations to 8 bits and the order of the sums.
 
+use super::simd::Isa;
 use crate::format::blocks::*;
 use crate::format::dequant::q3k_scale;
 use crate::format::dequant::scale_min_k4;
@@ -40,8 +41,9 @@ impl Default for Int8Unit {
 pub trait Unpack8: Block {
     /// Whether groups have an offset (`min`).
     const HAS_MIN: bool;
-    /// Decodes the block into `out` from element `at` (a multiple of the block size).
-    fn unpack8(&self, out: &mut Int8Unit, at: usize);
+    /// Decodes the block into `out` from element `at` (a multiple of the block size), with the
+    /// instruction set `I`'s helpers where a format has use for them.
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize);
 }
 
 /// An f16 scale as f32, inline: the bit-level conversion, exact for every finite f16 (zeros and
@@ -127,15 +129,6 @@ fn five_bits(qs: &[u8; 16], qh: [u8; 4], center: bool, q: &mut [i8]) {
     }
 }
 
-/// IQ4 codebook values of the nibbles of `qs`, ordered as [`nibbles`] orders them.
-#[inline(always)]
-fn codebook(qs: &[u8], q: &mut [i8]) {
-    for (j, &b) in qs.iter().enumerate() {
-        q[j] = KVALUES_IQ4NL[(b & 0xF) as usize];
-        q[j + 16] = KVALUES_IQ4NL[(b >> 4) as usize];
-    }
-}
-
 /// Sets both groups of the 32 weights from element `at` to one scale and min.
 #[inline(always)]
 fn sub_block(out: &mut Int8Unit, at: usize, scale: f32, min: f32) {
@@ -146,7 +139,7 @@ fn sub_block(out: &mut Int8Unit, at: usize, scale: f32, min: f32) {
 impl Unpack8 for BlockQ4_0 {
     const HAS_MIN: bool = false;
     #[inline(always)]
-    fn unpack8(&self, out: &mut Int8Unit, at: usize) {
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize) {
         nibbles(&self.qs, true, &mut out.q[at..at + 32]);
         sub_block(out, at, f32_of(self.d), 0.0);
     }
@@ -155,7 +148,7 @@ impl Unpack8 for BlockQ4_0 {
 impl Unpack8 for BlockQ4_1 {
     const HAS_MIN: bool = true;
     #[inline(always)]
-    fn unpack8(&self, out: &mut Int8Unit, at: usize) {
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize) {
         nibbles(&self.qs, false, &mut out.q[at..at + 32]);
         sub_block(out, at, f32_of(self.d), f32_of(self.m));
     }
@@ -164,7 +157,7 @@ impl Unpack8 for BlockQ4_1 {
 impl Unpack8 for BlockQ5_0 {
     const HAS_MIN: bool = false;
     #[inline(always)]
-    fn unpack8(&self, out: &mut Int8Unit, at: usize) {
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize) {
         five_bits(&self.qs, self.qh, true, &mut out.q[at..at + 32]);
         sub_block(out, at, f32_of(self.d), 0.0);
     }
@@ -173,7 +166,7 @@ impl Unpack8 for BlockQ5_0 {
 impl Unpack8 for BlockQ5_1 {
     const HAS_MIN: bool = true;
     #[inline(always)]
-    fn unpack8(&self, out: &mut Int8Unit, at: usize) {
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize) {
         five_bits(&self.qs, self.qh, false, &mut out.q[at..at + 32]);
         sub_block(out, at, f32_of(self.d), f32_of(self.m));
     }
@@ -182,7 +175,7 @@ impl Unpack8 for BlockQ5_1 {
 impl Unpack8 for BlockQ8_0 {
     const HAS_MIN: bool = false;
     #[inline(always)]
-    fn unpack8(&self, out: &mut Int8Unit, at: usize) {
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize) {
         out.q[at..at + 32].copy_from_slice(&self.qs);
         sub_block(out, at, f32_of(self.d), 0.0);
     }
@@ -213,7 +206,7 @@ fn bit_pairs(qs: &[u8; QK_K / 4], mut put: impl FnMut(usize, usize, u64)) {
 impl Unpack8 for BlockQ2K {
     const HAS_MIN: bool = true;
     #[inline(always)]
-    fn unpack8(&self, out: &mut Int8Unit, _at: usize) {
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, _at: usize) {
         let (d, dmin) = (f32_of(self.d), f32_of(self.dmin));
         for (g, &sc) in self.scales.iter().enumerate() {
             out.scale[g] = d * (sc & 0xF) as f32;
@@ -226,7 +219,7 @@ impl Unpack8 for BlockQ2K {
 impl Unpack8 for BlockQ3K {
     const HAS_MIN: bool = false;
     #[inline(always)]
-    fn unpack8(&self, out: &mut Int8Unit, _at: usize) {
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, _at: usize) {
         let d = f32_of(self.d);
         for g in 0..GROUPS {
             out.scale[g] = d * (q3k_scale(&self.scales, g) - 32) as f32;
@@ -243,7 +236,7 @@ impl Unpack8 for BlockQ3K {
 impl Unpack8 for BlockQ4K {
     const HAS_MIN: bool = true;
     #[inline(always)]
-    fn unpack8(&self, out: &mut Int8Unit, _at: usize) {
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, _at: usize) {
         let (d, dmin) = (f32_of(self.d), f32_of(self.dmin));
         // Each 32 bytes of qs hold sub-block 2k in the low nibbles and 2k+1 in the high ones.
         for (k, qs) in self.qs.chunks_exact(32).enumerate() {
@@ -262,7 +255,7 @@ impl Unpack8 for BlockQ4K {
 impl Unpack8 for BlockQ5K {
     const HAS_MIN: bool = true;
     #[inline(always)]
-    fn unpack8(&self, out: &mut Int8Unit, _at: usize) {
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, _at: usize) {
         let (d, dmin) = (f32_of(self.d), f32_of(self.dmin));
         for (k, qs) in self.qs.chunks_exact(32).enumerate() {
             let (u0, u1) = (1u8 << (2 * k), 1u8 << (2 * k + 1));
@@ -282,7 +275,7 @@ impl Unpack8 for BlockQ5K {
 impl Unpack8 for BlockQ6K {
     const HAS_MIN: bool = false;
     #[inline(always)]
-    fn unpack8(&self, out: &mut Int8Unit, _at: usize) {
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, _at: usize) {
         let d = f32_of(self.d);
         // Each 128-weight half uses 64 bytes of ql and 32 of qh; quarter k (32 weights) takes
         // ql's low/high nibbles of bytes 0..32/32..64 and bit pair 2k of qh.
@@ -308,8 +301,8 @@ impl Unpack8 for BlockQ6K {
 impl Unpack8 for BlockIQ4NL {
     const HAS_MIN: bool = false;
     #[inline(always)]
-    fn unpack8(&self, out: &mut Int8Unit, at: usize) {
-        codebook(&self.qs, &mut out.q[at..at + 32]);
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize) {
+        I::lookup_nibbles(&KVALUES_IQ4NL, &self.qs, &mut out.q[at..at + 32]);
         sub_block(out, at, f32_of(self.d), 0.0);
     }
 }
@@ -317,10 +310,10 @@ impl Unpack8 for BlockIQ4NL {
 impl Unpack8 for BlockIQ4XS {
     const HAS_MIN: bool = false;
     #[inline(always)]
-    fn unpack8(&self, out: &mut Int8Unit, _at: usize) {
+    fn unpack8<I: Isa>(&self, out: &mut Int8Unit, _at: usize) {
         let d = f32_of(self.d);
         for sb in 0..8 {
-            codebook(&self.qs[16 * sb..][..16], &mut out.q[32 * sb..]);
+            I::lookup_nibbles(&KVALUES_IQ4NL, &self.qs[16 * sb..], &mut out.q[32 * sb..]);
             let lo = (self.scales_l[sb / 2] >> (4 * (sb % 2))) & 0xF;
             let hi = ((self.scales_h >> (2 * sb)) & 3) as u8;
             sub_block(out, 32 * sb, d * ((lo | (hi << 4)) as i32 - 32) as f32, 0.0);
