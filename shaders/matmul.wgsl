@@ -7,9 +7,12 @@
 // banks. (With each invocation owning TM consecutive rows, the 16 invocations of a row of a
 // 64-wide tile read addresses 512 bytes apart, all in one bank: a GPU serialises them.)
 //
+// Tiles hold T4: vec4<f32>, or vec4<f16> where the device has shader-f16 (TH = 1; half the
+// workgroup memory and traffic, operands rounded to f16, products accumulated in f32).
+//
 // Generated constants: BM, BN, BK (a multiple of the format's SPAN, so every group decoded lands
 // inside the tile), TM, TN, WG = (BM / TM) * (BN / TN), UG (groups per unit of tile loading),
-// TPAD (vec4s of padding per tile row), and the format's QK, QB, SPAN, GPB.
+// TPAD (vec4s of padding per tile row), TH, and the format's QK, QB, SPAN, GPB; the alias T4.
 
 struct Params {
     k: u32,
@@ -31,8 +34,8 @@ struct Params {
 
 const BK4: u32 = BK / 4u;
 const TROW: u32 = BK4 + TPAD; // vec4s from one tile row to the next
-var<workgroup> ws: array<vec4<f32>, BM * TROW>;
-var<workgroup> xs: array<vec4<f32>, BN * TROW>;
+var<workgroup> ws: array<T4, BM * TROW>;
+var<workgroup> xs: array<T4, BN * TROW>;
 
 // Decodes the W tile rows m0.. for the k window k0..k0+BK into ws, in units of UG groups of one
 // block (each unit reads its block header once). Units past the end of the row (a last window
@@ -51,12 +54,12 @@ fn load_w_tile(lid: u32, m0: u32, k0: u32) {
             let e0 = (g0 / GPB) * QK - k0;
             for (var jj = 0u; jj < UG; jj++) {
                 let d = blk_dq8(blk, h, g0 % GPB + jj);
-                ws[r * TROW + (e0 + d.ia) / 4u] = dq8_wa(d);
-                ws[r * TROW + (e0 + d.ib) / 4u] = dq8_wb(d);
+                ws[r * TROW + (e0 + d.ia) / 4u] = T4(dq8_wa(d));
+                ws[r * TROW + (e0 + d.ib) / 4u] = T4(dq8_wb(d));
             }
         } else {
             for (var q = 0u; q < 2u * UG; q++) {
-                ws[r * TROW + 2u * UG * u + q] = vec4<f32>(0.0);
+                ws[r * TROW + 2u * UG * u + q] = T4(0.0);
             }
         }
     }
@@ -71,7 +74,7 @@ fn load_x_tile(lid: u32, n0: u32, k0: u32) {
         if (col < p.n && (k0 + 4u * kk) < p.k) {
             v = xv[p.x_off + col * p.x_stride + k0 / 4u + kk];
         }
-        xs[c * TROW + kk] = v;
+        xs[c * TROW + kk] = T4(v);
     }
 }
 
@@ -90,10 +93,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         for (var kk = 0u; kk < BK4; kk++) {
             var wr: array<vec4<f32>, TM>;
             for (var i = 0u; i < TM; i++) {
-                wr[i] = ws[(ty + i * (BM / TM)) * TROW + kk];
+                wr[i] = vec4<f32>(ws[(ty + i * (BM / TM)) * TROW + kk]);
             }
             for (var j = 0u; j < TN; j++) {
-                let xc = xs[(tx + j * (BN / TN)) * TROW + kk];
+                let xc = vec4<f32>(xs[(tx + j * (BN / TN)) * TROW + kk]);
                 for (var i = 0u; i < TM; i++) {
                     acc[i * TN + j] += dot(wr[i], xc);
                 }

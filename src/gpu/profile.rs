@@ -73,13 +73,23 @@ impl DeviceProfile {
     /// weights; the shape of the H200's first run (one row, one 8-weight group per step) read
     /// cold 7B matrices at 6-9 % of the streaming-read bandwidth (docs/gpu.md). Norms: 64
     /// invocations a row. Matmul: 64 × 64 tiles, 4 × 4 per invocation (the fastest of the
-    /// shapes the H200's tuner ran), rows padded against bank conflicts.
+    /// shapes the H200's tuner ran), rows padded against bank conflicts, tiles in f16 where the
+    /// device has shader-f16 (not yet measured on a GPU).
     pub fn gpu() -> DeviceProfile {
         let s = |wg, threads| StreamShape { wg, threads, contiguous: false };
         DeviceProfile {
             name: "gpu",
             matvec: MatVecRule::Cooperative { slots: 4, rows_one_column: 2, wide_units: true },
-            matmul: MatMulShape { bm: 64, bn: 64, bk: 32, tm: 4, tn: 4, whole_blocks: false, pad_rows: true },
+            matmul: MatMulShape {
+                bm: 64,
+                bn: 64,
+                bk: 32,
+                tm: 4,
+                tn: 4,
+                whole_blocks: false,
+                pad_rows: true,
+                f16_tiles: true,
+            },
             matmul_threshold: 9,
             norm_workgroup: 64,
             attention_split_dims: false,
@@ -105,7 +115,16 @@ impl DeviceProfile {
         DeviceProfile {
             name: "cpu",
             matvec: MatVecRule::WholeRows { workgroup: 8, warm: true, shuffle_x: true },
-            matmul: MatMulShape { bm: 64, bn: 64, bk: 32, tm: 8, tn: 8, whole_blocks: true, pad_rows: false },
+            matmul: MatMulShape {
+                bm: 64,
+                bn: 64,
+                bk: 32,
+                tm: 8,
+                tn: 8,
+                whole_blocks: true,
+                pad_rows: false,
+                f16_tiles: false,
+            },
             matmul_threshold: 9,
             norm_workgroup: 8,
             attention_split_dims: true,

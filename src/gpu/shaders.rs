@@ -201,6 +201,11 @@ fn constant(consts: &[(&str, u32)], name: &str) -> u32 {
 /// The full WGSL module of `kernel` for `format` with the generated constants `consts`.
 pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)], caps: ShaderCaps) -> String {
     let mut s = String::with_capacity(16 * 1024);
+    // f16 matmul tiles: the directive must open the module.
+    let half_tiles = kernel == Kernel::MatMul && constant(consts, "TH") == 1;
+    if half_tiles {
+        s.push_str("enable f16;\n");
+    }
     s.push_str("// generated constants\n");
     for (name, v) in consts {
         s.push_str(&format!("const {name}: u32 = {v}u;\n"));
@@ -242,6 +247,9 @@ pub fn compose(kernel: Kernel, format: Option<GgmlType>, consts: &[(&str, u32)],
     }
     if matches!(kernel, Kernel::RmsNorm | Kernel::AddRmsNorm | Kernel::QkvPrep) {
         s.push_str(include_str!("../../shaders/common/row_sum.wgsl"));
+    }
+    if kernel == Kernel::MatMul {
+        s.push_str(if half_tiles { "alias T4 = vec4<f16>;\n" } else { "alias T4 = vec4<f32>;\n" });
     }
     if kernel == Kernel::MatVecQ8 {
         s.push_str(if constant(consts, "SG") == 1 {
@@ -285,7 +293,7 @@ pub fn uses_subgroups(consts: &[(&str, u32)]) -> bool {
 pub fn validate(source: &str, subgroups: bool) -> Result<(), String> {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
-    let mut caps = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+    let mut caps = Capabilities::SHADER_FLOAT16_IN_FLOAT32 | Capabilities::SHADER_FLOAT16;
     if subgroups {
         caps |= Capabilities::SUBGROUP;
     }
@@ -329,6 +337,8 @@ pub(crate) fn all_keys() -> Vec<super::PipelineKey> {
             }
             keys.push(profile.matmul.for_limit(ty, 16384).key(ty));
             keys.push(profile.matmul.for_limit(ty, 65536).key(ty));
+            let f32_tiles = crate::ops::MatMulShape { f16_tiles: false, ..profile.matmul };
+            keys.push(f32_tiles.for_limit(ty, 16384).key(ty));
             keys.push(crate::ops::get_rows::key(ty));
         }
     }

@@ -26,13 +26,19 @@ pub struct MatMulShape {
     /// different memory banks (GPUs; a CPU device has no banks, and its 32 KiB of workgroup
     /// memory would then hold only smaller tiles).
     pub pad_rows: bool,
+    /// Hold both tiles as f16 where the device has shader-f16 (half the workgroup memory and the
+    /// tile traffic; the products still accumulate in f32): GPUs. Both operands are then rounded
+    /// to f16 (11 significant bits), as llama.cpp's Vulkan matmul rounds them.
+    pub f16_tiles: bool,
 }
 
 impl MatMulShape {
     /// The device profile's tiles for weight format `ty`, shrunk until their workgroup memory
     /// fits the device.
     pub fn for_format(ctx: &Context, ty: GgmlType) -> MatMulShape {
-        ctx.profile().matmul.for_limit(ty, ctx.limits().max_compute_workgroup_storage_size)
+        let mut shape = ctx.profile().matmul;
+        shape.f16_tiles &= ctx.features().contains(wgpu::Features::SHADER_F16);
+        shape.for_limit(ty, ctx.limits().max_compute_workgroup_storage_size)
     }
 
     /// These tiles with the depth `ty` needs (a multiple of its decoders' span), halved until
@@ -53,7 +59,8 @@ impl MatMulShape {
 
     /// Workgroup memory of the two tiles (`TROW` vec4s a row in the kernel).
     pub fn workgroup_bytes(&self) -> u32 {
-        (self.bm + self.bn) * (self.bk + 4 * self.pad_rows as u32) * 4
+        let element = if self.f16_tiles { 2 } else { 4 };
+        (self.bm + self.bn) * (self.bk + 4 * self.pad_rows as u32) * element
     }
 
     fn check(&self, ty: GgmlType) -> Result<()> {
@@ -74,6 +81,7 @@ impl MatMulShape {
                 ("WG", self.wg()),
                 ("UG", self.unit_groups(ty)),
                 ("TPAD", self.pad_rows as u32),
+                ("TH", self.f16_tiles as u32),
             ],
         }
     }
