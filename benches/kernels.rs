@@ -277,6 +277,8 @@ fn tune_mm(ctx: &Context, timer: &PassTimer, formats: &[GgmlType]) -> Result<()>
             base,
             ops::MatMulShape { whole_blocks: !base.whole_blocks, ..base },
             ops::MatMulShape { pad_rows: !base.pad_rows, ..base },
+            // f32 tiles, where the base shape has f16 ones (the same shape elsewhere).
+            ops::MatMulShape { f16_tiles: false, ..base },
             ops::MatMulShape { bm: 32, bn: 32, tm: 8, tn: 4, ..base },
             ops::MatMulShape { bm: 64, bn: 32, tm: 8, tn: 4, ..base },
             ops::MatMulShape { bm: 64, bn: 64, tm: 8, tn: 8, ..base },
