@@ -222,7 +222,7 @@ fn run(args: &Args) -> Result<()> {
     println!("| --- | ---: | --- | --- | ---: | ---: | ---: |");
     // With every layer and the head on the CPU the adapter does none of the work.
     let device = match args.gpu_layers {
-        Some(0) => format!("CPU ({} kernels, {} threads)", wgquant::cpu::level().name(), rayon::current_num_threads()),
+        Some(0) => wgquant::cpu::describe(),
         _ => ctx.adapter_info().name.clone(),
     };
     for (test, (mean, sd), host) in rows {

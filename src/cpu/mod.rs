@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::format::blocks::*;
+use crate::format::blocks::{read_block, with_block};
 use crate::format::GgmlType;
 use simd::{Isa, Level, Portable};
 use unpack::{Int8Unit, Unpack8, GROUPS, UNIT};
@@ -199,67 +199,9 @@ fn kernel<B: Unpack8>(level: Level) -> RowKernel {
     }
 }
 
-/// `$body` with `$B` the block type of the quantized format `$ty`; `$float` for the float formats.
-macro_rules! with_quant_block {
-    ($ty:expr, $B:ident => $body:expr, floats => $float:expr) => {{
-        use GgmlType as T;
-        match $ty {
-            T::F32 | T::F16 | T::BF16 => $float,
-            T::Q4_0 => {
-                type $B = BlockQ4_0;
-                $body
-            }
-            T::Q4_1 => {
-                type $B = BlockQ4_1;
-                $body
-            }
-            T::Q5_0 => {
-                type $B = BlockQ5_0;
-                $body
-            }
-            T::Q5_1 => {
-                type $B = BlockQ5_1;
-                $body
-            }
-            T::Q8_0 => {
-                type $B = BlockQ8_0;
-                $body
-            }
-            T::Q2_K => {
-                type $B = BlockQ2K;
-                $body
-            }
-            T::Q3_K => {
-                type $B = BlockQ3K;
-                $body
-            }
-            T::Q4_K => {
-                type $B = BlockQ4K;
-                $body
-            }
-            T::Q5_K => {
-                type $B = BlockQ5K;
-                $body
-            }
-            T::Q6_K => {
-                type $B = BlockQ6K;
-                $body
-            }
-            T::IQ4_NL => {
-                type $B = BlockIQ4NL;
-                $body
-            }
-            T::IQ4_XS => {
-                type $B = BlockIQ4XS;
-                $body
-            }
-        }
-    }};
-}
-
 /// The integer kernel of `ty` at `level`; `None` for the float formats.
 fn row_kernel(ty: GgmlType, level: Level) -> Option<RowKernel> {
-    with_quant_block!(ty, B => Some(kernel::<B>(level)), floats => None)
+    with_block!(ty, B => Some(kernel::<B>(level)), floats => None)
 }
 
 /// Whether `ty` has an integer kernel (every quantized format).
@@ -271,6 +213,11 @@ pub fn has_kernel(ty: GgmlType) -> bool {
 pub fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(Level::detect)
+}
+
+/// What runs on the CPU, for reports: `CPU (avx2 kernels, 2 threads)`.
+pub fn describe() -> String {
+    format!("CPU ({} kernels, {} threads)", level().name(), rayon::current_num_threads())
 }
 
 /// `y = X Wᵀ` on the CPU: `weights` is a row-major matrix of `ty` with rows of `x`'s row length,
@@ -337,7 +284,7 @@ fn rebuild(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
         }
         out
     }
-    with_quant_block!(ty, B => blocks::<B>(bytes), floats => Vec::new())
+    with_block!(ty, B => blocks::<B>(bytes), floats => Vec::new())
 }
 
 #[cfg(test)]

@@ -233,6 +233,15 @@ impl Unpack8 for BlockQ3K {
     }
 }
 
+/// Q4_K and Q5_K's eight 6-bit (scale, min) pairs as the sub-blocks' scales and offsets.
+#[inline(always)]
+fn k4_scales(out: &mut Int8Unit, d: f32, dmin: f32, scales: &[u8; K_SCALE_SIZE]) {
+    for sb in 0..8 {
+        let (sc, m) = scale_min_k4(sb, scales);
+        sub_block(out, 32 * sb, d * sc as f32, -(dmin * m as f32));
+    }
+}
+
 impl Unpack8 for BlockQ4K {
     const HAS_MIN: bool = true;
     #[inline(always)]
@@ -245,10 +254,7 @@ impl Unpack8 for BlockQ4K {
                 out.q[64 * k + 32 + l] = (b >> 4) as i8;
             }
         }
-        for sb in 0..8 {
-            let (sc, m) = scale_min_k4(sb, &self.scales);
-            sub_block(out, 32 * sb, d * sc as f32, -(dmin * m as f32));
-        }
+        k4_scales(out, d, dmin, &self.scales);
     }
 }
 
@@ -265,10 +271,7 @@ impl Unpack8 for BlockQ5K {
                 out.q[64 * k + 32 + l] = ((b >> 4) | if h & u1 != 0 { 16 } else { 0 }) as i8;
             }
         }
-        for sb in 0..8 {
-            let (sc, m) = scale_min_k4(sb, &self.scales);
-            sub_block(out, 32 * sb, d * sc as f32, -(dmin * m as f32));
-        }
+        k4_scales(out, d, dmin, &self.scales);
     }
 }
 

@@ -232,18 +232,29 @@ const _: () = assert!(size_of::<BlockIQ4NL>() == 18);
 const _: () = assert!(size_of::<BlockIQ4XS>() == 136);
 
 /// Runs `$body` with the type alias `$B` bound to the block type of the runtime format `$ty`.
+/// With `floats => $float`, only the quantized formats bind `$B` (for code that has no float
+/// version, such as the CPU's integer kernels), and the float formats run `$float`.
 ///
-/// This is the one place that maps a [`GgmlType`] to its block type; dequantize, quantize and dot
-/// all dispatch through it instead of each carrying its own match over formats.
+/// This is the one place that maps a [`GgmlType`] to its block type; dequantize, quantize, dot and
+/// the integer kernels all dispatch through it instead of each carrying its own match over formats.
 #[rustfmt::skip]
 macro_rules! with_block {
     ($ty:expr, $B:ident => $body:expr) => {{
-        use $crate::format::blocks::*;
         use $crate::format::GgmlType as T;
         match $ty {
             T::F32 => { type $B = f32; $body }
             T::F16 => { type $B = half::f16; $body }
             T::BF16 => { type $B = half::bf16; $body }
+            quantized => $crate::format::blocks::with_block!(quantized, $B => $body, floats => {
+                unreachable!("{quantized} is a quantized format")
+            }),
+        }
+    }};
+    ($ty:expr, $B:ident => $body:expr, floats => $float:expr) => {{
+        use $crate::format::blocks::*;
+        use $crate::format::GgmlType as T;
+        match $ty {
+            T::F32 | T::F16 | T::BF16 => $float,
             T::Q4_0 => { type $B = BlockQ4_0; $body }
             T::Q4_1 => { type $B = BlockQ4_1; $body }
             T::Q5_0 => { type $B = BlockQ5_0; $body }

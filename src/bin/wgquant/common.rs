@@ -145,7 +145,7 @@ pub fn load(path: &Path, options: ModelOptions) -> Result<Model> {
 /// What runs the model: the adapter, or the CPU's own kernels when every layer is there.
 pub fn device_label(model: &Model) -> String {
     match model.offload() == Offload::ALL_CPU {
-        true => format!("CPU ({} kernels, {} threads)", wgquant::cpu::level().name(), rayon::current_num_threads()),
+        true => wgquant::cpu::describe(),
         false => model.gpu().describe(),
     }
 }
