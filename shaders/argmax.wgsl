@@ -27,10 +27,11 @@ fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
     return v > w || (v == w && i < j);
 }
 
-// Logit e, NaN as -inf.
+// Logit e, NaN as -inf. (The bits are chosen before the bitcast: WebGPU refuses -inf as a
+// constant.)
 fn logit(e: u32) -> f32 {
     let bits = bitcast<u32>(logits[p.off + e]);
-    return select(bitcast<f32>(bits), bitcast<f32>(0xff800000u), (bits & 0x7fffffffu) > 0x7f800000u);
+    return bitcast<f32>(select(bits, 0xff800000u, (bits & 0x7fffffffu) > 0x7f800000u));
 }
 
 @compute @workgroup_size(WG)

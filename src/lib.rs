@@ -3,6 +3,10 @@
 //! Quantized tensors stay quantized: a GGUF file is memory-mapped, each tensor's raw blocks are
 //! uploaded unchanged, and WGSL kernels dequantize in registers inside the matrix kernels.
 
+// In a browser wgpu's handles are neither Send nor Sync (a page has one thread); the `Arc`s that
+// share them between threads natively are plain shared ownership there.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
 pub mod bench;
 pub mod chat;
 pub mod cpu;

@@ -17,11 +17,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::gpu::{AdapterSelector, Context, ContextOptions};
+use crate::gpu::{now, AdapterSelector, Context, ContextOptions};
 use crate::model::cpu::Logits;
 use crate::model::gpu::{Activations, GpuModel, GpuState, KvCaches, Offload};
 use crate::model::{Config, KvType};
@@ -100,8 +102,17 @@ impl Model {
         options: ModelOptions,
         progress: impl FnMut(u64, u64),
     ) -> Result<Model> {
+        Self::from_gguf(ctx, Arc::new(GgufFile::open(path)?), options, progress)
+    }
+
+    /// Load from a parsed file (one held in memory: what a web page downloaded) onto `ctx`.
+    pub fn from_gguf(
+        ctx: Arc<Context>,
+        file: Arc<GgufFile>,
+        options: ModelOptions,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Model> {
         let start = Instant::now();
-        let file = Arc::new(GgufFile::open(path)?);
         let config = Config::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let n_ctx = options.n_ctx.unwrap_or(config.n_ctx_train.min(4096));
@@ -295,8 +306,13 @@ impl<'m> Session<'m> {
 
     /// Run `tokens` after the history; returns the logits that predict the next token.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<&[f32]> {
+        now(self.feed_async(tokens))
+    }
+
+    /// [`Session::feed`] as a future: the form a browser needs (see [`crate::gpu::ready`]).
+    pub async fn feed_async(&mut self, tokens: &[u32]) -> Result<&[f32]> {
         self.check_room(tokens.len())?;
-        let logits = self.model.gpu.forward(&mut self.state, tokens, self.history.len(), Logits::Last)?;
+        let logits = self.model.gpu.forward_async(&mut self.state, tokens, self.history.len(), Logits::Last).await?;
         self.history.extend_from_slice(tokens);
         self.next = Next::Logits(logits);
         match &self.next {
@@ -308,8 +324,13 @@ impl<'m> Session<'m> {
     /// Run `tokens` after the history; returns the most likely next token, picked on the GPU
     /// (the session then keeps no logits).
     pub fn feed_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
+        now(self.feed_greedy_async(tokens))
+    }
+
+    /// [`Session::feed_greedy`] as a future.
+    pub async fn feed_greedy_async(&mut self, tokens: &[u32]) -> Result<u32> {
         self.check_room(tokens.len())?;
-        let token = self.model.gpu.forward_greedy(&mut self.state, tokens, self.history.len())?;
+        let token = self.model.gpu.forward_greedy_async(&mut self.state, tokens, self.history.len()).await?;
         self.history.extend_from_slice(tokens);
         self.next = Next::Token(token);
         Ok(token)
@@ -319,8 +340,19 @@ impl<'m> Session<'m> {
     /// (see [`crate::sampler::Sampler::penalties`]), as `(id, logit)`, best first, selected on the
     /// GPU (the session then keeps no logits).
     pub fn feed_top_k(&mut self, tokens: &[u32], k: usize, penalties: &[TokenPenalty]) -> Result<&[(u32, f32)]> {
+        now(self.feed_top_k_async(tokens, k, penalties))
+    }
+
+    /// [`Session::feed_top_k`] as a future.
+    pub async fn feed_top_k_async(
+        &mut self,
+        tokens: &[u32],
+        k: usize,
+        penalties: &[TokenPenalty],
+    ) -> Result<&[(u32, f32)]> {
         self.check_room(tokens.len())?;
-        let top = self.model.gpu.forward_top_k(&mut self.state, tokens, self.history.len(), k, penalties)?;
+        let history = self.history.len();
+        let top = self.model.gpu.forward_top_k_async(&mut self.state, tokens, history, k, penalties).await?;
         self.history.extend_from_slice(tokens);
         self.next = Next::Top(top);
         match &self.next {
@@ -352,8 +384,24 @@ impl<'m> Session<'m> {
         self.generate_from_tokens(&tokens, params)
     }
 
+    /// [`Session::generate`] as a future: the form a browser needs (see [`crate::gpu::ready`]);
+    /// take the pieces with [`Generation::next_async`].
+    pub async fn generate_async<'s>(&'s mut self, prompt: &str, params: &GenerateParams) -> Result<Generation<'s, 'm>> {
+        let tokens = self.tokenize(prompt, params.parse_special)?;
+        self.generate_from_tokens_async(&tokens, params).await
+    }
+
     /// Like [`Session::generate`] with a tokenized prompt (may be empty to continue).
     pub fn generate_from_tokens<'s>(
+        &'s mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+    ) -> Result<Generation<'s, 'm>> {
+        now(self.generate_from_tokens_async(prompt, params))
+    }
+
+    /// [`Session::generate_from_tokens`] as a future.
+    pub async fn generate_from_tokens_async<'s>(
         &'s mut self,
         prompt: &[u32],
         params: &GenerateParams,
@@ -369,13 +417,13 @@ impl<'m> Session<'m> {
         let mut penalties = Vec::new();
         if !prompt.is_empty() {
             match pick {
-                Pick::Greedy => self.feed_greedy(prompt).map(drop)?,
+                Pick::Greedy => self.feed_greedy_async(prompt).await.map(drop)?,
                 Pick::Top(k) => {
                     let recent = [&self.history[..], prompt].concat();
                     sampler.penalties(&recent, 0, &mut penalties);
-                    self.feed_top_k(prompt, k, &penalties).map(drop)?
+                    self.feed_top_k_async(prompt, k, &penalties).await.map(drop)?
                 }
-                Pick::Logits => self.feed(prompt).map(drop)?,
+                Pick::Logits => self.feed_async(prompt).await.map(drop)?,
             }
         } else if let Some(why) = self.cannot_continue(pick) {
             return Err(Error::Invalid(why.into()));
@@ -436,8 +484,27 @@ impl Generation<'_, '_> {
         self.stats.stop_reason = Some(reason);
     }
 
+    /// The next piece, or `None` once generation has ended: [`Iterator::next`] as a future, the
+    /// form a browser needs (see [`crate::gpu::ready`]).
+    pub async fn next_async(&mut self) -> Option<Result<Piece>> {
+        if self.done {
+            return None;
+        }
+        if self.params.max_tokens == 0 {
+            self.finish(StopReason::MaxTokens);
+            return None;
+        }
+        match self.step().await {
+            Ok(piece) => piece.map(Ok),
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
     /// One decode step: sample, then run the sampled token.
-    fn step(&mut self) -> Result<Option<Piece>> {
+    async fn step(&mut self) -> Result<Option<Piece>> {
         let s = &mut *self.session;
         let tok = &s.model.tokenizer;
         let token = match &s.next {
@@ -459,7 +526,7 @@ impl Generation<'_, '_> {
         }
         let start = Instant::now();
         match self.pick {
-            Pick::Greedy => s.feed_greedy(&[token]).map(drop)?,
+            Pick::Greedy => s.feed_greedy_async(&[token]).await.map(drop)?,
             Pick::Top(k) => {
                 // The penalties see the history with this token, the window the step after samples in.
                 let window = self.params.sampler.repeat_last_n;
@@ -468,9 +535,9 @@ impl Generation<'_, '_> {
                 self.recent.push(token);
                 self.penalties.clear();
                 self.sampler.penalties(&self.recent, 0, &mut self.penalties);
-                s.feed_top_k(&[token], k, &self.penalties).map(drop)?
+                s.feed_top_k_async(&[token], k, &self.penalties).await.map(drop)?
             }
-            Pick::Logits => s.feed(&[token]).map(drop)?,
+            Pick::Logits => s.feed_async(&[token]).await.map(drop)?,
         }
         self.stats.decode_time += start.elapsed();
         self.stats.generated_tokens += 1;
@@ -541,20 +608,10 @@ impl Iterator for Generation<'_, '_> {
     type Item = Result<Piece>;
 
     fn next(&mut self) -> Option<Result<Piece>> {
-        if self.done {
-            return None;
-        }
-        if self.params.max_tokens == 0 {
-            self.finish(StopReason::MaxTokens);
-            return None;
-        }
-        match self.step() {
-            Ok(piece) => piece.map(Ok),
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        now(async { Ok(self.next_async().await) }).unwrap_or_else(|e| {
+            self.done = true;
+            Some(Err(e))
+        })
     }
 }
 

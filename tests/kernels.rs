@@ -1026,7 +1026,7 @@ fn top_k_keeps_what_the_cpu_sampler_keeps() {
                     }
                     bufs.copy_out(&mut enc, rows, k);
                     ctx.submit_and_wait(enc).unwrap();
-                    let got = bufs.read(ctx, rows, k).unwrap();
+                    let got = wgquant::gpu::now(bufs.read(ctx, rows, k)).unwrap();
                     let mut penalized = logits.clone();
                     apply_penalties(&mut penalized, n, &penalties);
                     for (row, got) in got.iter().enumerate() {

@@ -6,6 +6,7 @@ use bytemuck::Pod;
 
 use super::context::Context;
 use super::memory::{MemTag, TrackedBuffer, TrackedTexture};
+use super::ready::{mapped, now};
 use crate::error::{Error, Result};
 
 /// Bytes staged per upload step: bounds host-visible memory during model loading
@@ -74,17 +75,6 @@ pub fn activation_bytes(bytes: u64, uniform_windows: bool) -> u64 {
     } else {
         device_vec_bytes(bytes)
     }
-}
-
-fn map_wait(ctx: &Context, slice: wgpu::BufferSlice<'_>, mode: wgpu::MapMode) -> Result<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    slice.map_async(mode, move |r| {
-        let _ = tx.send(r);
-    });
-    ctx.wait(None)?;
-    rx.recv()
-        .map_err(|_| Error::Gpu("buffer mapping callback never ran".into()))?
-        .map_err(|e| Error::Gpu(format!("mapping a staging buffer: {e}")))
 }
 
 impl Context {
@@ -227,13 +217,24 @@ impl Context {
         mut copy: impl FnMut(&mut wgpu::CommandEncoder, &wgpu::Buffer, u64, u64),
     ) -> Result<()> {
         let usage = wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC;
-        let staging = self.create_buffer("upload staging", batch, usage, MemTag::Staging)?;
+        // Natively one staging buffer is mapped again for each batch, once the device is done
+        // with the last. A browser cannot wait for a map: there each batch has its own buffer,
+        // mapped at creation and released once its copy is submitted.
+        #[cfg(not(target_arch = "wasm32"))]
+        let reused = self.create_buffer("upload staging", batch, usage, MemTag::Staging)?;
         let mut source = datas.iter().copied();
         let mut pending: &[u8] = &[];
         for at in (0..total).step_by(batch as usize) {
             let n = batch.min(total - at);
+            #[cfg(not(target_arch = "wasm32"))]
+            let staging = {
+                now(mapped(self, reused.slice(..n), wgpu::MapMode::Write))?;
+                &reused
+            };
+            #[cfg(target_arch = "wasm32")]
+            let staging =
+                &self.create_buffer_mapped("upload staging", n.next_multiple_of(4), usage, MemTag::Staging)?;
             let slice = staging.slice(..n);
-            map_wait(self, slice, wgpu::MapMode::Write)?;
             {
                 let mut view = slice.get_mapped_range_mut().map_err(|e| Error::Gpu(e.to_string()))?;
                 let mut filled = 0;
@@ -252,7 +253,7 @@ impl Context {
             }
             staging.unmap();
             let mut enc = self.encoder("upload");
-            copy(&mut enc, &staging, at, n);
+            copy(&mut enc, staging, at, n);
             self.queue.submit([enc.finish()]);
         }
         self.wait(None)
@@ -265,6 +266,11 @@ impl Context {
 
     /// Reads elements `offset..offset + len` back (waits for all submitted work).
     pub fn read_range<T: Pod>(&self, src: &GpuVec<T>, offset: usize, len: usize) -> Result<Vec<T>> {
+        now(self.read_range_async(src, offset, len))
+    }
+
+    /// [`Context::read_range`] as a future: the form a browser needs (see [`super::ready`]).
+    pub async fn read_range_async<T: Pod>(&self, src: &GpuVec<T>, offset: usize, len: usize) -> Result<Vec<T>> {
         let size = std::mem::size_of::<T>() as u64;
         if offset + len > src.len {
             return Err(Error::Shape(format!("reading {len} elements at {offset} from a buffer of {}", src.len)));
@@ -272,13 +278,17 @@ impl Context {
         let (at, n) = (offset as u64 * size, len as u64 * size);
         // Copies need 4-byte aligned offsets and sizes: read the enclosing words.
         let (start, end) = (at & !3, (at + n).next_multiple_of(4));
-        let bytes = self.read_bytes(&src.buffer, start, end - start)?;
+        let bytes = self.read_bytes_async(&src.buffer, start, end - start).await?;
         let skip = (at - start) as usize;
         Ok(bytemuck::pod_collect_to_vec(&bytes[skip..skip + n as usize]))
     }
 
     /// Reads `len` bytes at `offset` (both 4-aligned) of any buffer with COPY_SRC usage.
     pub fn read_bytes(&self, src: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
+        now(self.read_bytes_async(src, offset, len))
+    }
+
+    async fn read_bytes_async(&self, src: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
         if len == 0 {
             return Ok(Vec::new());
         }
@@ -288,15 +298,15 @@ impl Context {
         enc.copy_buffer_to_buffer(src, offset, &staging, 0, len);
         self.queue.submit([enc.finish()]);
         let slice = staging.slice(..);
-        map_wait(self, slice, wgpu::MapMode::Read)?;
+        mapped(self, slice, wgpu::MapMode::Read).await?;
         let out = slice.get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?.to_vec();
         staging.unmap();
         Ok(out)
     }
 
-    /// Elements `0..len` of a MAP_READ buffer that submitted work has filled (the caller waited
-    /// for it): mapped, copied out and unmapped, with no buffer or submit of its own.
-    pub fn read_mapped<T: Pod>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+    /// Elements `0..len` of a MAP_READ buffer that submitted work has filled: mapped once that
+    /// work is done, copied out and unmapped, with no buffer or submit of its own.
+    pub async fn read_mapped<T: Pod>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
         let bytes = (len * std::mem::size_of::<T>()) as u64;
         if bytes > buffer.size() {
             return Err(Error::Shape(format!("reading {bytes} bytes from a buffer of {}", buffer.size())));
@@ -305,7 +315,7 @@ impl Context {
             return Ok(Vec::new());
         }
         let slice = buffer.slice(..bytes);
-        map_wait(self, slice, wgpu::MapMode::Read)?;
+        mapped(self, slice, wgpu::MapMode::Read).await?;
         let out = bytemuck::pod_collect_to_vec(&slice.get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?);
         buffer.unmap();
         Ok(out)

@@ -291,7 +291,29 @@ impl Context {
         Context::from_adapter(adapter, &opts)
     }
 
+    /// A context on the adapter wgpu offers for high performance, made without blocking: the
+    /// form a web page needs (there the adapter is the browser's WebGPU one, and
+    /// [`ADAPTER_ENV`] does not exist).
+    pub async fn request(opts: ContextOptions) -> Result<Context> {
+        let backends = match cfg!(target_arch = "wasm32") {
+            true => wgpu::Backends::BROWSER_WEBGPU,
+            false => wgpu::Backends::PRIMARY,
+        };
+        let adapter = instance(backends)
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("no WebGPU adapter ({e}): does this browser have WebGPU enabled?")))?;
+        Context::from_adapter_async(&adapter, &opts).await
+    }
+
     fn from_adapter(adapter: &wgpu::Adapter, opts: &ContextOptions) -> Result<Context> {
+        pollster::block_on(Context::from_adapter_async(adapter, opts))
+    }
+
+    async fn from_adapter_async(adapter: &wgpu::Adapter, opts: &ContextOptions) -> Result<Context> {
         let info = adapter.get_info();
         let profiling = opts.profile_kernels.unwrap_or_else(|| std::env::var(PROFILE_ENV).is_ok_and(|v| v == "1"));
         let wanted = if profiling { WANTED_FEATURES | PROFILE_FEATURES } else { WANTED_FEATURES };
@@ -306,7 +328,9 @@ impl Context {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+        let (device, queue) = adapter
+            .request_device(&desc)
+            .await
             .map_err(|e| Error::Gpu(format!("requesting a device on {}: {e}", info.name)))?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
@@ -447,18 +471,38 @@ impl Context {
         usage: wgpu::BufferUsages,
         tag: MemTag,
     ) -> Result<TrackedBuffer> {
+        self.new_buffer(label, size, usage, tag, false)
+    }
+
+    /// [`Context::create_buffer`] mapped for writing from the start, as a browser's uploads need
+    /// (it cannot wait for a map); `size` a multiple of 4.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn create_buffer_mapped(
+        &self,
+        label: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+        tag: MemTag,
+    ) -> Result<TrackedBuffer> {
+        self.new_buffer(label, size, usage, tag, true)
+    }
+
+    fn new_buffer(
+        &self,
+        label: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+        tag: MemTag,
+        mapped_at_creation: bool,
+    ) -> Result<TrackedBuffer> {
         if size > self.limits.max_buffer_size {
             return Err(Error::DoesNotFit(format!(
                 "buffer `{label}` of {size} bytes exceeds the device's max_buffer_size {}",
                 self.limits.max_buffer_size
             )));
         }
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size,
-            usage,
-            mapped_at_creation: false,
-        });
+        let buffer =
+            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation });
         Ok(TrackedBuffer::new(buffer, tag, self.memory.clone()))
     }
 

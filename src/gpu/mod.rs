@@ -19,6 +19,7 @@ mod pipeline;
 pub mod probe;
 pub mod profile;
 pub mod profiler;
+pub mod ready;
 pub mod shaders;
 mod tensor;
 mod uniforms;
@@ -35,5 +36,6 @@ pub use memory::{MemTag, MemoryReport, MemoryTracker, TrackedBuffer, TrackedText
 pub use pipeline::{Pipeline, PipelineKey};
 pub use profile::{DeviceProfile, MatVecRule};
 pub use profiler::{format_profile, KernelTime, PROFILE_ENV};
+pub use ready::now;
 pub use tensor::{GpuTensor, StackedTensor, TensorChunk, WeightStore};
 pub use uniforms::{UniformSlot, UNIFORM_ARENA_BYTES};

@@ -104,6 +104,9 @@ impl Context {
         let parsed = naga::front::wgsl::parse_str(&source)
             .map_err(|e| Error::Gpu(format!("{label}: {}", e.emit_to_string(&source))))?;
         let entries = layout_entries(&parsed).map_err(|e| Error::Gpu(format!("{label}: {e}")))?;
+        // A browser cannot block on an error scope: there the errors go to the device's error
+        // sink, and surface at the next readback.
+        #[cfg(not(target_arch = "wasm32"))]
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(&label),
@@ -136,9 +139,11 @@ impl Context {
             compilation_options: Default::default(),
             cache: None,
         });
+        #[cfg(not(target_arch = "wasm32"))]
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("building pipeline {label} {:?}: {e}", key.consts)));
         }
+
         Ok(Pipeline { key: key.clone(), label, pipeline, layout })
     }
 }

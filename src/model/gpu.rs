@@ -5,7 +5,7 @@
 //! the GPU layers and the head; the hidden state crosses the bus once per micro-batch each way.
 
 use std::sync::Arc;
-use std::time::Instant;
+use web_time::Instant;
 
 use super::config::{Config, KvType};
 use super::cpu::{CpuKernels, CpuKvCache, CpuModel, Logits};
@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::{dequant, GgmlType};
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::gpu::shaders::has_int_decoder;
-use crate::gpu::{Context, F32Buffer, GpuTensor, MemTag, StackedTensor, TrackedBuffer, U32Buffer};
+use crate::gpu::{now, Context, F32Buffer, GpuTensor, MemTag, StackedTensor, TrackedBuffer, U32Buffer};
 use crate::ops::argmax::argmax;
 use crate::ops::attention::{attention, scratch_floats, AttentionShape, KvBuffer};
 use crate::ops::elementwise::{elementwise, Op};
@@ -440,6 +440,17 @@ impl GpuModel {
         self.forward_in(&mut state.acts, &mut state.caches, tokens, pos0, which)
     }
 
+    /// [`GpuModel::forward`] as a future: the form a browser needs (see [`crate::gpu::ready`]).
+    pub async fn forward_async(
+        &self,
+        state: &mut GpuState,
+        tokens: &[u32],
+        pos0: usize,
+        which: Logits,
+    ) -> Result<Vec<f32>> {
+        self.forward_in_async(&mut state.acts, &mut state.caches, tokens, pos0, which).await
+    }
+
     /// [`GpuModel::forward`] with the activations and the sequence's caches given apart (a
     /// server's slots share one set of activations).
     pub fn forward_in(
@@ -450,7 +461,19 @@ impl GpuModel {
         pos0: usize,
         which: Logits,
     ) -> Result<Vec<f32>> {
-        match self.run(acts, caches, tokens, pos0, Want::Logits(which))? {
+        now(self.forward_in_async(acts, caches, tokens, pos0, which))
+    }
+
+    /// [`GpuModel::forward_in`] as a future.
+    pub async fn forward_in_async(
+        &self,
+        acts: &mut Activations,
+        caches: &mut KvCaches,
+        tokens: &[u32],
+        pos0: usize,
+        which: Logits,
+    ) -> Result<Vec<f32>> {
+        match self.run(acts, caches, tokens, pos0, Want::Logits(which)).await? {
             Output::Logits(logits) => Ok(logits),
             _ => Err(Error::Invalid("a forward pass asked for logits returned tokens".into())),
         }
@@ -460,7 +483,12 @@ impl GpuModel {
     /// [`GpuModel::forward`]'s last logits (the first of equals), picked on the device when the
     /// head is there, so a decode step reads back one word instead of `n_vocab` floats.
     pub fn forward_greedy(&self, state: &mut GpuState, tokens: &[u32], pos0: usize) -> Result<u32> {
-        match self.run(&mut state.acts, &mut state.caches, tokens, pos0, Want::NextToken)? {
+        now(self.forward_greedy_async(state, tokens, pos0))
+    }
+
+    /// [`GpuModel::forward_greedy`] as a future.
+    pub async fn forward_greedy_async(&self, state: &mut GpuState, tokens: &[u32], pos0: usize) -> Result<u32> {
+        match self.run(&mut state.acts, &mut state.caches, tokens, pos0, Want::NextToken).await? {
             Output::Token(token) => Ok(token),
             _ => Err(Error::Invalid("a greedy forward pass returned something else than a token".into())),
         }
@@ -478,9 +506,21 @@ impl GpuModel {
         k: usize,
         penalties: &[TokenPenalty],
     ) -> Result<Vec<(u32, f32)>> {
+        now(self.forward_top_k_async(state, tokens, pos0, k, penalties))
+    }
+
+    /// [`GpuModel::forward_top_k`] as a future.
+    pub async fn forward_top_k_async(
+        &self,
+        state: &mut GpuState,
+        tokens: &[u32],
+        pos0: usize,
+        k: usize,
+        penalties: &[TokenPenalty],
+    ) -> Result<Vec<(u32, f32)>> {
         state.acts.set_penalties(penalties, 1)?;
         let want = Want::Top { k, rows: Logits::Last };
-        match self.run(&mut state.acts, &mut state.caches, tokens, pos0, want)? {
+        match self.run(&mut state.acts, &mut state.caches, tokens, pos0, want).await? {
             Output::Top(mut rows) if rows.len() == 1 => Ok(rows.pop().unwrap_or_default()),
             _ => Err(Error::Invalid("a sampled forward pass returned something else than candidates".into())),
         }
@@ -533,7 +573,7 @@ impl GpuModel {
             })
             .collect::<Result<_>>()?;
         acts.host_seconds = 0.0;
-        self.forward_batch(acts, &tokens, &mut seqs, want)
+        now(self.forward_batch(acts, &tokens, &mut seqs, want))
     }
 
     fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
@@ -546,7 +586,7 @@ impl GpuModel {
     }
 
     /// The forward pass of one sequence over micro-batches; the last one hands back `last`.
-    fn run(
+    async fn run(
         &self,
         acts: &mut Activations,
         caches: &mut KvCaches,
@@ -574,7 +614,7 @@ impl GpuModel {
             let last_chunk = (i + 1) * step >= tokens.len();
             let want = if all || last_chunk { last } else { Want::Nothing };
             let mut seq = [Seq { pos0: pos0 + i * step, n: chunk.len(), caches: &mut *caches }];
-            match self.forward_batch(acts, chunk, &mut seq, want)? {
+            match self.forward_batch(acts, chunk, &mut seq, want).await? {
                 Output::Logits(l) => logits.extend(l),
                 token => return Ok(token),
             }
@@ -583,7 +623,7 @@ impl GpuModel {
     }
 
     /// One micro-batch (at most `acts.batch` rows): the rows of `seqs` in order, `tokens` theirs.
-    fn forward_batch(
+    async fn forward_batch(
         &self,
         acts: &mut Activations,
         tokens: &[u32],
@@ -632,11 +672,11 @@ impl GpuModel {
         self.ctx.wait_for(submitted)?;
         let state = &*acts;
         if all_gpu {
-            return self.read_output(state, n, want);
+            return self.read_output(state, n, want).await;
         }
 
         // Layers the plan left on the CPU, then the head wherever it lives.
-        let mut x = self.ctx.read_range(&state.x, 0, n * c.n_embd)?;
+        let mut x = self.ctx.read_range_async(&state.x, 0, n * c.n_embd).await?;
         for il in self.placement.gpu_layers..c.n_layer {
             let mut row0 = 0;
             for seq in seqs.iter_mut() {
@@ -658,7 +698,7 @@ impl GpuModel {
         }
         self.copy_output(&mut enc, state, n, want);
         self.ctx.submit_and_wait(enc)?;
-        self.read_output(state, n, want)
+        self.read_output(state, n, want).await
     }
 
     /// The head for what `want` needs, and the greedy pick on the device for a token.
@@ -703,14 +743,16 @@ impl GpuModel {
         }
     }
 
-    fn read_output(&self, state: &Activations, n: usize, want: Want) -> Result<Output> {
+    async fn read_output(&self, state: &Activations, n: usize, want: Want) -> Result<Output> {
+        let ctx = &self.ctx;
         Ok(match want {
             Want::Nothing => Output::Logits(Vec::new()),
-            Want::Logits(rows) => Output::Logits(
-                self.ctx.read_mapped(&state.readback, GpuModel::logits_rows(n, rows) * self.config.n_vocab)?,
-            ),
-            Want::NextToken => Output::Token(self.ctx.read_mapped::<u32>(&state.next_id_readback, 1)?[0]),
-            Want::Top { k, rows } => Output::Top(state.top.read(&self.ctx, GpuModel::logits_rows(n, rows), k)?),
+            Want::Logits(rows) => {
+                let len = GpuModel::logits_rows(n, rows) * self.config.n_vocab;
+                Output::Logits(ctx.read_mapped(&state.readback, len).await?)
+            }
+            Want::NextToken => Output::Token(ctx.read_mapped::<u32>(&state.next_id_readback, 1).await?[0]),
+            Want::Top { k, rows } => Output::Top(state.top.read(ctx, GpuModel::logits_rows(n, rows), k).await?),
         })
     }
 

@@ -113,8 +113,8 @@ impl TopKBuffers {
 
     /// The `rows × k` candidates copied out, each row best first as `(id, logit)`, sentinels of
     /// rows shorter than k dropped.
-    pub fn read(&self, ctx: &Context, rows: usize, k: usize) -> Result<Vec<Vec<(u32, f32)>>> {
-        let words: Vec<u32> = ctx.read_mapped(&self.readback, 2 * rows * k)?;
+    pub async fn read(&self, ctx: &Context, rows: usize, k: usize) -> Result<Vec<Vec<(u32, f32)>>> {
+        let words: Vec<u32> = ctx.read_mapped(&self.readback, 2 * rows * k).await?;
         Ok(words.chunks(2 * k).map(decode_row).collect())
     }
 }

@@ -1,0 +1,197 @@
+// The chat page: streams a GGUF file into the WebAssembly module, loads it onto the browser's
+// WebGPU device, and streams answers. The page's state is on <body data-state>, each answer's
+// token ids on its element (data-ids), for people and for the browser tests alike.
+import init, { Chat, Download } from "./pkg/wgquant_web.js";
+
+const $ = (id) => document.getElementById(id);
+const query = new URLSearchParams(location.search);
+const CACHE = "wgquant-models";
+let chat = null;
+
+function setState(state) {
+  document.body.dataset.state = state;
+  $("load-button").disabled = state === "loading" || state === "generating";
+  $("send-button").disabled = state !== "ready";
+  $("stop-button").disabled = state !== "generating";
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = false;
+}
+
+function mib(bytes) {
+  return bytes < 1 << 20 ? `${(bytes / 1024).toFixed(0)} KiB` : `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+}
+
+// The model's response: from the browser's cache when it is there, else from the network (and
+// then copied into the cache as it streams).
+async function open(url, useCache) {
+  let cache = null;
+  if (useCache && "caches" in self) {
+    cache = await caches.open(CACHE).catch(() => null);
+    const cached = await cache?.match(url);
+    if (cached) return { response: cached, fromCache: true, cache };
+  }
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`could not fetch ${url}: ${e.message}`);
+  }
+  if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status} ${response.statusText}`);
+  cache?.put(url, response.clone()).catch(() => {});
+  return { response, fromCache: false, cache };
+}
+
+// Streams the file into the module's memory chunk by chunk (the page never holds it whole).
+async function download(url, useCache) {
+  const { response, fromCache, cache } = await open(url, useCache);
+  const total = Number(response.headers.get("Content-Length") ?? 0);
+  const file = new Download(total);
+  const reader = response.body.getReader();
+  const where = fromCache ? "from the browser's cache" : "";
+  let received = 0;
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      throw new Error(`the download failed after ${mib(received)}: ${e.message}`);
+    }
+    if (chunk.done) break;
+    file.push(chunk.value);
+    received += chunk.value.length;
+    $("progress").value = total ? received / total : 0;
+    $("status").textContent = `Reading ${url} ${where}: ${mib(received)}${total ? ` of ${mib(total)}` : ""}`;
+  }
+  if (total && received < total) {
+    throw new Error(`the download ended early: ${mib(received)} of ${mib(total)}`);
+  }
+  return { file, cache, fromCache };
+}
+
+async function load(event) {
+  event?.preventDefault();
+  const url = $("model-url").value.trim();
+  if (chat) {
+    // A page holds one model: another one loads in a fresh page.
+    location.search = new URLSearchParams({ ...Object.fromEntries(query), model: url, autoload: "1" }).toString();
+    return;
+  }
+  $("error").hidden = true;
+  setState("loading");
+  const started = performance.now();
+  let cache = null;
+  try {
+    let file, fromCache;
+    ({ file, cache, fromCache } = await download(url, $("use-cache").checked));
+    $("status").textContent = "Uploading the weights to the GPU and building the kernels…";
+    chat = await Chat.load(file, Number($("n-ctx").value), query.get("profile") ?? "");
+    const info = JSON.parse(chat.info());
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    const slow = info.fallback_adapter ? " (a software fallback adapter: expect it to be slow)" : "";
+    $("status").textContent =
+      `Loaded ${url.split("/").pop()}${fromCache ? " from the browser's cache" : ""} (${info.arch}, ${info.layers} layers, ${info.n_ctx} tokens of context) ` +
+      `in ${seconds} s on ${info.adapter || "the browser's WebGPU adapter"}${slow}, ${info.profile} profile ` +
+      `(${features(info)}), ` +
+      `${info.gpu_memory} on the GPU. ` +
+      (info.template ? `Chat template: ${info.template}.` : "The file has no chat template: the page continues text.");
+    $("use-template").checked = Boolean(info.template);
+    $("progress").value = 1;
+    $("chat").hidden = false;
+    setState("ready");
+    $("message").focus();
+  } catch (e) {
+    // A file that failed to load is not kept.
+    cache?.delete(url).catch(() => {});
+    showError(`Loading failed: ${e.message ?? e}`);
+    $("status").textContent = "No model loaded.";
+    $("progress").value = 0;
+    setState("error");
+  }
+}
+
+// The optional WebGPU features the kernels use, as the device has them.
+function features(info) {
+  const [min, max] = info.subgroup_sizes;
+  const subgroups = info.subgroups ? `subgroups of ${min === max ? min : `${min}-${max}`}` : "no subgroups";
+  return `${info.shader_f16 ? "shader-f16" : "no shader-f16"}, ${subgroups}`;
+}
+
+function addMessage(role, text) {
+  const el = document.createElement("div");
+  el.className = `message ${role}`;
+  el.textContent = text;
+  $("log").append(el);
+  return el;
+}
+
+async function send(event) {
+  event?.preventDefault();
+  const text = $("message").value;
+  if (!chat || !text.trim() || document.body.dataset.state !== "ready") return;
+  $("message").value = "";
+  $("error").hidden = true;
+  addMessage("user", text);
+  const answer = addMessage("assistant", "");
+  answer.classList.add("generating");
+  setState("generating");
+  const log = $("log");
+  try {
+    const reply = JSON.parse(
+      await chat.send(text, $("use-template").checked, Number($("max-tokens").value), Number($("temperature").value),
+        (piece) => {
+          answer.textContent += piece;
+          log.scrollTop = log.scrollHeight;
+        }),
+    );
+    answer.dataset.ids = reply.ids.join(",");
+    $("speed").textContent =
+      `Prompt: ${reply.prompt_tokens} tokens at ${reply.prompt_tps.toFixed(1)} tokens/s. ` +
+      `Answer: ${reply.generated_tokens} tokens at ${reply.decode_tps.toFixed(1)} tokens/s` +
+      `${reply.stop_reason ? ` (${reply.stop_reason})` : ""}. Context: ${reply.context_used} tokens.`;
+  } catch (e) {
+    showError(`Generation failed: ${e.message ?? e}`);
+  } finally {
+    answer.classList.remove("generating");
+    answer.dataset.done = "1";
+    setState("ready");
+  }
+}
+
+function reset() {
+  try {
+    chat?.reset();
+    $("log").replaceChildren();
+    addMessage("notice", "New conversation.");
+  } catch (e) {
+    showError(e.message ?? String(e));
+  }
+}
+
+async function main() {
+  setState("starting");
+  if (query.has("model")) $("model-url").value = query.get("model");
+  if (query.has("ctx")) $("n-ctx").value = query.get("ctx");
+  $("load-form").addEventListener("submit", load);
+  $("send-form").addEventListener("submit", send);
+  $("stop-button").addEventListener("click", () => chat?.stop());
+  $("reset-button").addEventListener("click", reset);
+  $("message").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) send(e);
+  });
+  if (!navigator.gpu) {
+    showError("This browser has no WebGPU (navigator.gpu is missing). Chrome, Edge and Safari 26 have it; " +
+      "Firefox has it from version 141 on Windows. Linux Chrome needs --enable-unsafe-webgpu or " +
+      "chrome://flags/#enable-unsafe-webgpu.");
+  }
+  await init();
+  setState("idle");
+  if (query.get("autoload") === "1") load();
+}
+
+main().catch((e) => {
+  showError(`The page could not start: ${e.message ?? e}`);
+  setState("error");
+});
