@@ -121,3 +121,45 @@ fn sampling_on_the_gpu_picks_what_sampling_every_logit_picks() {
     assert_eq!(on_gpu, by_hand);
     assert_eq!(on_gpu.len(), 24, "no end of text within 24 sampled tokens of a story");
 }
+
+/// The futures a web page awaits (`Context::request`, `Model::from_gguf` on a file held in
+/// memory, `generate_async`, `next_async`, `feed_async`) give what the blocking API gives; here
+/// they run on an executor, as wasm-bindgen-futures runs them in a page.
+#[test]
+fn the_async_api_a_browser_awaits_gives_the_blocking_apis_results() {
+    use std::sync::Arc;
+    use wgquant::gguf::GgufFile;
+    use wgquant::gpu::{Context, ContextOptions};
+
+    let model = load(64);
+    let bytes = std::fs::read(common::default_model_path()).unwrap();
+    let ctx = pollster::block_on(Context::request(ContextOptions::default())).unwrap();
+    let file = Arc::new(GgufFile::from_bytes(bytes).unwrap());
+    let options = ModelOptions { n_ctx: Some(64), batch: 16, ..Default::default() };
+    let in_memory = Model::from_gguf(Arc::new(ctx), file, options, |_, _| {}).unwrap();
+
+    let sampled = GenerateParams {
+        sampler: wgquant::SamplerParams { seed: 7, ..Default::default() },
+        ..GenerateParams::greedy(8)
+    };
+    for params in [GenerateParams::greedy(8), sampled] {
+        let (blocking, _, _) = generate(&model, "Once upon a time", &params);
+        let awaited = pollster::block_on(async {
+            let mut session = in_memory.session().unwrap();
+            let mut generation = session.generate_async("Once upon a time", &params).await.unwrap();
+            let mut text = String::new();
+            while let Some(piece) = generation.next_async().await {
+                text.push_str(&piece.unwrap().text);
+            }
+            text
+        });
+        assert_eq!(awaited, blocking, "{:?}", params.sampler);
+    }
+
+    let mut blocking = model.session().unwrap();
+    let mut awaited = in_memory.session().unwrap();
+    let ids = blocking.tokenize("Once upon a time", true).unwrap();
+    let want = blocking.feed(&ids).unwrap().to_vec();
+    let got = pollster::block_on(awaited.feed_async(&ids)).unwrap().to_vec();
+    assert_eq!(got, want);
+}
