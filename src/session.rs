@@ -26,6 +26,7 @@ use crate::gguf::GgufFile;
 use crate::gpu::{now, AdapterSelector, Context, ContextOptions};
 use crate::model::cpu::Logits;
 use crate::model::gpu::{Activations, GpuModel, GpuState, KvCaches, Offload};
+use crate::model::stream::TensorStream;
 use crate::model::{Config, KvType};
 use crate::plan::{self, Budget, Plan, PlanRequest};
 use crate::sampler::{Sampler, SamplerParams, TokenPenalty};
@@ -69,6 +70,43 @@ impl Default for ModelOptions {
     }
 }
 
+/// What a load decides from the file's metadata, before anything is uploaded.
+struct Planned {
+    tokenizer: Tokenizer,
+    plan: Plan,
+    budget: Budget,
+    offload: Offload,
+}
+
+impl Planned {
+    fn new(ctx: &Context, file: &GgufFile, options: &ModelOptions) -> Result<Planned> {
+        let config = Config::from_gguf(file)?;
+        let tokenizer = Tokenizer::from_gguf(file)?;
+        let n_ctx = options.n_ctx.unwrap_or(config.n_ctx_train.min(4096));
+        let device_memory = crate::gpu::vram::device_memory(&ctx.device).map(|m| m.usable());
+        let budget = Budget::resolve(options.vram_budget, device_memory);
+        let limits = ctx.limits();
+        let mut req = PlanRequest::new(n_ctx, budget.bytes);
+        req.kv_type = options.kv_type;
+        req.max_buffer_size = limits.max_buffer_size;
+        req.max_binding_size = ctx.max_binding_size();
+        req.weight_textures = ctx.weight_texture_geometry();
+        req.uniform_activations = ctx.profile().uniform_activations;
+        req.allow_smaller_kv = options.allow_smaller_kv;
+        req.allow_smaller_ctx = options.allow_smaller_ctx;
+        req.batch = options.batch;
+        req.set_sequences(options.sequences);
+        let plan = plan::plan(file, &req)?;
+        let offload =
+            options.offload.unwrap_or(Offload { gpu_layers: plan.gpu_layers(), head_on_gpu: plan.head_on_gpu() });
+        Ok(Planned { tokenizer, plan, budget, offload })
+    }
+
+    fn into_model(self, gpu: GpuModel, start: Instant) -> Model {
+        Model { gpu, tokenizer: self.tokenizer, plan: self.plan, budget: self.budget, load_time: start.elapsed() }
+    }
+}
+
 /// A loaded model: its weights on the GPU (and, per the plan, the CPU), tokenizer and config.
 pub struct Model {
     gpu: GpuModel,
@@ -105,7 +143,7 @@ impl Model {
         Self::from_gguf(ctx, Arc::new(GgufFile::open(path)?), options, progress)
     }
 
-    /// Load from a parsed file (one held in memory: what a web page downloaded) onto `ctx`.
+    /// Load from a parsed file (one held in memory, say) onto `ctx`.
     pub fn from_gguf(
         ctx: Arc<Context>,
         file: Arc<GgufFile>,
@@ -113,29 +151,40 @@ impl Model {
         progress: impl FnMut(u64, u64),
     ) -> Result<Model> {
         let start = Instant::now();
-        let config = Config::from_gguf(&file)?;
-        let tokenizer = Tokenizer::from_gguf(&file)?;
-        let n_ctx = options.n_ctx.unwrap_or(config.n_ctx_train.min(4096));
+        let planned = Planned::new(&ctx, &file, &options)?;
+        let gpu = GpuModel::load(ctx, file, planned.offload, progress)?;
+        Ok(planned.into_model(gpu, start))
+    }
 
-        // Plan from metadata before anything is uploaded.
-        let device_memory = crate::gpu::vram::device_memory(&ctx.device).map(|m| m.usable());
-        let budget = Budget::resolve(options.vram_budget, device_memory);
-        let limits = ctx.limits();
-        let mut req = PlanRequest::new(n_ctx, budget.bytes);
-        req.kv_type = options.kv_type;
-        req.max_buffer_size = limits.max_buffer_size;
-        req.max_binding_size = ctx.max_binding_size();
-        req.weight_textures = ctx.weight_texture_geometry();
-        req.uniform_activations = ctx.profile().uniform_activations;
-        req.allow_smaller_kv = options.allow_smaller_kv;
-        req.allow_smaller_ctx = options.allow_smaller_ctx;
-        req.batch = options.batch;
-        req.set_sequences(options.sequences);
-        let plan = plan::plan(&file, &req)?;
-        let offload =
-            options.offload.unwrap_or(Offload { gpu_layers: plan.gpu_layers(), head_on_gpu: plan.head_on_gpu() });
-        let gpu = GpuModel::load(ctx, file, offload, progress)?;
-        Ok(Model { gpu, tokenizer, plan, budget, load_time: start.elapsed() })
+    /// Load a file as it streams past (a download, see [`crate::model::stream`]): the plan is
+    /// made once the header has arrived, each layer is uploaded once it has, and the host never
+    /// holds the whole file. Every layer and the head must fit on the GPU.
+    pub async fn from_stream(
+        ctx: Arc<Context>,
+        stream: &TensorStream,
+        options: ModelOptions,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Model> {
+        let start = Instant::now();
+        let mut file = stream.header().await?;
+        let planned = Planned::new(&ctx, &file, &options)?;
+        let n_layer = planned.plan.layers.len();
+        if planned.offload.gpu_layers < n_layer || !planned.offload.head_on_gpu {
+            return Err(Error::DoesNotFit(format!(
+                "a streamed model must fit the GPU whole, and {} puts {} of its {n_layer} layers{} there",
+                planned.budget.describe(),
+                planned.offload.gpu_layers,
+                if planned.offload.head_on_gpu { "" } else { " but not its output head" },
+            )));
+        }
+        // The CPU looks tokens up in the embedding table when the head is another tensor.
+        if file.tensor("output.weight").is_some() {
+            let table = file.require_tensor("token_embd.weight")?.clone();
+            let bytes = stream.take(&[&table]).await?.into_bytes(&table)?;
+            file.hold(&table.name, bytes)?;
+        }
+        let gpu = GpuModel::load_streamed(ctx, Arc::new(file), stream, planned.offload, progress).await?;
+        Ok(planned.into_model(gpu, start))
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -169,6 +218,11 @@ impl Model {
     /// The underlying GPU model, for tools that drive the forward pass directly.
     pub fn gpu_model(&self) -> &GpuModel {
         &self.gpu
+    }
+
+    /// The model's chat template: its own (`tokenizer.chat_template`), or else its family's.
+    pub fn chat_template(&self) -> Result<crate::chat::ChatTemplate> {
+        crate::chat::ChatTemplate::for_model(&self.gpu.cpu.file, &self.tokenizer)
     }
 
     /// Activations shared by the plan's sequences and one KV cache for each

@@ -163,3 +163,69 @@ fn the_async_api_a_browser_awaits_gives_the_blocking_apis_results() {
     let got = pollster::block_on(awaited.feed_async(&ids)).unwrap().to_vec();
     assert_eq!(got, want);
 }
+
+/// Loads `bytes` through a stream fed in chunks of `chunk` bytes while the load runs, as a web
+/// page's download loop does: returns the load's result and the stream.
+fn load_streamed(bytes: &[u8], chunk: usize) -> (wgquant::Result<Model>, wgquant::model::stream::TensorStream) {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Poll, Waker};
+    use wgquant::model::stream::TensorStream;
+
+    let stream = TensorStream::new(bytes.len() as u64);
+    let ctx = Arc::new(wgquant::gpu::Context::new().unwrap());
+    let options = ModelOptions { n_ctx: Some(64), batch: 16, ..Default::default() };
+    let result = {
+        let mut loading = std::pin::pin!(Model::from_stream(ctx, &stream, options, |_, _| {}));
+        let mut chunks = bytes.chunks(chunk);
+        let mut finished = false;
+        loop {
+            match loading.as_mut().poll(&mut std::task::Context::from_waker(Waker::noop())) {
+                Poll::Ready(result) => break result,
+                Poll::Pending => match chunks.next() {
+                    // A refused chunk ends the stream: the load must then end too.
+                    Some(c) => drop(stream.push(c)),
+                    None if !finished => {
+                        finished = true;
+                        drop(stream.finish());
+                    }
+                    None => panic!("the load waits on a stream that has ended"),
+                },
+            }
+        }
+    };
+    (result, stream)
+}
+
+/// A file streamed in 1 MiB chunks (a download) loads as the same model as the file opened
+/// whole, and the stream never holds more than its largest tensor and a layer at once; a file
+/// that is not GGUF, or that ends early, ends the load with an error that says so.
+#[test]
+fn a_streamed_file_loads_the_same_model_holding_little_of_it() {
+    let path = common::default_model_path();
+    let bytes = std::fs::read(&path).unwrap();
+    let (streamed, stream) = load_streamed(&bytes, 1 << 20);
+    let streamed = streamed.unwrap();
+
+    let file = wgquant::gguf::GgufFile::open(&path).unwrap();
+    let largest = file.tensors().iter().map(|t| t.n_bytes).max().unwrap();
+    let layer = |il: usize| {
+        let prefix = format!("blk.{il}.");
+        file.tensors().iter().filter(|t| t.name.starts_with(&prefix)).map(|t| t.n_bytes).sum::<u64>()
+    };
+    let largest_layer = (0..streamed.config().n_layer).map(layer).max().unwrap();
+    let bound = largest + largest_layer + (1 << 20);
+    assert!(stream.peak_held() <= bound, "held {} bytes at once, more than {bound}", stream.peak_held());
+    assert!(stream.peak_held() < bytes.len() as u64 * 3 / 4);
+
+    let whole = load(64);
+    let params = GenerateParams::greedy(8);
+    assert_eq!(generate(&streamed, "Once upon a time", &params), generate(&whole, "Once upon a time", &params));
+
+    let (not_gguf, _) = load_streamed(b"<!doctype html><html>not a model</html>", 16);
+    let err = not_gguf.err().expect("an HTML page is not a model").to_string();
+    assert!(err.contains("not a GGUF file"), "{err}");
+    let (cut, _) = load_streamed(&bytes[..bytes.len() / 2], 1 << 20);
+    let err = cut.err().expect("half a file is not a model").to_string();
+    assert!(err.contains("extends past the end of the file") || err.contains("ended"), "{err}");
+}

@@ -1,7 +1,7 @@
-// The chat page: streams a GGUF file into the WebAssembly module, loads it onto the browser's
-// WebGPU device, and streams answers. The page's state is on <body data-state>, each answer's
+// The chat page: streams a GGUF file into the WebAssembly module, which uploads each layer to
+// the browser's WebGPU device as soon as it has arrived, and streams answers. The page's state is on <body data-state>, each answer's
 // token ids on its element (data-ids), for people and for the browser tests alike.
-import init, { Chat, Download } from "./pkg/wgquant_web.js";
+import init, { Chat, ModelStream } from "./pkg/wgquant_web.js";
 
 const $ = (id) => document.getElementById(id);
 const query = new URLSearchParams(location.search);
@@ -44,31 +44,54 @@ async function open(url, useCache) {
   return { response, fromCache: false, cache };
 }
 
-// Streams the file into the module's memory chunk by chunk (the page never holds it whole).
+// Loads the model at `url` as it downloads: each chunk goes to the module, which uploads every
+// layer once it has arrived (the page never holds the whole file). Resolves to the chat.
 async function download(url, useCache) {
   const { response, fromCache, cache } = await open(url, useCache);
   const total = Number(response.headers.get("Content-Length") ?? 0);
-  const file = new Download(total);
-  const reader = response.body.getReader();
-  const where = fromCache ? "from the browser's cache" : "";
+  if (!total || response.headers.get("Content-Encoding")) {
+    throw Object.assign(new Error(`${url}: the server did not say how long the file is (Content-Length)`), { cache });
+  }
+  const stream = new ModelStream(total);
+  let uploaded = 0;
   let received = 0;
-  for (;;) {
-    let chunk;
-    try {
-      chunk = await reader.read();
-    } catch (e) {
-      throw new Error(`the download failed after ${mib(received)}: ${e.message}`);
+  const show = () => {
+    $("progress").value = received / total;
+    $("status").textContent = `Reading ${url}${fromCache ? " from the browser's cache" : ""}: ` +
+      `${mib(received)} of ${mib(total)}, ${mib(uploaded)} uploaded to the GPU`;
+  };
+  const loading = Chat.load(stream, Number($("n-ctx").value), query.get("profile") ?? "", (done) => {
+    uploaded = done;
+    show();
+  });
+  loading.catch(() => {}); // awaited below; this only marks its failure as handled
+  try {
+    const reader = response.body.getReader();
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        throw new Error(`the download failed after ${mib(received)}: ${e.message}`);
+      }
+      if (chunk.done) break;
+      stream.push(chunk.value);
+      received += chunk.value.length;
+      show();
     }
-    if (chunk.done) break;
-    file.push(chunk.value);
-    received += chunk.value.length;
-    $("progress").value = total ? received / total : 0;
-    $("status").textContent = `Reading ${url} ${where}: ${mib(received)}${total ? ` of ${mib(total)}` : ""}`;
+    stream.finish();
+  } catch (e) {
+    // The load ends with the download; its own complaint is the same or a consequence.
+    stream.fail(e.message ?? String(e));
+    await loading.catch(() => {});
+    throw Object.assign(e, { cache });
   }
-  if (total && received < total) {
-    throw new Error(`the download ended early: ${mib(received)} of ${mib(total)}`);
+  $("status").textContent = "Building the kernels…";
+  try {
+    return { chat: await loading, fromCache, peakHeld: stream.peak_held() };
+  } catch (e) {
+    throw Object.assign(new Error(e.message ?? String(e)), { cache });
   }
-  return { file, cache, fromCache };
 }
 
 async function load(event) {
@@ -82,12 +105,9 @@ async function load(event) {
   $("error").hidden = true;
   setState("loading");
   const started = performance.now();
-  let cache = null;
   try {
-    let file, fromCache;
-    ({ file, cache, fromCache } = await download(url, $("use-cache").checked));
-    $("status").textContent = "Uploading the weights to the GPU and building the kernels…";
-    chat = await Chat.load(file, Number($("n-ctx").value), query.get("profile") ?? "");
+    let fromCache, peakHeld;
+    ({ chat, fromCache, peakHeld } = await download(url, $("use-cache").checked));
     const info = JSON.parse(chat.info());
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     const slow = info.fallback_adapter ? " (a software fallback adapter: expect it to be slow)" : "";
@@ -95,7 +115,7 @@ async function load(event) {
       `Loaded ${url.split("/").pop()}${fromCache ? " from the browser's cache" : ""} (${info.arch}, ${info.layers} layers, ${info.n_ctx} tokens of context) ` +
       `in ${seconds} s on ${info.adapter || "the browser's WebGPU adapter"}${slow}, ${info.profile} profile ` +
       `(${features(info)}), ` +
-      `${info.gpu_memory} on the GPU. ` +
+      `${info.gpu_memory} on the GPU (at most ${mib(peakHeld)} of the file held in the page at once). ` +
       (info.template ? `Chat template: ${info.template}.` : "The file has no chat template: the page continues text.");
     $("use-template").checked = Boolean(info.template);
     $("progress").value = 1;
@@ -104,7 +124,7 @@ async function load(event) {
     $("message").focus();
   } catch (e) {
     // A file that failed to load is not kept.
-    cache?.delete(url).catch(() => {});
+    e.cache?.delete(url).catch(() => {});
     showError(`Loading failed: ${e.message ?? e}`);
     $("status").textContent = "No model loaded.";
     $("progress").value = 0;

@@ -7,6 +7,7 @@ mod reader;
 mod value;
 mod writer;
 
+pub(crate) use reader::held_range;
 pub use reader::{GgufFile, TensorInfo, GGUF_MAGIC};
 pub use value::{Value, ValueType};
 pub use writer::{GgufWriter, TensorData};

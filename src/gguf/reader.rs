@@ -50,6 +50,12 @@ impl TensorInfo {
 enum Backing {
     Mmap(memmap2::Mmap),
     Owned(Vec<u8>),
+    /// The header alone, of a file of `file_len` bytes whose tensors stream past (see
+    /// [`GgufFile::parse_header`]).
+    Header {
+        header: Vec<u8>,
+        file_len: u64,
+    },
 }
 
 impl Deref for Backing {
@@ -58,6 +64,7 @@ impl Deref for Backing {
         match self {
             Backing::Mmap(m) => m,
             Backing::Owned(v) => v,
+            Backing::Header { header, .. } => header,
         }
     }
 }
@@ -66,6 +73,8 @@ impl Deref for Backing {
 pub struct GgufFile {
     bytes: Backing,
     path: Option<PathBuf>,
+    /// Of a bare header: tensors kept on the host, by their offset in the data section.
+    held: HashMap<u64, Vec<u8>>,
     pub version: u32,
     metadata: Vec<(String, Value)>,
     key_index: HashMap<String, usize>,
@@ -105,8 +114,57 @@ impl GgufFile {
         Self::parse(Backing::Owned(bytes))
     }
 
+    /// The header (metadata and tensor index) of a file of `file_len` bytes, from its first bytes
+    /// `prefix`, with every tensor checked to lie inside `file_len`; `Ok(None)` when the header
+    /// goes on past `prefix`. The file holds no tensor data: [`GgufFile::tensor_data`] is empty
+    /// for every tensor but those given to [`GgufFile::hold`]. For files that stream past, as a
+    /// download into GPU buffers (see [`crate::model::stream`]).
+    pub fn parse_header(prefix: &[u8], file_len: u64) -> Result<Option<GgufFile>> {
+        let (parsed, short) = Self::parse_prefix(Backing::Header { header: prefix.to_vec(), file_len }, file_len);
+        match parsed {
+            Ok(mut file) => {
+                if let Backing::Header { header, .. } = &mut file.bytes {
+                    header.truncate(file.data_offset.min(header.len() as u64) as usize);
+                }
+                Ok(Some(file))
+            }
+            Err(_) if short => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps `data` as the bytes of tensor `name` in a file parsed by
+    /// [`GgufFile::parse_header`] (a tensor the CPU reads after the stream has gone by).
+    pub fn hold(&mut self, name: &str, data: Vec<u8>) -> Result<()> {
+        let info = self.require_tensor(name)?;
+        if !matches!(self.bytes, Backing::Header { .. }) || data.len() as u64 != info.n_bytes {
+            return Err(Error::Invalid(format!(
+                "holding {} bytes as tensor `{name}` ({} bytes) of a file that is not a bare header",
+                data.len(),
+                info.n_bytes
+            )));
+        }
+        self.held.insert(info.offset, data);
+        Ok(())
+    }
+
     fn parse(bytes: Backing) -> Result<GgufFile> {
-        let mut cur = Cursor { buf: &bytes, pos: 0 };
+        let len = bytes.len() as u64;
+        Self::parse_prefix(bytes, len).0
+    }
+
+    /// Parses `bytes`, the first bytes of a file of `file_len`; also says whether a failure was
+    /// only for want of the bytes after them.
+    fn parse_prefix(bytes: Backing, file_len: u64) -> (Result<GgufFile>, bool) {
+        let mut cur = Cursor { buf: &bytes, pos: 0, file_len, short: false };
+        let parsed = Self::parse_index(&mut cur);
+        let short = cur.short;
+        let file = parsed.map(|index| GgufFile { bytes, path: None, held: HashMap::new(), ..index });
+        (file, short)
+    }
+
+    /// Everything but the bytes: `bytes` and `path` are left empty.
+    fn parse_index(cur: &mut Cursor<'_>) -> Result<GgufFile> {
         let magic = cur.take(4, "magic")?;
         if magic != GGUF_MAGIC {
             return Err(cur.err_at(0, format!("not a GGUF file (magic {magic:02x?}, expected \"GGUF\")")));
@@ -121,8 +179,8 @@ impl GgufFile {
         // least 8 + 4 + 8 + 4 + 8: counts that cannot fit are rejected before any allocation.
         cur.check_count(n_kv, 13, "metadata count")?;
 
-        let mut metadata = Vec::with_capacity(n_kv as usize);
-        let mut key_index = HashMap::with_capacity(n_kv as usize);
+        let mut metadata = Vec::with_capacity(cur.capacity(n_kv, 13));
+        let mut key_index = HashMap::with_capacity(cur.capacity(n_kv, 13));
         for _ in 0..n_kv {
             let key_pos = cur.pos;
             let key = cur.string("metadata key")?;
@@ -143,8 +201,8 @@ impl GgufFile {
         };
 
         cur.check_count(n_tensors, 32, "tensor count")?;
-        let mut tensors = Vec::with_capacity(n_tensors as usize);
-        let mut tensor_index = HashMap::with_capacity(n_tensors as usize);
+        let mut tensors = Vec::with_capacity(cur.capacity(n_tensors, 32));
+        let mut tensor_index = HashMap::with_capacity(cur.capacity(n_tensors, 32));
         for _ in 0..n_tensors {
             let info_pos = cur.pos;
             let info = cur.tensor_info(alignment)?;
@@ -155,7 +213,7 @@ impl GgufFile {
         }
 
         let data_offset = align_up(cur.pos as u64, alignment);
-        let file_len = bytes.len() as u64;
+        let file_len = cur.file_len;
         for t in &tensors {
             let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.n_bytes));
             match end {
@@ -172,7 +230,18 @@ impl GgufFile {
             }
         }
 
-        Ok(GgufFile { bytes, path: None, version, metadata, key_index, tensors, tensor_index, alignment, data_offset })
+        Ok(GgufFile {
+            bytes: Backing::Owned(Vec::new()),
+            path: None,
+            held: HashMap::new(),
+            version,
+            metadata,
+            key_index,
+            tensors,
+            tensor_index,
+            alignment,
+            data_offset,
+        })
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -181,7 +250,10 @@ impl GgufFile {
 
     /// Size of the whole file in bytes.
     pub fn file_size(&self) -> u64 {
-        self.bytes.len() as u64
+        match &self.bytes {
+            Backing::Header { file_len, .. } => *file_len,
+            bytes => bytes.len() as u64,
+        }
     }
 
     // ---- metadata ----
@@ -271,8 +343,12 @@ impl GgufFile {
         self.tensor(name).ok_or_else(|| Error::MissingTensor(name.to_string()))
     }
 
-    /// The raw blocks of a tensor, as stored (bounds were checked when the file was opened).
+    /// The raw blocks of a tensor, as stored (bounds were checked when the file was opened); of a
+    /// bare header ([`GgufFile::parse_header`]), those it holds, and nothing for the others.
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
+        if let Backing::Header { .. } = self.bytes {
+            return held_range(&self.held, info).unwrap_or(&[]);
+        }
         let start = (self.data_offset + info.offset) as usize;
         &self.bytes[start..start + info.n_bytes as usize]
     }
@@ -283,6 +359,16 @@ impl GgufFile {
     }
 }
 
+/// The bytes of `info` (a tensor, or a row range of one: a fused tensor's part) among tensors
+/// held by their offset in the data section.
+pub(crate) fn held_range<'h>(held: &'h HashMap<u64, Vec<u8>>, info: &TensorInfo) -> Option<&'h [u8]> {
+    // A part lies inside one tensor, which starts at or before it: the nearest such start wins
+    // (tensors do not overlap).
+    let (start, data) = held.iter().filter(|(&start, _)| start <= info.offset).max_by_key(|(&start, _)| start)?;
+    let from = (info.offset - start) as usize;
+    data.get(from..from.checked_add(info.n_bytes as usize)?)
+}
+
 pub(crate) fn align_up(x: u64, alignment: u64) -> u64 {
     x.div_ceil(alignment) * alignment
 }
@@ -291,6 +377,10 @@ pub(crate) fn align_up(x: u64, alignment: u64) -> u64 {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// The whole file's length: `buf` may be only its first bytes.
+    file_len: u64,
+    /// Set when a read went past `buf` but not past `file_len`.
+    short: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -308,6 +398,7 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
         if n > self.remaining() {
+            self.short = (self.pos as u64).saturating_add(n) <= self.file_len;
             return Err(
                 self.err(format!("{what}: needs {n} bytes but only {} remain (file truncated?)", self.remaining()))
             );
@@ -329,12 +420,18 @@ impl<'a> Cursor<'a> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
+    /// Room to reserve for `count` items of at least `min_item_bytes`: no more than the bytes
+    /// at hand could hold, so that a header read from a prefix (whose counts are checked only
+    /// against the announced length) cannot make a huge allocation.
+    fn capacity(&self, count: u64, min_item_bytes: u64) -> usize {
+        count.min(self.remaining() / min_item_bytes.max(1)) as usize
+    }
+
     /// Reject a count of items that could not possibly fit in the rest of the file.
     fn check_count(&self, count: u64, min_item_bytes: u64, what: &str) -> Result<()> {
-        if count.saturating_mul(min_item_bytes) > self.remaining() {
-            return Err(
-                self.err(format!("{what} {count} cannot fit in the {} bytes left in the file", self.remaining()))
-            );
+        let left = self.file_len - self.pos as u64;
+        if count.saturating_mul(min_item_bytes) > left {
+            return Err(self.err(format!("{what} {count} cannot fit in the {left} bytes left in the file")));
         }
         Ok(())
     }
@@ -380,7 +477,7 @@ impl<'a> Cursor<'a> {
                 let elem_ty = self.value_type(key)?;
                 let count = self.u64(key)?;
                 self.check_count(count, elem_ty.min_size(), &format!("key `{key}`: array length"))?;
-                let mut items = Vec::with_capacity(count as usize);
+                let mut items = Vec::with_capacity(self.capacity(count, elem_ty.min_size()));
                 for _ in 0..count {
                     items.push(self.value(elem_ty, key, depth + 1)?);
                 }

@@ -9,6 +9,7 @@ use web_time::Instant;
 
 use super::config::{Config, KvType};
 use super::cpu::{CpuKernels, CpuKvCache, CpuModel, Logits};
+use super::stream::{HeldTensors, TensorStream};
 use super::weights::{LayerWeights, RopeFactors};
 use crate::error::{Error, Result};
 use crate::format::{dequant, GgmlType};
@@ -33,15 +34,16 @@ pub enum GpuWeight {
 }
 
 impl GpuWeight {
-    fn upload(ctx: &Context, file: &GgufFile, info: &TensorInfo) -> Result<GpuWeight> {
+    /// Uploads `data`, the bytes of tensor `info`.
+    fn upload(ctx: &Context, info: &TensorInfo, data: &[u8]) -> Result<GpuWeight> {
         if info.dims.len() == 1 {
             let values = match info.ty {
-                GgmlType::F32 => bytemuck::pod_collect_to_vec(file.tensor_data(info)),
-                ty => dequant::dequantize_to_vec(ty, file.tensor_data(info))?,
+                GgmlType::F32 => bytemuck::pod_collect_to_vec(data),
+                ty => dequant::dequantize_to_vec(ty, data)?,
             };
             return Ok(GpuWeight::Vector(ctx.vec_from(&info.name, &values, MemTag::Weights)?));
         }
-        Ok(GpuWeight::Matrix(GpuTensor::from_gguf(ctx, file, info)?))
+        Ok(GpuWeight::Matrix(GpuTensor::upload(ctx, &info.name, info.ty, info.row_len(), info.n_rows(), data)?))
     }
 
     fn into_matrix(self) -> Result<GpuTensor> {
@@ -110,11 +112,74 @@ pub struct GpuModel {
     pub cpu: CpuModel,
 }
 
+/// Where the loader reads tensors: a whole file, or one streaming past ([`TensorStream`]).
+enum Source<'a> {
+    File(&'a GgufFile),
+    Stream(&'a TensorStream),
+}
+
+/// Tensors the loader may read now: the whole file, or those taken from the stream.
+enum Held<'a> {
+    File(&'a GgufFile),
+    Taken(HeldTensors),
+}
+
+impl Source<'_> {
+    /// The bytes of `infos`, once they are there.
+    async fn take(&self, infos: &[&TensorInfo]) -> Result<Held<'_>> {
+        match self {
+            Source::File(file) => Ok(Held::File(file)),
+            Source::Stream(stream) => Ok(Held::Taken(stream.take(infos).await?)),
+        }
+    }
+}
+
+impl Held<'_> {
+    fn bytes(&self, info: &TensorInfo) -> Result<&[u8]> {
+        match self {
+            Held::File(file) => Ok(file.tensor_data(info)),
+            Held::Taken(held) => held.bytes(info),
+        }
+    }
+}
+
+/// What the loader uploads at once: a layer, the final norm, the head, the rope factors.
+#[derive(Clone, Copy)]
+enum Group {
+    Layer(usize),
+    OutputNorm,
+    Head,
+    Rope,
+}
+
 impl GpuModel {
     /// Upload the weights the placement puts on the GPU; `progress(bytes_done, bytes_total)`.
     pub fn load(
         ctx: Arc<Context>,
         file: Arc<GgufFile>,
+        placement: Offload,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<GpuModel> {
+        let source = file.clone();
+        now(Self::load_from(ctx, file, &Source::File(&source), placement, progress))
+    }
+
+    /// [`GpuModel::load`] from a stream whose header is `file` (see [`crate::model::stream`]):
+    /// each group of tensors is uploaded once it has arrived, and forgotten.
+    pub async fn load_streamed(
+        ctx: Arc<Context>,
+        file: Arc<GgufFile>,
+        stream: &TensorStream,
+        placement: Offload,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<GpuModel> {
+        Self::load_from(ctx, file, &Source::Stream(stream), placement, progress).await
+    }
+
+    async fn load_from(
+        ctx: Arc<Context>,
+        file: Arc<GgufFile>,
+        source: &Source<'_>,
         placement: Offload,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<GpuModel> {
@@ -132,33 +197,52 @@ impl GpuModel {
         let total = upload_bytes(&cpu, placement, head_info);
         let mut done = 0u64;
         // `stacked`: the tensor's view in a stack already uploaded.
-        let mut up = |info: &TensorInfo, stacked: Option<GpuTensor>| {
+        let mut up = |held: &Held<'_>, info: &TensorInfo, stacked: Option<GpuTensor>| {
             let w = match stacked {
                 Some(view) => Ok(GpuWeight::Matrix(view)),
-                None => GpuWeight::upload(&ctx, &file, info),
+                None => GpuWeight::upload(&ctx, info, held.bytes(info)?),
             };
             done += info.n_bytes;
             progress(done, total);
             w
         };
-        let mut layers = Vec::new();
-        let mut stacks = Vec::new();
-        for il in 0..placement.gpu_layers {
-            // The stacks first; their parts then stand in for the separate uploads.
-            let (layer_stacks, mut parts) = LayerStacks::upload(&ctx, &file, il, &cpu.weights.layers[il])?;
-            let layer = LayerWeights::load(&file, &config, il, |info| {
-                let view = parts.iter().position(|(n, _)| *n == info.name).map(|i| parts.swap_remove(i).1);
-                up(info, view)
-            })?;
-            layers.push(layer);
-            stacks.push(layer_stacks);
-        }
-        let (output_norm, head) = if placement.head_on_gpu {
-            (Some(up(&global_infos.output_norm, None)?.into_vector()?), Some(up(head_info, None)?.into_matrix()?))
-        } else {
-            (None, None)
+        let infos = |group: Group| -> Vec<&TensorInfo> {
+            match group {
+                Group::Layer(il) => cpu.weights.layers[il].iter().collect(),
+                Group::OutputNorm => vec![&global_infos.output_norm],
+                Group::Head => vec![head_info],
+                Group::Rope => global_infos.rope.iter().collect(),
+            }
         };
-        let rope_factors = global_infos.rope.try_map(|info| up(info, None)?.into_vector())?;
+        // In the order the file holds them, so that a stream keeps few tensors waiting.
+        let mut groups: Vec<Group> = (0..placement.gpu_layers).map(Group::Layer).collect();
+        if placement.head_on_gpu {
+            groups.extend([Group::OutputNorm, Group::Head]);
+        }
+        groups.push(Group::Rope);
+        groups.sort_by_key(|&g| infos(g).iter().map(|i| i.offset).min().unwrap_or(u64::MAX));
+
+        let mut layers: Vec<Option<(LayerWeights<GpuWeight>, LayerStacks)>> =
+            (0..placement.gpu_layers).map(|_| None).collect();
+        let (mut output_norm, mut head, mut rope_factors) = (None, None, RopeFactors::default());
+        for group in groups {
+            let held = source.take(&infos(group)).await?;
+            match group {
+                Group::Layer(il) => {
+                    // The stacks first; their parts then stand in for the separate uploads.
+                    let (layer_stacks, mut parts) = LayerStacks::upload(&ctx, &held, il, &cpu.weights.layers[il])?;
+                    let layer = LayerWeights::load(&file, &config, il, |info| {
+                        let view = parts.iter().position(|(n, _)| *n == info.name).map(|i| parts.swap_remove(i).1);
+                        up(&held, info, view)
+                    })?;
+                    layers[il] = Some((layer, layer_stacks));
+                }
+                Group::OutputNorm => output_norm = Some(up(&held, &global_infos.output_norm, None)?.into_vector()?),
+                Group::Head => head = Some(up(&held, head_info, None)?.into_matrix()?),
+                Group::Rope => rope_factors = global_infos.rope.try_map(|info| up(&held, info, None)?.into_vector())?,
+            }
+        }
+        let (layers, stacks) = layers.into_iter().map(|l| l.expect("every layer is a group")).unzip();
         let placeholder = ctx.vec_zeroed("placeholder", 4, MemTag::Activations)?;
         Ok(GpuModel {
             head_is_embedding: global_infos.output.is_none(),
@@ -191,7 +275,7 @@ impl LayerStacks {
     /// by tensor name.
     fn upload(
         ctx: &Context,
-        file: &GgufFile,
+        held: &Held<'_>,
         il: usize,
         w: &LayerWeights<TensorInfo>,
     ) -> Result<(LayerStacks, Vec<(String, GpuTensor)>)> {
@@ -203,7 +287,7 @@ impl LayerStacks {
                 return Ok(None);
             }
             let datas: Vec<(&str, usize, &[u8])> =
-                infos.iter().map(|i| (i.name.as_str(), i.n_rows(), file.tensor_data(i))).collect();
+                infos.iter().map(|i| Ok((i.name.as_str(), i.n_rows(), held.bytes(i)?))).collect::<Result<_>>()?;
             let name = format!("blk.{il}.{what}");
             let Some((stack, views)) = GpuTensor::upload_stack(ctx, &name, first.ty, first.row_len(), &datas)? else {
                 return Ok(None);

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod cpu;
 pub mod gpu;
+pub mod stream;
 pub mod weights;
 pub mod zoo;
 

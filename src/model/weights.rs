@@ -51,6 +51,12 @@ pub struct RopeFactors<T> {
     pub short: Option<T>,
 }
 
+impl<T> Default for RopeFactors<T> {
+    fn default() -> Self {
+        RopeFactors { freqs: None, long: None, short: None }
+    }
+}
+
 impl<T> RopeFactors<T> {
     /// The divisors for a context of `n_ctx` tokens, as llama.cpp picks them: `rope_freqs`, else
     /// Phi-3's long factors past the original training context and its short ones within it.

@@ -1,8 +1,9 @@
 //! wgquant in a web page: the same runtime and kernels, compiled to WebAssembly, on the browser's
 //! WebGPU.
 //!
-//! The page (`web/app.js`) streams a GGUF file from a URL into a [`Download`], hands it to
-//! [`Chat::load`], and streams answers with [`Chat::send`]. Everything that reads the GPU back
+//! The page (`web/app.js`) pushes a GGUF file's bytes into a [`ModelStream`] as they download,
+//! while [`Chat::load`] uploads each layer once it has arrived; then it streams answers with
+//! [`Chat::send`]. Everything that reads the GPU back
 //! is awaited (see `wgquant::gpu::ready`): a browser maps buffers only between the tasks of its
 //! event loop, which is also what lets the page repaint between tokens.
 
@@ -17,14 +18,11 @@ use std::sync::Arc;
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
-use wgquant::chat::{ChatTemplate, Conversation};
-use wgquant::gguf::{GgufFile, GGUF_MAGIC};
+use wgquant::chat::Conversation;
 use wgquant::gpu::{Context, ContextOptions, DeviceProfile};
+use wgquant::model::stream::TensorStream;
 use wgquant::plan::fmt_bytes;
 use wgquant::{GenerateParams, Model, ModelOptions, SamplerParams, Session};
-
-/// The largest file a page takes: a wasm32 memory is at most 4 GiB, and the runtime needs some.
-const MAX_FILE_BYTES: u64 = 3 << 30;
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -35,51 +33,39 @@ fn js(e: wgquant::Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
-/// A GGUF file as it arrives, held once, in the module's memory.
+/// A GGUF file as it downloads: pushed chunk by chunk while [`Chat::load`] uploads each layer
+/// once it has arrived. The page never holds the whole file (see `wgquant::model::stream`).
 #[wasm_bindgen]
-pub struct Download {
-    bytes: Vec<u8>,
+pub struct ModelStream {
+    stream: Rc<TensorStream>,
 }
 
 #[wasm_bindgen]
-impl Download {
-    /// Room for `expected` bytes (the response's Content-Length; 0 when it is unknown).
+impl ModelStream {
+    /// A stream of a file of `file_len` bytes (the response's Content-Length).
     #[wasm_bindgen(constructor)]
-    pub fn new(expected: f64) -> Result<Download, JsError> {
-        let mut download = Download { bytes: Vec::new() };
-        download.reserve(expected as u64)?;
-        Ok(download)
+    pub fn new(file_len: f64) -> ModelStream {
+        ModelStream { stream: Rc::new(TensorStream::new(file_len as u64)) }
     }
 
-    fn reserve(&mut self, more: u64) -> Result<(), JsError> {
-        let total = self.bytes.len() as u64 + more;
-        if total > MAX_FILE_BYTES {
-            return Err(JsError::new(&format!(
-                "the file is larger than {}: more than a web page's WebAssembly memory can hold",
-                fmt_bytes(MAX_FILE_BYTES)
-            )));
-        }
-        self.bytes
-            .try_reserve_exact(more as usize)
-            .map_err(|_| JsError::new(&format!("the browser refused {} of memory for the file", fmt_bytes(total))))
+    /// The next bytes. An error (not a GGUF file, a bad header) also ends the load.
+    pub fn push(&self, chunk: &[u8]) -> Result<(), JsError> {
+        self.stream.push(chunk).map_err(js)
     }
 
-    /// Appends a chunk. The first four bytes must be GGUF's magic, so that a wrong URL (an HTML
-    /// page, say) fails at once rather than after the whole download.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsError> {
-        self.reserve(chunk.len() as u64)?;
-        let before = self.bytes.len();
-        self.bytes.extend_from_slice(chunk);
-        let magic = GGUF_MAGIC.len();
-        if before < magic && self.bytes.len() >= magic && &self.bytes[..magic] != GGUF_MAGIC {
-            return Err(JsError::new("this is not a GGUF file: it does not begin with \"GGUF\""));
-        }
-        Ok(())
+    /// The download has ended: an error when bytes are missing (which also ends the load).
+    pub fn finish(&self) -> Result<(), JsError> {
+        self.stream.finish().map_err(js)
     }
 
-    /// Bytes received so far.
-    pub fn received(&self) -> f64 {
-        self.bytes.len() as f64
+    /// The download failed because of `why`: the load ends with it.
+    pub fn fail(&self, why: &str) {
+        self.stream.fail(why);
+    }
+
+    /// The most bytes of tensors held at once, waiting for their upload.
+    pub fn peak_held(&self) -> f64 {
+        self.stream.peak_held() as f64
     }
 }
 
@@ -114,24 +100,40 @@ struct Reply {
 
 #[wasm_bindgen]
 impl Chat {
-    /// Parses the downloaded file, opens the browser's WebGPU device and uploads the weights.
-    /// `n_ctx` 0 takes the model's training context (at most 4096); `profile` forces a device
-    /// profile (`gpu` or `cpu`; empty: the adapter's, `cpu` for a fallback adapter such as
+    /// Opens the browser's WebGPU device and loads the model from `stream` as it arrives,
+    /// calling `on_upload(bytes_done, bytes_total)` as weights reach the GPU; resolves to the
+    /// chat. `n_ctx` 0 takes the model's training context (at most 4096); `profile` forces a
+    /// device profile (`gpu` or `cpu`; empty: the adapter's, `cpu` for a fallback adapter such as
     /// SwiftShader).
-    pub async fn load(download: Download, n_ctx: u32, profile: String) -> Result<Chat, JsError> {
-        let profile = match profile.as_str() {
+    pub fn load(stream: &ModelStream, n_ctx: u32, profile: String, on_upload: js_sys::Function) -> js_sys::Promise {
+        let stream = stream.stream.clone();
+        future_to_promise(async move {
+            let chat = Chat::load_from(&stream, n_ctx, &profile, on_upload).await?;
+            Ok(JsValue::from(chat))
+        })
+    }
+
+    async fn load_from(
+        stream: &TensorStream,
+        n_ctx: u32,
+        profile: &str,
+        on_upload: js_sys::Function,
+    ) -> Result<Chat, JsError> {
+        let profile = match profile {
             "" => None,
             "gpu" => Some(DeviceProfile::gpu()),
             "cpu" => Some(DeviceProfile::cpu()),
             other => return Err(JsError::new(&format!("unknown device profile `{other}` (gpu or cpu)"))),
         };
-        let file = Arc::new(GgufFile::from_bytes(download.bytes).map_err(js)?);
         let ctx = Context::request(ContextOptions { profile, ..Default::default() }).await.map_err(js)?;
         let options = ModelOptions { n_ctx: (n_ctx > 0).then_some(n_ctx as usize), ..Default::default() };
-        let model = Model::from_gguf(Arc::new(ctx), file.clone(), options, |_, _| {}).map_err(js)?;
+        let progress = |done: u64, total: u64| {
+            let _ = on_upload.call2(&JsValue::NULL, &JsValue::from(done as f64), &JsValue::from(total as f64));
+        };
+        let model = Model::from_stream(Arc::new(ctx), stream, options, progress).await.map_err(js)?;
         let model: &'static Model = Box::leak(Box::new(model));
-        let template = ChatTemplate::for_model(&file, model.tokenizer()).map_err(js)?;
-        let own_template = has_own_template(&file).then(|| template.describe());
+        let template = model.chat_template().map_err(js)?;
+        let own_template = template.is_jinja().then(|| template.describe());
         let conversing = Conversing {
             session: model.session().map_err(js)?,
             stop_tokens: template.stop_tokens(model.tokenizer()),
@@ -200,11 +202,6 @@ impl Chat {
         state.restart();
         Ok(())
     }
-}
-
-/// Whether the file carries its own chat template (otherwise the family's built-in one is used).
-fn has_own_template(file: &GgufFile) -> bool {
-    file.get("tokenizer.chat_template").and_then(|v| v.as_str()).is_some_and(|s| !s.trim().is_empty())
 }
 
 impl Conversing {

@@ -166,6 +166,11 @@ describe("the web page", () => {
     const loaded = await load(page);
     assert.equal(loaded.state, "ready", `${loaded.error}\n${page.log.join("\n")}`);
     assert.equal(await page.isChecked("#use-template"), true, "SmolLM2 carries its chat template");
+    // Layers are uploaded as they arrive: the page holds at most the largest tensor (the 30 MiB
+    // embedding table) and a layer, never the 94 MiB file.
+    const held = Number(loaded.status.match(/at most ([\d.]+) MiB of the file held/)[1]);
+    const file = statSync(join(ROOT, SMOLLM2)).size / (1 << 20);
+    assert.ok(held < file / 2, `held ${held} MiB of a ${file.toFixed(1)} MiB file`);
     const answer = await ask(page, message, maxTokens);
     assert.equal(answer.text.trim(), native);
     const speed = await page.textContent("#speed");
