@@ -25,32 +25,41 @@ function mib(bytes) {
 }
 
 // The model's response: from the browser's cache when it is there, else from the network (and
-// then copied into the cache as it streams).
+// then copied into the cache as it streams). For a file that failed to load, `stop()` ends the
+// download and `forget()` removes the file from the cache once its copy has ended.
 async function open(url, useCache) {
-  let cache = null;
-  if (useCache && "caches" in self) {
-    cache = await caches.open(CACHE).catch(() => null);
-    const cached = await cache?.match(url);
-    if (cached) return { response: cached, fromCache: true, cache };
-  }
+  const cache = useCache && "caches" in self ? await caches.open(CACHE).catch(() => null) : null;
+  const cached = await cache?.match(url);
+  const forget = async (stored) => {
+    await stored?.catch(() => {});
+    await cache?.delete(url).catch(() => {});
+  };
+  if (cached) return { response: cached, fromCache: true, forget: () => forget(null), stop: () => {} };
+  const controller = new AbortController();
   let response;
   try {
-    response = await fetch(url);
+    response = await fetch(url, { signal: controller.signal });
   } catch (e) {
     throw new Error(`could not fetch ${url}: ${e.message}`);
   }
   if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status} ${response.statusText}`);
-  cache?.put(url, response.clone()).catch(() => {});
-  return { response, fromCache: false, cache };
+  const stored = cache?.put(url, response.clone());
+  stored?.catch(() => {}); // an aborted download fails to store: that is the point
+  return { response, fromCache: false, forget: () => forget(stored), stop: () => controller.abort() };
 }
 
 // Loads the model at `url` as it downloads: each chunk goes to the module, which uploads every
 // layer once it has arrived (the page never holds the whole file). Resolves to the chat.
 async function download(url, useCache) {
-  const { response, fromCache, cache } = await open(url, useCache);
+  const { response, fromCache, forget, stop } = await open(url, useCache);
+  const fail = async (e) => {
+    stop();
+    await forget();
+    throw e;
+  };
   const total = Number(response.headers.get("Content-Length") ?? 0);
   if (!total || response.headers.get("Content-Encoding")) {
-    throw Object.assign(new Error(`${url}: the server did not say how long the file is (Content-Length)`), { cache });
+    return fail(new Error(`${url}: the server did not say how long the file is (Content-Length)`));
   }
   const stream = new ModelStream(total);
   let uploaded = 0;
@@ -60,13 +69,14 @@ async function download(url, useCache) {
     $("status").textContent = `Reading ${url}${fromCache ? " from the browser's cache" : ""}: ` +
       `${mib(received)} of ${mib(total)}, ${mib(uploaded)} uploaded to the GPU`;
   };
+  // The load runs beside the download loop below; a failed load also fails the next push.
   const loading = Chat.load(stream, Number($("n-ctx").value), query.get("profile") ?? "", (done) => {
     uploaded = done;
     show();
   });
   loading.catch(() => {}); // awaited below; this only marks its failure as handled
+  const reader = response.body.getReader();
   try {
-    const reader = response.body.getReader();
     for (;;) {
       let chunk;
       try {
@@ -83,14 +93,17 @@ async function download(url, useCache) {
   } catch (e) {
     // The load ends with the download; its own complaint is the same or a consequence.
     stream.fail(e.message ?? String(e));
+    reader.cancel().catch(() => {});
     await loading.catch(() => {});
-    throw Object.assign(e, { cache });
+    return fail(e);
   }
   $("status").textContent = "Building the kernels…";
   try {
     return { chat: await loading, fromCache, peakHeld: stream.peak_held() };
   } catch (e) {
-    throw Object.assign(new Error(e.message ?? String(e)), { cache });
+    return fail(new Error(e.message ?? String(e)));
+  } finally {
+    stream.free();
   }
 }
 
@@ -123,8 +136,6 @@ async function load(event) {
     setState("ready");
     $("message").focus();
   } catch (e) {
-    // A file that failed to load is not kept.
-    e.cache?.delete(url).catch(() => {});
     showError(`Loading failed: ${e.message ?? e}`);
     $("status").textContent = "No model loaded.";
     $("progress").value = 0;

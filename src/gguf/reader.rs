@@ -120,29 +120,34 @@ impl GgufFile {
     /// for every tensor but those given to [`GgufFile::hold`]. For files that stream past, as a
     /// download into GPU buffers (see [`crate::model::stream`]).
     pub fn parse_header(prefix: &[u8], file_len: u64) -> Result<Option<GgufFile>> {
-        let (parsed, short) = Self::parse_prefix(Backing::Header { header: prefix.to_vec(), file_len }, file_len);
+        if prefix.len() as u64 > file_len {
+            return Err(Error::Invalid(format!("{} bytes of a file of {file_len}", prefix.len())));
+        }
+        let (parsed, short) = Self::parse_prefix(prefix, file_len);
         match parsed {
-            Ok(mut file) => {
-                if let Backing::Header { header, .. } = &mut file.bytes {
-                    header.truncate(file.data_offset.min(header.len() as u64) as usize);
-                }
-                Ok(Some(file))
+            Ok(file) => {
+                let header = prefix[..file.data_offset.min(prefix.len() as u64) as usize].to_vec();
+                Ok(Some(GgufFile { bytes: Backing::Header { header, file_len }, ..file }))
             }
             Err(_) if short => Ok(None),
             Err(e) => Err(e),
         }
     }
 
+    /// Whether this is a bare header ([`GgufFile::parse_header`]), which holds no tensor data.
+    pub fn is_header_only(&self) -> bool {
+        matches!(self.bytes, Backing::Header { .. })
+    }
+
     /// Keeps `data` as the bytes of tensor `name` in a file parsed by
     /// [`GgufFile::parse_header`] (a tensor the CPU reads after the stream has gone by).
     pub fn hold(&mut self, name: &str, data: Vec<u8>) -> Result<()> {
         let info = self.require_tensor(name)?;
-        if !matches!(self.bytes, Backing::Header { .. }) || data.len() as u64 != info.n_bytes {
-            return Err(Error::Invalid(format!(
-                "holding {} bytes as tensor `{name}` ({} bytes) of a file that is not a bare header",
-                data.len(),
-                info.n_bytes
-            )));
+        if !self.is_header_only() {
+            return Err(Error::Invalid(format!("holding tensor `{name}` in a file that has its data")));
+        }
+        if data.len() as u64 != info.n_bytes {
+            return Err(Error::Invalid(format!("{} bytes for tensor `{name}` of {}", data.len(), info.n_bytes)));
         }
         self.held.insert(info.offset, data);
         Ok(())
@@ -150,17 +155,16 @@ impl GgufFile {
 
     fn parse(bytes: Backing) -> Result<GgufFile> {
         let len = bytes.len() as u64;
-        Self::parse_prefix(bytes, len).0
+        let parsed = Self::parse_prefix(&bytes, len).0?;
+        Ok(GgufFile { bytes, ..parsed })
     }
 
-    /// Parses `bytes`, the first bytes of a file of `file_len`; also says whether a failure was
-    /// only for want of the bytes after them.
-    fn parse_prefix(bytes: Backing, file_len: u64) -> (Result<GgufFile>, bool) {
-        let mut cur = Cursor { buf: &bytes, pos: 0, file_len, short: false };
+    /// Parses `bytes`, the first bytes of a file of `file_len`, into a file without its bytes;
+    /// also says whether a failure was only for want of the bytes after them.
+    fn parse_prefix(bytes: &[u8], file_len: u64) -> (Result<GgufFile>, bool) {
+        let mut cur = Cursor { buf: bytes, pos: 0, file_len, short: false };
         let parsed = Self::parse_index(&mut cur);
-        let short = cur.short;
-        let file = parsed.map(|index| GgufFile { bytes, path: None, held: HashMap::new(), ..index });
-        (file, short)
+        (parsed, cur.short)
     }
 
     /// Everything but the bytes: `bytes` and `path` are left empty.
@@ -429,7 +433,7 @@ impl<'a> Cursor<'a> {
 
     /// Reject a count of items that could not possibly fit in the rest of the file.
     fn check_count(&self, count: u64, min_item_bytes: u64, what: &str) -> Result<()> {
-        let left = self.file_len - self.pos as u64;
+        let left = self.file_len.saturating_sub(self.pos as u64);
         if count.saturating_mul(min_item_bytes) > left {
             return Err(self.err(format!("{what} {count} cannot fit in the {left} bytes left in the file")));
         }

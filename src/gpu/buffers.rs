@@ -207,8 +207,8 @@ impl Context {
 
     /// Streams `datas`, back to back and zero-padded to `total` bytes, through one staging buffer
     /// of `batch` bytes: each batch is written into the mapped staging buffer and `copy` records
-    /// its copy onward (staging buffer, the batch's start in the stream, its length). Waits for
-    /// the copies to finish.
+    /// its copy onward (staging buffer, the batch's start in the stream, its length). Natively
+    /// waits for the copies to finish; a browser runs them in order with later work.
     fn staged_upload(
         &self,
         datas: &[&[u8]],
@@ -255,6 +255,10 @@ impl Context {
             let mut enc = self.encoder("upload");
             copy(&mut enc, staging, at, n);
             self.queue.submit([enc.finish()]);
+            // A browser frees a dropped buffer only when its garbage collector gets to it; the
+            // copy already submitted keeps what it needs.
+            #[cfg(target_arch = "wasm32")]
+            staging.destroy();
         }
         self.wait(None)
     }

@@ -292,8 +292,8 @@ impl Context {
     }
 
     /// A context on the adapter wgpu offers for high performance, made without blocking: the
-    /// form a web page needs (there the adapter is the browser's WebGPU one, and
-    /// [`ADAPTER_ENV`] does not exist).
+    /// form a web page needs, where the adapter is the browser's WebGPU one. `opts.adapter` and
+    /// [`ADAPTER_ENV`] are not consulted: the browser has one adapter to give.
     pub async fn request(opts: ContextOptions) -> Result<Context> {
         let backends = match cfg!(target_arch = "wasm32") {
             true => wgpu::Backends::BROWSER_WEBGPU,
@@ -305,7 +305,9 @@ impl Context {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::Gpu(format!("no WebGPU adapter ({e}): does this browser have WebGPU enabled?")))?;
+            .map_err(|e| {
+                Error::Gpu(format!("no adapter ({e}): is WebGPU enabled (in a browser), or a Vulkan driver installed?"))
+            })?;
         Context::from_adapter_async(&adapter, &opts).await
     }
 

@@ -4,7 +4,7 @@
 //! every path that reads the device back is `async`. Natively the waits inside those paths poll
 //! the device until the work is done, so their futures are complete the first time they are
 //! polled: the blocking API ([`crate::Session::feed`] and the like) runs them with [`now`], which
-//! needs no executor and allocates nothing.
+//! needs no executor: one poll with a no-op waker.
 
 use std::future::Future;
 use std::task::{Poll, Waker};

@@ -160,6 +160,9 @@ impl GpuModel {
         placement: Offload,
         progress: impl FnMut(u64, u64),
     ) -> Result<GpuModel> {
+        if file.is_header_only() {
+            return Err(Error::Invalid("a bare header has no weights to load: load it from its stream".into()));
+        }
         let source = file.clone();
         now(Self::load_from(ctx, file, &Source::File(&source), placement, progress))
     }
@@ -214,13 +217,17 @@ impl GpuModel {
                 Group::Rope => global_infos.rope.iter().collect(),
             }
         };
-        // In the order the file holds them, so that a stream keeps few tensors waiting.
+        // In the order in which they are complete in the file, so that a stream keeps few tensors
+        // waiting; a stream drops the bytes of every other tensor.
         let mut groups: Vec<Group> = (0..placement.gpu_layers).map(Group::Layer).collect();
         if placement.head_on_gpu {
             groups.extend([Group::OutputNorm, Group::Head]);
         }
         groups.push(Group::Rope);
-        groups.sort_by_key(|&g| infos(g).iter().map(|i| i.offset).min().unwrap_or(u64::MAX));
+        groups.sort_by_cached_key(|&g| infos(g).iter().map(|i| i.offset + i.n_bytes).max().unwrap_or(0));
+        if let Source::Stream(stream) = source {
+            stream.retain(&groups.iter().flat_map(|&g| infos(g)).collect::<Vec<_>>())?;
+        }
 
         let mut layers: Vec<Option<(LayerWeights<GpuWeight>, LayerStacks)>> =
             (0..placement.gpu_layers).map(|_| None).collect();

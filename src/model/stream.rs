@@ -19,9 +19,10 @@ const FIRST_HEADER_TRY: u64 = 64 << 10;
 
 /// The largest header a stream waits for. Real ones are a few MiB (the vocabulary is most of
 /// them); a header announcing more is refused rather than buffered.
-const MAX_HEADER_BYTES: u64 = 512 << 20;
+const MAX_HEADER_BYTES: u64 = 64 << 20;
 
-/// A GGUF file arriving chunk by chunk; see the module's documentation.
+/// A GGUF file arriving chunk by chunk; see the module's documentation. One caller waits on it
+/// at a time (the loader, which awaits one group after another): it keeps one waker.
 pub struct TensorStream {
     state: Mutex<State>,
 }
@@ -39,8 +40,11 @@ struct State {
     data_offset: u64,
     /// Every tensor not yet taken, by start in the data section: its bytes so far.
     tensors: Vec<Arriving>,
-    /// Why the stream failed (a bad header, a download cut short); every wait ends with it.
+    /// Why the stream failed (a bad header, a download cut short, a load that gave up); every
+    /// wait ends with it.
     failed: Option<String>,
+    /// Every byte has arrived: a wait that is not met by now never will be.
+    ended: bool,
     waker: Option<Waker>,
     /// Tensor bytes held now, and the most held at once (for tests and reports).
     held: u64,
@@ -92,6 +96,7 @@ impl TensorStream {
             data_offset: 0,
             tensors: Vec::new(),
             failed: None,
+            ended: false,
             waker: None,
             held: 0,
             peak_held: 0,
@@ -126,11 +131,13 @@ impl TensorStream {
         if let Err(e) = &ended {
             s.failed.get_or_insert_with(|| e.to_string());
         }
+        s.ended = true;
         s.wake();
         ended
     }
 
-    /// Ends the stream with `why` (a download that failed): the loader's waits end with it.
+    /// Ends the stream with `why` (a download that failed, or a load that did): waits end with
+    /// it, and so does every later push, so that a download stops there.
     pub fn fail(&self, why: &str) {
         let mut s = self.state();
         s.failed.get_or_insert_with(|| why.to_string());
@@ -160,6 +167,9 @@ impl TensorStream {
             if s.header_parsed {
                 return Poll::Ready(Err(Error::Invalid("the header was already taken".into())));
             }
+            if s.ended {
+                return Poll::Ready(Err(Error::Invalid("the file ended before its header did".into())));
+            }
             s.waker = Some(cx.waker().clone());
             Poll::Pending
         })
@@ -181,10 +191,34 @@ impl TensorStream {
             if let Some(why) = &s.failed {
                 return Poll::Ready(Err(Error::Invalid(why.clone())));
             }
+            if s.ended {
+                return Poll::Ready(Err(Error::Invalid("the file ended before its tensors did".into())));
+            }
             s.waker = Some(cx.waker().clone());
             Poll::Pending
         })
         .await
+    }
+
+    /// Forgets every tensor but those holding `infos` (tensors, or parts of them): what the
+    /// loader will take. The others' bytes are then dropped as they arrive.
+    pub fn retain(&self, infos: &[&TensorInfo]) -> Result<()> {
+        let mut s = self.state();
+        let mut keep = vec![false; s.tensors.len()];
+        for info in infos {
+            keep[s.index_of(info)?] = true;
+        }
+        let mut keep = keep.into_iter();
+        let mut dropped = 0;
+        s.tensors.retain(|t| {
+            let kept = keep.next().unwrap_or(true);
+            if !kept {
+                dropped += t.bytes.len() as u64;
+            }
+            kept
+        });
+        s.held -= dropped;
+        Ok(())
     }
 }
 
@@ -226,6 +260,13 @@ impl State {
         self.tensors =
             header.tensors().iter().map(|t| Arriving { start: t.offset, len: t.n_bytes, bytes: Vec::new() }).collect();
         self.tensors.sort_by_key(|t| t.start);
+        // The bookkeeping below needs disjoint tensors; a file whose tensors overlap is refused.
+        if let Some(w) = self.tensors.windows(2).find(|w| w[0].start + w[0].len > w[1].start) {
+            return Err(Error::Gguf {
+                offset: self.data_offset + w[1].start,
+                msg: format!("tensors overlap at data offset {}", w[1].start),
+            });
+        }
         self.header = Some(header);
         self.header_parsed = true;
         // The prefix's bytes past the header are the first tensors'.
@@ -286,6 +327,15 @@ mod tests {
 
     const TINY: &[u8] = include_bytes!("../../tests/data/tiny/phi3.gguf");
 
+    /// The future's output if it is ready at its first poll.
+    fn ready<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
+        let mut fut = std::pin::pin!(fut);
+        match fut.as_mut().poll(&mut std::task::Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => Some(out),
+            Poll::Pending => None,
+        }
+    }
+
     /// Every chunking gives the header and every tensor's bytes as the whole file has them, and a
     /// tensor is not handed out before its last byte has arrived.
     #[test]
@@ -301,7 +351,7 @@ mod tests {
             assert_eq!(header.tensors(), whole.tensors());
             assert_eq!(header.file_size(), TINY.len() as u64);
             let last = whole.tensors().iter().max_by_key(|t| t.offset).unwrap();
-            assert!(now(stream.take(&[last])).is_err(), "chunk {chunk}: handed out before it arrived");
+            assert!(ready(stream.take(&[last])).is_none(), "chunk {chunk}: handed out before it arrived");
             for c in rest.chunks(chunk) {
                 stream.push(c).unwrap();
             }
@@ -312,6 +362,25 @@ mod tests {
             }
             assert!(stream.peak_held() <= TINY.len() as u64);
         }
+    }
+
+    /// Tensors the loader will not take are dropped as they arrive.
+    #[test]
+    fn only_retained_tensors_are_kept() {
+        let whole = GgufFile::from_bytes(TINY.to_vec()).unwrap();
+        let stream = TensorStream::new(TINY.len() as u64);
+        let (first, rest) = TINY.split_at(whole.data_offset as usize + 1);
+        stream.push(first).unwrap();
+        let kept = whole.tensors().iter().max_by_key(|t| t.n_bytes).unwrap();
+        stream.retain(&[kept]).unwrap();
+        for c in rest.chunks(4096) {
+            stream.push(c).unwrap();
+        }
+        stream.finish().unwrap();
+        assert!(stream.peak_held() <= kept.n_bytes + 4096, "held {}", stream.peak_held());
+        assert_eq!(now(stream.take(&[kept])).unwrap().bytes(kept).unwrap(), whole.tensor_data(kept));
+        let other = whole.tensors().iter().find(|t| t.name != kept.name).unwrap();
+        assert!(now(stream.take(&[other])).unwrap_err().to_string().contains("not in the stream"));
     }
 
     /// A header parses from a prefix once the prefix holds all of it, and never before; mangled
@@ -373,6 +442,17 @@ mod tests {
 
         let stream = TensorStream::new(10);
         assert!(stream.push(&TINY[..11]).unwrap_err().to_string().contains("longer than the 10 bytes"));
+
+        // A stream that ends before a wait can be met ends the wait.
+        let stream = TensorStream::new(0);
+        stream.finish().unwrap();
+        assert!(now(stream.header()).unwrap_err().to_string().contains("ended before its header"));
+
+        // A load that gives up fails the stream: the download's next push says why.
+        let stream = TensorStream::new(TINY.len() as u64);
+        stream.push(&TINY[..100]).unwrap();
+        stream.fail("the model does not fit");
+        assert!(stream.push(&TINY[100..200]).unwrap_err().to_string().contains("does not fit"));
 
         let stream = TensorStream::new(TINY.len() as u64);
         stream.push(&TINY[..TINY.len() - 1]).unwrap();

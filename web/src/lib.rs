@@ -108,8 +108,16 @@ impl Chat {
     pub fn load(stream: &ModelStream, n_ctx: u32, profile: String, on_upload: js_sys::Function) -> js_sys::Promise {
         let stream = stream.stream.clone();
         future_to_promise(async move {
-            let chat = Chat::load_from(&stream, n_ctx, &profile, on_upload).await?;
-            Ok(JsValue::from(chat))
+            match Chat::load_from(&stream, n_ctx, &profile, on_upload).await {
+                Ok(chat) => Ok(JsValue::from(chat)),
+                Err(e) => {
+                    // The download stops at its next chunk instead of filling memory for nothing.
+                    let e = JsValue::from(e);
+                    let why = e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message()));
+                    stream.fail(why.as_deref().unwrap_or("the load failed"));
+                    Err(e)
+                }
+            }
         })
     }
 
