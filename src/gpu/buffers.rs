@@ -233,7 +233,7 @@ impl Context {
             };
             #[cfg(target_arch = "wasm32")]
             let staging =
-                &self.create_buffer_mapped("upload staging", n.next_multiple_of(4), usage, MemTag::Staging)?;
+                &self.create_buffer_mapped_if("upload staging", n.next_multiple_of(4), usage, MemTag::Staging, true)?;
             let slice = staging.slice(..n);
             {
                 let mut view = slice.get_mapped_range_mut().map_err(|e| Error::Gpu(e.to_string()))?;

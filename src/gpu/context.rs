@@ -473,23 +473,12 @@ impl Context {
         usage: wgpu::BufferUsages,
         tag: MemTag,
     ) -> Result<TrackedBuffer> {
-        self.new_buffer(label, size, usage, tag, false)
+        self.create_buffer_mapped_if(label, size, usage, tag, false)
     }
 
-    /// [`Context::create_buffer`] mapped for writing from the start, as a browser's uploads need
-    /// (it cannot wait for a map); `size` a multiple of 4.
-    #[cfg(target_arch = "wasm32")]
-    pub(crate) fn create_buffer_mapped(
-        &self,
-        label: &str,
-        size: u64,
-        usage: wgpu::BufferUsages,
-        tag: MemTag,
-    ) -> Result<TrackedBuffer> {
-        self.new_buffer(label, size, usage, tag, true)
-    }
-
-    fn new_buffer(
+    /// [`Context::create_buffer`], mapped for writing from the start when `mapped_at_creation`
+    /// (as a browser's uploads need: it cannot wait for a map; `size` then a multiple of 4).
+    pub(crate) fn create_buffer_mapped_if(
         &self,
         label: &str,
         size: u64,

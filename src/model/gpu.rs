@@ -163,8 +163,7 @@ impl GpuModel {
         if file.is_header_only() {
             return Err(Error::Invalid("a bare header has no weights to load: load it from its stream".into()));
         }
-        let source = file.clone();
-        now(Self::load_from(ctx, file, &Source::File(&source), placement, progress))
+        now(Self::load_from(ctx, file.clone(), &Source::File(&file), placement, progress))
     }
 
     /// [`GpuModel::load`] from a stream whose header is `file` (see [`crate::model::stream`]):
