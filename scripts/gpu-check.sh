@@ -21,7 +21,7 @@ started=$(date +%s)
 
 # The Vulkan loader and the GL dispatch libraries NVIDIA's Vulkan driver needs, where the machine
 # lacks them (the driver itself is the machine's own). Not on a dry run: that machine has its own.
-if [ "$dry" = 0 ] && ! ldconfig -p | grep -q 'libGLdispatch.so.0'; then
+if [ "$dry" = 0 ] && ! grep -q 'libGLdispatch.so.0' < <(ldconfig -p); then
     for deb in debs/*.deb; do dpkg -x "$deb" /; done
     ldconfig
 fi
@@ -121,10 +121,11 @@ WGQUANT_INT_MATVEC=1 WGQUANT_PROFILE=1 step "$(printf %02d $i)-int8-profile-${pr
 #    bound; the side-by-side comparison runs where llama.cpp is built (scripts/compare-llamacpp.sh).
 
 # Every step must have left its log with the figures it exists for.
+# (grep reads the files itself: under pipefail, `cat | grep -q` fails when grep stops reading early.)
 for want in '01-info.log:profile: ' '02-test-kernels.log:test result: ok' '03-test-small-models.log:test result: ok' \
     '04-bench-kernels.log:streaming read' '04-bench-kernels.log:Q4_K ' "-speed-:| tg"; do
     file="${want%%:*}" text="${want#*:}"
-    if ! cat "$out"/*"$file"* 2>/dev/null | grep -q -- "$text"; then
+    if ! grep -qs -- "$text" "$out"/*"$file"*; then
         echo "missing output: no '$text' in $file" | tee -a "$out/summary"
         failed=1
     fi

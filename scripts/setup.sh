@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # wgpu needs the Vulkan loader and at least one ICD. lavapipe is a conformant Vulkan device on the
 # CPU; a real GPU's driver, when present, is preferred by wgquant's adapter choice.
-if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 || ! ldconfig -p | grep -q libvulkan.so.1; then
+if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 || ! grep -q libvulkan.so.1 < <(ldconfig -p); then
     echo "installing the Vulkan loader and Mesa's drivers (lavapipe) ..."
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
@@ -17,7 +17,7 @@ fi
 
 # The benchmark's plots render text with fontconfig (plotters' ttf backend): its headers to build,
 # and a font to draw with.
-if ! pkg-config --exists fontconfig 2>/dev/null || ! fc-list 2>/dev/null | grep -q .; then
+if ! pkg-config --exists fontconfig 2>/dev/null || ! grep -q . < <(fc-list 2>/dev/null); then
     echo "installing fontconfig and a font for the benchmark plots ..."
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq pkg-config libfontconfig1-dev fonts-dejavu-core >/dev/null
