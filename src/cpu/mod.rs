@@ -25,6 +25,9 @@ use crate::format::GgmlType;
 use simd::{Isa, Level, Portable};
 use unpack::{Int8Unit, Unpack8, GROUPS, UNIT};
 
+/// How far ahead of the unit being decoded its weights are prefetched, in bytes.
+const PREFETCH_AHEAD: usize = 3072;
+
 /// Activations per quantization block.
 pub const Q8_BLOCK: usize = 32;
 
@@ -61,30 +64,41 @@ impl Q8Activations {
                 x.len()
             )));
         }
-        let groups = x.len() / 16;
+        let groups_per_col = row_len / 16;
         let mut a = Q8Activations {
             row_len,
             n_cols: x.len() / row_len,
             q: vec![0; x.len()],
-            d: Vec::with_capacity(groups),
-            dsum: Vec::with_capacity(groups),
+            d: vec![0.0; x.len() / 16],
+            dsum: vec![0.0; x.len() / 16],
         };
-        for (xs, qs) in x.chunks_exact(Q8_BLOCK).zip(a.q.chunks_exact_mut(Q8_BLOCK)) {
-            let d = xs.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
-            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-            for (q, &v) in qs.iter_mut().zip(xs) {
-                *q = round_ties_even(v * id) as i8;
-            }
-            for half in qs.chunks_exact(16) {
-                a.d.push(d);
-                a.dsum.push(d * half.iter().map(|&q| q as i32).sum::<i32>() as f32);
-            }
-        }
+        // A column per task: a prompt's columns are many, and rounding them cost 3 % of it.
+        let columns = a.q.par_chunks_mut(row_len).zip(x.par_chunks(row_len));
+        let scales = a.d.par_chunks_mut(groups_per_col).zip(a.dsum.par_chunks_mut(groups_per_col));
+        columns.zip(scales).for_each(|((q, x), (d, dsum))| quantize_column(x, q, d, dsum));
         Ok(a)
     }
 
     pub fn n_cols(&self) -> usize {
         self.n_cols
+    }
+}
+
+/// One column of [`Q8Activations::quantize`]: its 8-bit values, and per group of 16 the block's
+/// `d` and `d · Σq`.
+fn quantize_column(x: &[f32], q: &mut [i8], d: &mut [f32], dsum: &mut [f32]) {
+    let blocks = x.chunks_exact(Q8_BLOCK).zip(q.chunks_exact_mut(Q8_BLOCK));
+    let scales = d.chunks_exact_mut(2).zip(dsum.chunks_exact_mut(2));
+    for ((xs, qs), (d, dsum)) in blocks.zip(scales) {
+        let scale = xs.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
+        let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        for (q, &v) in qs.iter_mut().zip(xs) {
+            *q = round_ties_even(v * inverse) as i8;
+        }
+        for ((half, d), dsum) in qs.chunks_exact(16).zip(d).zip(dsum) {
+            *d = scale;
+            *dsum = scale * half.iter().map(|&q| q as i32).sum::<i32>() as f32;
+        }
     }
 }
 
@@ -120,8 +134,20 @@ fn round_ties_even(v: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn rows_dot<B: Unpack8, I: Isa>(rows: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
     let row_bytes = rows.len() / (out.len() / x.n_cols).max(1);
-    for (row, out) in rows.chunks_exact(row_bytes).zip(out.chunks_exact_mut(x.n_cols)) {
-        row_dot::<B, I>(row, x, out, scratch);
+    let rows = rows.chunks_exact(row_bytes).zip(out.chunks_exact_mut(x.n_cols));
+    let Scratch { unit, lanes } = scratch;
+    if x.n_cols == 1 {
+        // A decode step: the one column's lanes on the stack, a slice of known length once
+        // inlined, so they stay in registers across the row instead of in memory.
+        // (Loops, not closures: a closure would not inherit the AVX2 caller's features.)
+        let mut lanes = [[0.0; GROUPS]; 1];
+        for (row, out) in rows {
+            row_dot::<B, I>(row, x, out, unit, &mut lanes);
+        }
+    } else {
+        for (row, out) in rows {
+            row_dot::<B, I>(row, x, out, unit, &mut lanes[..x.n_cols]);
+        }
     }
 }
 
@@ -130,13 +156,18 @@ pub(crate) fn rows_dot<B: Unpack8, I: Isa>(rows: &[u8], x: &Q8Activations, out: 
 /// shorter) and each unit is dotted with all the columns; each column's sums gather in 16 lanes,
 /// added up once at the end of the row.
 #[inline(always)]
-fn row_dot<B: Unpack8, I: Isa>(row: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
-    let Scratch { unit, lanes } = scratch;
+fn row_dot<B: Unpack8, I: Isa>(
+    row: &[u8],
+    x: &Q8Activations,
+    out: &mut [f32],
+    unit: &mut Int8Unit,
+    lanes: &mut [Lanes],
+) {
     let mut isum = [0i32; GROUPS];
-    let lanes = &mut lanes[..out.len()];
     lanes.fill([0.0; GROUPS]);
     let unit_bytes = (UNIT / B::ELEMS) * size_of::<B>();
     for (u, unit_row) in row.chunks(unit_bytes).enumerate() {
+        simd::prefetch(unit_row.as_ptr().wrapping_add(PREFETCH_AHEAD), unit_row.len());
         let mut len = 0;
         for bytes in unit_row.chunks_exact(size_of::<B>()) {
             read_block::<B>(bytes).unpack8::<I>(unit, len);
@@ -209,6 +240,23 @@ pub fn has_kernel(ty: GgmlType) -> bool {
     row_kernel(ty, Level::Portable).is_some()
 }
 
+/// Runs `work` on one of rayon's threads, so that the products inside it split their rows from
+/// there. Called from any other thread, every product would wake the pool and put its caller to
+/// sleep until the product ended: a futex round trip per product, 10 % of a CPU decode step.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return work();
+    }
+    rayon::scope(|_| work())
+}
+
+/// A page has no thread pool (and its GPU objects are not `Send`): `work` runs where it is.
+#[cfg(target_arch = "wasm32")]
+pub fn on_pool<R>(work: impl FnOnce() -> R) -> R {
+    work()
+}
+
 /// The instruction level this process uses, detected once.
 pub fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
@@ -256,14 +304,15 @@ pub fn matmul_at(level: Level, ty: GgmlType, weights: &[u8], x: &Q8Activations, 
         in_tasks(y);
         return Ok(());
     }
-    // [row][col] in parallel over rows, then transposed into the [col][row] output.
+    // [row][col] in parallel over rows, then transposed into the [col][row] output, a column per
+    // task (strided reads, sequential writes; done on one thread it cost 5 % of a prompt).
     let mut by_row = vec![0.0f32; n_rows * n_cols];
     in_tasks(&mut by_row);
-    for (r, row) in by_row.chunks_exact(n_cols).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            y[c * n_rows + r] = v;
+    y.par_chunks_mut(n_rows).enumerate().for_each(|(c, column)| {
+        for (v, row) in column.iter_mut().zip(by_row.chunks_exact(n_cols)) {
+            *v = row[c];
         }
-    }
+    });
     Ok(())
 }
 

@@ -137,15 +137,17 @@ impl CpuModel {
 
     /// Run `tokens` at positions `pos0..`, appending to `cache`; returns the logits asked for.
     pub fn forward(&self, tokens: &[u32], pos0: usize, cache: &mut CpuKvCache, which: Logits) -> Result<Vec<f32>> {
-        let mut x = self.embed(tokens)?; // [n][n_embd]
-        for il in 0..self.config.n_layer {
-            self.layer(il, &mut x, pos0, cache)?;
-        }
-        let last = match which {
-            Logits::Last => &x[(tokens.len() - 1) * self.config.n_embd..],
-            Logits::All => &x[..],
-        };
-        self.head(last)
+        crate::cpu::on_pool(|| {
+            let mut x = self.embed(tokens)?; // [n][n_embd]
+            for il in 0..self.config.n_layer {
+                self.layer(il, &mut x, pos0, cache)?;
+            }
+            let last = match which {
+                Logits::Last => &x[(tokens.len() - 1) * self.config.n_embd..],
+                Logits::All => &x[..],
+            };
+            self.head(last)
+        })
     }
 
     /// Token embeddings, scaled: `[n][n_embd]`.
@@ -306,7 +308,11 @@ pub fn gated_activation(act: Activation, gate: &mut [f32], up: &[f32]) {
         Activation::Silu => silu,
         Activation::GeluTanh => gelu_tanh,
     };
-    gate.iter_mut().zip(up).for_each(|(g, &u)| *g = f(*g) * u);
+    // In parallel: a prompt's activations are large, and tanh is a libm call per element.
+    const CHUNK: usize = 4096;
+    gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(gate, up)| {
+        gate.iter_mut().zip(up).for_each(|(g, &u)| *g = f(*g) * u);
+    });
 }
 
 pub fn silu(x: f32) -> f32 {
@@ -318,9 +324,12 @@ pub fn softcap(x: f32, cap: f32) -> f32 {
     cap * (x / cap).tanh()
 }
 
+/// GELU, tanh approximation: `0.5 · x · (1 + tanh(u))`, computed as `x · sigmoid(2u)` (the same
+/// function): one `exp` instead of libm's `tanhf`, which cost 9 % of a prompt on the CPU.
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+    let u = SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x);
+    x / (1.0 + (-2.0 * u).exp())
 }
 
 /// Rotary position embedding of one layer.
@@ -407,4 +416,22 @@ pub fn attention(
         }
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    /// `x · sigmoid(2u)` is the tanh form of GELU, `0.5 · x · (1 + tanh(u))`, to float rounding,
+    /// and saturates without overflow at both ends.
+    #[test]
+    fn gelu_by_sigmoid_is_the_tanh_form() {
+        for i in -4000..=4000 {
+            let x = i as f32 / 200.0;
+            let u = 0.797_884_6 * x * (1.0 + 0.044715 * x * x);
+            let tanh_form = 0.5 * x * (1.0 + u.tanh());
+            let got = super::gelu_tanh(x);
+            assert!((got - tanh_form).abs() <= 2e-6 * (1.0 + x.abs()), "{x}: {got} against {tanh_form}");
+        }
+        assert_eq!(super::gelu_tanh(-1e4), 0.0);
+        assert_eq!(super::gelu_tanh(1e4), 1e4);
+    }
 }

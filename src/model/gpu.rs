@@ -767,18 +767,26 @@ impl GpuModel {
 
         // Layers the plan left on the CPU, then the head wherever it lives.
         let mut x = self.ctx.read_range_async(&state.x, 0, n * c.n_embd).await?;
-        for il in self.placement.gpu_layers..c.n_layer {
-            let mut row0 = 0;
-            for seq in seqs.iter_mut() {
-                let span = &mut x[row0 * c.n_embd..(row0 + seq.n) * c.n_embd];
-                self.cpu.layer(il, span, seq.pos0, &mut seq.caches.cpu)?;
-                row0 += seq.n;
+        let head_rows = want.head_rows();
+        let cpu_head = head_rows.filter(|_| self.head.is_none());
+        let logits = crate::cpu::on_pool(|| -> Result<Option<Vec<f32>>> {
+            for il in self.placement.gpu_layers..c.n_layer {
+                let mut row0 = 0;
+                for seq in seqs.iter_mut() {
+                    let span = &mut x[row0 * c.n_embd..(row0 + seq.n) * c.n_embd];
+                    self.cpu.layer(il, span, seq.pos0, &mut seq.caches.cpu)?;
+                    row0 += seq.n;
+                }
             }
-        }
-        let Some(rows) = want.head_rows() else { return Ok(Output::Logits(Vec::new())) };
-        if self.head.is_none() {
+            let Some(rows) = cpu_head else { return Ok(None) };
             let rows = if rows == Logits::Last { &x[(n - 1) * c.n_embd..] } else { &x[..] };
-            return Ok(self.pick_on_host(state, self.cpu.head(rows)?, want));
+            self.cpu.head(rows).map(Some)
+        })?;
+        if head_rows.is_none() {
+            return Ok(Output::Logits(Vec::new()));
+        }
+        if let Some(logits) = logits {
+            return Ok(self.pick_on_host(state, logits, want));
         }
         self.ctx.write(&state.x, 0, &x)?;
         let mut enc = self.ctx.encoder("head");
