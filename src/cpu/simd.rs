@@ -7,7 +7,8 @@
 //! the whole row kernel is compiled a second time with AVX2 enabled ([`avx2_rows`]), so that the
 //! unpacking loops around it are vectorised with 256-bit registers too.
 //!
-//! [`Isa::lookup_nibbles`] is `pshufb` there (the IQ4 formats' codebook).
+//! The 4- and 5-bit formats' unpacking ([`Isa::nibbles`], [`Isa::five_bits`]) and the IQ4
+//! formats' codebook ([`Isa::lookup_nibbles`], `pshufb`) have AVX2 forms too.
 //!
 //! Safety argument: the AVX2 functions are reached only through [`avx2_rows`], which is called only
 //! after [`Level::detect`] saw AVX2 on this CPU (`is_x86_feature_detected!`), and they read only
@@ -18,6 +19,20 @@ pub trait Isa {
     /// Per group of 16: the dot products of `q` and `x` (equal lengths, a multiple of 32) into
     /// `out`.
     fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32]);
+
+    /// The nibbles of `qs` as 32 weights into `q` (low nibbles weights 0..16, high ones 16..32),
+    /// minus 8 when `center` (Q4_0 and Q4_1).
+    #[inline(always)]
+    fn nibbles(qs: &[u8; 16], center: bool, q: &mut [i8]) {
+        super::unpack::nibbles(qs, center, q)
+    }
+
+    /// [`Isa::nibbles`] with each weight's fifth bit from `qh` (bit j for weight j), minus 16
+    /// when `center` (Q5_0 and Q5_1).
+    #[inline(always)]
+    fn five_bits(qs: &[u8; 16], qh: [u8; 4], center: bool, q: &mut [i8]) {
+        super::unpack::five_bits(qs, qh, center, q)
+    }
 
     /// `table` looked up with the nibbles of `packed`: the low nibbles' values into `out[..16]`,
     /// the high nibbles' into `out[16..32]` (the IQ4 formats' codebook).
@@ -130,6 +145,30 @@ mod x86 {
         }
 
         #[inline(always)]
+        fn nibbles(qs: &[u8; 16], center: bool, q: &mut [i8]) {
+            assert!(q.len() >= 32);
+            // SAFETY: reached only from `avx2_rows` (AVX2 present); 16 bytes read from `qs`, 32
+            // written inside `q` (asserted).
+            unsafe {
+                let v = nibbles32(qs);
+                let v = if center { _mm256_sub_epi8(v, _mm256_set1_epi8(8)) } else { v };
+                _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, v);
+            }
+        }
+
+        #[inline(always)]
+        fn five_bits(qs: &[u8; 16], qh: [u8; 4], center: bool, q: &mut [i8]) {
+            assert!(q.len() >= 32);
+            // SAFETY: as in `nibbles`.
+            unsafe {
+                let fifth = _mm256_and_si256(bytes_of_bits(u32::from_le_bytes(qh)), _mm256_set1_epi8(0x10));
+                let v = _mm256_or_si256(nibbles32(qs), fifth);
+                let v = if center { _mm256_sub_epi8(v, _mm256_set1_epi8(16)) } else { v };
+                _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, v);
+            }
+        }
+
+        #[inline(always)]
         fn lookup_nibbles(table: &[i8; 16], packed: &[u8], out: &mut [i8]) {
             // SAFETY: reached only from `avx2_rows` (AVX2, and so SSSE3, present); the lengths
             // are asserted inside.
@@ -146,6 +185,28 @@ mod x86 {
         let b = _mm256_loadu_si256(x as *const __m256i);
         let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
         _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+    }
+
+    /// The 16 bytes of `qs` as 32 nibbles, one per byte: the low nibbles first, then the high ones.
+    #[inline(always)]
+    unsafe fn nibbles32(qs: &[u8; 16]) -> __m256i {
+        let b = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
+        let mask = _mm_set1_epi8(0x0F);
+        _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16::<4>(b), mask), _mm_and_si128(b, mask))
+    }
+
+    /// Byte j all ones where bit j of `bits` is set, zero where it is clear: each 128-bit lane
+    /// spreads its two bytes of `bits` over eight bytes each (`pshufb`), then byte j is or-ed with
+    /// every bit but bit j mod 8, which leaves all ones only where that bit was set.
+    #[inline(always)]
+    unsafe fn bytes_of_bits(bits: u32) -> __m256i {
+        let spread = _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
+            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+        );
+        let v = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), spread);
+        let all_but_own_bit = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
+        _mm256_cmpeq_epi8(_mm256_or_si256(v, all_but_own_bit), _mm256_set1_epi8(-1))
     }
 
     /// `pshufb`: sixteen lookups of a 16-entry table in one instruction.

@@ -87,7 +87,7 @@ fn put8(q: &mut [i8], at: usize, v: u64) {
 
 /// The nibbles of `qs` as weights 0..16 (low) and 16..32 (high); centred (minus 8) for Q4_0.
 #[inline(always)]
-fn nibbles(qs: &[u8; 16], center: bool, q: &mut [i8]) {
+pub(super) fn nibbles(qs: &[u8; 16], center: bool, q: &mut [i8]) {
     for h in 0..2 {
         let w = u64::from_le_bytes(qs[8 * h..8 * h + 8].try_into().expect("8 bytes"));
         let (lo, hi) = (w & LOW_NIBBLES, (w >> 4) & LOW_NIBBLES);
@@ -118,7 +118,7 @@ const FIFTH_BITS: [u64; 256] = {
 /// Q5_0/Q5_1 quants: nibbles with their fifth bit from `qh` (bit j for weight j); centred (minus
 /// 16) for Q5_0.
 #[inline(always)]
-fn five_bits(qs: &[u8; 16], qh: [u8; 4], center: bool, q: &mut [i8]) {
+pub(super) fn five_bits(qs: &[u8; 16], qh: [u8; 4], center: bool, q: &mut [i8]) {
     for h in 0..2 {
         let w = u64::from_le_bytes(qs[8 * h..8 * h + 8].try_into().expect("8 bytes"));
         let lo = (w & LOW_NIBBLES) | FIFTH_BITS[qh[h] as usize];
@@ -129,10 +129,16 @@ fn five_bits(qs: &[u8; 16], qh: [u8; 4], center: bool, q: &mut [i8]) {
     }
 }
 
-/// Sets both groups of the 32 weights from element `at` to one scale and min.
+/// Sets both groups of the 32 weights from element `at` to one scale.
 #[inline(always)]
-fn sub_block(out: &mut Int8Unit, at: usize, scale: f32, min: f32) {
+fn sub_block(out: &mut Int8Unit, at: usize, scale: f32) {
     out.scale[at / 16..at / 16 + 2].fill(scale);
+}
+
+/// Sets both groups of the 32 weights from element `at` to one scale and offset.
+#[inline(always)]
+fn sub_block_with_min(out: &mut Int8Unit, at: usize, scale: f32, min: f32) {
+    sub_block(out, at, scale);
     out.min[at / 16..at / 16 + 2].fill(min);
 }
 
@@ -140,8 +146,8 @@ impl Unpack8 for BlockQ4_0 {
     const HAS_MIN: bool = false;
     #[inline(always)]
     fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize) {
-        nibbles(&self.qs, true, &mut out.q[at..at + 32]);
-        sub_block(out, at, f32_of(self.d), 0.0);
+        I::nibbles(&self.qs, true, &mut out.q[at..at + 32]);
+        sub_block(out, at, f32_of(self.d));
     }
 }
 
@@ -149,8 +155,8 @@ impl Unpack8 for BlockQ4_1 {
     const HAS_MIN: bool = true;
     #[inline(always)]
     fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize) {
-        nibbles(&self.qs, false, &mut out.q[at..at + 32]);
-        sub_block(out, at, f32_of(self.d), f32_of(self.m));
+        I::nibbles(&self.qs, false, &mut out.q[at..at + 32]);
+        sub_block_with_min(out, at, f32_of(self.d), f32_of(self.m));
     }
 }
 
@@ -158,8 +164,8 @@ impl Unpack8 for BlockQ5_0 {
     const HAS_MIN: bool = false;
     #[inline(always)]
     fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize) {
-        five_bits(&self.qs, self.qh, true, &mut out.q[at..at + 32]);
-        sub_block(out, at, f32_of(self.d), 0.0);
+        I::five_bits(&self.qs, self.qh, true, &mut out.q[at..at + 32]);
+        sub_block(out, at, f32_of(self.d));
     }
 }
 
@@ -167,8 +173,8 @@ impl Unpack8 for BlockQ5_1 {
     const HAS_MIN: bool = true;
     #[inline(always)]
     fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize) {
-        five_bits(&self.qs, self.qh, false, &mut out.q[at..at + 32]);
-        sub_block(out, at, f32_of(self.d), f32_of(self.m));
+        I::five_bits(&self.qs, self.qh, false, &mut out.q[at..at + 32]);
+        sub_block_with_min(out, at, f32_of(self.d), f32_of(self.m));
     }
 }
 
@@ -177,7 +183,7 @@ impl Unpack8 for BlockQ8_0 {
     #[inline(always)]
     fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize) {
         out.q[at..at + 32].copy_from_slice(&self.qs);
-        sub_block(out, at, f32_of(self.d), 0.0);
+        sub_block(out, at, f32_of(self.d));
     }
 }
 
@@ -238,7 +244,7 @@ impl Unpack8 for BlockQ3K {
 fn k4_scales(out: &mut Int8Unit, d: f32, dmin: f32, scales: &[u8; K_SCALE_SIZE]) {
     for sb in 0..8 {
         let (sc, m) = scale_min_k4(sb, scales);
-        sub_block(out, 32 * sb, d * sc as f32, -(dmin * m as f32));
+        sub_block_with_min(out, 32 * sb, d * sc as f32, -(dmin * m as f32));
     }
 }
 
@@ -306,7 +312,7 @@ impl Unpack8 for BlockIQ4NL {
     #[inline(always)]
     fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize) {
         I::lookup_nibbles(&KVALUES_IQ4NL, &self.qs, &mut out.q[at..at + 32]);
-        sub_block(out, at, f32_of(self.d), 0.0);
+        sub_block(out, at, f32_of(self.d));
     }
 }
 
@@ -319,7 +325,7 @@ impl Unpack8 for BlockIQ4XS {
             I::lookup_nibbles(&KVALUES_IQ4NL, &self.qs[16 * sb..], &mut out.q[32 * sb..]);
             let lo = (self.scales_l[sb / 2] >> (4 * (sb % 2))) & 0xF;
             let hi = ((self.scales_h >> (2 * sb)) & 3) as u8;
-            sub_block(out, 32 * sb, d * ((lo | (hi << 4)) as i32 - 32) as f32, 0.0);
+            sub_block(out, 32 * sb, d * ((lo | (hi << 4)) as i32 - 32) as f32);
         }
     }
 }
