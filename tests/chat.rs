@@ -413,6 +413,8 @@ struct Run {
 fn run_chat(args: &[&str], stdin: &str, limit: Duration) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wgquant"))
         .arg("chat")
+        // The adapter even where it is a CPU emulator: these tests are about the GPU path.
+        .args(["--device", "gpu"])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

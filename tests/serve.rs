@@ -41,7 +41,7 @@ impl Server {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(env!("CARGO_BIN_EXE_wgquant"))
             .args(["serve", "-m", model.to_str().unwrap(), "--port", &port.to_string(), "--parallel", "2"])
-            .args(["--api-key", KEY, "-c", "1024"])
+            .args(["--api-key", KEY, "-c", "1024", "--device", "gpu"])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -228,7 +228,7 @@ fn parallel_slots_that_do_not_fit_are_refused_with_numbers() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let out = Command::new(env!("CARGO_BIN_EXE_wgquant"))
         .args(["serve", "-m", model.to_str().unwrap(), "--port", &port.to_string()])
-        .args(["--parallel", "64", "-c", "4096", "--vram-budget", "200MiB"])
+        .args(["--parallel", "64", "-c", "4096", "--vram-budget", "200MiB", "--device", "gpu"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -209,6 +209,13 @@ pub fn list_adapters() -> Vec<AdapterEntry> {
     adapters().iter().enumerate().map(|(index, a)| AdapterEntry { index, info: a.get_info() }).collect()
 }
 
+/// The adapter a context picks when none is named, if there is one.
+pub fn best_adapter_entry() -> Option<AdapterEntry> {
+    let all = list_adapters();
+    let infos: Vec<wgpu::AdapterInfo> = all.iter().map(|a| a.info.clone()).collect();
+    best_adapter(&infos).map(|i| all[i].clone())
+}
+
 fn type_rank(t: wgpu::DeviceType) -> u32 {
     match t {
         wgpu::DeviceType::DiscreteGpu => 0,

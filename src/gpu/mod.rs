@@ -29,8 +29,8 @@ pub use buffers::{
     activation_bytes, device_vec_bytes, uniform_window_bytes, F32Buffer, GpuVec, U32Buffer, UPLOAD_CHUNK,
 };
 pub use context::{
-    list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, Submitted, WeightTextures, ADAPTER_ENV,
-    INT_MATVEC_ENV, SHADER_CHECKS_ENV, WEIGHT_TEXTURES_ENV,
+    best_adapter_entry, list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, Submitted,
+    WeightTextures, ADAPTER_ENV, INT_MATVEC_ENV, SHADER_CHECKS_ENV, WEIGHT_TEXTURES_ENV,
 };
 pub use memory::{MemTag, MemoryReport, MemoryTracker, TrackedBuffer, TrackedTexture, TEXEL_BYTES};
 pub use pipeline::{Pipeline, PipelineKey};

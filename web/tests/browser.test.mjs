@@ -158,7 +158,7 @@ describe("the web page", () => {
     const maxTokens = 12;
     // Native wgquant (on this machine's Vulkan device), the same conversation, greedy.
     const native = execFileSync(process.env.WGQUANT ?? "target/debug/wgquant",
-      ["chat", "-m", SMOLLM2, "--ctx", "1024", "--temp", "0", "-n", String(maxTokens)],
+      ["chat", "-m", SMOLLM2, "--device", "gpu", "--ctx", "1024", "--temp", "0", "-n", String(maxTokens)],
       { cwd: ROOT, input: `${message}\n`, encoding: "utf8", stdio: ["pipe", "pipe", "ignore"] }).trim();
     assert.notEqual(native, "");
 

@@ -53,7 +53,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let path = args.model.path(CHAT_MODEL)?;
     let gguf = common::open_checked(&path)?;
-    let model = common::load(&path, args.model.options()?)?;
+    let model = common::load(&path, args.model.options(&gguf)?)?;
     eprintln!("{}", common::describe(&model, &gguf));
     let template = if args.no_template { None } else { Some(ChatTemplate::for_model(&gguf, model.tokenizer())?) };
     if let Some(t) = &template {
@@ -80,6 +80,7 @@ fn list_devices() {
         common::CPU_DEVICE,
         wgquant::cpu::level().name()
     );
+    println!("{}: the best adapter below, even a CPU emulator", common::GPU_DEVICE);
     for a in adapters {
         let i = &a.info;
         println!("{}: {} ({:?}, {:?}, {} {})", a.index, i.name, i.backend, i.device_type, i.driver, i.driver_info);

@@ -24,8 +24,8 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let path = args.model.path(DEFAULT_MODEL)?;
-    common::open_checked(&path)?;
-    let model = common::load(&path, args.model.options()?)?;
+    let gguf = common::open_checked(&path)?;
+    let model = common::load(&path, args.model.options(&gguf)?)?;
     let params =
         GenerateParams { max_tokens: args.n_predict, sampler: args.sampling.params(), ..GenerateParams::default() };
     let mut session = model.session()?;

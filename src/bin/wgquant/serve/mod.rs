@@ -79,8 +79,8 @@ pub fn run(args: &Args) -> Result<()> {
         return Err(Error::Invalid("--parallel must be at least 1".into()));
     }
     let path = args.model.path(CHAT_MODEL)?;
-    common::open_checked(&path)?;
-    let mut options = args.model.options()?;
+    let gguf = common::open_checked(&path)?;
+    let mut options = args.model.options(&gguf)?;
     options.sequences = args.parallel;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
