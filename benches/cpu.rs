@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use rayon::prelude::*;
+use wgquant::bench::speed::host_read_bandwidth;
 use wgquant::cpu::simd::Level;
 use wgquant::cpu::{has_kernel, matmul_at, Q8Activations};
 use wgquant::format::dot;
@@ -19,19 +19,6 @@ use wgquant::GgmlType;
 
 /// Bytes a cold timing rotates over.
 const COLD_BYTES: usize = 256 << 20;
-
-/// Read bandwidth in GB/s: the best of a few sums of a `COLD_BYTES` buffer over every thread.
-fn read_bandwidth() -> f64 {
-    let words = vec![1u64; COLD_BYTES / 8];
-    (0..5)
-        .map(|_| {
-            let t0 = Instant::now();
-            let sum: u64 = words.par_chunks(1 << 16).map(|c| c.iter().fold(0u64, |a, &w| a.wrapping_add(w))).sum();
-            black_box(sum);
-            COLD_BYTES as f64 / t0.elapsed().as_secs_f64() / 1e9
-        })
-        .fold(0.0, f64::max)
-}
 
 /// GB/s of `product` over `copies`, each read `passes` times in rotation.
 fn timed(copies: &[Vec<u8>], passes: usize, mut product: impl FnMut(&[u8])) -> f64 {
@@ -60,9 +47,9 @@ fn main() {
         None => (4096, 4096),
     };
     let best = Level::detect();
-    let read = read_bandwidth();
+    let read = host_read_bandwidth();
     println!("CPU: {} threads, integer kernels at {} (and portable)", rayon::current_num_threads(), best.name());
-    println!("read bandwidth: {read:.1} GB/s (sum of {} MiB); {m} × {k} matrices", COLD_BYTES >> 20);
+    println!("read bandwidth: {read:.1} GB/s (sum of 256 MiB); {m} × {k} matrices");
     println!(
         "{:<7} {:>22} {:>22} {:>22}",
         "format",

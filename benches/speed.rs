@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use wgquant::bench::speed::{multiplied_matrices, read_bandwidth, PassTimer};
+use wgquant::bench::speed::{host_read_bandwidth, multiplied_matrices, read_bandwidth, PassTimer};
 use wgquant::gguf::GgufFile;
 use wgquant::gpu::{format_profile, PROFILE_ENV};
 use wgquant::model::gpu::{GpuModel, GpuState, Offload};
@@ -45,6 +45,9 @@ struct Args {
     /// Folder the stand-in is written to (deleted after the run); default: the temp folder.
     #[arg(long)]
     stand_in_dir: Option<PathBuf>,
+    /// Keep the stand-in after the run (to time llama.cpp on the same file).
+    #[arg(long)]
+    keep_stand_in: bool,
     /// Prompt tokens.
     #[arg(short = 'p', long, default_value_t = 64)]
     prompt_tokens: usize,
@@ -89,11 +92,14 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// A stand-in written for this run, deleted when dropped.
-struct StandIn(PathBuf);
+/// A stand-in written for this run, deleted when dropped unless kept.
+struct StandIn {
+    path: PathBuf,
+    keep: bool,
+}
 
 impl StandIn {
-    fn write(spec: &str, dir: Option<&Path>) -> Result<StandIn> {
+    fn write(spec: &str, dir: Option<&Path>, keep: bool) -> Result<StandIn> {
         let (shape, ftype) = spec
             .split_once(':')
             .ok_or_else(|| Error::Invalid(format!("--stand-in wants SHAPE:FTYPE, got `{spec}`")))?;
@@ -109,13 +115,15 @@ impl StandIn {
             size as f64 / 1e9,
             t.elapsed().as_secs_f64()
         );
-        Ok(StandIn(path))
+        Ok(StandIn { path, keep })
     }
 }
 
 impl Drop for StandIn {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -147,8 +155,8 @@ fn run(args: &Args) -> Result<()> {
     if args.prompt_tokens == 0 || args.decode_tokens == 0 {
         return Err(Error::Invalid("-p and -n must be at least 1".into()));
     }
-    let stand_in = args.stand_in.as_deref().map(|s| StandIn::write(s, args.stand_in_dir.as_deref())).transpose()?;
-    let path = stand_in.as_ref().map_or(args.model.as_path(), |s| s.0.as_path());
+    let stand_in = args.stand_in.as_deref().map(|s| StandIn::write(s, args.stand_in_dir.as_deref(), args.keep_stand_in)).transpose()?;
+    let path = stand_in.as_ref().map_or(args.model.as_path(), |s| s.path.as_path());
     let max_depth = args.depth.iter().copied().max().unwrap_or(0);
     let n_ctx = (args.prompt_tokens + 1).max(max_depth + 1) + args.decode_tokens + 1;
     let options = ModelOptions {
@@ -170,11 +178,15 @@ fn run(args: &Args) -> Result<()> {
     let step_bytes: u64 = multiplied_matrices(&file).iter().map(|t| t.n_bytes).sum();
     let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
     let timer = PassTimer::new(ctx);
-    let bandwidth = read_bandwidth(ctx, &timer, (1u64 << 30).min(ctx.max_binding_size() & !15), 3)?;
+    // All on the CPU, the bound is the host's memory; otherwise the adapter's.
+    let (bandwidth, yardstick) = match args.gpu_layers {
+        Some(0) => (host_read_bandwidth(), "the host's read"),
+        _ => (read_bandwidth(ctx, &timer, (1u64 << 30).min(ctx.max_binding_size() & !15), 3)?, "streaming read"),
+    };
     let bound_tps = bandwidth * 1e9 / step_bytes as f64;
     eprintln!("device: {}, {} profile", ctx.describe(), ctx.profile().name);
     eprintln!(
-        "loaded {:.2} GB in {load_s:.2} s ({:.2} GB/s); streaming read {bandwidth:.1} GB/s; a decode step reads {:.2} GB of weights: bound {bound_tps:.1} t/s",
+        "loaded {:.2} GB in {load_s:.2} s ({:.2} GB/s); {yardstick} {bandwidth:.1} GB/s; a decode step reads {:.2} GB of weights: bound {bound_tps:.1} t/s",
         size as f64 / 1e9,
         size as f64 / 1e9 / load_s,
         step_bytes as f64 / 1e9

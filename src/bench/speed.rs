@@ -144,6 +144,22 @@ pub fn read_bandwidth(ctx: &Context, timer: &PassTimer, bytes: u64, reps: usize)
     Ok(best)
 }
 
+/// The host's read bandwidth in GB/s, the yardstick of the CPU's kernels: the best of a few sums of
+/// a 256 MiB buffer (larger than any last-level cache) on all of rayon's threads.
+pub fn host_read_bandwidth() -> f64 {
+    use rayon::prelude::*;
+    const BYTES: usize = 256 << 20;
+    let words = vec![1u64; BYTES / 8];
+    (0..5)
+        .map(|_| {
+            let t0 = Instant::now();
+            let sum: u64 = words.par_chunks(1 << 16).map(|c| c.iter().fold(0u64, |a, &w| a.wrapping_add(w))).sum();
+            std::hint::black_box(sum);
+            BYTES as f64 / t0.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
 /// The matrices the forward pass multiplies by: every 2-D weight, except the embedding table when
 /// the model has a separate output head (the table is then only looked up, never multiplied).
 pub fn multiplied_matrices(file: &GgufFile) -> Vec<&TensorInfo> {
