@@ -7,7 +7,6 @@
 //! each against the machine's read bandwidth, measured in the same run by summing a large buffer
 //! on all of rayon's threads.
 
-use std::hint::black_box;
 use std::time::Instant;
 
 use wgquant::bench::speed::host_read_bandwidth;

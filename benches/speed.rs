@@ -155,7 +155,11 @@ fn run(args: &Args) -> Result<()> {
     if args.prompt_tokens == 0 || args.decode_tokens == 0 {
         return Err(Error::Invalid("-p and -n must be at least 1".into()));
     }
-    let stand_in = args.stand_in.as_deref().map(|s| StandIn::write(s, args.stand_in_dir.as_deref(), args.keep_stand_in)).transpose()?;
+    let stand_in = args
+        .stand_in
+        .as_deref()
+        .map(|s| StandIn::write(s, args.stand_in_dir.as_deref(), args.keep_stand_in))
+        .transpose()?;
     let path = stand_in.as_ref().map_or(args.model.as_path(), |s| s.path.as_path());
     let max_depth = args.depth.iter().copied().max().unwrap_or(0);
     let n_ctx = (args.prompt_tokens + 1).max(max_depth + 1) + args.decode_tokens + 1;

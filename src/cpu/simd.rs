@@ -49,6 +49,9 @@ pub trait Isa {
 /// that never faults, so `at` may lie past the end of the weights.
 #[inline(always)]
 pub fn prefetch(at: *const u8, len: usize) {
+    // Elsewhere the hardware prefetcher alone (aarch64's prefetch intrinsic is not stable yet).
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (at, len);
     #[cfg(target_arch = "x86_64")]
     for line in (0..len).step_by(64) {
         // SAFETY: a prefetch reads nothing the program sees and never faults; SSE is part of
