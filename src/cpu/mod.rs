@@ -176,7 +176,7 @@ fn row_dot<B: Unpack8, I: Isa>(
         let groups = len / 16;
         for (c, lanes) in lanes.iter_mut().enumerate() {
             let at = c * x.row_len + u * UNIT;
-            I::dot_groups(&unit.q[..len], &x.q[at..at + len], &mut isum[..groups]);
+            I::dot_groups(&unit.q[..len], &x.q[at..at + len], &mut isum[..groups], B::UNSIGNED);
             scale_into::<B>(lanes, unit, &isum, &x.d[at / 16..], &x.dsum[at / 16..], groups);
         }
     }

@@ -17,8 +17,9 @@
 /// What the kernels do differently per instruction set.
 pub trait Isa {
     /// Per group of 16: the dot products of `q` and `x` (equal lengths, a multiple of 32) into
-    /// `out`.
-    fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32]);
+    /// `out`. `unsigned`: every `q` lies in 0..=63 (the formats with offsets keep their quants so),
+    /// which spares the AVX2 form the sign juggling; a constant wherever the kernels call this.
+    fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32], unsigned: bool);
 
     /// The nibbles of `qs` as 32 weights into `q` (low nibbles weights 0..16, high ones 16..32),
     /// minus 8 when `center` (Q4_0 and Q4_1).
@@ -67,7 +68,7 @@ pub struct Portable;
 
 impl Isa for Portable {
     #[inline(always)]
-    fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32]) {
+    fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32], _unsigned: bool) {
         for ((q, x), o) in q.chunks_exact(16).zip(x.chunks_exact(16)).zip(out) {
             *o = q.iter().zip(x).map(|(&a, &b)| a as i32 * b as i32).sum();
         }
@@ -119,14 +120,14 @@ mod x86 {
 
     impl Isa for Avx2 {
         #[inline(always)]
-        fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32]) {
+        fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32], unsigned: bool) {
             assert!(q.len() == x.len() && q.len() % 32 == 0 && out.len() >= q.len() / 16);
             let chunks = q.len() / 32;
             // SAFETY: reached only from `avx2_rows` (AVX2 present); every chunk read lies inside
             // both slices and every store inside `out` (lengths asserted above); unaligned
             // loads and stores.
             unsafe {
-                let chunk = |c: usize| chunk_quads(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c));
+                let chunk = |c: usize| chunk_quads(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c), unsigned);
                 // Four chunks' eight groups at once: two rounds of pairwise adds leave groups
                 // (0, 2, 4, 6) in the low half and (1, 3, 5, 7) in the high one; a permute
                 // puts them in order.
@@ -180,13 +181,18 @@ mod x86 {
     }
 
     /// The products of 32 weights `q` and activations `x` summed in fours: lanes 0..4 hold the
-    /// first 16's, lanes 4..8 the second 16's. A function, not a closure, so that it is inlined
-    /// into the AVX2 caller with its features (a closure's body would call the intrinsics).
+    /// first 16's, lanes 4..8 the second 16's. Unsigned weights (at most 63, so a pair's sum,
+    /// 2 · 63 · 127, fits i16) go into `vpmaddubsw` as they are. A function, not a closure, so
+    /// that it is inlined into the AVX2 caller with its features (a closure's body would call the
+    /// intrinsics).
     #[inline(always)]
-    unsafe fn chunk_quads(q: *const i8, x: *const i8) -> __m256i {
+    unsafe fn chunk_quads(q: *const i8, x: *const i8, unsigned: bool) -> __m256i {
         let a = _mm256_loadu_si256(q as *const __m256i);
         let b = _mm256_loadu_si256(x as *const __m256i);
-        let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+        let pairs = match unsigned {
+            true => _mm256_maddubs_epi16(a, b),
+            false => _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)),
+        };
         _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
     }
 

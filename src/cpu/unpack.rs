@@ -41,6 +41,9 @@ impl Default for Int8Unit {
 pub trait Unpack8: Block {
     /// Whether groups have an offset (`min`).
     const HAS_MIN: bool;
+    /// Whether every quant lies in 0..=63 (those with offsets keep them unsigned), so the dot
+    /// products need no sign handling.
+    const UNSIGNED: bool = Self::HAS_MIN;
     /// Decodes the block into `out` from element `at` (a multiple of the block size), with the
     /// instruction set `I`'s helpers where a format has use for them.
     fn unpack8<I: Isa>(&self, out: &mut Int8Unit, at: usize);
