@@ -9,15 +9,15 @@
 
 use std::time::Instant;
 
-use wgquant::bench::speed::host_read_bandwidth;
+use wgquant::bench::speed::{host_read_bandwidth, HOST_READ_BYTES};
 use wgquant::cpu::simd::Level;
 use wgquant::cpu::{has_kernel, matmul_at, Q8Activations};
 use wgquant::format::dot;
 use wgquant::format::random::random_blocks;
 use wgquant::GgmlType;
 
-/// Bytes a cold timing rotates over.
-const COLD_BYTES: usize = 256 << 20;
+/// Bytes a cold timing rotates over: as many as the read bandwidth is measured over.
+const COLD_BYTES: usize = HOST_READ_BYTES;
 
 /// GB/s of `product` over `copies`, each read `passes` times in rotation.
 fn timed(copies: &[Vec<u8>], passes: usize, mut product: impl FnMut(&[u8])) -> f64 {
@@ -48,7 +48,7 @@ fn main() {
     let best = Level::detect();
     let read = host_read_bandwidth();
     println!("CPU: {} threads, integer kernels at {} (and portable)", rayon::current_num_threads(), best.name());
-    println!("read bandwidth: {read:.1} GB/s (sum of 256 MiB); {m} × {k} matrices");
+    println!("read bandwidth: {read:.1} GB/s (sum of {} MiB); {m} × {k} matrices", HOST_READ_BYTES >> 20);
     println!(
         "{:<7} {:>22} {:>22} {:>22}",
         "format",

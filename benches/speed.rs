@@ -138,17 +138,20 @@ fn tokens(n: usize, seed: u64, n_vocab: u64) -> Vec<u32> {
 struct Decode {
     seconds: f64,
     host_seconds: f64,
+    /// Seconds in the layers and head the plan left on the CPU.
+    cpu_seconds: f64,
 }
 
 fn decode(model: &GpuModel, state: &mut GpuState, first: u32, pos0: usize, steps: usize) -> Result<Decode> {
     let mut next = first;
-    let mut host_seconds = 0.0;
+    let (mut host_seconds, mut cpu_seconds) = (0.0, 0.0);
     let t = Instant::now();
     for i in 0..steps {
         next = model.forward_greedy(state, &[next], pos0 + i)?;
         host_seconds += state.last_host_seconds();
+        cpu_seconds += state.last_cpu_seconds();
     }
-    Ok(Decode { seconds: t.elapsed().as_secs_f64(), host_seconds })
+    Ok(Decode { seconds: t.elapsed().as_secs_f64(), host_seconds, cpu_seconds })
 }
 
 fn run(args: &Args) -> Result<()> {
@@ -217,36 +220,39 @@ fn run(args: &Args) -> Result<()> {
     for &depth in std::iter::once(&0).chain(&args.depth) {
         let mut state = GpuState::new(gpu, depth + args.decode_tokens + 2, 1, 1, KvType::F16)?;
         decode(gpu, &mut state, 1, depth, 2)?; // builds pipelines
-        let (mut tps, mut host) = (Vec::new(), Vec::new());
+        let (mut tps, mut host, mut cpu_share) = (Vec::new(), Vec::new(), Vec::new());
         for rep in 0..args.reps.max(1) as u64 {
             ctx.take_profile();
             let d = decode(gpu, &mut state, tokens(1, rep, n_vocab)[0], depth + 1, args.decode_tokens)?;
             tps.push(args.decode_tokens as f64 / d.seconds);
             host.push(d.host_seconds / args.decode_tokens as f64 * 1e6);
+            cpu_share.push(d.cpu_seconds / d.seconds * 100.0);
             if depth == 0 && rep == 0 {
                 profile = ctx.take_profile(); // empty unless profiling is on
             }
         }
         let test =
             if depth == 0 { format!("tg{}", args.decode_tokens) } else { format!("tg{}@d{depth}", args.decode_tokens) };
-        rows.push((test, mean_sd(&tps), Some(mean_sd(&host).0)));
+        rows.push((test, mean_sd(&tps), Some((mean_sd(&host).0, mean_sd(&cpu_share).0))));
     }
 
     let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let size_mib = size as f64 / (1 << 20) as f64;
-    println!("| model | size | device | test | t/s | host µs/step | % of bound |");
-    println!("| --- | ---: | --- | --- | ---: | ---: | ---: |");
+    // "CPU %": the share of a decode step spent in the layers and head left on the CPU; the rest
+    // is the GPU's work, waiting for it, and the host's recording.
+    println!("| model | size | device | test | t/s | host µs/step | CPU % | % of bound |");
+    println!("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |");
     // With every layer and the head on the CPU the adapter does none of the work.
     let device = match args.gpu_layers {
         Some(0) => wgquant::cpu::describe(),
         _ => ctx.adapter_info().name.clone(),
     };
-    for (test, (mean, sd), host) in rows {
-        let (host, bound) = match host {
-            Some(h) => (format!("{h:.0}"), format!("{:.1}", mean / bound_tps * 100.0)),
-            None => ("-".into(), "-".into()),
+    for (test, (mean, sd), step) in rows {
+        let (host, cpu, bound) = match step {
+            Some((h, cpu)) => (format!("{h:.0}"), format!("{cpu:.0}"), format!("{:.1}", mean / bound_tps * 100.0)),
+            None => ("-".into(), "-".into(), "-".into()),
         };
-        println!("| {name} | {size_mib:.2} MiB | {device} | {test} | {mean:.2} ± {sd:.2} | {host} | {bound} |");
+        println!("| {name} | {size_mib:.2} MiB | {device} | {test} | {mean:.2} ± {sd:.2} | {host} | {cpu} | {bound} |");
     }
     println!("load {load_s:.2} s; first token after {} prompt tokens {:.1} ms", args.prompt_tokens, first_token * 1e3);
     if !profile.is_empty() {

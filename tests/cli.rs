@@ -45,7 +45,8 @@ fn tokenize_prints_llama_cpp_ids() {
 #[test]
 fn generate_greedy_starts_like_llama_cpp() {
     let model = model();
-    let emulated = wgquant::gpu::best_adapter_entry().is_none_or(|a| a.info.device_type == wgpu::DeviceType::Cpu);
+    let gguf = wgquant::gguf::GgufFile::open(&model).unwrap();
+    let emulated = wgquant::cpu::emulator_to_replace(&gguf).is_some();
     let mut outputs = Vec::new();
     for device in [Some("gpu"), Some("cpu"), None] {
         let mut args = vec!["-m", &model, "-p", "Once upon a time", "-n", "8", "--temp", "0"];

@@ -144,11 +144,14 @@ pub fn read_bandwidth(ctx: &Context, timer: &PassTimer, bytes: u64, reps: usize)
     Ok(best)
 }
 
+/// Bytes [`host_read_bandwidth`] sums: more than any last-level cache holds.
+pub const HOST_READ_BYTES: usize = 256 << 20;
+
 /// The host's read bandwidth in GB/s, the yardstick of the CPU's kernels: the best of a few sums of
-/// a 256 MiB buffer (larger than any last-level cache) on all of rayon's threads.
+/// [`HOST_READ_BYTES`] on all of rayon's threads.
 pub fn host_read_bandwidth() -> f64 {
     use rayon::prelude::*;
-    const BYTES: usize = 256 << 20;
+    const BYTES: usize = HOST_READ_BYTES;
     let words = vec![1u64; BYTES / 8];
     (0..5)
         .map(|_| {

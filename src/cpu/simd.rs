@@ -22,14 +22,14 @@ pub trait Isa {
     fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32], unsigned: bool);
 
     /// The nibbles of `qs` as 32 weights into `q` (low nibbles weights 0..16, high ones 16..32),
-    /// minus 8 when `center` (Q4_0 and Q4_1).
+    /// minus 8 when `center` (Q4_0; Q4_1's quants keep their offset apart).
     #[inline(always)]
     fn nibbles(qs: &[u8; 16], center: bool, q: &mut [i8]) {
         super::unpack::nibbles(qs, center, q)
     }
 
     /// [`Isa::nibbles`] with each weight's fifth bit from `qh` (bit j for weight j), minus 16
-    /// when `center` (Q5_0 and Q5_1).
+    /// when `center` (Q5_0; Q5_1's quants keep their offset apart).
     #[inline(always)]
     fn five_bits(qs: &[u8; 16], qh: [u8; 4], center: bool, q: &mut [i8]) {
         super::unpack::five_bits(qs, qh, center, q)
@@ -102,8 +102,6 @@ impl Level {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::avx2_rows;
-#[cfg(target_arch = "x86_64")]
-pub use x86::Avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -116,7 +114,9 @@ mod x86 {
     /// unsigned side; the product's sign moves to x), then pairs of i16 to i32 (`vpmaddwd`):
     /// lanes 0..4 hold the first group of a 32-byte chunk, lanes 4..8 the second. |q| ≤ 128 and
     /// |x| ≤ 127, so a pair's sum (at most 2 · 128 · 127) never saturates i16.
-    pub struct Avx2;
+    ///
+    /// Not public: its methods assume AVX2, which only `avx2_rows`' callers have checked.
+    pub(crate) struct Avx2;
 
     impl Isa for Avx2 {
         #[inline(always)]

@@ -308,7 +308,7 @@ pub fn gated_activation(act: Activation, gate: &mut [f32], up: &[f32]) {
         Activation::Silu => silu,
         Activation::GeluTanh => gelu_tanh,
     };
-    // In parallel: a prompt's activations are large, and tanh is a libm call per element.
+    // In parallel: a prompt's activations are large, and each costs a libm `exp`.
     const CHUNK: usize = 4096;
     gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(gate, up)| {
         gate.iter_mut().zip(up).for_each(|(g, &u)| *g = f(*g) * u);

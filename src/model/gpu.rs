@@ -340,6 +340,12 @@ impl GpuState {
     pub fn last_host_seconds(&self) -> f64 {
         self.acts.host_seconds
     }
+
+    /// Seconds the last [`GpuModel::forward`] spent in the layers and head the plan leaves on the
+    /// CPU: with the step's wall time, the CPU's and the GPU's shares of a split model's step.
+    pub fn last_cpu_seconds(&self) -> f64 {
+        self.acts.cpu_seconds
+    }
 }
 
 /// The keys and values of one sequence: a cache per layer on the GPU (a ring for sliding-window
@@ -401,6 +407,8 @@ pub struct Activations {
     /// Host seconds the last forward spent recording and submitting its GPU work (waits for the
     /// device and CPU layers excluded).
     host_seconds: f64,
+    /// Seconds the last forward spent in the CPU's layers and head.
+    cpu_seconds: f64,
 }
 
 impl Activations {
@@ -446,6 +454,7 @@ impl Activations {
             ids: ctx.vec_zeroed("ids", batch, MemTag::Activations)?,
             q8: Q8Column::new(ctx, c.max_row_len())?,
             host_seconds: 0.0,
+            cpu_seconds: 0.0,
         })
     }
 
@@ -663,6 +672,7 @@ impl GpuModel {
             })
             .collect::<Result<_>>()?;
         acts.host_seconds = 0.0;
+        acts.cpu_seconds = 0.0;
         now(self.forward_batch(acts, &tokens, &mut seqs, want))
     }
 
@@ -699,6 +709,7 @@ impl GpuModel {
         let all = last == Want::Logits(Logits::All);
         let step = if all { acts.logits_rows } else { acts.batch };
         acts.host_seconds = 0.0;
+        acts.cpu_seconds = 0.0;
         let mut logits = Vec::new();
         for (i, chunk) in tokens.chunks(step).enumerate() {
             let last_chunk = (i + 1) * step >= tokens.len();
@@ -767,6 +778,7 @@ impl GpuModel {
 
         // Layers the plan left on the CPU, then the head wherever it lives.
         let mut x = self.ctx.read_range_async(&state.x, 0, n * c.n_embd).await?;
+        let cpu_started = Instant::now();
         let head_rows = want.head_rows();
         let cpu_head = head_rows.filter(|_| self.head.is_none());
         let logits = crate::cpu::on_pool(|| -> Result<Option<Vec<f32>>> {
@@ -782,6 +794,8 @@ impl GpuModel {
             let rows = if rows == Logits::Last { &x[(n - 1) * c.n_embd..] } else { &x[..] };
             self.cpu.head(rows).map(Some)
         })?;
+        acts.cpu_seconds += cpu_started.elapsed().as_secs_f64();
+        let state = &*acts;
         if head_rows.is_none() {
             return Ok(Output::Logits(Vec::new()));
         }

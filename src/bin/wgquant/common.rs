@@ -30,7 +30,8 @@ pub struct ModelArgs {
     pub vram_budget: Option<String>,
     /// Adapter index or name substring; `gpu` for the best adapter; `cpu` for every layer on the
     /// CPU's own kernels (`wgquant chat --device list` lists them) [default: the best adapter, or
-    /// the CPU's own kernels where that adapter is a CPU emulator such as lavapipe]
+    /// the CPU's own kernels where that adapter is a CPU emulator such as lavapipe and no VRAM
+    /// budget is given]
     #[arg(long)]
     pub device: Option<String>,
 }
@@ -63,7 +64,7 @@ impl ModelArgs {
         let native = match self.device.as_deref() {
             Some(CPU_DEVICE) => true,
             Some(_) => false,
-            None => native_by_default(gguf),
+            None => native_by_default(gguf, vram_budget),
         };
         Ok(ModelOptions {
             n_ctx: self.ctx_size,
@@ -75,23 +76,13 @@ impl ModelArgs {
     }
 }
 
-/// Whether `gguf` runs on the CPU's own kernels when no device is named: when the adapter a
-/// context would pick emulates a GPU on the CPU (lavapipe, SwiftShader), or there is none, and
-/// every matrix of the model has an integer CPU kernel. On such a machine those kernels decode
-/// about three times faster than the emulator. Said on stderr; naming a device (`--device gpu`,
-/// or `WGQUANT_ADAPTER`) keeps the adapter.
-fn native_by_default(gguf: &GgufFile) -> bool {
-    let adapter_named = std::env::var(wgquant::gpu::ADAPTER_ENV).is_ok_and(|v| !v.trim().is_empty());
-    let all_have_kernels = gguf.tensors().iter().all(|t| t.dims.len() < 2 || wgquant::cpu::has_kernel(t.ty));
-    if adapter_named || !all_have_kernels {
+/// Whether `gguf` runs on the CPU's own kernels when no device is named
+/// ([`wgquant::cpu::emulator_to_replace`]); said on stderr. A VRAM budget asks for the adapter.
+fn native_by_default(gguf: &GgufFile, vram_budget: Option<u64>) -> bool {
+    let Some(emulator) = vram_budget.is_none().then(|| wgquant::cpu::emulator_to_replace(gguf)).flatten() else {
         return false;
-    }
-    let why = match wgquant::gpu::best_adapter_entry() {
-        Some(best) if best.info.device_type != wgpu::DeviceType::Cpu => return false,
-        Some(best) => format!("{} emulates a GPU on the CPU (--device {GPU_DEVICE} runs on it)", best.info.name),
-        None => "no GPU adapter found".to_string(),
     };
-    eprintln!("device: {why}; running on the CPU's own kernels");
+    eprintln!("device: {emulator} emulates a GPU on the CPU: running on the CPU's own kernels (--device {GPU_DEVICE} runs on it)");
     true
 }
 
@@ -181,15 +172,8 @@ pub fn device_label(model: &Model) -> String {
 pub fn describe(model: &Model, gguf: &GgufFile) -> String {
     let plan = model.plan();
     if model.offload() == Offload::ALL_CPU {
-        let adapter = &model.gpu().adapter_info();
-        let why = match adapter.device_type {
-            wgpu::DeviceType::Cpu => {
-                format!(" (instead of {}, which emulates a GPU on the CPU)", adapter.name)
-            }
-            _ => String::new(),
-        };
         return format!(
-            "{}{why} | {} ({}, {} layers) | {} | context {} | loaded in {:.1} s",
+            "{} | {} ({}, {} layers) | {} | context {} | loaded in {:.1} s",
             device_label(model),
             plan.model,
             plan.arch,
