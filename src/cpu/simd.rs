@@ -35,6 +35,12 @@ pub trait Isa {
         super::unpack::five_bits(qs, qh, center, q)
     }
 
+    /// Q2_K's and Q3_K's 256 quants into `q` ([`super::unpack::bit_planes`]).
+    #[inline(always)]
+    fn bit_planes(qs: &[u8; 64], hmask: Option<&[u8; 32]>, q: &mut [i8]) {
+        super::unpack::bit_planes(qs, hmask, q)
+    }
+
     /// `table` looked up with the nibbles of `packed`: the low nibbles' values into `out[..16]`,
     /// the high nibbles' into `out[16..32]` (the IQ4 formats' codebook).
     #[inline(always)]
@@ -173,6 +179,33 @@ mod x86 {
         }
 
         #[inline(always)]
+        fn bit_planes(qs: &[u8; 64], hmask: Option<&[u8; 32]>, q: &mut [i8]) {
+            assert!(q.len() >= 256);
+            // SAFETY: as in `nibbles`: 64 bytes read from `qs`, 32 from `hmask`, 256 written
+            // inside `q` (asserted). Shifting 16-bit lanes right by at most 7 and masking keeps
+            // each byte's own bits: what crosses from the neighbouring byte lands above the mask.
+            unsafe {
+                let hmask = hmask.map(|m| _mm256_loadu_si256(m.as_ptr() as *const __m256i));
+                let (three, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
+                for h in 0..2 {
+                    let bytes = _mm256_loadu_si256(qs.as_ptr().add(32 * h) as *const __m256i);
+                    for j in 0..4 {
+                        let low = _mm256_and_si256(shift_right16(bytes, 2 * j), three);
+                        let quants = match hmask {
+                            None => low,
+                            Some(m) => {
+                                let high = _mm256_and_si256(shift_right16(m, 4 * h + j), one);
+                                let v = _mm256_or_si256(low, _mm256_slli_epi16::<2>(high));
+                                _mm256_sub_epi8(v, _mm256_set1_epi8(4))
+                            }
+                        };
+                        _mm256_storeu_si256(q.as_mut_ptr().add(128 * h + 32 * j) as *mut __m256i, quants);
+                    }
+                }
+            }
+        }
+
+        #[inline(always)]
         fn lookup_nibbles(table: &[i8; 16], packed: &[u8], out: &mut [i8]) {
             // SAFETY: reached only from `avx2_rows` (AVX2, and so SSSE3, present); the lengths
             // are asserted inside.
@@ -194,6 +227,12 @@ mod x86 {
             false => _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)),
         };
         _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+    }
+
+    /// Each 16-bit lane of `v` shifted right by `by` bits.
+    #[inline(always)]
+    unsafe fn shift_right16(v: __m256i, by: usize) -> __m256i {
+        _mm256_srl_epi16(v, _mm_cvtsi32_si128(by as i32))
     }
 
     /// The 16 bytes of `qs` as 32 nibbles, one per byte: the low nibbles first, then the high ones.

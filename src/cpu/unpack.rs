@@ -12,7 +12,6 @@
 
 use super::simd::Isa;
 use crate::format::blocks::*;
-use crate::format::dequant::q3k_scale;
 use crate::format::dequant::scale_min_k4;
 
 /// Weights in a unit.
@@ -199,14 +198,23 @@ fn word(bytes: &[u8], at: usize) -> u64 {
 /// Eight bytes' bit pair `j` (bits 2j, 2j + 1 of each byte).
 const PAIRS: u64 = 0x0303_0303_0303_0303;
 
-/// Q2_K and Q3_K keep their 2-bit quants alike: weight `128h + 32j + l` (l < 32) is bit pair `j`
-/// of byte `32h + l` of qs. Calls `put(weight, eight quants as bytes)` for every 8 weights.
+/// Q2_K and Q3_K's quants into `q` (256): weight `128h + 32j + l` (l < 32) is bit pair `j` of
+/// byte `32h + l` of `qs`; Q3_K (`hmask` given) adds a third bit, bit `4h + j` of `hmask[l]`: set,
+/// the quant is the two low bits as they are; clear, 4 lower (so −4..3).
 #[inline(always)]
-fn bit_pairs(qs: &[u8; QK_K / 4], mut put: impl FnMut(usize, usize, u64)) {
+pub(super) fn bit_planes(qs: &[u8; QK_K / 4], hmask: Option<&[u8; QK_K / 8]>, q: &mut [i8]) {
     for h in 0..2 {
         for j in 0..4 {
             for l in (0..32).step_by(8) {
-                put(128 * h + 32 * j + l, 4 * h + j, (word(qs, 32 * h + l) >> (2 * j)) & PAIRS);
+                let low = (word(qs, 32 * h + l) >> (2 * j)) & PAIRS;
+                let quants = match hmask {
+                    None => low,
+                    Some(hmask) => {
+                        let high = (word(hmask, l) >> (4 * h + j)) & 0x0101_0101_0101_0101;
+                        centered(low | (high << 2), 3)
+                    }
+                };
+                put8(q, 128 * h + 32 * j + l, quants);
             }
         }
     }
@@ -221,8 +229,24 @@ impl Unpack8 for BlockQ2K {
             out.scale[g] = d * (sc & 0xF) as f32;
             out.min[g] = -(dmin * (sc >> 4) as f32);
         }
-        bit_pairs(&self.qs, |at, _, q| put8(&mut out.q, at, q));
+        I::bit_planes(&self.qs, None, &mut out.q);
     }
+}
+
+/// Q3_K's sixteen 6-bit scales, minus their bias of 32, eight bytes at a time: scale `j`'s low
+/// four bits are the low (j < 8) or high nibble of byte `j % 8`, its top two bits pair `j / 4` of
+/// byte `8 + j % 4` ([`crate::format::dequant::q3k_scale`] one at a time).
+#[inline(always)]
+fn q3k_scales(scales: &[u8; 12]) -> [i8; GROUPS] {
+    let nibbles = word(scales, 0);
+    let tops = u32::from_le_bytes(scales[8..12].try_into().expect("4 bytes")) as u64;
+    let pairs = |k: u32| (tops >> (2 * k)) & 0x0303_0303;
+    let first = (nibbles & LOW_NIBBLES) | ((pairs(0) | (pairs(1) << 32)) << 4);
+    let second = ((nibbles >> 4) & LOW_NIBBLES) | ((pairs(2) | (pairs(3) << 32)) << 4);
+    let mut out = [0i8; GROUPS];
+    put8(&mut out, 0, centered(first, 6));
+    put8(&mut out, 8, centered(second, 6));
+    out
 }
 
 impl Unpack8 for BlockQ3K {
@@ -230,15 +254,10 @@ impl Unpack8 for BlockQ3K {
     #[inline(always)]
     fn unpack8<I: Isa>(&self, out: &mut Int8Unit, _at: usize) {
         let d = f32_of(self.d);
-        for g in 0..GROUPS {
-            out.scale[g] = d * (q3k_scale(&self.scales, g) - 32) as f32;
+        for (s, sc) in out.scale.iter_mut().zip(q3k_scales(&self.scales)) {
+            *s = d * sc as f32;
         }
-        // The third bit of weight 128h + 32j + l is bit 4h + j of hmask[l]; a set bit means the
-        // quant is the two low bits as they are, a clear one that they are 4 too high.
-        bit_pairs(&self.qs, |at, bit, low| {
-            let high = (word(&self.hmask, at % 32) >> bit) & 0x0101_0101_0101_0101;
-            put8(&mut out.q, at, centered(low | (high << 2), 3));
-        });
+        I::bit_planes(&self.qs, Some(&self.hmask), &mut out.q);
     }
 }
 
