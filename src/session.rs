@@ -129,8 +129,14 @@ impl Model {
         progress: impl FnMut(u64, u64),
     ) -> Result<Model> {
         let adapter = options.adapter.as_deref().map(AdapterSelector::parse);
-        let ctx = Arc::new(Context::with_options(ContextOptions { adapter, ..Default::default() })?);
-        Self::load_on(ctx, path, options, progress)
+        let all_cpu = options.offload == Some(Offload::ALL_CPU);
+        let ctx = match all_cpu && adapter.is_none() && crate::gpu::list_adapters().is_empty() {
+            // Nothing will run on a device: without any adapter, wgpu's noop one holds the buffers.
+            #[cfg(not(target_arch = "wasm32"))]
+            true => Context::host_only()?,
+            _ => Context::with_options(ContextOptions { adapter, ..Default::default() })?,
+        };
+        Self::load_on(Arc::new(ctx), path, options, progress)
     }
 
     /// Load onto an existing GPU context (several models can share one device and its tracker).

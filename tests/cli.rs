@@ -46,7 +46,7 @@ fn tokenize_prints_llama_cpp_ids() {
 fn generate_greedy_starts_like_llama_cpp() {
     let model = model();
     let gguf = wgquant::gguf::GgufFile::open(&model).unwrap();
-    let emulated = wgquant::cpu::emulator_to_replace(&gguf).is_some();
+    let emulated = wgquant::cpu::cpu_by_default(&gguf).is_some();
     let mut outputs = Vec::new();
     for device in [Some("gpu"), Some("cpu"), None] {
         let mut args = vec!["-m", &model, "-p", "Once upon a time", "-n", "8", "--temp", "0"];
@@ -70,6 +70,28 @@ fn generate_greedy_starts_like_llama_cpp() {
     }
     let default_twin = if emulated { &outputs[1] } else { &outputs[0] };
     assert_eq!(&outputs[2], default_twin, "the default runs what it says it runs");
+}
+
+/// A machine without any adapter (the Vulkan and EGL drivers hidden from the loader): the command
+/// runs on the CPU's own kernels, says why, and answers as `--device cpu` does where there are
+/// adapters.
+#[test]
+fn without_any_adapter_the_cpus_kernels_run_the_model() {
+    let hidden = [
+        ("VK_DRIVER_FILES", "/nonexistent.json"),
+        ("VK_ICD_FILENAMES", "/nonexistent.json"),
+        ("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent.json"),
+    ];
+    let (code, list, err) = common::run_wgquant_with("chat", &["--device", "list"], &hidden);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(list.contains("no GPU adapters found"), "the drivers are hidden: {list}");
+    let model = model();
+    let args = ["-m", &model, "-p", "Once upon a time", "-n", "8", "--temp", "0"];
+    let (code, out, err) = common::run_wgquant_with("generate", &args, &hidden);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("no GPU adapter found: running on the CPU's own kernels"), "{err}");
+    let (_, on_cpu, _) = common::run_wgquant("generate", &[&args[..], &["--device", "cpu"]].concat());
+    assert_eq!(out, on_cpu);
 }
 
 #[test]

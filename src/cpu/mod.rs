@@ -257,22 +257,25 @@ pub fn on_pool<R>(work: impl FnOnce() -> R) -> R {
     work()
 }
 
-/// The adapter `file` would otherwise run on, by name, when the CPU's own kernels should run it
-/// instead because no device was named: the adapter a context would pick emulates a GPU on the
-/// CPU (lavapipe, SwiftShader), and every matrix of the model has an integer kernel. There those
-/// kernels decode about three times faster than the emulator. Naming an adapter
-/// ([`crate::gpu::ADAPTER_ENV`]) or asking for the kernel profile ([`crate::gpu::PROFILE_ENV`], a
-/// GPU measure) keeps the adapter; so does a machine without one, where loading says that no
-/// adapter was found.
+/// Why the CPU's own kernels should run `file` when no device is named, if they should: every
+/// matrix of the model has an integer kernel, and the adapter a context would pick emulates a GPU
+/// on the CPU (lavapipe, SwiftShader; there these kernels decode about three times faster), or
+/// there is no adapter at all. Naming an adapter ([`crate::gpu::ADAPTER_ENV`]) or asking for the
+/// kernel profile ([`crate::gpu::PROFILE_ENV`], a GPU measure) keeps the adapter.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn emulator_to_replace(file: &crate::gguf::GgufFile) -> Option<String> {
+pub fn cpu_by_default(file: &crate::gguf::GgufFile) -> Option<String> {
     let set = |var: &str| std::env::var(var).is_ok_and(|v| !v.trim().is_empty());
     let all_have_kernels = file.tensors().iter().all(|t| t.dims.len() < 2 || has_kernel(t.ty));
     if set(crate::gpu::ADAPTER_ENV) || set(crate::gpu::PROFILE_ENV) || !all_have_kernels {
         return None;
     }
-    let best = crate::gpu::best_adapter_entry()?;
-    (best.info.device_type == wgpu::DeviceType::Cpu).then_some(best.info.name)
+    match crate::gpu::best_adapter_entry() {
+        None => Some("no GPU adapter found".into()),
+        Some(best) if best.info.device_type == wgpu::DeviceType::Cpu => {
+            Some(format!("{} emulates a GPU on the CPU (`--device gpu` runs on it)", best.info.name))
+        }
+        Some(_) => None,
+    }
 }
 
 /// The instruction level this process uses, detected once.

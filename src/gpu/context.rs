@@ -298,6 +298,20 @@ impl Context {
         Context::from_adapter(adapter, &opts)
     }
 
+    /// A context on wgpu's noop backend, which creates and maps buffers and runs nothing: where a
+    /// machine has no adapter at all, a model with every layer and the head on the CPU keeps its
+    /// few device buffers there (and never submits work; see `GpuModel::forward`).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn host_only() -> Result<Context> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::NOOP;
+        desc.backend_options.noop = wgpu::NoopBackendOptions { enable: true, ..Default::default() };
+        let adapter = pollster::block_on(wgpu::Instance::new(desc).request_adapter(&Default::default()))
+            .map_err(|e| Error::Gpu(format!("wgpu's noop backend: {e}")))?;
+        let opts = ContextOptions { profile_kernels: Some(false), weight_textures: Some(false), ..Default::default() };
+        Context::from_adapter(&adapter, &opts)
+    }
+
     /// A context on the adapter wgpu offers for high performance, made without blocking: the
     /// form a web page needs, where the adapter is the browser's WebGPU one. `opts.adapter` and
     /// [`ADAPTER_ENV`] are not consulted: the browser has one adapter to give.

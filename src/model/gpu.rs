@@ -490,6 +490,13 @@ struct Seq<'c> {
     caches: &'c mut KvCaches,
 }
 
+/// What the GPU's part of a forward pass leaves: the output itself, or the hidden state for the
+/// layers and head on the CPU.
+enum GpuPart {
+    Done(Output),
+    Hidden(Vec<f32>),
+}
+
 /// One sequence's next decode step in [`GpuModel::decode_batch`]: `token` at position `pos`.
 pub struct DecodeStep<'c> {
     pub caches: &'c mut KvCaches,
@@ -731,16 +738,39 @@ impl GpuModel {
         seqs: &mut [Seq<'_>],
         want: Want,
     ) -> Result<Output> {
-        let c = &self.config;
         let n = tokens.len();
         if n > acts.batch || seqs.iter().map(|s| s.n).sum::<usize>() != n {
             return Err(Error::Invalid(format!("{n} tokens for a batch of {} rows", acts.batch)));
         }
+        let embed_on_gpu = self.head_is_embedding && self.head.is_some();
+        let mut x = if self.placement.gpu_layers == 0 && !embed_on_gpu {
+            // Everything on the CPU: the GPU has nothing to do (and may be wgpu's noop device).
+            self.cpu.embed(tokens)?
+        } else {
+            match self.run_gpu_part(acts, tokens, seqs, want, embed_on_gpu).await? {
+                GpuPart::Done(output) => return Ok(output),
+                GpuPart::Hidden(x) => x,
+            }
+        };
+        self.run_cpu_part(acts, &mut x, seqs, want).await
+    }
+
+    /// The embedding (where the GPU holds the table) and the layers the plan puts on the GPU, and
+    /// the head and the pick where everything is there; otherwise the hidden state for the CPU.
+    async fn run_gpu_part(
+        &self,
+        acts: &mut Activations,
+        tokens: &[u32],
+        seqs: &mut [Seq<'_>],
+        want: Want,
+        embed_on_gpu: bool,
+    ) -> Result<GpuPart> {
+        let c = &self.config;
+        let n = tokens.len();
         let state = &*acts;
         let started = Instant::now();
         // Everything on the GPU: one submit, and only logits (or a token id) come back.
         let all_gpu = self.placement.gpu_layers == c.n_layer && self.head.is_some();
-        let embed_on_gpu = self.head_is_embedding && self.head.is_some();
         if !embed_on_gpu {
             self.ctx.write(&state.x, 0, &self.cpu.embed(tokens)?)?;
         } else {
@@ -772,12 +802,23 @@ impl GpuModel {
         acts.host_seconds += started.elapsed().as_secs_f64();
         self.ctx.wait_for(submitted)?;
         let state = &*acts;
-        if all_gpu {
-            return self.read_output(state, n, want).await;
-        }
+        Ok(match all_gpu {
+            true => GpuPart::Done(self.read_output(state, n, want).await?),
+            false => GpuPart::Hidden(self.ctx.read_range_async(&state.x, 0, n * c.n_embd).await?),
+        })
+    }
 
-        // Layers the plan left on the CPU, then the head wherever it lives.
-        let mut x = self.ctx.read_range_async(&state.x, 0, n * c.n_embd).await?;
+    /// The layers the plan left on the CPU over the hidden state `x`, then the head wherever it
+    /// lives.
+    async fn run_cpu_part(
+        &self,
+        acts: &mut Activations,
+        x: &mut [f32],
+        seqs: &mut [Seq<'_>],
+        want: Want,
+    ) -> Result<Output> {
+        let c = &self.config;
+        let n = x.len() / c.n_embd;
         let cpu_started = Instant::now();
         let head_rows = want.head_rows();
         let cpu_head = head_rows.filter(|_| self.head.is_none());
@@ -802,7 +843,7 @@ impl GpuModel {
         if let Some(logits) = logits {
             return Ok(self.pick_on_host(state, logits, want));
         }
-        self.ctx.write(&state.x, 0, &x)?;
+        self.ctx.write(&state.x, 0, x)?;
         let mut enc = self.ctx.encoder("head");
         {
             let mut pass = enc.begin_compute_pass(&Default::default());

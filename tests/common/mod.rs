@@ -134,9 +134,16 @@ pub fn logit_stats(ours: &[f32], reference: &[f32]) -> (f32, f64, Vec<usize>, Ve
 /// Run `wgquant SUBCOMMAND args...` (the binary cargo built for this test); returns (exit code,
 /// stdout, stderr).
 pub fn run_wgquant(subcommand: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    run_wgquant_with(subcommand, args, &[])
+}
+
+/// [`run_wgquant`] with extra environment variables.
+#[allow(dead_code)]
+pub fn run_wgquant_with(subcommand: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgquant"))
         .arg(subcommand)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();

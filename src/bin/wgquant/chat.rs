@@ -80,7 +80,9 @@ fn list_devices() {
         common::CPU_DEVICE,
         wgquant::cpu::level().name()
     );
-    println!("{}: the best adapter below, even a CPU emulator", common::GPU_DEVICE);
+    if !adapters.is_empty() {
+        println!("{}: the best adapter below, even a CPU emulator", common::GPU_DEVICE);
+    }
     for a in adapters {
         let i = &a.info;
         println!("{}: {} ({:?}, {:?}, {} {})", a.index, i.name, i.backend, i.device_type, i.driver, i.driver_info);

@@ -77,12 +77,12 @@ impl ModelArgs {
 }
 
 /// Whether `gguf` runs on the CPU's own kernels when no device is named
-/// ([`wgquant::cpu::emulator_to_replace`]); said on stderr. A VRAM budget asks for the adapter.
+/// ([`wgquant::cpu::cpu_by_default`]); said on stderr. A VRAM budget asks for the adapter.
 fn native_by_default(gguf: &GgufFile, vram_budget: Option<u64>) -> bool {
-    let Some(emulator) = vram_budget.is_none().then(|| wgquant::cpu::emulator_to_replace(gguf)).flatten() else {
+    let Some(why) = vram_budget.is_none().then(|| wgquant::cpu::cpu_by_default(gguf)).flatten() else {
         return false;
     };
-    eprintln!("device: {emulator} emulates a GPU on the CPU: running on the CPU's own kernels (--device {GPU_DEVICE} runs on it)");
+    eprintln!("device: {why}: running on the CPU's own kernels");
     true
 }
 
