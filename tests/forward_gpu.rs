@@ -80,15 +80,17 @@ fn gpu_batches_and_decode_match_the_cpu_path() {
 /// The layers a plan leaves on the CPU give the same logits as an all-GPU run: to f32 rounding
 /// with the CPU's reference kernels (the plumbing between the two is exact), and within what
 /// rounding activations to 8 bits moves (llama.cpp's CPU backend rounds them too) with the
-/// integer kernels that offloaded layers run.
+/// integer kernels that offloaded layers run. The split runs take the prompt in micro-batches of
+/// three, so the GPU runs one micro-batch while the CPU runs the one before.
 #[test]
 fn mixed_gpu_cpu_layers_match_all_gpu() {
     use wgquant::model::cpu::CpuKernels;
     let tokens = [2u32, 14946, 3324, 496, 990, 236764, 993];
-    let run = |placement, kernels| {
+    let run = |placement: Offload, kernels| {
         let mut model = load(Some(placement));
         model.cpu.kernels = kernels;
-        let mut state = GpuState::new(&model, 16, 8, 1, KvType::F16).unwrap();
+        let batch = if placement.gpu_layers == 18 { 8 } else { 3 };
+        let mut state = GpuState::new(&model, 16, batch, 1, KvType::F16).unwrap();
         model.forward(&mut state, &tokens, 0, Logits::Last).unwrap()
     };
     let all = run(Offload { gpu_layers: 18, head_on_gpu: true }, CpuKernels::Reference);

@@ -20,9 +20,9 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::format::blocks::{read_block, with_block};
+use crate::format::blocks::with_block;
 use crate::format::GgmlType;
-use simd::{Isa, Level, Portable};
+use simd::{Isa, Level, Portable, Scales, UnitFlags};
 use unpack::{Int8Unit, Unpack8, GROUPS, UNIT};
 
 /// How far ahead of the unit being decoded its weights are prefetched, in bytes.
@@ -163,21 +163,17 @@ fn row_dot<B: Unpack8, I: Isa>(
     unit: &mut Int8Unit,
     lanes: &mut [Lanes],
 ) {
-    let mut isum = [0i32; GROUPS];
+    let flags = UnitFlags { unsigned: B::UNSIGNED, with_min: B::HAS_MIN };
     lanes.fill([0.0; GROUPS]);
     let unit_bytes = (UNIT / B::ELEMS) * size_of::<B>();
     for (u, unit_row) in row.chunks(unit_bytes).enumerate() {
         simd::prefetch(unit_row.as_ptr().wrapping_add(PREFETCH_AHEAD), unit_row.len());
-        let mut len = 0;
-        for bytes in unit_row.chunks_exact(size_of::<B>()) {
-            read_block::<B>(bytes).unpack8::<I>(unit, len);
-            len += B::ELEMS;
-        }
-        let groups = len / 16;
+        B::unpack_unit::<I>(unit_row, unit);
+        let len = unit_row.len() / size_of::<B>() * B::ELEMS;
         for (c, lanes) in lanes.iter_mut().enumerate() {
             let at = c * x.row_len + u * UNIT;
-            I::dot_groups(&unit.q[..len], &x.q[at..at + len], &mut isum[..groups], B::UNSIGNED);
-            scale_into::<B>(lanes, unit, &isum, &x.d[at / 16..], &x.dsum[at / 16..], groups);
+            let act = Scales { d: &x.d[at / 16..], dsum: &x.dsum[at / 16..] };
+            I::dot_into_lanes(&unit.q[..len], &x.q[at..at + len], lanes, unit, act, flags);
         }
     }
     for (o, lanes) in out.iter_mut().zip(lanes.iter()) {
@@ -197,25 +193,6 @@ fn tree_sum(lanes: &Lanes) -> f32 {
         }
     }
     v[0]
-}
-
-/// Adds each group's `scale · d · Σ(q·x)` (and `min · d · Σx`) to its lane.
-#[inline(always)]
-fn scale_into<B: Unpack8>(
-    lanes: &mut Lanes,
-    unit: &Int8Unit,
-    isum: &[i32; GROUPS],
-    d: &[f32],
-    dsum: &[f32],
-    groups: usize,
-) {
-    let (d, dsum) = (&d[..groups], &dsum[..groups]);
-    for g in 0..groups {
-        lanes[g] += unit.scale[g] * d[g] * isum[g] as f32;
-        if B::HAS_MIN {
-            lanes[g] += unit.min[g] * dsum[g];
-        }
-    }
 }
 
 /// A kernel: consecutive rows of a format against every column ([`rows_dot`]).
@@ -338,23 +315,24 @@ pub fn matmul_at(level: Level, ty: GgmlType, weights: &[u8], x: &Q8Activations, 
 }
 
 /// The weights of `bytes` (whole blocks of `ty`) rebuilt from their integer form, `scale · q +
-/// min`, for the test that compares them with the scalar decoder.
+/// min`, decoded with `I`'s helpers, for the test that compares them with the scalar decoder.
 #[cfg(test)]
-fn rebuild(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
-    fn blocks<B: Unpack8>(bytes: &[u8]) -> Vec<f32> {
+fn rebuild<I: Isa>(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
+    fn blocks<B: Unpack8, I: Isa>(bytes: &[u8]) -> Vec<f32> {
         let mut blk = Int8Unit::default();
         let mut out = Vec::new();
-        for b in bytes.chunks_exact(size_of::<B>()) {
-            read_block::<B>(b).unpack8::<Portable>(&mut blk, 0);
+        for unit in bytes.chunks(UNIT / B::ELEMS * size_of::<B>()) {
+            B::unpack_unit::<I>(unit, &mut blk);
             let weight = |i: usize| blk.scale[i / 16] * blk.q[i] as f32;
+            let len = unit.len() / size_of::<B>() * B::ELEMS;
             match B::HAS_MIN {
-                true => out.extend((0..B::ELEMS).map(|i| weight(i) + blk.min[i / 16])),
-                false => out.extend((0..B::ELEMS).map(weight)),
+                true => out.extend((0..len).map(|i| weight(i) + blk.min[i / 16])),
+                false => out.extend((0..len).map(weight)),
             }
         }
         out
     }
-    with_block!(ty, B => blocks::<B>(bytes), floats => Vec::new())
+    with_block!(ty, B => blocks::<B, I>(bytes), floats => Vec::new())
 }
 
 #[cfg(test)]

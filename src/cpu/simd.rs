@@ -7,12 +7,46 @@
 //! the whole row kernel is compiled a second time with AVX2 enabled ([`avx2_rows`]), so that the
 //! unpacking loops around it are vectorised with 256-bit registers too.
 //!
-//! The 4- and 5-bit formats' unpacking ([`Isa::nibbles`], [`Isa::five_bits`]) and the IQ4
-//! formats' codebook ([`Isa::lookup_nibbles`], `pshufb`) have AVX2 forms too.
+//! The 4- and 5-bit formats' unpacking ([`Isa::nibbles`], [`Isa::five_bits`]), the IQ4
+//! formats' codebook ([`Isa::lookup_nibbles`], `pshufb`), and the scales' conversion eight at a
+//! time ([`Isa::spread_f16`], [`Isa::spread_bytes`], [`Isa::group_bytes`]) have AVX2 forms too.
+//! With AVX2, a unit's group sums are scaled into a column's lanes in registers
+//! ([`Isa::dot_into_lanes`]), in the portable form's order of operations.
 //!
 //! Safety argument: the AVX2 functions are reached only through [`avx2_rows`], which is called only
 //! after [`Level::detect`] saw AVX2 on this CPU (`is_x86_feature_detected!`), and they read only
 //! inside the slices they are given (whole 32-byte chunks, lengths asserted).
+
+use super::unpack::{f32_of, Int8Unit, GROUPS};
+use super::Lanes;
+
+/// The activations' scales for a unit's groups: each group's `d`, and `d · Σq` (the offset's term).
+#[derive(Clone, Copy)]
+pub struct Scales<'a> {
+    pub d: &'a [f32],
+    pub dsum: &'a [f32],
+}
+
+/// What a format's unit asks of the dot products, constants wherever the kernels are compiled:
+/// its quants are all in 0..=63 (no sign juggling), its groups have offsets.
+#[derive(Clone, Copy)]
+pub struct UnitFlags {
+    pub unsigned: bool,
+    pub with_min: bool,
+}
+
+/// Groups `from..from + isum.len()` of a unit: `lanes[g] += scale · d · isum`, then (`with_min`)
+/// `+= min · dsum`, in this order (the AVX2 form keeps it, so both give the same sums).
+#[inline(always)]
+fn scale_groups(lanes: &mut Lanes, unit: &Int8Unit, isum: &[i32], act: Scales<'_>, from: usize, with_min: bool) {
+    for (i, &sum) in isum.iter().enumerate() {
+        let g = from + i;
+        lanes[g] += unit.scale[g] * act.d[g] * sum as f32;
+        if with_min {
+            lanes[g] += unit.min[g] * act.dsum[g];
+        }
+    }
+}
 
 /// What the kernels do differently per instruction set.
 pub trait Isa {
@@ -20,6 +54,18 @@ pub trait Isa {
     /// `out`. `unsigned`: every `q` lies in 0..=63 (the formats with offsets keep their quants so),
     /// which spares the AVX2 form the sign juggling; a constant wherever the kernels call this.
     fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32], unsigned: bool);
+
+    /// A unit's dot products with one column, scaled into that column's lanes: per group g of
+    /// `q` (decoded weights) and `x` (8-bit activations), `lanes[g] += scale · d · Σ(q·x)`, and
+    /// with `with_min` `+= min · dsum` (the weights' scales and offsets from `unit`, the
+    /// activations' `d` and `dsum` per group from the unit's first).
+    #[inline(always)]
+    fn dot_into_lanes(q: &[i8], x: &[i8], lanes: &mut Lanes, unit: &Int8Unit, act: Scales<'_>, flags: UnitFlags) {
+        let mut isum = [0i32; GROUPS];
+        let groups = q.len() / 16;
+        Self::dot_groups(q, x, &mut isum[..groups], flags.unsigned);
+        scale_groups(lanes, unit, &isum[..groups], act, 0, flags.with_min);
+    }
 
     /// The nibbles of `qs` as 32 weights into `q` (low nibbles weights 0..16, high ones 16..32),
     /// minus 8 when `center` (Q4_0; Q4_1's quants keep their offset apart).
@@ -41,6 +87,35 @@ pub trait Isa {
         super::unpack::bit_planes(qs, hmask, q)
     }
 
+    /// Eight f16 values (four to a word, the first in the low bits) as f32, each the scale of two
+    /// consecutive groups of `out` (a unit of 32-weight blocks' scales or offsets).
+    #[inline(always)]
+    fn spread_f16(halves: [u64; 2], out: &mut [f32; GROUPS]) {
+        for (i, pair) in out.chunks_exact_mut(2).enumerate() {
+            let bits = (halves[i / 4] >> (16 * (i % 4))) as u16;
+            pair.fill(f32_of(half::f16::from_bits(bits)));
+        }
+    }
+
+    /// Eight integers, the bytes of `bytes` (the first in the low bits; `signed` or not), times
+    /// `factor`, each the scale of two consecutive groups of `out` (a super-block's scales or
+    /// offsets per 32 weights).
+    #[inline(always)]
+    fn spread_bytes(bytes: u64, signed: bool, factor: f32, out: &mut [f32; GROUPS]) {
+        for (i, pair) in out.chunks_exact_mut(2).enumerate() {
+            pair.fill(factor * byte_value(bytes >> (8 * i), signed) as f32);
+        }
+    }
+
+    /// Sixteen integers, the bytes of `bytes` (`signed` or not), times `factor`, one per group of
+    /// `out` (a super-block's scales or offsets per 16 weights).
+    #[inline(always)]
+    fn group_bytes(bytes: [u64; 2], signed: bool, factor: f32, out: &mut [f32; GROUPS]) {
+        for (g, s) in out.iter_mut().enumerate() {
+            *s = factor * byte_value(bytes[g / 8] >> (8 * (g % 8)), signed) as f32;
+        }
+    }
+
     /// `table` looked up with the nibbles of `packed`: the low nibbles' values into `out[..16]`,
     /// the high nibbles' into `out[16..32]` (the IQ4 formats' codebook).
     #[inline(always)]
@@ -49,6 +124,15 @@ pub trait Isa {
             out[j] = table[(b & 0xF) as usize];
             out[j + 16] = table[(b >> 4) as usize];
         }
+    }
+}
+
+/// The low byte of `word` as an integer, `signed` or not.
+#[inline(always)]
+fn byte_value(word: u64, signed: bool) -> i32 {
+    match signed {
+        true => word as u8 as i8 as i32,
+        false => word as u8 as i32,
     }
 }
 
@@ -108,12 +192,16 @@ impl Level {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::avx2_rows;
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(crate) use x86::Avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::unpack::Unpack8;
-    use super::super::{Q8Activations, Scratch};
-    use super::Isa;
+    use super::super::unpack::{Int8Unit, Unpack8, GROUPS};
+    use super::super::{Lanes, Q8Activations, Scratch};
+    #[cfg(doc)]
+    use super::f32_of;
+    use super::{scale_groups, Isa, Scales, UnitFlags};
     use std::arch::x86_64::*;
 
     /// AVX2: `|q| · sign(x, q)` in unsigned × signed byte pairs (`vpmaddubsw`, which needs one
@@ -133,21 +221,14 @@ mod x86 {
             // both slices and every store inside `out` (lengths asserted above); unaligned
             // loads and stores.
             unsafe {
-                let chunk = |c: usize| chunk_quads(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c), unsigned);
-                // Four chunks' eight groups at once: two rounds of pairwise adds leave groups
-                // (0, 2, 4, 6) in the low half and (1, 3, 5, 7) in the high one; a permute
-                // puts them in order.
-                let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
                 let mut c = 0;
                 while c + 4 <= chunks {
-                    let h01 = _mm256_hadd_epi32(chunk(c), chunk(c + 1));
-                    let h23 = _mm256_hadd_epi32(chunk(c + 2), chunk(c + 3));
-                    let groups = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h01, h23), order);
+                    let groups = eight_groups(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c), unsigned);
                     _mm256_storeu_si256(out.as_mut_ptr().add(2 * c) as *mut __m256i, groups);
                     c += 4;
                 }
                 for c in c..chunks {
-                    let quads = chunk(c);
+                    let quads = chunk_quads(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c), unsigned);
                     out[2 * c] = hsum(_mm256_castsi256_si128(quads));
                     out[2 * c + 1] = hsum(_mm256_extracti128_si256::<1>(quads));
                 }
@@ -206,6 +287,63 @@ mod x86 {
         }
 
         #[inline(always)]
+        fn dot_into_lanes(q: &[i8], x: &[i8], lanes: &mut Lanes, unit: &Int8Unit, act: Scales<'_>, flags: UnitFlags) {
+            let groups = q.len() / 16;
+            assert!(q.len() == x.len() && q.len() % 32 == 0 && groups <= GROUPS);
+            assert!(act.d.len() >= groups && act.dsum.len() >= groups);
+            // Eight groups at a time, their integer sums scaled in registers (no round trip
+            // through memory), in the portable form's order of operations.
+            let whole = groups / 8 * 8;
+            for g in (0..whole).step_by(8) {
+                // SAFETY: reached only from `avx2_rows` (AVX2 present); the 128 weights and
+                // activations read lie inside `q` and `x`, and every load and store of eight
+                // floats inside its array or slice (g + 8 ≤ groups ≤ each length, asserted).
+                unsafe {
+                    let sums = eight_groups(q.as_ptr().add(16 * g), x.as_ptr().add(16 * g), flags.unsigned);
+                    let scale = _mm256_loadu_ps(unit.scale.as_ptr().add(g));
+                    let weight = _mm256_mul_ps(scale, _mm256_loadu_ps(act.d.as_ptr().add(g)));
+                    let term = _mm256_mul_ps(weight, _mm256_cvtepi32_ps(sums));
+                    let mut sum = _mm256_add_ps(_mm256_loadu_ps(lanes.as_ptr().add(g)), term);
+                    if flags.with_min {
+                        let min = _mm256_loadu_ps(unit.min.as_ptr().add(g));
+                        sum = _mm256_add_ps(sum, _mm256_mul_ps(min, _mm256_loadu_ps(act.dsum.as_ptr().add(g))));
+                    }
+                    _mm256_storeu_ps(lanes.as_mut_ptr().add(g), sum);
+                }
+            }
+            if whole < groups {
+                let mut isum = [0i32; GROUPS];
+                let rest = &mut isum[..groups - whole];
+                Self::dot_groups(&q[16 * whole..], &x[16 * whole..], rest, flags.unsigned);
+                scale_groups(lanes, unit, rest, act, whole, flags.with_min);
+            }
+        }
+
+        #[inline(always)]
+        fn spread_f16(halves: [u64; 2], out: &mut [f32; GROUPS]) {
+            // SAFETY: reached only from `avx2_rows` (AVX2 present); 64 bytes written inside `out`.
+            unsafe {
+                let halves = _mm_set_epi64x(halves[1] as i64, halves[0] as i64);
+                spread_pairs(f32x8_of_f16(_mm256_cvtepu16_epi32(halves)), out)
+            }
+        }
+
+        #[inline(always)]
+        fn spread_bytes(bytes: u64, signed: bool, factor: f32, out: &mut [f32; GROUPS]) {
+            // SAFETY: as in `spread_f16`.
+            unsafe { spread_pairs(scaled_bytes(bytes, signed, factor), out) }
+        }
+
+        #[inline(always)]
+        fn group_bytes(bytes: [u64; 2], signed: bool, factor: f32, out: &mut [f32; GROUPS]) {
+            // SAFETY: as in `spread_f16`.
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr(), scaled_bytes(bytes[0], signed, factor));
+                _mm256_storeu_ps(out.as_mut_ptr().add(8), scaled_bytes(bytes[1], signed, factor));
+            }
+        }
+
+        #[inline(always)]
         fn lookup_nibbles(table: &[i8; 16], packed: &[u8], out: &mut [i8]) {
             // SAFETY: reached only from `avx2_rows` (AVX2, and so SSSE3, present); the lengths
             // are asserted inside.
@@ -227,6 +365,52 @@ mod x86 {
             false => _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)),
         };
         _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+    }
+
+    /// Eight values as sixteen in `out`, each twice in a row: the 32-weight scales as their
+    /// groups' (two vector stores, which the scale arithmetic's vector loads are forwarded from).
+    #[inline(always)]
+    unsafe fn spread_pairs(v: __m256, out: &mut [f32; GROUPS]) {
+        let low = _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+        let high = _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7));
+        _mm256_storeu_ps(out.as_mut_ptr(), low);
+        _mm256_storeu_ps(out.as_mut_ptr().add(8), high);
+    }
+
+    /// The eight bytes of `bytes` as integers (`signed` or not) times `factor`.
+    #[inline(always)]
+    unsafe fn scaled_bytes(bytes: u64, signed: bool, factor: f32) -> __m256 {
+        let b = _mm_cvtsi64_si128(bytes as i64);
+        let ints = if signed { _mm256_cvtepi8_epi32(b) } else { _mm256_cvtepu8_epi32(b) };
+        _mm256_mul_ps(_mm256_set1_ps(factor), _mm256_cvtepi32_ps(ints))
+    }
+
+    /// Eight f16s (the low half of each 32-bit lane) as f32, exactly as [`f32_of`]: the magnitude's
+    /// bits moved to an f32's place and multiplied by 2^112 rebias the exponent (and normalise
+    /// subnormals, exactly); exponent 31 (infinities, NaNs) becomes the f32's all-ones exponent;
+    /// the sign is or-ed back.
+    #[inline(always)]
+    unsafe fn f32x8_of_f16(h: __m256i) -> __m256 {
+        let magnitude = _mm256_slli_epi32::<13>(_mm256_and_si256(h, _mm256_set1_epi32(0x7fff)));
+        let two_to_112 = _mm256_castsi256_ps(_mm256_set1_epi32(0x7780_0000));
+        let finite = _mm256_mul_ps(_mm256_castsi256_ps(magnitude), two_to_112);
+        let exponent_31 = _mm256_cmpeq_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x7c00)), _mm256_set1_epi32(0x7c00));
+        let special = _mm256_or_si256(magnitude, _mm256_set1_epi32(0x7f80_0000));
+        let v = _mm256_blendv_ps(finite, _mm256_castsi256_ps(special), _mm256_castsi256_ps(exponent_31));
+        let sign = _mm256_slli_epi32::<16>(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)));
+        _mm256_or_ps(v, _mm256_castsi256_ps(sign))
+    }
+
+    /// The dot products of 128 weights `q` and activations `x` per group of 16, in order: four
+    /// chunks' sums of four, two rounds of pairwise adds (which leave groups 0, 2, 4, 6 in the low
+    /// half and 1, 3, 5, 7 in the high one) and a permute.
+    #[inline(always)]
+    unsafe fn eight_groups(q: *const i8, x: *const i8, unsigned: bool) -> __m256i {
+        let chunk = |c: usize| (q.add(32 * c), x.add(32 * c));
+        let ((q0, x0), (q1, x1), (q2, x2), (q3, x3)) = (chunk(0), chunk(1), chunk(2), chunk(3));
+        let h01 = _mm256_hadd_epi32(chunk_quads(q0, x0, unsigned), chunk_quads(q1, x1, unsigned));
+        let h23 = _mm256_hadd_epi32(chunk_quads(q2, x2, unsigned), chunk_quads(q3, x3, unsigned));
+        _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h01, h23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
     }
 
     /// Each 16-bit lane of `v` shifted right by `by` bits.
@@ -281,5 +465,29 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub(crate) unsafe fn avx2_rows<B: Unpack8>(rows: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
         super::super::rows_dot::<B, Avx2>(rows, x, out, scratch)
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::super::unpack::GROUPS;
+    use super::{Avx2, Isa, Portable};
+
+    /// AVX2's f16 conversion gives the portable one's bits for every f16, NaNs and infinities
+    /// included, each value spread over its two groups.
+    #[test]
+    fn avx2_spreads_every_f16_as_the_portable_form() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        for first in (0..=u16::MAX as u32).step_by(8) {
+            let word = |i: u32| (0..4).map(|j| ((first + 4 * i + j) as u64) << (16 * j)).sum::<u64>();
+            let halves = [word(0), word(1)];
+            let (mut want, mut got) = ([0.0f32; GROUPS], [0.0f32; GROUPS]);
+            Portable::spread_f16(halves, &mut want);
+            Avx2::spread_f16(halves, &mut got);
+            assert_eq!(want.map(f32::to_bits), got.map(f32::to_bits), "f16s from {first:#06x}");
+        }
     }
 }

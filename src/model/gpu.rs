@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::format::{dequant, GgmlType};
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::gpu::shaders::has_int_decoder;
-use crate::gpu::{now, Context, F32Buffer, GpuTensor, MemTag, StackedTensor, TrackedBuffer, U32Buffer};
+use crate::gpu::{now, Context, F32Buffer, GpuTensor, MemTag, StackedTensor, Submitted, TrackedBuffer, U32Buffer};
 use crate::ops::argmax::argmax;
 use crate::ops::attention::{attention, scratch_floats, AttentionShape, KvBuffer};
 use crate::ops::elementwise::{elementwise, Op};
@@ -497,6 +497,14 @@ enum GpuPart {
     Hidden(Vec<f32>),
 }
 
+/// The GPU's part of a micro-batch, submitted: what collecting its result needs.
+struct GpuWork {
+    submitted: Submitted,
+    rows: usize,
+    want: Want,
+    all_gpu: bool,
+}
+
 /// One sequence's next decode step in [`GpuModel::decode_batch`]: `token` at position `pos`.
 pub struct DecodeStep<'c> {
     pub caches: &'c mut KvCaches,
@@ -717,6 +725,10 @@ impl GpuModel {
         let step = if all { acts.logits_rows } else { acts.batch };
         acts.host_seconds = 0.0;
         acts.cpu_seconds = 0.0;
+        let split = (1..self.config.n_layer).contains(&self.placement.gpu_layers);
+        if split && !all && tokens.len() > step {
+            return self.run_overlapped(acts, caches, tokens, pos0, last).await;
+        }
         let mut logits = Vec::new();
         for (i, chunk) in tokens.chunks(step).enumerate() {
             let last_chunk = (i + 1) * step >= tokens.len();
@@ -728,6 +740,42 @@ impl GpuModel {
             }
         }
         Ok(Output::Logits(logits))
+    }
+
+    /// [`GpuModel::run`] over several micro-batches of a model split between the GPU and the CPU:
+    /// while the CPU runs micro-batch i's layers, the GPU runs micro-batch i + 1's. Each
+    /// micro-batch's CPU layers need its GPU layers, and the next micro-batch's GPU layers need
+    /// only the GPU's caches, so the two sides work at once instead of in turn; only the last
+    /// micro-batch goes through the head.
+    async fn run_overlapped(
+        &self,
+        acts: &mut Activations,
+        caches: &mut KvCaches,
+        tokens: &[u32],
+        pos0: usize,
+        last: Want,
+    ) -> Result<Output> {
+        let embed_on_gpu = self.head_is_embedding && self.head.is_some();
+        // The micro-batch whose GPU layers are done and whose CPU layers are not: (position, x).
+        let mut on_cpu: Option<(usize, Vec<f32>)> = None;
+        for (i, chunk) in tokens.chunks(acts.batch).enumerate() {
+            let chunk_pos = pos0 + i * acts.batch;
+            let work = {
+                let mut seq = [Seq { pos0: chunk_pos, n: chunk.len(), caches: &mut *caches }];
+                self.submit_gpu_part(acts, chunk, &mut seq, Want::Nothing, embed_on_gpu)?
+            };
+            if let Some((at, mut x)) = on_cpu.take() {
+                let mut seq = [Seq { pos0: at, n: x.len() / self.config.n_embd, caches: &mut *caches }];
+                self.run_cpu_part(acts, &mut x, &mut seq, Want::Nothing).await?;
+            }
+            match self.collect_gpu_part(acts, work).await? {
+                GpuPart::Hidden(x) => on_cpu = Some((chunk_pos, x)),
+                GpuPart::Done(_) => return Err(Error::Invalid("a split model finished on the GPU".into())),
+            }
+        }
+        let (at, mut x) = on_cpu.ok_or_else(|| Error::Invalid("no tokens to run".into()))?;
+        let mut seq = [Seq { pos0: at, n: x.len() / self.config.n_embd, caches }];
+        self.run_cpu_part(acts, &mut x, &mut seq, last).await
     }
 
     /// One micro-batch (at most `acts.batch` rows): the rows of `seqs` in order, `tokens` theirs.
@@ -765,6 +813,19 @@ impl GpuModel {
         want: Want,
         embed_on_gpu: bool,
     ) -> Result<GpuPart> {
+        let work = self.submit_gpu_part(acts, tokens, seqs, want, embed_on_gpu)?;
+        self.collect_gpu_part(acts, work).await
+    }
+
+    /// [`GpuModel::run_gpu_part`] up to the submit, which returns at once.
+    fn submit_gpu_part(
+        &self,
+        acts: &mut Activations,
+        tokens: &[u32],
+        seqs: &mut [Seq<'_>],
+        want: Want,
+        embed_on_gpu: bool,
+    ) -> Result<GpuWork> {
         let c = &self.config;
         let n = tokens.len();
         let state = &*acts;
@@ -800,11 +861,16 @@ impl GpuModel {
         }
         let submitted = self.ctx.submit(enc)?;
         acts.host_seconds += started.elapsed().as_secs_f64();
+        Ok(GpuWork { submitted, rows: n, want, all_gpu })
+    }
+
+    /// Waits for `work` and reads its result back.
+    async fn collect_gpu_part(&self, acts: &Activations, work: GpuWork) -> Result<GpuPart> {
+        let GpuWork { submitted, rows, want, all_gpu } = work;
         self.ctx.wait_for(submitted)?;
-        let state = &*acts;
         Ok(match all_gpu {
-            true => GpuPart::Done(self.read_output(state, n, want).await?),
-            false => GpuPart::Hidden(self.ctx.read_range_async(&state.x, 0, n * c.n_embd).await?),
+            true => GpuPart::Done(self.read_output(acts, rows, want).await?),
+            false => GpuPart::Hidden(self.ctx.read_range_async(&acts.x, 0, rows * self.config.n_embd).await?),
         })
     }
 
