@@ -3,7 +3,7 @@
 //! Per quantized format, the bandwidth (weight bytes per second) of a 4096 × 4096 matrix-vector
 //! product on the CPU, read cold (copies rotated over, together larger than any last-level
 //! cache): the scalar reference (`format::dot::matvec`, f32 activations), and the integer kernels
-//! (`wgquant::cpu`, 8-bit activations) at the portable level and at the best one this CPU has;
+//! (`wgquant::cpu`, 8-bit activations) at every instruction level this CPU has;
 //! each against the machine's read bandwidth, measured in the same run by summing a large buffer
 //! on all of rayon's threads.
 
@@ -45,17 +45,16 @@ fn main() {
         }
         None => (4096, 4096),
     };
-    let best = Level::detect();
+    let levels = Level::available();
     let read = host_read_bandwidth();
-    println!("CPU: {} threads, integer kernels at {} (and portable)", rayon::current_num_threads(), best.name());
+    let names: Vec<&str> = levels.iter().map(|l| l.name()).collect();
+    println!("CPU: {} threads, integer kernels at {}", rayon::current_num_threads(), names.join(", "));
     println!("read bandwidth: {read:.1} GB/s (sum of {} MiB); {m} × {k} matrices", HOST_READ_BYTES >> 20);
-    println!(
-        "{:<7} {:>22} {:>22} {:>22}",
-        "format",
-        "reference GB/s (%)",
-        "portable GB/s (%)",
-        format!("{} GB/s (%)", best.name())
-    );
+    print!("{:<7} {:>22}", "format", "reference GB/s (%)");
+    for name in &names {
+        print!(" {:>22}", format!("{name} GB/s (%)"));
+    }
+    println!();
     let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
     let xq = Q8Activations::quantize(&x, k).unwrap();
     let mut y = vec![0.0f32; m];
@@ -64,10 +63,12 @@ fn main() {
         let n = if quick { 2 } else { COLD_BYTES.div_ceil(one).max(2) };
         let copies: Vec<Vec<u8>> = (0..n).map(|s| random_blocks(ty, (m * k) as u64, s as u64).unwrap()).collect();
         let passes = if quick { 1 } else { 2 };
-        let reference = timed(&copies, passes, |w| dot::matvec(ty, w, k, &x, &mut y).unwrap());
-        let portable = timed(&copies, passes, |w| matmul_at(Level::Portable, ty, w, &xq, &mut y).unwrap());
-        let simd = timed(&copies, passes, |w| matmul_at(best, ty, w, &xq, &mut y).unwrap());
         let cell = |gbs: f64| format!("{gbs:.1} ({:.0} %)", 100.0 * gbs / read);
-        println!("{:<7} {:>22} {:>22} {:>22}", ty.to_string(), cell(reference), cell(portable), cell(simd));
+        let reference = timed(&copies, passes, |w| dot::matvec(ty, w, k, &x, &mut y).unwrap());
+        print!("{:<7} {:>22}", ty.to_string(), cell(reference));
+        for &level in &levels {
+            print!(" {:>22}", cell(timed(&copies, passes, |w| matmul_at(level, ty, w, &xq, &mut y).unwrap())));
+        }
+        println!();
     }
 }

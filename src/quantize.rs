@@ -182,7 +182,7 @@ impl Recipe {
         }
         let name = t.name.as_str();
         if name == "output.weight" || (!self.has_output && name == "token_embd.weight") {
-            ty = if t.dims[0] % 256 != 0 {
+            ty = if !t.dims[0].is_multiple_of(256) {
                 G::Q8_0
             } else if ty != G::Q8_0 {
                 G::Q6_K
@@ -250,7 +250,7 @@ impl Recipe {
 /// k-quants fall back to the legacy format of about the same size, then to F16.
 fn fallback_for_row(ty: GgmlType, row_len: u64) -> GgmlType {
     use GgmlType as G;
-    if row_len % ty.block_elems() as u64 == 0 {
+    if row_len.is_multiple_of(ty.block_elems() as u64) {
         return ty;
     }
     let fb = match ty {
@@ -260,7 +260,7 @@ fn fallback_for_row(ty: GgmlType, row_len: u64) -> GgmlType {
         G::Q6_K => G::Q8_0,
         other => other,
     };
-    if row_len % fb.block_elems() as u64 == 0 {
+    if row_len.is_multiple_of(fb.block_elems() as u64) {
         fb
     } else {
         G::F16

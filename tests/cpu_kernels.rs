@@ -1,5 +1,5 @@
 //! The CPU's integer kernels (`wgquant::cpu`) against the scalar reference: for every quantized
-//! format, at the portable level and at the best one this CPU has, on odd shapes (odd row counts,
+//! format, at every instruction level this CPU has (the portable one included), on odd shapes (odd row counts,
 //! rows of one and of several blocks, one column and several), the same products as
 //! `format::dot::matmul` fed the same 8-bit activations, up to the order of f32 sums.
 
@@ -28,7 +28,7 @@ fn activations(n: usize, seed: u64) -> Vec<f32> {
 
 #[test]
 fn integer_kernels_equal_the_scalar_reference_on_rounded_activations() {
-    let levels: Vec<Level> = [Level::Portable, Level::detect()].into_iter().collect();
+    let levels = Level::available();
     eprintln!("levels: {:?}", levels);
     let formats: Vec<GgmlType> = GgmlType::all().filter(|&ty| has_kernel(ty)).collect();
     assert_eq!(formats.len(), 12, "every quantized format has an integer kernel: {formats:?}");

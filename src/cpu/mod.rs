@@ -58,7 +58,7 @@ pub struct Q8Activations {
 impl Q8Activations {
     /// Rounds `x`, `[n][row_len]`, to 8 bits; `row_len` must be a multiple of 32.
     pub fn quantize(x: &[f32], row_len: usize) -> Result<Q8Activations> {
-        if row_len == 0 || row_len % Q8_BLOCK != 0 || x.len() % row_len != 0 {
+        if row_len == 0 || !row_len.is_multiple_of(Q8_BLOCK) || !x.len().is_multiple_of(row_len) {
             return Err(Error::Shape(format!(
                 "{} activations in rows of {row_len}: rows must be whole blocks of {Q8_BLOCK}",
                 x.len()
@@ -201,8 +201,12 @@ type RowKernel = fn(&[u8], &Q8Activations, &mut [f32], &mut Scratch);
 fn kernel<B: Unpack8>(level: Level) -> RowKernel {
     match level {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Level::Avx2` comes from `Level::detect` on this CPU (or a test that checked it).
+        // SAFETY: `matmul` takes the level `Level::detect` found on this CPU, and `matmul_at`
+        // refuses one that does not run here (`Level::runs_here`).
         Level::Avx2 => |rows, x, out, scratch| unsafe { simd::avx2_rows::<B>(rows, x, out, scratch) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Level::AvxVnni => |rows, x, out, scratch| unsafe { simd::avx_vnni_rows::<B>(rows, x, out, scratch) },
         _ => rows_dot::<B, Portable>,
     }
 }
@@ -275,12 +279,12 @@ pub fn matmul(ty: GgmlType, weights: &[u8], x: &Q8Activations, y: &mut [f32]) ->
 /// [`matmul`] at a given instruction level (tests and benchmarks compare them). A level this CPU
 /// does not have is an error.
 pub fn matmul_at(level: Level, ty: GgmlType, weights: &[u8], x: &Q8Activations, y: &mut [f32]) -> Result<()> {
-    if level != Level::Portable && level != Level::detect() {
+    if !level.runs_here() {
         return Err(Error::Invalid(format!("this CPU cannot run the {} kernels", level.name())));
     }
     let kernel = row_kernel(ty, level).ok_or_else(|| Error::Invalid(format!("{ty} has no integer CPU kernel")))?;
     let n_cols = x.n_cols;
-    if y.len() % n_cols != 0 {
+    if !y.len().is_multiple_of(n_cols) {
         return Err(Error::Shape(format!("output of {} floats is not {n_cols} columns", y.len())));
     }
     let n_rows = y.len() / n_cols;

@@ -3,9 +3,10 @@
 //!
 //! [`Isa`] is the primitive the kernels are generic over: per group of 16, the dot product of 8-bit
 //! weights with 8-bit activations. [`Portable`] is plain Rust (the compiler vectorises it for the
-//! baseline target: SSE2 on x86-64, NEON on aarch64). [`Avx2`] uses `vpmaddubsw`/`vpmaddwd`, and
-//! the whole row kernel is compiled a second time with AVX2 enabled ([`avx2_rows`]), so that the
-//! unpacking loops around it are vectorised with 256-bit registers too.
+//! baseline target: SSE2 on x86-64, NEON on aarch64). `Avx2` uses `vpmaddubsw`/`vpmaddwd`, and
+//! the whole row kernel is compiled a second time with AVX2 enabled (`avx2_rows`), so that the
+//! unpacking loops around it are vectorised with 256-bit registers too. `Avx2<true>` is the same
+//! with AVX-VNNI's `vpdpbusd` for the multiply-adds, compiled a third time (`avx_vnni_rows`).
 //!
 //! The 4- and 5-bit formats' unpacking ([`Isa::nibbles`], [`Isa::five_bits`]), the IQ4
 //! formats' codebook ([`Isa::lookup_nibbles`], `pshufb`), and the scales' conversion eight at a
@@ -13,9 +14,10 @@
 //! With AVX2, a unit's group sums are scaled into a column's lanes in registers
 //! ([`Isa::dot_into_lanes`]), in the portable form's order of operations.
 //!
-//! Safety argument: the AVX2 functions are reached only through [`avx2_rows`], which is called only
-//! after [`Level::detect`] saw AVX2 on this CPU (`is_x86_feature_detected!`), and they read only
-//! inside the slices they are given (whole 32-byte chunks, lengths asserted).
+//! Safety argument: the AVX2 functions are reached only through `avx2_rows` and `avx_vnni_rows`,
+//! which are called only for a level that runs on this CPU ([`Level::runs_here`], from
+//! `is_x86_feature_detected!`), and they read only inside the slices they are given (whole
+//! 32-byte chunks, lengths asserted).
 
 use super::unpack::{f32_of, Int8Unit, GROUPS};
 use super::Lanes;
@@ -165,35 +167,55 @@ impl Isa for Portable {
     }
 }
 
-/// The instruction sets the kernels can use on this CPU.
+/// The instruction sets the kernels can use, from the plainest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
     Portable,
     Avx2,
+    /// AVX2 with AVX-VNNI's `vpdpbusd`, which multiplies and sums four byte pairs into a 32-bit
+    /// lane in one instruction where AVX2 takes two (`vpmaddubsw`, `vpmaddwd`).
+    AvxVnni,
 }
 
 impl Level {
     /// The best level this CPU runs.
     pub fn detect() -> Level {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return Level::Avx2;
+        *Level::available().last().expect("the portable level runs everywhere")
+    }
+
+    /// Every level this CPU runs, from the plainest (the tests compare them all).
+    pub fn available() -> Vec<Level> {
+        [Level::Portable, Level::Avx2, Level::AvxVnni].into_iter().filter(|l| l.runs_here()).collect()
+    }
+
+    /// Whether this CPU runs this level (std caches the CPU's answer: a few loads).
+    pub fn runs_here(self) -> bool {
+        match self {
+            Level::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Level::AvxVnni => {
+                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("avxvnni")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
         }
-        Level::Portable
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Level::Portable => "portable",
             Level::Avx2 => "avx2",
+            Level::AvxVnni => "avx-vnni",
         }
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(crate) use x86::avx2_rows;
 #[cfg(all(test, target_arch = "x86_64"))]
 pub(crate) use x86::Avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{avx2_rows, avx_vnni_rows};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -209,13 +231,16 @@ mod x86 {
     /// lanes 0..4 hold the first group of a 32-byte chunk, lanes 4..8 the second. |q| ≤ 128 and
     /// |x| ≤ 127, so a pair's sum (at most 2 · 128 · 127) never saturates i16.
     ///
-    /// Not public: its methods assume AVX2, which only `avx2_rows`' callers have checked.
-    pub(crate) struct Avx2;
+    /// With `VNNI`, a chunk's products are summed in fours by AVX-VNNI's `vpdpbusd` instead.
+    ///
+    /// Not public: its methods assume AVX2 (and with `VNNI`, AVX-VNNI), which only `avx2_rows`'
+    /// and `avx_vnni_rows`' callers have checked.
+    pub(crate) struct Avx2<const VNNI: bool = false>;
 
-    impl Isa for Avx2 {
+    impl<const VNNI: bool> Isa for Avx2<VNNI> {
         #[inline(always)]
         fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32], unsigned: bool) {
-            assert!(q.len() == x.len() && q.len() % 32 == 0 && out.len() >= q.len() / 16);
+            assert!(q.len() == x.len() && q.len().is_multiple_of(32) && out.len() >= q.len() / 16);
             let chunks = q.len() / 32;
             // SAFETY: reached only from `avx2_rows` (AVX2 present); every chunk read lies inside
             // both slices and every store inside `out` (lengths asserted above); unaligned
@@ -223,12 +248,12 @@ mod x86 {
             unsafe {
                 let mut c = 0;
                 while c + 4 <= chunks {
-                    let groups = eight_groups(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c), unsigned);
+                    let groups = eight_groups::<VNNI>(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c), unsigned);
                     _mm256_storeu_si256(out.as_mut_ptr().add(2 * c) as *mut __m256i, groups);
                     c += 4;
                 }
                 for c in c..chunks {
-                    let quads = chunk_quads(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c), unsigned);
+                    let quads = chunk_quads::<VNNI>(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c), unsigned);
                     out[2 * c] = hsum(_mm256_castsi256_si128(quads));
                     out[2 * c + 1] = hsum(_mm256_extracti128_si256::<1>(quads));
                 }
@@ -289,7 +314,7 @@ mod x86 {
         #[inline(always)]
         fn dot_into_lanes(q: &[i8], x: &[i8], lanes: &mut Lanes, unit: &Int8Unit, act: Scales<'_>, flags: UnitFlags) {
             let groups = q.len() / 16;
-            assert!(q.len() == x.len() && q.len() % 32 == 0 && groups <= GROUPS);
+            assert!(q.len() == x.len() && q.len().is_multiple_of(32) && groups <= GROUPS);
             assert!(act.d.len() >= groups && act.dsum.len() >= groups);
             // Eight groups at a time, their integer sums scaled in registers (no round trip
             // through memory), in the portable form's order of operations.
@@ -299,7 +324,7 @@ mod x86 {
                 // activations read lie inside `q` and `x`, and every load and store of eight
                 // floats inside its array or slice (g + 8 ≤ groups ≤ each length, asserted).
                 unsafe {
-                    let sums = eight_groups(q.as_ptr().add(16 * g), x.as_ptr().add(16 * g), flags.unsigned);
+                    let sums = eight_groups::<VNNI>(q.as_ptr().add(16 * g), x.as_ptr().add(16 * g), flags.unsigned);
                     let scale = _mm256_loadu_ps(unit.scale.as_ptr().add(g));
                     let weight = _mm256_mul_ps(scale, _mm256_loadu_ps(act.d.as_ptr().add(g)));
                     let term = _mm256_mul_ps(weight, _mm256_cvtepi32_ps(sums));
@@ -357,14 +382,17 @@ mod x86 {
     /// that it is inlined into the AVX2 caller with its features (a closure's body would call the
     /// intrinsics).
     #[inline(always)]
-    unsafe fn chunk_quads(q: *const i8, x: *const i8, unsigned: bool) -> __m256i {
+    unsafe fn chunk_quads<const VNNI: bool>(q: *const i8, x: *const i8, unsigned: bool) -> __m256i {
         let a = _mm256_loadu_si256(q as *const __m256i);
         let b = _mm256_loadu_si256(x as *const __m256i);
-        let pairs = match unsigned {
-            true => _mm256_maddubs_epi16(a, b),
-            false => _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)),
+        let (a, b) = match unsigned {
+            true => (a, b),
+            false => (_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)),
         };
-        _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+        match VNNI {
+            true => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a, b),
+            false => _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)),
+        }
     }
 
     /// Eight values as sixteen in `out`, each twice in a row: the 32-weight scales as their
@@ -405,11 +433,11 @@ mod x86 {
     /// chunks' sums of four, two rounds of pairwise adds (which leave groups 0, 2, 4, 6 in the low
     /// half and 1, 3, 5, 7 in the high one) and a permute.
     #[inline(always)]
-    unsafe fn eight_groups(q: *const i8, x: *const i8, unsigned: bool) -> __m256i {
+    unsafe fn eight_groups<const VNNI: bool>(q: *const i8, x: *const i8, unsigned: bool) -> __m256i {
         let chunk = |c: usize| (q.add(32 * c), x.add(32 * c));
         let ((q0, x0), (q1, x1), (q2, x2), (q3, x3)) = (chunk(0), chunk(1), chunk(2), chunk(3));
-        let h01 = _mm256_hadd_epi32(chunk_quads(q0, x0, unsigned), chunk_quads(q1, x1, unsigned));
-        let h23 = _mm256_hadd_epi32(chunk_quads(q2, x2, unsigned), chunk_quads(q3, x3, unsigned));
+        let h01 = _mm256_hadd_epi32(chunk_quads::<VNNI>(q0, x0, unsigned), chunk_quads::<VNNI>(q1, x1, unsigned));
+        let h23 = _mm256_hadd_epi32(chunk_quads::<VNNI>(q2, x2, unsigned), chunk_quads::<VNNI>(q3, x3, unsigned));
         _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h01, h23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
     }
 
@@ -466,6 +494,20 @@ mod x86 {
     pub(crate) unsafe fn avx2_rows<B: Unpack8>(rows: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
         super::super::rows_dot::<B, Avx2>(rows, x, out, scratch)
     }
+
+    /// [`super::super::rows_dot`] compiled with AVX2 and AVX-VNNI.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and AVX-VNNI ([`super::Level::detect`]).
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub(crate) unsafe fn avx_vnni_rows<B: Unpack8>(
+        rows: &[u8],
+        x: &Q8Activations,
+        out: &mut [f32],
+        scratch: &mut Scratch,
+    ) {
+        super::super::rows_dot::<B, Avx2<true>>(rows, x, out, scratch)
+    }
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -486,7 +528,7 @@ mod tests {
             let halves = [word(0), word(1)];
             let (mut want, mut got) = ([0.0f32; GROUPS], [0.0f32; GROUPS]);
             Portable::spread_f16(halves, &mut want);
-            Avx2::spread_f16(halves, &mut got);
+            <Avx2>::spread_f16(halves, &mut got);
             assert_eq!(want.map(f32::to_bits), got.map(f32::to_bits), "f16s from {first:#06x}");
         }
     }

@@ -56,7 +56,7 @@ pub fn dequantize_to_vec(ty: GgmlType, src: &[u8]) -> Result<Vec<f32>> {
 
 /// The number of elements in `n_bytes` of `ty`, or an error if that is not a whole number of blocks.
 pub fn elems_in(ty: GgmlType, n_bytes: usize) -> Result<usize> {
-    if n_bytes % ty.block_bytes() != 0 {
+    if !n_bytes.is_multiple_of(ty.block_bytes()) {
         return Err(Error::Shape(format!(
             "{n_bytes} bytes is not a whole number of {ty} blocks of {} bytes",
             ty.block_bytes()

@@ -53,7 +53,7 @@ pub fn matmul(ty: GgmlType, weights: &[u8], row_len: usize, x: &[f32], n_cols: u
         return Err(Error::Shape(format!("matmul with row length {row_len} and {n_cols} columns")));
     }
     check_len("x", x.len(), n_cols.checked_mul(row_len).ok_or_else(|| overflow("x"))?)?;
-    if y.len() % n_cols != 0 {
+    if !y.len().is_multiple_of(n_cols) {
         return Err(Error::Shape(format!("output of {} floats is not {n_cols} columns", y.len())));
     }
     let n_rows = y.len() / n_cols;

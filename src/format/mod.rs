@@ -133,7 +133,7 @@ impl GgmlType {
     /// the byte count overflows.
     pub fn bytes_for(self, n_elems: u64) -> Result<u64> {
         let be = self.block_elems() as u64;
-        if n_elems % be != 0 {
+        if !n_elems.is_multiple_of(be) {
             return Err(Error::Shape(format!(
                 "{} elements is not a multiple of {}'s block of {be}",
                 n_elems,

@@ -55,7 +55,7 @@ impl GgufWriter {
         if dims.is_empty() || dims.len() > 4 || dims.contains(&0) {
             return Err(Error::Shape(format!("tensor `{name}`: dimensions {dims:?}")));
         }
-        if dims[0] % ty.block_elems() as u64 != 0 {
+        if !dims[0].is_multiple_of(ty.block_elems() as u64) {
             return Err(Error::Shape(format!(
                 "tensor `{name}`: row length {} is not a multiple of {ty}'s block",
                 dims[0]

@@ -138,11 +138,11 @@ impl Context {
         }
         let bytes: &[u8] = bytemuck::cast_slice(data);
         let at = (offset * std::mem::size_of::<T>()) as u64;
-        if at % 4 != 0 {
+        if !at.is_multiple_of(4) {
             return Err(Error::Shape(format!("write offset {at} bytes is not 4-byte aligned")));
         }
         let mut owned;
-        let bytes = if bytes.len() % 4 != 0 {
+        let bytes = if !bytes.len().is_multiple_of(4) {
             owned = bytes.to_vec();
             owned.resize(bytes.len().next_multiple_of(4), 0);
             &owned[..]
@@ -158,7 +158,7 @@ impl Context {
     /// copies to finish.
     pub fn upload_bytes(&self, dst: &wgpu::Buffer, offset: u64, bytes: &[u8]) -> Result<()> {
         let padded_len = (bytes.len() as u64).next_multiple_of(4);
-        if offset % 4 != 0 || offset + padded_len > dst.size() {
+        if !offset.is_multiple_of(4) || offset + padded_len > dst.size() {
             return Err(Error::Shape(format!(
                 "upload of {} bytes at {offset} into a buffer of {} bytes",
                 bytes.len(),

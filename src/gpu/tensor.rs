@@ -61,7 +61,7 @@ impl WeightStore {
             true => TEXEL_BYTES,
             false => ctx.limits().min_storage_buffer_offset_alignment as u64,
         };
-        offset as u64 % align == 0
+        (offset as u64).is_multiple_of(align)
     }
 }
 
@@ -207,7 +207,7 @@ impl GpuTensor {
 
 fn check_geometry(name: &str, ty: GgmlType, row_len: usize, n_rows: usize, n_bytes: usize) -> Result<usize> {
     let g = row_granularity(ty) as usize;
-    if row_len == 0 || n_rows == 0 || row_len % g != 0 {
+    if row_len == 0 || n_rows == 0 || !row_len.is_multiple_of(g) {
         return Err(Error::Shape(format!(
             "tensor `{name}` ({ty}): {n_rows} rows of {row_len} elements; rows must be non-empty multiples of {g}"
         )));

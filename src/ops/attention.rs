@@ -29,7 +29,7 @@ pub struct KvBuffer {
 
 impl KvBuffer {
     pub fn new(ctx: &Context, label: &str, rows: usize, row_len: usize, kv_type: KvType) -> Result<KvBuffer> {
-        if row_len % 2 != 0 || rows == 0 {
+        if !row_len.is_multiple_of(2) || rows == 0 {
             return Err(Error::Shape(format!("KV cache of {rows} rows of {row_len} elements: rows must be even")));
         }
         let words = rows * row_len * kv_type.bytes() / 4;
@@ -62,12 +62,12 @@ pub(crate) fn split_key(kv_type: KvType, head_dim: usize, subgroup: u32, heads_p
 fn split_kernel(ctx: &Context, s: &AttentionShape, kv_type: KvType) -> Option<(PipelineKey, usize)> {
     let sg = ctx.subgroup_size()?;
     let per_vec4 = if kv_type == KvType::F16 { 8 } else { 4 };
-    let fits = s.head_dim == s.head_dim_v && s.head_dim % (sg as usize * per_vec4) == 0;
+    let fits = s.head_dim == s.head_dim_v && s.head_dim.is_multiple_of(sg as usize * per_vec4);
     if !ctx.profile().attention_split_dims || !fits {
         return None;
     }
     let mut hpw = s.n_head / s.n_head_kv;
-    while hpw % 2 == 0 && s.n_tokens * s.n_head / hpw < 2 {
+    while hpw.is_multiple_of(2) && s.n_tokens * s.n_head / hpw < 2 {
         hpw /= 2;
     }
     Some((split_key(kv_type, s.head_dim, sg, hpw as u32), hpw))
@@ -112,7 +112,7 @@ pub(crate) fn combine_key() -> PipelineKey {
 /// each key and value it reads serves all of them.
 fn flash_kernel(s: &AttentionShape, kv_type: KvType) -> Result<(PipelineKey, usize)> {
     let per_vec4 = if kv_type == KvType::F16 { 8 } else { 4 };
-    if s.head_dim % per_vec4 != 0 || s.head_dim_v % 2 != 0 {
+    if !s.head_dim.is_multiple_of(per_vec4) || !s.head_dim_v.is_multiple_of(2) {
         return Err(Error::Shape(format!(
             "attention: heads of {} (keys) and {} (values) elements; with a {kv_type:?} cache keys must be \
              multiples of {per_vec4} and values of 2",
@@ -120,7 +120,7 @@ fn flash_kernel(s: &AttentionShape, kv_type: KvType) -> Result<(PipelineKey, usi
         )));
     }
     let group = s.n_head / s.n_head_kv;
-    let hpw = (1..=group.min(8)).rev().find(|h| group % h == 0).unwrap_or(1);
+    let hpw = (1..=group.min(8)).rev().find(|h| group.is_multiple_of(*h)).unwrap_or(1);
     Ok((flash_key(kv_type, s.head_dim, s.head_dim_v, hpw as u32), hpw))
 }
 
@@ -184,7 +184,7 @@ pub fn attention<'a>(
 ) -> Result<()> {
     let (q, out) = (q.into(), out.into());
     let s = shape;
-    if s.n_head % s.n_head_kv != 0 || k.row_len != s.n_head_kv * s.head_dim || v.row_len != s.n_head_kv * s.head_dim_v {
+    if !s.n_head.is_multiple_of(s.n_head_kv) || k.row_len != s.n_head_kv * s.head_dim || v.row_len != s.n_head_kv * s.head_dim_v {
         return Err(Error::Shape(format!(
             "attention: {s:?} does not match caches of rows {} and {}",
             k.row_len, v.row_len

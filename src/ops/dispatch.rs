@@ -54,7 +54,7 @@ pub(crate) fn resolve(view: &View<'_>, what: &dyn std::fmt::Display, n: usize, r
 
 /// Checks that a view is read as vec4: offset and stride multiples of 4 elements.
 pub(crate) fn check_vec4(view: &View<'_>, stride: usize, what: &dyn std::fmt::Display) -> Result<()> {
-    if view.offset % 4 != 0 || stride % 4 != 0 {
+    if !view.offset.is_multiple_of(4) || !stride.is_multiple_of(4) {
         return Err(Error::Shape(format!(
             "{what}: offset {} and stride {stride} must be multiples of 4 elements (read as vec4)",
             view.offset

@@ -64,7 +64,7 @@ impl MatMulShape {
     }
 
     fn check(&self, ty: GgmlType) -> Result<()> {
-        let ok = self.bm % self.tm == 0 && self.bn % self.tn == 0 && self.bk % span(ty) == 0 && self.bk % 8 == 0;
+        let ok = self.bm.is_multiple_of(self.tm) && self.bn.is_multiple_of(self.tn) && self.bk.is_multiple_of(span(ty)) && self.bk.is_multiple_of(8);
         ok.then_some(()).ok_or_else(|| Error::Shape(format!("bad matmul shape {self:?} for {ty}")))
     }
 

@@ -169,7 +169,7 @@ impl MatVecShape {
         // The warm-up reads an invocation's whole rows, and shared activations need every
         // invocation on its own rows: only for shapes that give it whole rows.
         let ok = self.tpr.is_power_of_two()
-            && self.wg % self.tpr == 0
+            && self.wg.is_multiple_of(self.tpr)
             && self.rpi >= 1
             && self.wg >= 1
             && (!(self.warm || self.shuffle_x) || self.tpr == 1);
@@ -363,7 +363,7 @@ fn matvec_impl(
     let (split, paired) = (matches!(out, Output::Split(_)), matches!(out, Output::Paired(_)));
     let (xs, ys) = if split || paired {
         // Stacks: one column, one chunk; Y is checked by the caller (split) or here (paired).
-        if n_cols != 1 || w.chunks.len() != 1 || (paired && w.n_rows % 2 != 0) {
+        if n_cols != 1 || w.chunks.len() != 1 || (paired && !w.n_rows.is_multiple_of(2)) {
             return Err(Error::Shape(format!("matvec `{}`: a stack is read one column at a time", w.name)));
         }
         if paired {

@@ -82,7 +82,7 @@ pub fn quantize_q8<'a>(
     out: &Q8Column,
 ) -> Result<()> {
     let x = x.into();
-    if n == 0 || n % Q8_BLOCK != 0 || n > out.capacity {
+    if n == 0 || !n.is_multiple_of(Q8_BLOCK) || n > out.capacity {
         return Err(Error::Shape(format!(
             "quantize_q8: {n} activations (a multiple of {Q8_BLOCK}, at most {})",
             out.capacity
@@ -113,7 +113,7 @@ pub fn matvec_q8<'a>(
     y: impl Into<View<'a>>,
 ) -> Result<()> {
     let y = y.into();
-    if !has_int_decoder(w.ty) || w.row_len > x.capacity || w.row_len % Q8_BLOCK != 0 {
+    if !has_int_decoder(w.ty) || w.row_len > x.capacity || !w.row_len.is_multiple_of(Q8_BLOCK) {
         return Err(Error::Shape(format!(
             "matvec_q8 `{}`: {} rows of {} against room for {} activations ({} has {} integer decoder)",
             w.name,

@@ -30,7 +30,7 @@ pub(crate) fn add_key(wg: u32, post_norm: bool) -> PipelineKey {
 
 /// The kernels read rows 4 elements at a time: `d`, checked to be a multiple of 4.
 fn whole_vec4s(d: usize, what: &str) -> Result<usize> {
-    if d % 4 != 0 {
+    if !d.is_multiple_of(4) {
         return Err(crate::Error::Shape(format!("{what}: rows of {d} elements (the norms need a multiple of 4)")));
     }
     Ok(d)
@@ -38,7 +38,7 @@ fn whole_vec4s(d: usize, what: &str) -> Result<usize> {
 
 /// A binding's element offset as a vec4 index (rows of whole vec4s start at multiples of 4).
 fn vec4_index(base: u32) -> Result<u32> {
-    if base % 4 != 0 {
+    if !base.is_multiple_of(4) {
         return Err(crate::Error::Shape(format!("norm: element offset {base} is not a multiple of 4")));
     }
     Ok(base / 4)

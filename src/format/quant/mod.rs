@@ -30,7 +30,7 @@ pub trait Quantize: Block {
 /// `row_len` must be a whole number of `ty`'s blocks and `src` a whole number of rows, otherwise
 /// [`Error::Shape`]. Rows are quantized in parallel on all cores.
 pub fn quantize(ty: GgmlType, src: &[f32], row_len: usize) -> Result<Vec<u8>> {
-    if row_len == 0 || src.len() % row_len != 0 {
+    if row_len == 0 || !src.len().is_multiple_of(row_len) {
         return Err(Error::Shape(format!("{} values are not whole rows of {row_len}", src.len())));
     }
     let row_bytes = ty.row_bytes(row_len)?;
