@@ -226,6 +226,34 @@ fn batched_decode_of_several_sequences_equals_each_alone() {
     }
 }
 
+/// A prompt's top-k after penalties, on the device, is the host's pick from its logits where the
+/// head is on the GPU and some layers are on the CPU: in micro-batches of two (the GPU runs one
+/// while the CPU runs the one before, and only the last goes through the head), and with every
+/// layer on the CPU. The penalties must reach the head's submission on both paths.
+#[test]
+fn split_prompt_top_k_applies_the_penalties() {
+    use wgquant::sampler::{apply_penalties, likeliest, TokenPenalty};
+    let (_dir, file, config, ctx) = batch_model();
+    let prompt = [300u32, 12, 250, 31, 8];
+    for gpu_layers in [1, 0] {
+        let placement = Offload { gpu_layers, head_on_gpu: true };
+        let model = GpuModel::load(ctx.clone(), file.clone(), placement, |_, _| {}).unwrap();
+        let mut state = GpuState::new(&model, 32, 2, 1, KvType::F16).unwrap();
+        let mut logits = model.forward(&mut state, &prompt, 0, Logits::Last).unwrap();
+        // Penalise the five likeliest tokens hard enough to reorder the top.
+        let unpenalised = likeliest(&logits, 40);
+        let penalties: Vec<TokenPenalty> =
+            unpenalised[..5].iter().map(|&(id, _)| TokenPenalty { row: 0, id, subtract: 5.0, divide: 2.0 }).collect();
+        apply_penalties(&mut logits, config.n_vocab, &penalties);
+        let expected = likeliest(&logits, 40);
+        assert_ne!(expected[0].0, unpenalised[0].0, "the penalties must change the pick");
+        // A fresh state, whose penalty buffer holds nothing from an earlier call.
+        let mut state = GpuState::new(&model, 32, 2, 1, KvType::F16).unwrap();
+        let got = model.forward_top_k(&mut state, &prompt, 0, 40, &penalties).unwrap();
+        assert_eq!(got, expected, "{placement:?}");
+    }
+}
+
 /// A batched decode step that samples on the device ([`GpuModel::decode_batch_top_k`]) hands back,
 /// per sequence, the likeliest tokens of the logits [`GpuModel::decode_batch`] returns for the same
 /// step, after each row's penalties, in the same order with the same values; with the head on the

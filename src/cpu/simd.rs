@@ -16,8 +16,8 @@
 //!
 //! Safety argument: the AVX2 functions are reached only through `avx2_rows` and `avx_vnni_rows`,
 //! which are called only for a level that runs on this CPU ([`Level::runs_here`], from
-//! `is_x86_feature_detected!`), and they read only inside the slices they are given (whole
-//! 32-byte chunks, lengths asserted).
+//! `is_x86_feature_detected!`), or from tests that checked the same first; and they read only
+//! inside the slices they are given (whole 32-byte chunks, lengths asserted).
 
 use super::unpack::{f32_of, Int8Unit, GROUPS};
 use super::Lanes;
@@ -242,7 +242,7 @@ mod x86 {
         fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32], unsigned: bool) {
             assert!(q.len() == x.len() && q.len().is_multiple_of(32) && out.len() >= q.len() / 16);
             let chunks = q.len() / 32;
-            // SAFETY: reached only from `avx2_rows` (AVX2 present); every chunk read lies inside
+            // SAFETY: AVX2 is present (see the module's safety argument); every chunk read lies inside
             // both slices and every store inside `out` (lengths asserted above); unaligned
             // loads and stores.
             unsafe {
@@ -263,7 +263,7 @@ mod x86 {
         #[inline(always)]
         fn nibbles(qs: &[u8; 16], center: bool, q: &mut [i8]) {
             assert!(q.len() >= 32);
-            // SAFETY: reached only from `avx2_rows` (AVX2 present); 16 bytes read from `qs`, 32
+            // SAFETY: AVX2 is present (see the module's safety argument); 16 bytes read from `qs`, 32
             // written inside `q` (asserted).
             unsafe {
                 let v = nibbles32(qs);
@@ -320,7 +320,7 @@ mod x86 {
             // through memory), in the portable form's order of operations.
             let whole = groups / 8 * 8;
             for g in (0..whole).step_by(8) {
-                // SAFETY: reached only from `avx2_rows` (AVX2 present); the 128 weights and
+                // SAFETY: AVX2 is present (see the module's safety argument); the 128 weights and
                 // activations read lie inside `q` and `x`, and every load and store of eight
                 // floats inside its array or slice (g + 8 ≤ groups ≤ each length, asserted).
                 unsafe {
@@ -346,7 +346,7 @@ mod x86 {
 
         #[inline(always)]
         fn spread_f16(halves: [u64; 2], out: &mut [f32; GROUPS]) {
-            // SAFETY: reached only from `avx2_rows` (AVX2 present); 64 bytes written inside `out`.
+            // SAFETY: AVX2 is present (see the module's safety argument); 64 bytes written inside `out`.
             unsafe {
                 let halves = _mm_set_epi64x(halves[1] as i64, halves[0] as i64);
                 spread_pairs(f32x8_of_f16(_mm256_cvtepu16_epi32(halves)), out)
@@ -370,7 +370,7 @@ mod x86 {
 
         #[inline(always)]
         fn lookup_nibbles(table: &[i8; 16], packed: &[u8], out: &mut [i8]) {
-            // SAFETY: reached only from `avx2_rows` (AVX2, and so SSSE3, present); the lengths
+            // SAFETY: AVX2, and so SSSE3, is present (the module's safety argument); the lengths
             // are asserted inside.
             unsafe { lookup16(table, packed, out) }
         }
@@ -416,7 +416,9 @@ mod x86 {
     /// Eight f16s (the low half of each 32-bit lane) as f32, exactly as [`f32_of`]: the magnitude's
     /// bits moved to an f32's place and multiplied by 2^112 rebias the exponent (and normalise
     /// subnormals, exactly); exponent 31 (infinities, NaNs) becomes the f32's all-ones exponent;
-    /// the sign is or-ed back.
+    /// the sign is or-ed back. A subnormal f16 is a subnormal f32 before the multiply: exact under
+    /// the default floating-point mode, which Rust programs keep (a host that set MXCSR's
+    /// denormals-are-zero would read it as 0).
     #[inline(always)]
     unsafe fn f32x8_of_f16(h: __m256i) -> __m256 {
         let magnitude = _mm256_slli_epi32::<13>(_mm256_and_si256(h, _mm256_set1_epi32(0x7fff)));

@@ -63,6 +63,7 @@ impl<B: Block32> Unpack8 for B {
 
     #[inline(always)]
     fn unpack_unit<I: Isa>(bytes: &[u8], out: &mut Int8Unit) {
+        const { assert!(B::ELEMS == 32, "a Block32 holds 32 weights") };
         // Four f16s to a word, kept in registers: blocks past the end of a short unit scale by 0.
         let (mut d, mut m) = ([0u64; 2], [0u64; 2]);
         for (i, bytes) in bytes.chunks_exact(size_of::<B>()).enumerate().take(UNIT / 32) {

@@ -37,7 +37,10 @@ pub fn stream_read(
     let [chunk] = &src.chunks[..] else {
         return Err(Error::DoesNotFit(format!("stream_read: `{}` is split over several bindings", src.name)));
     };
-    if dst.len() < shape.threads as usize || !src.n_bytes().is_multiple_of(16) || !shape.threads.is_multiple_of(shape.wg) {
+    if dst.len() < shape.threads as usize
+        || !src.n_bytes().is_multiple_of(16)
+        || !shape.threads.is_multiple_of(shape.wg)
+    {
         return Err(Error::Shape(format!(
             "stream_read {shape:?}: dst needs {} elements and src a multiple of 16 bytes",
             shape.threads

@@ -837,8 +837,8 @@ impl GpuModel {
         } else {
             self.ctx.write(&state.ids, 0, tokens)?;
         }
-        if matches!(want, Want::Top { .. }) && self.head.is_some() {
-            state.top.write_penalties(&self.ctx, &state.penalties)?;
+        if all_gpu {
+            self.write_penalties(state, want)?;
         }
 
         let mut enc = self.ctx.encoder("forward");
@@ -910,6 +910,7 @@ impl GpuModel {
             return Ok(self.pick_on_host(state, logits, want));
         }
         self.ctx.write(&state.x, 0, x)?;
+        self.write_penalties(state, want)?;
         let mut enc = self.ctx.encoder("head");
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -918,6 +919,15 @@ impl GpuModel {
         self.copy_output(&mut enc, state, n, want);
         self.ctx.submit_and_wait(enc)?;
         self.read_output(state, n, want).await
+    }
+
+    /// The sampling penalties for the device's top-k, where `want` asks for it: written with the
+    /// head's own submission (a GPU part submitted before it may have wanted nothing).
+    fn write_penalties(&self, state: &Activations, want: Want) -> Result<()> {
+        match want {
+            Want::Top { .. } => state.top.write_penalties(&self.ctx, &state.penalties),
+            _ => Ok(()),
+        }
     }
 
     /// The head for what `want` needs, and the greedy pick on the device for a token.

@@ -184,7 +184,10 @@ pub fn attention<'a>(
 ) -> Result<()> {
     let (q, out) = (q.into(), out.into());
     let s = shape;
-    if !s.n_head.is_multiple_of(s.n_head_kv) || k.row_len != s.n_head_kv * s.head_dim || v.row_len != s.n_head_kv * s.head_dim_v {
+    if !s.n_head.is_multiple_of(s.n_head_kv)
+        || k.row_len != s.n_head_kv * s.head_dim
+        || v.row_len != s.n_head_kv * s.head_dim_v
+    {
         return Err(Error::Shape(format!(
             "attention: {s:?} does not match caches of rows {} and {}",
             k.row_len, v.row_len

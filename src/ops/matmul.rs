@@ -64,7 +64,10 @@ impl MatMulShape {
     }
 
     fn check(&self, ty: GgmlType) -> Result<()> {
-        let ok = self.bm.is_multiple_of(self.tm) && self.bn.is_multiple_of(self.tn) && self.bk.is_multiple_of(span(ty)) && self.bk.is_multiple_of(8);
+        let ok = self.bm.is_multiple_of(self.tm)
+            && self.bn.is_multiple_of(self.tn)
+            && self.bk.is_multiple_of(span(ty))
+            && self.bk.is_multiple_of(8);
         ok.then_some(()).ok_or_else(|| Error::Shape(format!("bad matmul shape {self:?} for {ty}")))
     }
 
