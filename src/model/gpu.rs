@@ -502,7 +502,6 @@ struct GpuWork {
     submitted: Submitted,
     rows: usize,
     want: Want,
-    all_gpu: bool,
 }
 
 /// One sequence's next decode step in [`GpuModel::decode_batch`]: `token` at position `pos`.
@@ -755,14 +754,13 @@ impl GpuModel {
         pos0: usize,
         last: Want,
     ) -> Result<Output> {
-        let embed_on_gpu = self.head_is_embedding && self.head.is_some();
         // The micro-batch whose GPU layers are done and whose CPU layers are not: (position, x).
         let mut on_cpu: Option<(usize, Vec<f32>)> = None;
         for (i, chunk) in tokens.chunks(acts.batch).enumerate() {
             let chunk_pos = pos0 + i * acts.batch;
             let work = {
                 let mut seq = [Seq { pos0: chunk_pos, n: chunk.len(), caches: &mut *caches }];
-                self.submit_gpu_part(acts, chunk, &mut seq, Want::Nothing, embed_on_gpu)?
+                self.submit_gpu_part(acts, chunk, &mut seq, Want::Nothing)?
             };
             if let Some((at, mut x)) = on_cpu.take() {
                 let mut seq = [Seq { pos0: at, n: x.len() / self.config.n_embd, caches: &mut *caches }];
@@ -790,12 +788,11 @@ impl GpuModel {
         if n > acts.batch || seqs.iter().map(|s| s.n).sum::<usize>() != n {
             return Err(Error::Invalid(format!("{n} tokens for a batch of {} rows", acts.batch)));
         }
-        let embed_on_gpu = self.head_is_embedding && self.head.is_some();
-        let mut x = if self.placement.gpu_layers == 0 && !embed_on_gpu {
+        let mut x = if self.placement.gpu_layers == 0 && !self.embeds_on_gpu() {
             // Everything on the CPU: the GPU has nothing to do (and may be wgpu's noop device).
             self.cpu.embed(tokens)?
         } else {
-            match self.run_gpu_part(acts, tokens, seqs, want, embed_on_gpu).await? {
+            match self.run_gpu_part(acts, tokens, seqs, want).await? {
                 GpuPart::Done(output) => return Ok(output),
                 GpuPart::Hidden(x) => x,
             }
@@ -811,9 +808,8 @@ impl GpuModel {
         tokens: &[u32],
         seqs: &mut [Seq<'_>],
         want: Want,
-        embed_on_gpu: bool,
     ) -> Result<GpuPart> {
-        let work = self.submit_gpu_part(acts, tokens, seqs, want, embed_on_gpu)?;
+        let work = self.submit_gpu_part(acts, tokens, seqs, want)?;
         self.collect_gpu_part(acts, work).await
     }
 
@@ -824,14 +820,13 @@ impl GpuModel {
         tokens: &[u32],
         seqs: &mut [Seq<'_>],
         want: Want,
-        embed_on_gpu: bool,
     ) -> Result<GpuWork> {
         let c = &self.config;
         let n = tokens.len();
         let state = &*acts;
         let started = Instant::now();
         // Everything on the GPU: one submit, and only logits (or a token id) come back.
-        let all_gpu = self.placement.gpu_layers == c.n_layer && self.head.is_some();
+        let (all_gpu, embed_on_gpu) = (self.all_on_gpu(), self.embeds_on_gpu());
         if !embed_on_gpu {
             self.ctx.write(&state.x, 0, &self.cpu.embed(tokens)?)?;
         } else {
@@ -861,14 +856,14 @@ impl GpuModel {
         }
         let submitted = self.ctx.submit(enc)?;
         acts.host_seconds += started.elapsed().as_secs_f64();
-        Ok(GpuWork { submitted, rows: n, want, all_gpu })
+        Ok(GpuWork { submitted, rows: n, want })
     }
 
     /// Waits for `work` and reads its result back.
     async fn collect_gpu_part(&self, acts: &Activations, work: GpuWork) -> Result<GpuPart> {
-        let GpuWork { submitted, rows, want, all_gpu } = work;
+        let GpuWork { submitted, rows, want } = work;
         self.ctx.wait_for(submitted)?;
-        Ok(match all_gpu {
+        Ok(match self.all_on_gpu() {
             true => GpuPart::Done(self.read_output(acts, rows, want).await?),
             false => GpuPart::Hidden(self.ctx.read_range_async(&acts.x, 0, rows * self.config.n_embd).await?),
         })
@@ -919,6 +914,16 @@ impl GpuModel {
         self.copy_output(&mut enc, state, n, want);
         self.ctx.submit_and_wait(enc)?;
         self.read_output(state, n, want).await
+    }
+
+    /// Whether every layer and the head run on the GPU (a forward pass is then one submission).
+    fn all_on_gpu(&self) -> bool {
+        self.placement.gpu_layers == self.config.n_layer && self.head.is_some()
+    }
+
+    /// Whether the GPU looks the tokens up itself: the head is on the GPU and is the embedding table.
+    fn embeds_on_gpu(&self) -> bool {
+        self.head_is_embedding && self.head.is_some()
     }
 
     /// The sampling penalties for the device's top-k, where `want` asks for it: written with the
