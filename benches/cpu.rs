@@ -1,4 +1,4 @@
-//! CPU kernel benchmark: `cargo bench --bench cpu [-- --quick] [--shape MxK] [FORMAT...]`.
+//! CPU kernel benchmark: `cargo bench --bench cpu [-- --quick|--hot] [--shape MxK] [FORMAT...]`.
 //!
 //! Per quantized format, the bandwidth (weight bytes per second) of a 4096 × 4096 matrix-vector
 //! product on the CPU, read cold (copies rotated over, together larger than any last-level
@@ -6,6 +6,9 @@
 //! (`wgquant::cpu`, 8-bit activations) at every instruction level this CPU has;
 //! each against the machine's read bandwidth, measured in the same run by summing a large buffer
 //! on all of rayon's threads.
+//!
+//! `--hot` times one matrix read again and again from the caches instead (pick a `--shape` that
+//! fits them): the kernels' compute ceiling, what they would stream if memory were free.
 
 use std::time::Instant;
 
@@ -19,16 +22,25 @@ use wgquant::GgmlType;
 /// Bytes a cold timing rotates over: as many as the read bandwidth is measured over.
 const COLD_BYTES: usize = HOST_READ_BYTES;
 
-/// GB/s of `product` over `copies`, each read `passes` times in rotation.
-fn timed(copies: &[Vec<u8>], passes: usize, mut product: impl FnMut(&[u8])) -> f64 {
+/// Bytes a hot timing reads per round (the one matrix, again and again), and its rounds.
+const HOT_BYTES: usize = 1 << 30;
+const HOT_ROUNDS: usize = 5;
+
+/// GB/s of `product` over `copies`, each read `passes` times in rotation; the best of `rounds`
+/// such timings (a hot timing's noise is other work on the machine, which only slows it).
+fn timed(copies: &[Vec<u8>], passes: usize, rounds: usize, mut product: impl FnMut(&[u8])) -> f64 {
     product(&copies[0]);
-    let t0 = Instant::now();
-    for _ in 0..passes {
-        for w in copies {
-            product(w);
+    let bytes = (passes * copies.iter().map(Vec::len).sum::<usize>()) as f64;
+    let mut round = || {
+        let t0 = Instant::now();
+        for _ in 0..passes {
+            for w in copies {
+                product(w);
+            }
         }
-    }
-    (passes * copies.iter().map(Vec::len).sum::<usize>()) as f64 / t0.elapsed().as_secs_f64() / 1e9
+        bytes / t0.elapsed().as_secs_f64() / 1e9
+    };
+    (0..rounds).map(|_| round()).fold(0.0, f64::max)
 }
 
 fn main() {
@@ -37,6 +49,7 @@ fn main() {
     let args: Vec<String> =
         all.iter().filter(|a| !a.starts_with("--") && Some(*a) != shape.as_ref()).cloned().collect();
     let quick = all.iter().any(|a| a == "--quick");
+    let hot = all.iter().any(|a| a == "--hot");
     let wanted = |ty: GgmlType| args.is_empty() || args.iter().any(|a| a.eq_ignore_ascii_case(&ty.to_string()));
     let (m, k) = match &shape {
         Some(s) => {
@@ -49,7 +62,8 @@ fn main() {
     let read = host_read_bandwidth();
     let names: Vec<&str> = levels.iter().map(|l| l.name()).collect();
     println!("CPU: {} threads, integer kernels at {}", rayon::current_num_threads(), names.join(", "));
-    println!("read bandwidth: {read:.1} GB/s (sum of {} MiB); {m} × {k} matrices", HOST_READ_BYTES >> 20);
+    let reads = if hot { "hot, from the caches" } else { "cold" };
+    println!("read bandwidth: {read:.1} GB/s (sum of {} MiB); {m} × {k} matrices, {reads}", HOST_READ_BYTES >> 20);
     print!("{:<7} {:>22}", "format", "reference GB/s (%)");
     for name in &names {
         print!(" {:>22}", format!("{name} GB/s (%)"));
@@ -60,14 +74,18 @@ fn main() {
     let mut y = vec![0.0f32; m];
     for ty in GgmlType::all().filter(|&ty| has_kernel(ty) && wanted(ty) && k % ty.block_elems() == 0) {
         let one = ty.row_bytes(k).unwrap() * m;
-        let n = if quick { 2 } else { COLD_BYTES.div_ceil(one).max(2) };
+        let n = if quick || hot { 1 } else { COLD_BYTES.div_ceil(one).max(2) };
         let copies: Vec<Vec<u8>> = (0..n).map(|s| random_blocks(ty, (m * k) as u64, s as u64).unwrap()).collect();
-        let passes = if quick { 1 } else { 2 };
+        let (passes, rounds) = match (hot, quick) {
+            (true, _) => ((HOT_BYTES / one).max(1), HOT_ROUNDS),
+            (false, true) => (1, 1),
+            (false, false) => (2, 1),
+        };
         let cell = |gbs: f64| format!("{gbs:.1} ({:.0} %)", 100.0 * gbs / read);
-        let reference = timed(&copies, passes, |w| dot::matvec(ty, w, k, &x, &mut y).unwrap());
+        let reference = timed(&copies, passes, rounds, |w| dot::matvec(ty, w, k, &x, &mut y).unwrap());
         print!("{:<7} {:>22}", ty.to_string(), cell(reference));
         for &level in &levels {
-            print!(" {:>22}", cell(timed(&copies, passes, |w| matmul_at(level, ty, w, &xq, &mut y).unwrap())));
+            print!(" {:>22}", cell(timed(&copies, passes, rounds, |w| matmul_at(level, ty, w, &xq, &mut y).unwrap())));
         }
         println!();
     }

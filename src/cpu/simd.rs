@@ -10,11 +10,12 @@
 //!
 //! The 4- and 5-bit formats' unpacking ([`Isa::nibbles`], [`Isa::five_bits`]), the IQ4
 //! formats' codebook ([`Isa::lookup_nibbles`], `pshufb`), and the scales' conversion eight at a
-//! time ([`Isa::spread_f16`], [`Isa::spread_bytes`], [`Isa::group_bytes`]) have AVX2 forms too.
+//! time ([`Isa::spread_f16`], [`Isa::spread_bytes`], [`Isa::group_bytes`]) have AVX2 forms too;
+//! f16 scales convert with F16C's `vcvtph2ps` ([`Isa::f32_of_f16`]), which every AVX2 CPU has.
 //! With AVX2, a unit's group sums are scaled into a column's lanes in registers
 //! ([`Isa::dot_into_lanes`]), in the portable form's order of operations.
 //!
-//! Safety argument: the AVX2 functions are reached only through `avx2_rows` and `avx_vnni_rows`,
+//! Safety argument: the AVX2 (and F16C) functions are reached only through `avx2_rows` and `avx_vnni_rows`,
 //! which are called only for a level that runs on this CPU ([`Level::runs_here`], from
 //! `is_x86_feature_detected!`), or from tests that checked the same first; and they read only
 //! inside the slices they are given (whole 32-byte chunks, lengths asserted).
@@ -87,6 +88,12 @@ pub trait Isa {
     #[inline(always)]
     fn bit_planes(qs: &[u8; 64], hmask: Option<&[u8; 32]>, q: &mut [i8]) {
         super::unpack::bit_planes(qs, hmask, q)
+    }
+
+    /// An f16 scale as f32 (exactly, for every finite f16).
+    #[inline(always)]
+    fn f32_of_f16(h: half::f16) -> f32 {
+        f32_of(h)
     }
 
     /// Eight f16 values (four to a word, the first in the low bits) as f32, each the scale of two
@@ -194,11 +201,9 @@ impl Level {
         match self {
             Level::Portable => true,
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            Level::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c"),
             #[cfg(target_arch = "x86_64")]
-            Level::AvxVnni => {
-                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("avxvnni")
-            }
+            Level::AvxVnni => Level::Avx2.runs_here() && std::arch::is_x86_feature_detected!("avxvnni"),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -222,8 +227,6 @@ pub(crate) use x86::{avx2_rows, avx_vnni_rows};
 mod x86 {
     use super::super::unpack::{Int8Unit, Unpack8, GROUPS};
     use super::super::{Lanes, Q8Activations, Scratch};
-    #[cfg(doc)]
-    use super::f32_of;
     use super::{scale_groups, Isa, Scales, UnitFlags};
     use std::arch::x86_64::*;
 
@@ -348,10 +351,13 @@ mod x86 {
         #[inline(always)]
         fn spread_f16(halves: [u64; 2], out: &mut [f32; GROUPS]) {
             // SAFETY: AVX2 is present (see the module's safety argument); 64 bytes written inside `out`.
-            unsafe {
-                let halves = _mm_set_epi64x(halves[1] as i64, halves[0] as i64);
-                spread_pairs(f32x8_of_f16(_mm256_cvtepu16_epi32(halves)), out)
-            }
+            unsafe { spread_pairs(_mm256_cvtph_ps(_mm_set_epi64x(halves[1] as i64, halves[0] as i64)), out) }
+        }
+
+        #[inline(always)]
+        fn f32_of_f16(h: half::f16) -> f32 {
+            // SAFETY: F16C is present (see the module's safety argument).
+            unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32))) }
         }
 
         #[inline(always)]
@@ -414,24 +420,6 @@ mod x86 {
         _mm256_mul_ps(_mm256_set1_ps(factor), _mm256_cvtepi32_ps(ints))
     }
 
-    /// Eight f16s (the low half of each 32-bit lane) as f32, exactly as [`f32_of`]: the magnitude's
-    /// bits moved to an f32's place and multiplied by 2^112 rebias the exponent (and normalise
-    /// subnormals, exactly); exponent 31 (infinities, NaNs) becomes the f32's all-ones exponent;
-    /// the sign is or-ed back. A subnormal f16 is a subnormal f32 before the multiply: exact under
-    /// the default floating-point mode, which Rust programs keep (a host that set MXCSR's
-    /// denormals-are-zero would read it as 0).
-    #[inline(always)]
-    unsafe fn f32x8_of_f16(h: __m256i) -> __m256 {
-        let magnitude = _mm256_slli_epi32::<13>(_mm256_and_si256(h, _mm256_set1_epi32(0x7fff)));
-        let two_to_112 = _mm256_castsi256_ps(_mm256_set1_epi32(0x7780_0000));
-        let finite = _mm256_mul_ps(_mm256_castsi256_ps(magnitude), two_to_112);
-        let exponent_31 = _mm256_cmpeq_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x7c00)), _mm256_set1_epi32(0x7c00));
-        let special = _mm256_or_si256(magnitude, _mm256_set1_epi32(0x7f80_0000));
-        let v = _mm256_blendv_ps(finite, _mm256_castsi256_ps(special), _mm256_castsi256_ps(exponent_31));
-        let sign = _mm256_slli_epi32::<16>(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)));
-        _mm256_or_ps(v, _mm256_castsi256_ps(sign))
-    }
-
     /// The dot products of 128 weights `q` and activations `x` per group of 16, in order: four
     /// chunks' sums of four, two rounds of pairwise adds (which leave groups 0, 2, 4, 6 in the low
     /// half and 1, 3, 5, 7 in the high one) and a permute.
@@ -489,11 +477,11 @@ mod x86 {
         _mm_cvtsi128_si32(v)
     }
 
-    /// [`super::super::rows_dot`] compiled with AVX2.
+    /// [`super::super::rows_dot`] compiled with AVX2 (and F16C, which every AVX2 CPU has).
     ///
     /// # Safety
-    /// The CPU must have AVX2 ([`super::Level::detect`]).
-    #[target_feature(enable = "avx2")]
+    /// The CPU must have AVX2 and F16C ([`super::Level::detect`]).
+    #[target_feature(enable = "avx2,f16c")]
     pub(crate) unsafe fn avx2_rows<B: Unpack8>(rows: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
         super::super::rows_dot::<B, Avx2>(rows, x, out, scratch)
     }
@@ -501,8 +489,8 @@ mod x86 {
     /// [`super::super::rows_dot`] compiled with AVX2 and AVX-VNNI.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and AVX-VNNI ([`super::Level::detect`]).
-    #[target_feature(enable = "avx2,avxvnni")]
+    /// The CPU must have AVX2, F16C and AVX-VNNI ([`super::Level::detect`]).
+    #[target_feature(enable = "avx2,f16c,avxvnni")]
     pub(crate) unsafe fn avx_vnni_rows<B: Unpack8>(
         rows: &[u8],
         x: &Q8Activations,
@@ -518,12 +506,12 @@ mod tests {
     use super::super::unpack::GROUPS;
     use super::{Avx2, Isa, Portable};
 
-    /// AVX2's f16 conversion gives the portable one's bits for every f16, NaNs and infinities
-    /// included, each value spread over its two groups.
+    /// AVX2's f16 conversions (eight at a time, and one) give the portable one's bits for every
+    /// f16, infinities included, each of the eight spread over its two groups.
     #[test]
     fn avx2_spreads_every_f16_as_the_portable_form() {
-        if !std::arch::is_x86_feature_detected!("avx2") {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
+        if !super::Level::Avx2.runs_here() {
+            eprintln!("no AVX2 and F16C on this CPU: nothing to compare");
             return;
         }
         for first in (0..=u16::MAX as u32).step_by(8) {
@@ -532,7 +520,22 @@ mod tests {
             let (mut want, mut got) = ([0.0f32; GROUPS], [0.0f32; GROUPS]);
             Portable::spread_f16(halves, &mut want);
             <Avx2>::spread_f16(halves, &mut got);
-            assert_eq!(want.map(f32::to_bits), got.map(f32::to_bits), "f16s from {first:#06x}");
+            assert_eq!(want.map(comparable), got.map(comparable), "f16s from {first:#06x}");
+            for bits in first as u16..first as u16 + 8 {
+                let h = half::f16::from_bits(bits);
+                let (want, got) = (Portable::f32_of_f16(h), <Avx2>::f32_of_f16(h));
+                assert_eq!(comparable(want), comparable(got), "{bits:#06x}");
+            }
+        }
+    }
+
+    /// A float's bits, every NaN as one (F16C quiets signalling NaNs; no scale is a NaN that
+    /// matters).
+    fn comparable(v: f32) -> u32 {
+        if v.is_nan() {
+            f32::NAN.to_bits()
+        } else {
+            v.to_bits()
         }
     }
 }

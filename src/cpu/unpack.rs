@@ -80,7 +80,7 @@ impl<B: Block32> Unpack8 for B {
     }
 }
 
-/// An f16 scale as f32, inline: the bit-level conversion, exact for every finite f16 (zeros and
+/// An f16 scale as f32, inline (the portable [`Isa::f32_of_f16`]): the bit-level conversion, exact for every finite f16 (zeros and
 /// subnormals, whose exponent field is 0, are `mantissa · 2^-24`). `half`'s conversion looks for
 /// F16C at every call, which cost 3 % of a CPU decode step.
 #[inline(always)]
@@ -259,7 +259,7 @@ impl Unpack8 for BlockQ2K {
     #[inline(always)]
     fn unpack_unit<I: Isa>(bytes: &[u8], out: &mut Int8Unit) {
         let block = read_block::<Self>(bytes);
-        let (d, dmin) = (f32_of(block.d), f32_of(block.dmin));
+        let (d, dmin) = (I::f32_of_f16(block.d), I::f32_of_f16(block.dmin));
         // Each byte: the group's scale in its low nibble, its offset in the high one.
         let packed = [word(&block.scales, 0), word(&block.scales, 8)];
         I::group_bytes(packed.map(|w| w & LOW_NIBBLES), false, d, &mut out.scale);
@@ -286,7 +286,7 @@ impl Unpack8 for BlockQ3K {
     #[inline(always)]
     fn unpack_unit<I: Isa>(bytes: &[u8], out: &mut Int8Unit) {
         let block = read_block::<Self>(bytes);
-        I::group_bytes(q3k_scales(&block.scales), true, f32_of(block.d), &mut out.scale);
+        I::group_bytes(q3k_scales(&block.scales), true, I::f32_of_f16(block.d), &mut out.scale);
         I::bit_planes(&block.qs, Some(&block.hmask), &mut out.q);
     }
 }
@@ -313,7 +313,7 @@ impl Unpack8 for BlockQ4K {
     #[inline(always)]
     fn unpack_unit<I: Isa>(bytes: &[u8], out: &mut Int8Unit) {
         let block = read_block::<Self>(bytes);
-        let (d, dmin) = (f32_of(block.d), f32_of(block.dmin));
+        let (d, dmin) = (I::f32_of_f16(block.d), I::f32_of_f16(block.dmin));
         // Each 32 bytes of qs hold sub-block 2k in the low nibbles and 2k+1 in the high ones.
         for (k, qs) in block.qs.chunks_exact(32).enumerate() {
             for (l, &b) in qs.iter().enumerate() {
@@ -330,7 +330,7 @@ impl Unpack8 for BlockQ5K {
     #[inline(always)]
     fn unpack_unit<I: Isa>(bytes: &[u8], out: &mut Int8Unit) {
         let block = read_block::<Self>(bytes);
-        let (d, dmin) = (f32_of(block.d), f32_of(block.dmin));
+        let (d, dmin) = (I::f32_of_f16(block.d), I::f32_of_f16(block.dmin));
         for (k, qs) in block.qs.chunks_exact(32).enumerate() {
             let (u0, u1) = (1u8 << (2 * k), 1u8 << (2 * k + 1));
             for (l, &b) in qs.iter().enumerate() {
@@ -348,7 +348,7 @@ impl Unpack8 for BlockQ6K {
     #[inline(always)]
     fn unpack_unit<I: Isa>(bytes: &[u8], out: &mut Int8Unit) {
         let block = read_block::<Self>(bytes);
-        let d = f32_of(block.d);
+        let d = I::f32_of_f16(block.d);
         // Each 128-weight half uses 64 bytes of ql and 32 of qh; quarter k (32 weights) takes
         // ql's low/high nibbles of bytes 0..32/32..64 and bit pair 2k of qh.
         for half in 0..2 {
@@ -395,7 +395,7 @@ impl Unpack8 for BlockIQ4XS {
             let high = ((block.scales_h >> (2 * sb)) & 3) as u8;
             scales |= ((low | (high << 4)) as u64) << (8 * sb);
         }
-        I::spread_bytes(centered(scales, 6), true, f32_of(block.d), &mut out.scale);
+        I::spread_bytes(centered(scales, 6), true, I::f32_of_f16(block.d), &mut out.scale);
     }
 }
 
