@@ -764,7 +764,12 @@ impl GpuModel {
             };
             if let Some((at, mut x)) = on_cpu.take() {
                 let mut seq = [Seq { pos0: at, n: x.len() / self.config.n_embd, caches: &mut *caches }];
-                self.run_cpu_part(acts, &mut x, &mut seq, Want::Nothing).await?;
+                if let Err(e) = self.run_cpu_part(acts, &mut x, &mut seq, Want::Nothing).await {
+                    // The GPU's micro-batch is still in flight: wait for it (its readback and
+                    // timestamps) before the error leaves, so the next call starts from an idle queue.
+                    let _ = self.collect_gpu_part(acts, work).await;
+                    return Err(e);
+                }
             }
             match self.collect_gpu_part(acts, work).await? {
                 GpuPart::Hidden(x) => on_cpu = Some((chunk_pos, x)),
