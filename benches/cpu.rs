@@ -5,14 +5,16 @@
 //! cache): the scalar reference (`format::dot::matvec`, f32 activations), and the integer kernels
 //! (`wgquant::cpu`, 8-bit activations) at every instruction level this CPU has;
 //! each against the machine's read bandwidth, measured in the same run by summing a large buffer
-//! on all of rayon's threads.
+//! on all of rayon's threads. Both in huge pages, as the model's CPU matrices are.
 //!
 //! `--hot` times one matrix read again and again from the caches instead (pick a `--shape` that
 //! fits them): the kernels' compute ceiling, what they would stream if memory were free.
 
 use std::time::Instant;
 
+use memmap2::MmapMut;
 use wgquant::bench::speed::{host_read_bandwidth, HOST_READ_BYTES};
+use wgquant::cpu::huge_pages::huge_page_buffer;
 use wgquant::cpu::simd::Level;
 use wgquant::cpu::{has_kernel, matmul_at, Q8Activations};
 use wgquant::format::dot;
@@ -28,9 +30,9 @@ const HOT_ROUNDS: usize = 5;
 
 /// GB/s of `product` over `copies`, each read `passes` times in rotation; the best of `rounds`
 /// such timings (a hot timing's noise is other work on the machine, which only slows it).
-fn timed(copies: &[Vec<u8>], passes: usize, rounds: usize, mut product: impl FnMut(&[u8])) -> f64 {
+fn timed(copies: &[MmapMut], passes: usize, rounds: usize, mut product: impl FnMut(&[u8])) -> f64 {
     product(&copies[0]);
-    let bytes = (passes * copies.iter().map(Vec::len).sum::<usize>()) as f64;
+    let bytes = (passes * copies.iter().map(|c| c.len()).sum::<usize>()) as f64;
     let mut round = || {
         let t0 = Instant::now();
         for _ in 0..passes {
@@ -41,6 +43,13 @@ fn timed(copies: &[Vec<u8>], passes: usize, rounds: usize, mut product: impl FnM
         bytes / t0.elapsed().as_secs_f64() / 1e9
     };
     (0..rounds).map(|_| round()).fold(0.0, f64::max)
+}
+
+/// `bytes` copied into huge pages, where the model's CPU matrices live.
+fn in_huge_pages(bytes: &[u8]) -> MmapMut {
+    let mut map = huge_page_buffer(bytes.len()).unwrap();
+    map.copy_from_slice(bytes);
+    map
 }
 
 fn main() {
@@ -75,7 +84,8 @@ fn main() {
     for ty in GgmlType::all().filter(|&ty| has_kernel(ty) && wanted(ty) && k % ty.block_elems() == 0) {
         let one = ty.row_bytes(k).unwrap() * m;
         let n = if quick || hot { 1 } else { COLD_BYTES.div_ceil(one).max(2) };
-        let copies: Vec<Vec<u8>> = (0..n).map(|s| random_blocks(ty, (m * k) as u64, s as u64).unwrap()).collect();
+        let copies: Vec<MmapMut> =
+            (0..n).map(|s| in_huge_pages(&random_blocks(ty, (m * k) as u64, s as u64).unwrap())).collect();
         let (passes, rounds) = match (hot, quick) {
             (true, _) => ((HOT_BYTES / one).max(1), HOT_ROUNDS),
             (false, true) => (1, 1),

@@ -148,11 +148,14 @@ pub fn read_bandwidth(ctx: &Context, timer: &PassTimer, bytes: u64, reps: usize)
 pub const HOST_READ_BYTES: usize = 256 << 20;
 
 /// The host's read bandwidth in GB/s, the yardstick of the CPU's kernels: the best of a few sums of
-/// [`HOST_READ_BYTES`] on all of rayon's threads.
+/// [`HOST_READ_BYTES`] on all of rayon's threads, in huge pages as the kernels' weights are
+/// ([`crate::cpu::huge_pages`]).
 pub fn host_read_bandwidth() -> f64 {
     use rayon::prelude::*;
     const BYTES: usize = HOST_READ_BYTES;
-    let words = vec![1u64; BYTES / 8];
+    let mut buffer = crate::cpu::huge_pages::huge_page_buffer(BYTES).expect("a buffer for the bandwidth probe");
+    buffer.fill(1);
+    let words: &[u64] = bytemuck::cast_slice(&buffer);
     (0..5)
         .map(|_| {
             let t0 = Instant::now();

@@ -11,6 +11,7 @@
 //! The float formats (F32, F16, BF16) have no integer kernel ([`has_kernel`]) and take the
 //! reference path.
 
+pub mod huge_pages;
 pub mod simd;
 pub mod unpack;
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use crate::cpu::huge_pages::HugePageCopy;
 use crate::error::{Error, Result};
 use crate::format::{dequant, dot, GgmlType};
 use crate::gguf::{GgufFile, TensorInfo};
@@ -115,6 +116,9 @@ pub struct CpuModel {
     pub config: Config,
     pub weights: CpuWeights,
     pub kernels: CpuKernels,
+    /// The matrices this model multiplies by, copied into huge pages where the plan leaves them
+    /// here ([`CpuModel::keep_copy`]); the others are read from the file's map.
+    huge_pages: Option<HugePageCopy>,
 }
 
 impl CpuModel {
@@ -132,7 +136,13 @@ impl CpuModel {
     pub fn with_kernels(file: Arc<GgufFile>, kernels: CpuKernels) -> Result<CpuModel> {
         let config = Config::from_gguf(&file)?;
         let weights = CpuWeights::load(&file, &config)?;
-        Ok(CpuModel { file, config, weights, kernels })
+        Ok(CpuModel { file, config, weights, kernels, huge_pages: None })
+    }
+
+    /// Reads the products' matrices from `copy` where it holds them (those of the layers and head
+    /// that run here, in huge pages: [`crate::cpu::huge_pages`]).
+    pub fn keep_copy(&mut self, copy: HugePageCopy) {
+        self.huge_pages = (!copy.is_empty()).then_some(copy);
     }
 
     /// Run `tokens` at positions `pos0..`, appending to `cache`; returns the logits asked for.
@@ -247,7 +257,8 @@ impl CpuModel {
         let (row_len, rows) = (t.row_len(), t.n_rows());
         let n = x.len() / row_len;
         let mut y = vec![0.0f32; n * rows];
-        let data = self.file.tensor_data(t);
+        let copied = self.huge_pages.as_ref().and_then(|copy| copy.get(t));
+        let data = copied.unwrap_or_else(|| self.file.tensor_data(t));
         match self.kernels {
             CpuKernels::Integer if crate::cpu::has_kernel(t.ty) => {
                 crate::cpu::matmul(t.ty, data, &crate::cpu::Q8Activations::quantize(x, row_len)?, &mut y)?

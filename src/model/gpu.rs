@@ -11,6 +11,8 @@ use super::config::{Config, KvType};
 use super::cpu::{CpuKernels, CpuKvCache, CpuModel, Logits};
 use super::stream::{HeldTensors, TensorStream};
 use super::weights::{LayerWeights, RopeFactors};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::cpu::huge_pages::HugePageCopy;
 use crate::error::{Error, Result};
 use crate::format::{dequant, GgmlType};
 use crate::gguf::{GgufFile, TensorInfo};
@@ -186,7 +188,7 @@ impl GpuModel {
         mut progress: impl FnMut(u64, u64),
     ) -> Result<GpuModel> {
         // Offloaded layers and heads run the CPU's integer kernels, as llama.cpp's CPU backend.
-        let cpu = CpuModel::with_kernels(file.clone(), CpuKernels::Integer)?;
+        let mut cpu = CpuModel::with_kernels(file.clone(), CpuKernels::Integer)?;
         let config = cpu.config.clone();
         if placement.gpu_layers > config.n_layer {
             return Err(Error::Invalid(format!(
@@ -194,6 +196,7 @@ impl GpuModel {
                 placement.gpu_layers, config.n_layer
             )));
         }
+        keep_cpu_matrices_in_huge_pages(&mut cpu, &file, placement)?;
         let global_infos = &cpu.weights.global;
         let head_info = global_infos.output.as_ref().unwrap_or(&global_infos.token_embd);
         let total = upload_bytes(&cpu, placement, head_info);
@@ -308,6 +311,24 @@ impl LayerStacks {
         let gate_up = stack(&[&w.ffn_gate, &w.ffn_up], "gate+up")?;
         Ok((LayerStacks { qkv, gate_up }, parts))
     }
+}
+
+/// The matrices of the layers and head that `placement` leaves on the CPU, copied into huge pages
+/// for its products (see [`crate::cpu::huge_pages`]).
+#[cfg(not(target_arch = "wasm32"))]
+fn keep_cpu_matrices_in_huge_pages(cpu: &mut CpuModel, file: &GgufFile, placement: Offload) -> Result<()> {
+    let weights = &cpu.weights;
+    let layers = weights.layers[placement.gpu_layers..].iter().flat_map(|l| l.iter());
+    let head = weights.global.output.as_ref().unwrap_or(&weights.global.token_embd);
+    let copy = HugePageCopy::new(file, layers.chain((!placement.head_on_gpu).then_some(head)))?;
+    cpu.keep_copy(copy);
+    Ok(())
+}
+
+/// A page reads the file as it streams past, and has no huge pages to ask for.
+#[cfg(target_arch = "wasm32")]
+fn keep_cpu_matrices_in_huge_pages(_: &mut CpuModel, _: &GgufFile, _: Offload) -> Result<()> {
+    Ok(())
 }
 
 /// Bytes the placement uploads, for progress.
