@@ -7,12 +7,37 @@
 //! not backed by huge pages on demand, so the weights the plan leaves on the CPU are copied once,
 //! at load, into one anonymous mapping advised `MADV_HUGEPAGE` (raw blocks, byte for byte: they
 //! stay quantized). Measured on a 2-core virtual machine: Gemma 3 270M decoding on the CPU,
-//! 47–49 → 66 tokens/s; cold 4096 × 4096 products, Q8_0 13.3 → 18.0 GB/s, Q4_0 11.6 → 14.3.
+//! 46–48 → 59–63 tokens/s; cold 4096 × 4096 products, Q8_0 13.3 → 18.0 GB/s, Q4_0 11.6 → 14.3.
+//!
+//! The copy is made only where it can pay ([`worth_copying`]): on Linux with transparent huge
+//! pages not switched off, when it fits in half the memory available (the planner counts device
+//! memory, not the host's), and unless [`HUGE_PAGES_ENV`] is `0`.
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, TensorInfo};
+
+/// `0` keeps the CPU's matrices in the file's map (no copy); `1` copies them whatever the memory.
+pub const HUGE_PAGES_ENV: &str = "WGQUANT_HUGE_PAGES";
+
+/// Whether copying `bytes` of matrices into huge pages can pay here (see the module's notes).
+pub fn worth_copying(bytes: u64) -> bool {
+    if bytes == 0 || !cfg!(target_os = "linux") {
+        return false;
+    }
+    if let Some(asked) = crate::gpu::env_switch(HUGE_PAGES_ENV) {
+        return asked;
+    }
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    if read("/sys/kernel/mm/transparent_hugepage/enabled").contains("[never]") {
+        return false;
+    }
+    let available_kib = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok());
+    available_kib.is_some_and(|kib| bytes <= kib * 1024 / 2)
+}
 
 /// Where each copied tensor starts in the copy: tensors share one mapping, each aligned to a cache
 /// line.
@@ -38,8 +63,8 @@ pub struct HugePageCopy {
 
 impl HugePageCopy {
     /// Copies `tensors` of `file` (duplicates once; those whose data the file does not hold, not
-    /// at all). Fails only if the mapping cannot be made; a kernel that declines huge pages still
-    /// gives an ordinary copy.
+    /// at all). Fails only if the mapping cannot be made, or made read-only; a kernel that
+    /// declines huge pages still gives an ordinary copy.
     pub fn new<'a>(file: &GgufFile, tensors: impl IntoIterator<Item = &'a TensorInfo>) -> Result<HugePageCopy> {
         let mut infos: Vec<&TensorInfo> = tensors.into_iter().collect();
         infos.sort_by_key(|t| t.offset);
@@ -89,6 +114,15 @@ mod tests {
     use super::HugePageCopy;
     use crate::format::GgmlType;
     use crate::gguf::{GgufFile, GgufWriter, TensorData};
+
+    /// Nothing to copy, or more than the machine has, is not worth a copy.
+    #[test]
+    fn copies_that_cannot_pay_are_not_made() {
+        assert!(!super::worth_copying(0));
+        if std::env::var(super::HUGE_PAGES_ENV).is_err() {
+            assert!(!super::worth_copying(1 << 60), "an exabyte fits in half the available memory?");
+        }
+    }
 
     /// Every copied tensor reads back byte for byte; a tensor left out, or one that only shares
     /// an offset with a copied one, is not found.

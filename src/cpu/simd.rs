@@ -237,8 +237,8 @@ mod x86 {
     ///
     /// With `VNNI`, a chunk's products are summed in fours by AVX-VNNI's `vpdpbusd` instead.
     ///
-    /// Not public: its methods assume AVX2 (and with `VNNI`, AVX-VNNI), which only `avx2_rows`'
-    /// and `avx_vnni_rows`' callers have checked.
+    /// Not public: its methods assume AVX2 and F16C (and with `VNNI`, AVX-VNNI), which only
+    /// `avx2_rows`' and `avx_vnni_rows`' callers have checked.
     pub(crate) struct Avx2<const VNNI: bool = false>;
 
     impl<const VNNI: bool> Isa for Avx2<VNNI> {
@@ -350,7 +350,8 @@ mod x86 {
 
         #[inline(always)]
         fn spread_f16(halves: [u64; 2], out: &mut [f32; GROUPS]) {
-            // SAFETY: AVX2 is present (see the module's safety argument); 64 bytes written inside `out`.
+            // SAFETY: AVX2 and F16C are present (see the module's safety argument); 64 bytes
+            // written inside `out`.
             unsafe { spread_pairs(_mm256_cvtph_ps(_mm_set_epi64x(halves[1] as i64, halves[0] as i64)), out) }
         }
 
@@ -521,8 +522,8 @@ mod tests {
             Portable::spread_f16(halves, &mut want);
             <Avx2>::spread_f16(halves, &mut got);
             assert_eq!(want.map(comparable), got.map(comparable), "f16s from {first:#06x}");
-            for bits in first as u16..first as u16 + 8 {
-                let h = half::f16::from_bits(bits);
+            for bits in first..first + 8 {
+                let h = half::f16::from_bits(bits as u16);
                 let (want, got) = (Portable::f32_of_f16(h), <Avx2>::f32_of_f16(h));
                 assert_eq!(comparable(want), comparable(got), "{bits:#06x}");
             }

@@ -32,7 +32,7 @@ pub const INT_MATVEC_ENV: &str = "WGQUANT_INT_MATVEC";
 pub const DEVICE_SAMPLING_ENV: &str = "WGQUANT_DEVICE_SAMPLING";
 
 /// A boolean environment switch: `Some` for `1` or `0`, `None` when unset or anything else.
-fn env_switch(name: &str) -> Option<bool> {
+pub(crate) fn env_switch(name: &str) -> Option<bool> {
     match std::env::var(name).as_deref() {
         Ok("1") => Some(true),
         Ok("0") => Some(false),

@@ -28,6 +28,7 @@ pub mod vram;
 pub use buffers::{
     activation_bytes, device_vec_bytes, uniform_window_bytes, F32Buffer, GpuVec, U32Buffer, UPLOAD_CHUNK,
 };
+pub(crate) use context::env_switch;
 pub use context::{
     best_adapter_entry, list_adapters, AdapterEntry, AdapterSelector, Context, ContextOptions, Submitted,
     WeightTextures, ADAPTER_ENV, INT_MATVEC_ENV, SHADER_CHECKS_ENV, WEIGHT_TEXTURES_ENV,

@@ -196,7 +196,7 @@ impl GpuModel {
                 placement.gpu_layers, config.n_layer
             )));
         }
-        keep_cpu_matrices_in_huge_pages(&mut cpu, &file, placement)?;
+        keep_cpu_matrices_in_huge_pages(&mut cpu, &file, placement);
         let global_infos = &cpu.weights.global;
         let head_info = global_infos.output.as_ref().unwrap_or(&global_infos.token_embd);
         let total = upload_bytes(&cpu, placement, head_info);
@@ -314,22 +314,28 @@ impl LayerStacks {
 }
 
 /// The matrices of the layers and head that `placement` leaves on the CPU, copied into huge pages
-/// for its products (see [`crate::cpu::huge_pages`]).
+/// for its products where that can pay (see [`crate::cpu::huge_pages`]). A copy that cannot be
+/// made leaves them where they are: in the file's map, which works as well, only slower.
 #[cfg(not(target_arch = "wasm32"))]
-fn keep_cpu_matrices_in_huge_pages(cpu: &mut CpuModel, file: &GgufFile, placement: Offload) -> Result<()> {
+fn keep_cpu_matrices_in_huge_pages(cpu: &mut CpuModel, file: &GgufFile, placement: Offload) {
+    use crate::cpu::huge_pages::worth_copying;
     let weights = &cpu.weights;
     let layers = weights.layers[placement.gpu_layers..].iter().flat_map(|l| l.iter());
     let head = weights.global.output.as_ref().unwrap_or(&weights.global.token_embd);
-    let copy = HugePageCopy::new(file, layers.chain((!placement.head_on_gpu).then_some(head)))?;
-    cpu.keep_copy(copy);
-    Ok(())
+    // Matrices only: norms and biases are read once per layer, as floats, from the file.
+    let matrices: Vec<&TensorInfo> =
+        layers.chain((!placement.head_on_gpu).then_some(head)).filter(|t| t.dims.len() >= 2).collect();
+    if !worth_copying(matrices.iter().map(|t| t.n_bytes).sum()) {
+        return;
+    }
+    if let Ok(copy) = HugePageCopy::new(file, matrices) {
+        cpu.keep_copy(copy);
+    }
 }
 
 /// A page reads the file as it streams past, and has no huge pages to ask for.
 #[cfg(target_arch = "wasm32")]
-fn keep_cpu_matrices_in_huge_pages(_: &mut CpuModel, _: &GgufFile, _: Offload) -> Result<()> {
-    Ok(())
-}
+fn keep_cpu_matrices_in_huge_pages(_: &mut CpuModel, _: &GgufFile, _: Offload) {}
 
 /// Bytes the placement uploads, for progress.
 fn upload_bytes(cpu: &CpuModel, placement: Offload, head: &TensorInfo) -> u64 {
