@@ -185,15 +185,17 @@ pub enum Level {
 }
 
 impl Level {
+    /// Every level, from the plainest.
+    const ALL: [Level; 3] = [Level::Portable, Level::Avx2, Level::AvxVnni];
+
     /// The best level this CPU runs.
     pub fn detect() -> Level {
-        let best_first = [Level::AvxVnni, Level::Avx2];
-        best_first.into_iter().find(|l| l.runs_here()).unwrap_or(Level::Portable)
+        Self::ALL.into_iter().rev().find(|l| l.runs_here()).unwrap_or(Level::Portable)
     }
 
     /// Every level this CPU runs, from the plainest (the tests compare them all).
     pub fn available() -> Vec<Level> {
-        [Level::Portable, Level::Avx2, Level::AvxVnni].into_iter().filter(|l| l.runs_here()).collect()
+        Self::ALL.into_iter().filter(|l| l.runs_here()).collect()
     }
 
     /// Whether this CPU runs this level (std caches the CPU's answer: a few loads).

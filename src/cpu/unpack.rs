@@ -80,9 +80,10 @@ impl<B: Block32> Unpack8 for B {
     }
 }
 
-/// An f16 scale as f32, inline (the portable [`Isa::f32_of_f16`]): the bit-level conversion, exact for every finite f16 (zeros and
-/// subnormals, whose exponent field is 0, are `mantissa · 2^-24`). `half`'s conversion looks for
-/// F16C at every call, which cost 3 % of a CPU decode step.
+/// An f16 scale as f32, inline (the portable [`Isa::f32_of_f16`]): the bit-level conversion,
+/// exact for every finite f16 (zeros and subnormals, whose exponent field is 0, are
+/// `mantissa · 2^-24`). `half`'s conversion looks for F16C at every call, which cost 3 % of a CPU
+/// decode step.
 #[inline(always)]
 pub(super) fn f32_of(h: half::f16) -> f32 {
     let h = h.to_bits() as u32;

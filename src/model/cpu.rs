@@ -186,7 +186,7 @@ impl CpuModel {
         let c = &self.config;
         let g = &self.weights.global;
         let h = rms_norm(x, &self.f32s(&g.output_norm)?, c.norm_eps);
-        let mut logits = self.matmul(g.output.as_ref().unwrap_or(&g.token_embd), &h)?;
+        let mut logits = self.matmul(g.head(), &h)?;
         if let Some(cap) = c.final_softcap {
             logits.iter_mut().for_each(|l| *l = softcap(*l, cap));
         }

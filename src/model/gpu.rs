@@ -198,7 +198,7 @@ impl GpuModel {
         }
         keep_cpu_matrices_in_huge_pages(&mut cpu, &file, placement);
         let global_infos = &cpu.weights.global;
-        let head_info = global_infos.output.as_ref().unwrap_or(&global_infos.token_embd);
+        let head_info = global_infos.head();
         let total = upload_bytes(&cpu, placement, head_info);
         let mut done = 0u64;
         // `stacked`: the tensor's view in a stack already uploaded.
@@ -321,10 +321,9 @@ fn keep_cpu_matrices_in_huge_pages(cpu: &mut CpuModel, file: &GgufFile, placemen
     use crate::cpu::huge_pages::worth_copying;
     let weights = &cpu.weights;
     let layers = weights.layers[placement.gpu_layers..].iter().flat_map(|l| l.iter());
-    let head = weights.global.output.as_ref().unwrap_or(&weights.global.token_embd);
+    let head = (!placement.head_on_gpu).then_some(weights.global.head());
     // Matrices only: norms and biases are read once per layer, as floats, from the file.
-    let matrices: Vec<&TensorInfo> =
-        layers.chain((!placement.head_on_gpu).then_some(head)).filter(|t| t.dims.len() >= 2).collect();
+    let matrices: Vec<&TensorInfo> = layers.chain(head).filter(|t| t.dims.len() >= 2).collect();
     if !worth_copying(matrices.iter().map(|t| t.n_bytes).sum()) {
         return;
     }

@@ -191,6 +191,11 @@ impl<T> GlobalWeights<T> {
             output_norm: load(file.require_tensor("output_norm.weight")?)?,
         })
     }
+
+    /// The output head's matrix: `output`, or the token embedding where the model ties them.
+    pub fn head(&self) -> &T {
+        self.output.as_ref().unwrap_or(&self.token_embd)
+    }
 }
 
 /// Rows `[start, start + rows)` of a fused tensor as a tensor of their own, for each `(part,
