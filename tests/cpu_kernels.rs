@@ -1,7 +1,8 @@
 //! The CPU's integer kernels (`wgquant::cpu`) against the scalar reference: for every quantized
 //! format, at every instruction level this CPU has (the portable one included), on odd shapes (odd row counts,
 //! rows of one and of several blocks, one column and several), the same products as
-//! `format::dot::matmul` fed the same 8-bit activations, up to the order of f32 sums.
+//! `format::dot::matmul` fed the same 8-bit activations, up to the order of f32 sums, and every
+//! level the portable one's results bit for bit.
 
 use wgquant::cpu::simd::Level;
 use wgquant::cpu::{has_kernel, matmul_at, Q8Activations};
@@ -44,9 +45,15 @@ fn integer_kernels_equal_the_scalar_reference_on_rounded_activations() {
                 let mut want = vec![0.0f32; n_cols * rows];
                 matmul(ty, &weights, row_len, &rounded, n_cols, &mut want).unwrap();
                 let q8 = Q8Activations::quantize(&x, row_len).unwrap();
+                let mut portable = vec![f32::NAN; n_cols * rows];
+                matmul_at(Level::Portable, ty, &weights, &q8, &mut portable).unwrap();
                 for &level in &levels {
                     let mut got = vec![f32::NAN; n_cols * rows];
                     matmul_at(level, ty, &weights, &q8, &mut got).unwrap();
+                    // The SIMD forms keep the portable one's integer sums and order of float
+                    // operations: the same bits.
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&portable), "{ty} {level:?} rows {rows} × {row_len}, {n_cols} columns");
                     for c in 0..n_cols {
                         for r in 0..rows {
                             let wr = &w[r * row_len..(r + 1) * row_len];

@@ -44,15 +44,18 @@ fn rows_per_task(n_rows: usize) -> usize {
 
 /// Columns of activations rounded to 8 bits: per block of 32, `x ≈ d · q` with `q` in
 /// −127..=127 (`d = max|x| / 127`, rounded to nearest, ties to even, as the GPU's integer matvec
-/// and [`crate::format::dot::quantize_activations`] round). Per group of 16 it keeps `d` and
-/// `d · Σq` (the offset formats' term), so the kernels' scale arithmetic is one line of 16 lanes.
+/// and [`crate::format::dot::quantize_activations`] round). Per group of 16 it keeps `d`, `Σq`
+/// and `d · Σq` (the offset formats' term), so the kernels' scale arithmetic is one line of 16
+/// lanes.
 pub struct Q8Activations {
     row_len: usize,
     n_cols: usize,
     q: Vec<i8>,
     /// Per group of 16: its block's `d`.
     d: Vec<f32>,
-    /// Per group of 16: `d · Σq` over the group.
+    /// Per group of 16: `Σq` over the group (what the AVX-512 kernels' unsigned weights take back).
+    sum: Vec<i32>,
+    /// Per group of 16: `d · Σq`.
     dsum: Vec<f32>,
 }
 
@@ -71,12 +74,15 @@ impl Q8Activations {
             n_cols: x.len() / row_len,
             q: vec![0; x.len()],
             d: vec![0.0; x.len() / 16],
+            sum: vec![0; x.len() / 16],
             dsum: vec![0.0; x.len() / 16],
         };
         // A column per task: a prompt's columns are many, and rounding them cost 3 % of it.
         let columns = a.q.par_chunks_mut(row_len).zip(x.par_chunks(row_len));
+        let groups = a.sum.par_chunks_mut(groups_per_col);
         let scales = a.d.par_chunks_mut(groups_per_col).zip(a.dsum.par_chunks_mut(groups_per_col));
-        columns.zip(scales).for_each(|((q, x), (d, dsum))| quantize_column(x, q, d, dsum));
+        let work = columns.zip(groups.zip(scales));
+        work.for_each(|((q, x), (sum, (d, dsum)))| quantize_column(x, q, d, sum, dsum));
         Ok(a)
     }
 
@@ -86,19 +92,20 @@ impl Q8Activations {
 }
 
 /// One column of [`Q8Activations::quantize`]: its 8-bit values, and per group of 16 the block's
-/// `d` and `d · Σq`.
-fn quantize_column(x: &[f32], q: &mut [i8], d: &mut [f32], dsum: &mut [f32]) {
+/// `d`, `Σq` and `d · Σq`.
+fn quantize_column(x: &[f32], q: &mut [i8], d: &mut [f32], sum: &mut [i32], dsum: &mut [f32]) {
     let blocks = x.chunks_exact(Q8_BLOCK).zip(q.chunks_exact_mut(Q8_BLOCK));
-    let scales = d.chunks_exact_mut(2).zip(dsum.chunks_exact_mut(2));
-    for ((xs, qs), (d, dsum)) in blocks.zip(scales) {
+    let scales = d.chunks_exact_mut(2).zip(sum.chunks_exact_mut(2)).zip(dsum.chunks_exact_mut(2));
+    for ((xs, qs), ((d, sum), dsum)) in blocks.zip(scales) {
         let scale = xs.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
         let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
         for (q, &v) in qs.iter_mut().zip(xs) {
             *q = round_ties_even(v * inverse) as i8;
         }
-        for ((half, d), dsum) in qs.chunks_exact(16).zip(d).zip(dsum) {
+        for (((half, d), sum), dsum) in qs.chunks_exact(16).zip(d).zip(sum).zip(dsum) {
             *d = scale;
-            *dsum = scale * half.iter().map(|&q| q as i32).sum::<i32>() as f32;
+            *sum = half.iter().map(|&q| q as i32).sum::<i32>();
+            *dsum = scale * *sum as f32;
         }
     }
 }
@@ -199,12 +206,12 @@ fn unit_dot<B: Unpack8, I: Isa>(
     unit: &mut Int8Unit,
     lanes: &mut [Lanes],
 ) {
-    let flags = UnitFlags { unsigned: B::UNSIGNED, with_min: B::HAS_MIN };
+    let flags = UnitFlags { unsigned: B::UNSIGNED, with_min: B::HAS_MIN, in_registers: B::ELEMS == UNIT };
     simd::prefetch(unit_row.as_ptr().wrapping_add(PREFETCH_AHEAD), unit_row.len());
     B::unpack_unit::<I>(unit_row, unit);
     for (c, lanes) in lanes.iter_mut().enumerate() {
         let at = c * x.row_len + from;
-        let act = Scales { d: &x.d[at / 16..], dsum: &x.dsum[at / 16..] };
+        let act = Scales { d: &x.d[at / 16..], sum: &x.sum[at / 16..], dsum: &x.dsum[at / 16..] };
         I::dot_into_lanes(&unit.q[..len], &x.q[at..at + len], lanes, unit, act, flags);
     }
 }
@@ -235,6 +242,9 @@ fn kernel<B: Unpack8>(level: Level) -> RowKernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Level::AvxVnni => |rows, x, out, scratch| unsafe { simd::avx_vnni_rows::<B>(rows, x, out, scratch) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Level::Avx512 => |rows, x, out, scratch| unsafe { simd::avx512_rows::<B>(rows, x, out, scratch) },
         _ => rows_dot::<B, Portable>,
     }
 }

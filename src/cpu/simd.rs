@@ -23,19 +23,26 @@
 use super::unpack::{f32_of, Int8Unit, GROUPS};
 use super::Lanes;
 
-/// The activations' scales for a unit's groups: each group's `d`, and `d · Σq` (the offset's term).
+/// The activations' scales for a unit's groups: each group's `d`, `Σq`, and `d · Σq` (the
+/// offset's term).
 #[derive(Clone, Copy)]
 pub struct Scales<'a> {
     pub d: &'a [f32],
+    pub sum: &'a [i32],
     pub dsum: &'a [f32],
 }
 
 /// What a format's unit asks of the dot products, constants wherever the kernels are compiled:
-/// its quants are all in 0..=63 (no sign juggling), its groups have offsets.
+/// its quants are all in 0..=63 (no sign juggling), its groups have offsets, its quants stay
+/// in registers (a unit of one super-block, decoded into a local).
 #[derive(Clone, Copy)]
 pub struct UnitFlags {
     pub unsigned: bool,
     pub with_min: bool,
+    /// Clear for eight 32-weight blocks, decoded into memory 32 bytes at a time: a 64-byte load
+    /// of two such stores is not forwarded from them but waits for both to reach the cache
+    /// (AVX-512 ran Q4_0 at half speed), so their dot products keep to 32-byte loads.
+    pub in_registers: bool,
 }
 
 /// Groups `from..from + isum.len()` of a unit: `lanes[g] += scale · d · isum`, then (`with_min`)
@@ -182,11 +189,14 @@ pub enum Level {
     /// AVX2 with AVX-VNNI's `vpdpbusd`, which multiplies and sums four byte pairs into a 32-bit
     /// lane in one instruction where AVX2 takes two (`vpmaddubsw`, `vpmaddwd`).
     AvxVnni,
+    /// AVX2, with a whole unit's dot products in AVX-512's 512-bit registers (`vpdpbusd` of
+    /// AVX512-VNNI, which CPUs without AVX-VNNI have too: Ice Lake, Zen 4; F, BW and VL too).
+    Avx512,
 }
 
 impl Level {
     /// Every level, from the plainest.
-    const ALL: [Level; 3] = [Level::Portable, Level::Avx2, Level::AvxVnni];
+    const ALL: [Level; 4] = [Level::Portable, Level::Avx2, Level::AvxVnni, Level::Avx512];
 
     /// The best level this CPU runs.
     pub fn detect() -> Level {
@@ -206,6 +216,14 @@ impl Level {
             Level::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c"),
             #[cfg(target_arch = "x86_64")]
             Level::AvxVnni => Level::Avx2.runs_here() && std::arch::is_x86_feature_detected!("avxvnni"),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => {
+                Level::Avx2.runs_here()
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -216,6 +234,7 @@ impl Level {
             Level::Portable => "portable",
             Level::Avx2 => "avx2",
             Level::AvxVnni => "avx-vnni",
+            Level::Avx512 => "avx-512",
         }
     }
 }
@@ -223,7 +242,7 @@ impl Level {
 #[cfg(all(test, target_arch = "x86_64"))]
 pub(crate) use x86::Avx2;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::{avx2_rows, avx_vnni_rows};
+pub(crate) use x86::{avx2_rows, avx512_rows, avx_vnni_rows};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -238,12 +257,14 @@ mod x86 {
     /// |x| ≤ 127, so a pair's sum (at most 2 · 128 · 127) never saturates i16.
     ///
     /// With `VNNI`, a chunk's products are summed in fours by AVX-VNNI's `vpdpbusd` instead.
+    /// With `ZMM`, a whole unit's dot products run in 512-bit registers ([`sixteen_groups`]).
     ///
-    /// Not public: its methods assume AVX2 and F16C (and with `VNNI`, AVX-VNNI), which only
-    /// `avx2_rows`' and `avx_vnni_rows`' callers have checked.
-    pub(crate) struct Avx2<const VNNI: bool = false>;
+    /// Not public: its methods assume AVX2 and F16C (with `VNNI` AVX-VNNI, with `ZMM` AVX-512 F,
+    /// BW and VNNI), which only `avx2_rows`', `avx_vnni_rows`' and `avx512_rows`' callers have
+    /// checked.
+    pub(crate) struct Avx2<const VNNI: bool = false, const ZMM: bool = false>;
 
-    impl<const VNNI: bool> Isa for Avx2<VNNI> {
+    impl<const VNNI: bool, const ZMM: bool> Isa for Avx2<VNNI, ZMM> {
         #[inline(always)]
         fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32], unsigned: bool) {
             assert!(q.len() == x.len() && q.len().is_multiple_of(32) && out.len() >= q.len() / 16);
@@ -254,12 +275,12 @@ mod x86 {
             unsafe {
                 let mut c = 0;
                 while c + 4 <= chunks {
-                    let groups = eight_groups::<VNNI>(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c), unsigned);
+                    let groups = eight_groups::<VNNI, ZMM>(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c), unsigned);
                     _mm256_storeu_si256(out.as_mut_ptr().add(2 * c) as *mut __m256i, groups);
                     c += 4;
                 }
                 for c in c..chunks {
-                    let quads = chunk_quads::<VNNI>(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c), unsigned);
+                    let quads = chunk_quads::<VNNI, ZMM>(q.as_ptr().add(32 * c), x.as_ptr().add(32 * c), unsigned);
                     out[2 * c] = hsum(_mm256_castsi256_si128(quads));
                     out[2 * c + 1] = hsum(_mm256_extracti128_si256::<1>(quads));
                 }
@@ -321,7 +342,13 @@ mod x86 {
         fn dot_into_lanes(q: &[i8], x: &[i8], lanes: &mut Lanes, unit: &Int8Unit, act: Scales<'_>, flags: UnitFlags) {
             let groups = q.len() / 16;
             assert!(q.len() == x.len() && q.len().is_multiple_of(32) && groups <= GROUPS);
-            assert!(act.d.len() >= groups && act.dsum.len() >= groups);
+            assert!(act.d.len() >= groups && act.sum.len() >= groups && act.dsum.len() >= groups);
+            if ZMM && groups == GROUPS && flags.in_registers {
+                // SAFETY: AVX-512 F, BW and VNNI are present (see the module's safety argument);
+                // a whole unit: 256 weights and activations, 16 of each scale (asserted above).
+                unsafe { unit_into_lanes(q, x, lanes, unit, act, flags) };
+                return;
+            }
             // Eight groups at a time, their integer sums scaled in registers (no round trip
             // through memory), in the portable form's order of operations.
             let whole = groups / 8 * 8;
@@ -330,7 +357,7 @@ mod x86 {
                 // activations read lie inside `q` and `x`, and every load and store of eight
                 // floats inside its array or slice (g + 8 ≤ groups ≤ each length, asserted).
                 unsafe {
-                    let sums = eight_groups::<VNNI>(q.as_ptr().add(16 * g), x.as_ptr().add(16 * g), flags.unsigned);
+                    let sums = eight_groups::<VNNI, ZMM>(q.as_ptr().add(16 * g), x.as_ptr().add(16 * g), flags.unsigned);
                     let scale = _mm256_loadu_ps(unit.scale.as_ptr().add(g));
                     let weight = _mm256_mul_ps(scale, _mm256_loadu_ps(act.d.as_ptr().add(g)));
                     let term = _mm256_mul_ps(weight, _mm256_cvtepi32_ps(sums));
@@ -392,16 +419,18 @@ mod x86 {
     /// that it is inlined into the AVX2 caller with its features (a closure's body would call the
     /// intrinsics).
     #[inline(always)]
-    unsafe fn chunk_quads<const VNNI: bool>(q: *const i8, x: *const i8, unsigned: bool) -> __m256i {
+    unsafe fn chunk_quads<const VNNI: bool, const ZMM: bool>(q: *const i8, x: *const i8, unsigned: bool) -> __m256i {
         let a = _mm256_loadu_si256(q as *const __m256i);
         let b = _mm256_loadu_si256(x as *const __m256i);
         let (a, b) = match unsigned {
             true => (a, b),
             false => (_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)),
         };
-        match VNNI {
-            true => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a, b),
-            false => _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)),
+        match (VNNI, ZMM) {
+            (true, _) => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a, b),
+            // AVX512-VNNI's form of the same (AVX-512 CPUs need not have AVX-VNNI).
+            (false, true) => _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b),
+            (false, false) => _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)),
         }
     }
 
@@ -427,11 +456,11 @@ mod x86 {
     /// chunks' sums of four, two rounds of pairwise adds (which leave groups 0, 2, 4, 6 in the low
     /// half and 1, 3, 5, 7 in the high one) and a permute.
     #[inline(always)]
-    unsafe fn eight_groups<const VNNI: bool>(q: *const i8, x: *const i8, unsigned: bool) -> __m256i {
+    unsafe fn eight_groups<const VNNI: bool, const ZMM: bool>(q: *const i8, x: *const i8, unsigned: bool) -> __m256i {
         let chunk = |c: usize| (q.add(32 * c), x.add(32 * c));
         let ((q0, x0), (q1, x1), (q2, x2), (q3, x3)) = (chunk(0), chunk(1), chunk(2), chunk(3));
-        let h01 = _mm256_hadd_epi32(chunk_quads::<VNNI>(q0, x0, unsigned), chunk_quads::<VNNI>(q1, x1, unsigned));
-        let h23 = _mm256_hadd_epi32(chunk_quads::<VNNI>(q2, x2, unsigned), chunk_quads::<VNNI>(q3, x3, unsigned));
+        let h01 = _mm256_hadd_epi32(chunk_quads::<VNNI, ZMM>(q0, x0, unsigned), chunk_quads::<VNNI, ZMM>(q1, x1, unsigned));
+        let h23 = _mm256_hadd_epi32(chunk_quads::<VNNI, ZMM>(q2, x2, unsigned), chunk_quads::<VNNI, ZMM>(q3, x3, unsigned));
         _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h01, h23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
     }
 
@@ -480,6 +509,59 @@ mod x86 {
         _mm_cvtsi128_si32(v)
     }
 
+    /// A whole unit's [`Isa::dot_into_lanes`] in 512-bit registers: the 16 groups' integer sums
+    /// ([`sixteen_groups`]) scaled into the column's lanes, one register, in the portable form's
+    /// order of operations.
+    #[inline(always)]
+    unsafe fn unit_into_lanes(q: &[i8], x: &[i8], lanes: &mut Lanes, unit: &Int8Unit, act: Scales<'_>, flags: UnitFlags) {
+        let sums = sixteen_groups(q.as_ptr(), x.as_ptr(), act.sum.as_ptr(), flags.unsigned);
+        let weight = _mm512_mul_ps(_mm512_loadu_ps(unit.scale.as_ptr()), _mm512_loadu_ps(act.d.as_ptr()));
+        let term = _mm512_mul_ps(weight, _mm512_cvtepi32_ps(sums));
+        let mut sum = _mm512_add_ps(_mm512_loadu_ps(lanes.as_ptr()), term);
+        if flags.with_min {
+            let min = _mm512_loadu_ps(unit.min.as_ptr());
+            sum = _mm512_add_ps(sum, _mm512_mul_ps(min, _mm512_loadu_ps(act.dsum.as_ptr())));
+        }
+        _mm512_storeu_ps(lanes.as_mut_ptr(), sum);
+    }
+
+    /// The dot products of a unit's 256 weights `q` and activations `x` per group of 16, in
+    /// order, given the activations' sums per group (`sum`). `vpdpbusd` wants one side unsigned:
+    /// signed weights are flipped to `q + 128` (an xor of the top bit) and `128 · Σx` taken back
+    /// from each group's sum, exactly, which costs one instruction per 64 weights where the sign
+    /// juggling of [`chunk_quads`] costs three. Each 64-byte chunk c leaves group 4c + k's
+    /// products, in fours, in 128-bit lane k; two rounds of unpacks and adds gather group 4c + k
+    /// in lane 4k + c, and a permute puts the groups in order.
+    #[inline(always)]
+    unsafe fn sixteen_groups(q: *const i8, x: *const i8, sum: *const i32, unsigned: bool) -> __m512i {
+        let (q0, x0, q1, x1) = (q, x, q.add(64), x.add(64));
+        let (q2, x2, q3, x3) = (q.add(128), x.add(128), q.add(192), x.add(192));
+        let ab = pair_sums(wide_quads(q0, x0, unsigned), wide_quads(q1, x1, unsigned));
+        let cd = pair_sums(wide_quads(q2, x2, unsigned), wide_quads(q3, x3, unsigned));
+        let by_lane = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+        let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        let sums = _mm512_permutexvar_epi32(order, by_lane);
+        match unsigned {
+            true => sums,
+            false => _mm512_sub_epi32(sums, _mm512_slli_epi32::<7>(_mm512_loadu_si512(sum as *const _))),
+        }
+    }
+
+    /// The products of 64 weights `q` (flipped to `q + 128` unless `unsigned`) and activations
+    /// `x`, summed in fours. (Functions, not closures, as [`chunk_quads`].)
+    #[inline(always)]
+    unsafe fn wide_quads(q: *const i8, x: *const i8, unsigned: bool) -> __m512i {
+        let (a, b) = (_mm512_loadu_si512(q as *const _), _mm512_loadu_si512(x as *const _));
+        let a = if unsigned { a } else { _mm512_xor_si512(a, _mm512_set1_epi8(-128)) };
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, b)
+    }
+
+    /// Per 128-bit lane, `[a0 + a2, b0 + b2, a1 + a3, b1 + b3]`.
+    #[inline(always)]
+    unsafe fn pair_sums(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+    }
+
     /// [`super::super::rows_dot`] compiled with AVX2 (and F16C, which every AVX2 CPU has).
     ///
     /// # Safety
@@ -501,6 +583,17 @@ mod x86 {
         scratch: &mut Scratch,
     ) {
         super::super::rows_dot::<B, Avx2<true>>(rows, x, out, scratch)
+    }
+
+    /// [`super::super::rows_dot`] compiled with AVX2 and AVX-512 (F, BW, VL, VNNI), whose
+    /// super-blocks' dot products use 512-bit registers; the 32-weight blocks' use 256-bit ones
+    /// with AVX512-VNNI's `vpdpbusd` (a CPU with AVX-512 VNNI need not have AVX-VNNI).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, F16C and AVX-512 F, BW, VL and VNNI ([`super::Level::detect`]).
+    #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(crate) unsafe fn avx512_rows<B: Unpack8>(rows: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
+        super::super::rows_dot::<B, Avx2<false, true>>(rows, x, out, scratch)
     }
 }
 

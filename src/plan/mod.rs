@@ -175,8 +175,9 @@ pub struct LayerPlan {
 pub struct Totals {
     /// Weights uploaded to the GPU.
     pub weights_gpu: u64,
-    /// Weights the CPU reads from the memory map (CPU layers, the embedding when untied, the head
-    /// when on the CPU).
+    /// Weights the CPU reads (CPU layers, the embedding when untied, the head when on the CPU):
+    /// from the memory map, or, for their matrices where that pays, from a copy in huge pages
+    /// ([`crate::cpu::huge_pages`]) that the file's pages, reclaimable, then stand behind.
     pub weights_host: u64,
     /// KV cache of the GPU layers.
     pub kv_gpu: u64,
