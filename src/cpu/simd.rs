@@ -33,26 +33,30 @@ pub struct Scales<'a> {
 }
 
 /// What a format's unit asks of the dot products, constants wherever the kernels are compiled:
-/// its quants are all in 0..=63 (no sign juggling), its groups have offsets, its quants stay
-/// in registers (a unit of one super-block, decoded into a local).
+/// its quants are all in 0..=63 (no sign juggling), its groups have offsets, its quants are
+/// stored plus a bias, its quants stay in registers (a unit of one super-block, decoded into a
+/// local).
 #[derive(Clone, Copy)]
 pub struct UnitFlags {
     pub unsigned: bool,
     pub with_min: bool,
+    /// [`super::unpack::Unpack8::BIAS`]: `bias · Σx` comes off each group's integer sum.
+    pub bias: i32,
     /// Clear for eight 32-weight blocks, decoded into memory 32 bytes at a time: a 64-byte load
     /// of two such stores is not forwarded from them but waits for both to reach the cache
     /// (AVX-512 ran Q4_0 at half speed), so their dot products keep to 32-byte loads.
     pub in_registers: bool,
 }
 
-/// Groups `from..from + isum.len()` of a unit: `lanes[g] += scale · d · isum`, then (`with_min`)
-/// `+= min · dsum`, in this order (the AVX2 form keeps it, so both give the same sums).
+/// Groups `from..from + isum.len()` of a unit: `lanes[g] += scale · d · (isum − bias · Σx)`, then
+/// (`with_min`) `+= min · dsum`, in this order (the AVX2 form keeps it, so both give the same
+/// sums).
 #[inline(always)]
-fn scale_groups(lanes: &mut Lanes, unit: &Int8Unit, isum: &[i32], act: Scales<'_>, from: usize, with_min: bool) {
+fn scale_groups(lanes: &mut Lanes, unit: &Int8Unit, isum: &[i32], act: Scales<'_>, from: usize, flags: UnitFlags) {
     for (i, &sum) in isum.iter().enumerate() {
         let g = from + i;
-        lanes[g] += unit.scale[g] * act.d[g] * sum as f32;
-        if with_min {
+        lanes[g] += unit.scale[g] * act.d[g] * (sum - flags.bias * act.sum[g]) as f32;
+        if flags.with_min {
             lanes[g] += unit.min[g] * act.dsum[g];
         }
     }
@@ -66,29 +70,27 @@ pub trait Isa {
     fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32], unsigned: bool);
 
     /// A unit's dot products with one column, scaled into that column's lanes: per group g of
-    /// `q` (decoded weights) and `x` (8-bit activations), `lanes[g] += scale · d · Σ(q·x)`, and
-    /// with `with_min` `+= min · dsum` (the weights' scales and offsets from `unit`, the
-    /// activations' `d` and `dsum` per group from the unit's first).
+    /// `q` (decoded weights) and `x` (8-bit activations), `lanes[g] += scale · d · Σ((q − bias)·x)`,
+    /// and with `with_min` `+= min · dsum` (the weights' scales and offsets from `unit`, the
+    /// activations' `d`, `Σx` and `dsum` per group from the unit's first).
     #[inline(always)]
     fn dot_into_lanes(q: &[i8], x: &[i8], lanes: &mut Lanes, unit: &Int8Unit, act: Scales<'_>, flags: UnitFlags) {
         let mut isum = [0i32; GROUPS];
         let groups = q.len() / 16;
         Self::dot_groups(q, x, &mut isum[..groups], flags.unsigned);
-        scale_groups(lanes, unit, &isum[..groups], act, 0, flags.with_min);
+        scale_groups(lanes, unit, &isum[..groups], act, 0, flags);
     }
 
-    /// The nibbles of `qs` as 32 weights into `q` (low nibbles weights 0..16, high ones 16..32),
-    /// minus 8 when `center` (Q4_0; Q4_1's quants keep their offset apart).
+    /// The nibbles of `qs` as 32 weights into `q` (low nibbles weights 0..16, high ones 16..32).
     #[inline(always)]
-    fn nibbles(qs: &[u8; 16], center: bool, q: &mut [i8]) {
-        super::unpack::nibbles(qs, center, q)
+    fn nibbles(qs: &[u8; 16], q: &mut [i8]) {
+        super::unpack::nibbles(qs, q)
     }
 
-    /// [`Isa::nibbles`] with each weight's fifth bit from `qh` (bit j for weight j), minus 16
-    /// when `center` (Q5_0; Q5_1's quants keep their offset apart).
+    /// [`Isa::nibbles`] with each weight's fifth bit from `qh` (bit j for weight j).
     #[inline(always)]
-    fn five_bits(qs: &[u8; 16], qh: [u8; 4], center: bool, q: &mut [i8]) {
-        super::unpack::five_bits(qs, qh, center, q)
+    fn five_bits(qs: &[u8; 16], qh: [u8; 4], q: &mut [i8]) {
+        super::unpack::five_bits(qs, qh, q)
     }
 
     /// Q2_K's and Q3_K's 256 quants into `q` ([`super::unpack::bit_planes`]).
@@ -288,26 +290,20 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn nibbles(qs: &[u8; 16], center: bool, q: &mut [i8]) {
+        fn nibbles(qs: &[u8; 16], q: &mut [i8]) {
             assert!(q.len() >= 32);
             // SAFETY: AVX2 is present (see the module's safety argument); 16 bytes read from `qs`, 32
             // written inside `q` (asserted).
-            unsafe {
-                let v = nibbles32(qs);
-                let v = if center { _mm256_sub_epi8(v, _mm256_set1_epi8(8)) } else { v };
-                _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, v);
-            }
+            unsafe { _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, nibbles32(qs)) }
         }
 
         #[inline(always)]
-        fn five_bits(qs: &[u8; 16], qh: [u8; 4], center: bool, q: &mut [i8]) {
+        fn five_bits(qs: &[u8; 16], qh: [u8; 4], q: &mut [i8]) {
             assert!(q.len() >= 32);
             // SAFETY: as in `nibbles`.
             unsafe {
                 let fifth = _mm256_and_si256(bytes_of_bits(u32::from_le_bytes(qh)), _mm256_set1_epi8(0x10));
-                let v = _mm256_or_si256(nibbles32(qs), fifth);
-                let v = if center { _mm256_sub_epi8(v, _mm256_set1_epi8(16)) } else { v };
-                _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, v);
+                _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, _mm256_or_si256(nibbles32(qs), fifth));
             }
         }
 
@@ -328,8 +324,7 @@ mod x86 {
                             None => low,
                             Some(m) => {
                                 let high = _mm256_and_si256(shift_right16(m, 4 * h + j), one);
-                                let v = _mm256_or_si256(low, _mm256_slli_epi16::<2>(high));
-                                _mm256_sub_epi8(v, _mm256_set1_epi8(4))
+                                _mm256_or_si256(low, _mm256_slli_epi16::<2>(high))
                             }
                         };
                         _mm256_storeu_si256(q.as_mut_ptr().add(128 * h + 32 * j) as *mut __m256i, quants);
@@ -358,6 +353,10 @@ mod x86 {
                 // floats inside its array or slice (g + 8 ≤ groups ≤ each length, asserted).
                 unsafe {
                     let sums = eight_groups::<VNNI, ZMM>(q.as_ptr().add(16 * g), x.as_ptr().add(16 * g), flags.unsigned);
+                    let sums = match flags.bias {
+                        0 => sums,
+                        bias => _mm256_sub_epi32(sums, times_bias(_mm256_loadu_si256(act.sum.as_ptr().add(g) as *const __m256i), bias)),
+                    };
                     let scale = _mm256_loadu_ps(unit.scale.as_ptr().add(g));
                     let weight = _mm256_mul_ps(scale, _mm256_loadu_ps(act.d.as_ptr().add(g)));
                     let term = _mm256_mul_ps(weight, _mm256_cvtepi32_ps(sums));
@@ -373,7 +372,7 @@ mod x86 {
                 let mut isum = [0i32; GROUPS];
                 let rest = &mut isum[..groups - whole];
                 Self::dot_groups(&q[16 * whole..], &x[16 * whole..], rest, flags.unsigned);
-                scale_groups(lanes, unit, rest, act, whole, flags.with_min);
+                scale_groups(lanes, unit, rest, act, whole, flags);
             }
         }
 
@@ -464,6 +463,12 @@ mod x86 {
         _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h01, h23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
     }
 
+    /// Each lane of `v` times `bias`, a power of two ([`UnitFlags::bias`]).
+    #[inline(always)]
+    unsafe fn times_bias(v: __m256i, bias: i32) -> __m256i {
+        _mm256_sll_epi32(v, _mm_cvtsi32_si128(bias.trailing_zeros() as i32))
+    }
+
     /// Each 16-bit lane of `v` shifted right by `by` bits.
     #[inline(always)]
     unsafe fn shift_right16(v: __m256i, by: usize) -> __m256i {
@@ -514,7 +519,7 @@ mod x86 {
     /// order of operations.
     #[inline(always)]
     unsafe fn unit_into_lanes(q: &[i8], x: &[i8], lanes: &mut Lanes, unit: &Int8Unit, act: Scales<'_>, flags: UnitFlags) {
-        let sums = sixteen_groups(q.as_ptr(), x.as_ptr(), act.sum.as_ptr(), flags.unsigned);
+        let sums = sixteen_groups(q.as_ptr(), x.as_ptr(), act.sum.as_ptr(), flags);
         let weight = _mm512_mul_ps(_mm512_loadu_ps(unit.scale.as_ptr()), _mm512_loadu_ps(act.d.as_ptr()));
         let term = _mm512_mul_ps(weight, _mm512_cvtepi32_ps(sums));
         let mut sum = _mm512_add_ps(_mm512_loadu_ps(lanes.as_ptr()), term);
@@ -525,15 +530,16 @@ mod x86 {
         _mm512_storeu_ps(lanes.as_mut_ptr(), sum);
     }
 
-    /// The dot products of a unit's 256 weights `q` and activations `x` per group of 16, in
-    /// order, given the activations' sums per group (`sum`). `vpdpbusd` wants one side unsigned:
-    /// signed weights are flipped to `q + 128` (an xor of the top bit) and `128 · Σx` taken back
-    /// from each group's sum, exactly, which costs one instruction per 64 weights where the sign
-    /// juggling of [`chunk_quads`] costs three. Each 64-byte chunk c leaves group 4c + k's
-    /// products, in fours, in 128-bit lane k; two rounds of unpacks and adds gather group 4c + k
-    /// in lane 4k + c, and a permute puts the groups in order.
+    /// The dot products of a unit's 256 weights `q` (less the format's bias) and activations `x`
+    /// per group of 16, in order, given the activations' sums per group (`sum`). `vpdpbusd` wants
+    /// one side unsigned: signed weights are flipped to `q + 128` (an xor of the top bit) and
+    /// `128 · Σx` taken back from each group's sum as a bias is, exactly, which costs one
+    /// instruction per 64 weights where the sign juggling of [`chunk_quads`] costs three. Each
+    /// 64-byte chunk c leaves group 4c + k's products, in fours, in 128-bit lane k; two rounds of
+    /// unpacks and adds gather group 4c + k in lane 4k + c, and a permute puts the groups in order.
     #[inline(always)]
-    unsafe fn sixteen_groups(q: *const i8, x: *const i8, sum: *const i32, unsigned: bool) -> __m512i {
+    unsafe fn sixteen_groups(q: *const i8, x: *const i8, sum: *const i32, flags: UnitFlags) -> __m512i {
+        let unsigned = flags.unsigned;
         let (q0, x0, q1, x1) = (q, x, q.add(64), x.add(64));
         let (q2, x2, q3, x3) = (q.add(128), x.add(128), q.add(192), x.add(192));
         let ab = pair_sums(wide_quads(q0, x0, unsigned), wide_quads(q1, x1, unsigned));
@@ -541,9 +547,12 @@ mod x86 {
         let by_lane = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
         let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
         let sums = _mm512_permutexvar_epi32(order, by_lane);
-        match unsigned {
-            true => sums,
-            false => _mm512_sub_epi32(sums, _mm512_slli_epi32::<7>(_mm512_loadu_si512(sum as *const _))),
+        match if unsigned { flags.bias } else { 128 } {
+            0 => sums,
+            bias => {
+                let shift = _mm_cvtsi32_si128(bias.trailing_zeros() as i32);
+                _mm512_sub_epi32(sums, _mm512_sll_epi32(_mm512_loadu_si512(sum as *const _), shift))
+            }
         }
     }
 

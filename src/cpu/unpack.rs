@@ -1,12 +1,13 @@
 //! The CPU's integer decoders: each quantized format's block as 8-bit integers with a scale and an
-//! offset per group of 16 weights, `weight[i] = scale[i / 16] · q[i] + min[i / 16]`, the form the
-//! integer dot products ([`super::simd`]) take. Blocks are decoded into units of 256 weights (one
+//! offset per group of 16 weights, `weight[i] = scale[i / 16] · (q[i] − BIAS) + min[i / 16]`, the
+//! form the integer dot products ([`super::simd`]) take. Blocks are decoded into units of 256 weights (one
 //! k-quant super-block, or eight 32-weight blocks), so that every format's dot products and
-//! scale arithmetic run over the same long, fixed-size arrays. Every weight of every format fits: 4- and 5-bit
-//! quants with their offsets folded in or kept apart as `min`, Q6_K's `q - 32`, Q3_K's signed
-//! 3 bits, IQ4's codebook values (−127..113), Q8_0 as stored.
+//! scale arithmetic run over the same long, fixed-size arrays. Every weight of every format fits:
+//! 4- and 5-bit quants as stored, their offsets kept apart as `min` (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K)
+//! or as the format's [`Unpack8::BIAS`] (Q4_0's 8, Q5_0's 16, Q3_K's 4, Q6_K's 32), IQ4's codebook
+//! values (−127..113), Q8_0 as stored.
 //!
-//! `scale · q + min` reproduces [`crate::format::dequant`]'s weights bit for bit (a test checks
+//! `scale · (q − BIAS) + min` reproduces [`crate::format::dequant`]'s weights bit for bit (a test checks
 //! it), so the integer kernels differ from the scalar reference only by the rounding of the
 //! activations to 8 bits and the order of the sums.
 
@@ -38,9 +39,13 @@ impl Default for Int8Unit {
 pub trait Unpack8: Block {
     /// Whether groups have an offset (`min`).
     const HAS_MIN: bool;
-    /// Whether every quant lies in 0..=63 (those with offsets keep them unsigned), so the dot
-    /// products need no sign handling.
-    const UNSIGNED: bool = Self::HAS_MIN;
+    /// What the quants are stored plus (0, or a power of two), so that they are unsigned: the
+    /// dot products take `BIAS · Σx` back from each group's integer sum, exactly, where centring
+    /// every quant would cost an instruction per 32 weights and the sign handling three more.
+    const BIAS: i32 = 0;
+    /// Whether every quant lies in 0..=63 (those with offsets or a bias keep them unsigned), so
+    /// the dot products need no sign handling.
+    const UNSIGNED: bool = Self::HAS_MIN || Self::BIAS != 0;
     /// Decodes the whole blocks of `bytes` (one unit's: `UNIT / ELEMS` blocks, or fewer at the end
     /// of a row) into `out`, with the instruction set `I`'s helpers where a format has use for
     /// them. Scales reach `out` as whole vectors: a vector load of values written one by one
@@ -52,6 +57,8 @@ pub trait Unpack8: Block {
 /// is eight of them; their scales are gathered and converted eight at a time.
 pub trait Block32: Block {
     const HAS_MIN: bool;
+    /// [`Unpack8::BIAS`].
+    const BIAS: i32 = 0;
     /// The block's 32 quants into `q`.
     fn quants<I: Isa>(&self, q: &mut [i8]);
     /// The block's scale and offset, as f16 bits (the offset 0 where there is none).
@@ -60,6 +67,7 @@ pub trait Block32: Block {
 
 impl<B: Block32> Unpack8 for B {
     const HAS_MIN: bool = <B as Block32>::HAS_MIN;
+    const BIAS: i32 = <B as Block32>::BIAS;
 
     #[inline(always)]
     fn unpack_unit<I: Isa>(bytes: &[u8], out: &mut Int8Unit) {
@@ -120,13 +128,12 @@ fn put8(q: &mut [i8], at: usize, v: u64) {
     q[at..at + 8].copy_from_slice(&bytemuck::cast::<[u8; 8], [i8; 8]>(v.to_le_bytes()));
 }
 
-/// The nibbles of `qs` as weights 0..16 (low) and 16..32 (high); centred (minus 8) for Q4_0.
+/// The nibbles of `qs` as weights 0..16 (low) and 16..32 (high).
 #[inline(always)]
-pub(super) fn nibbles(qs: &[u8; 16], center: bool, q: &mut [i8]) {
+pub(super) fn nibbles(qs: &[u8; 16], q: &mut [i8]) {
     for h in 0..2 {
         let w = u64::from_le_bytes(qs[8 * h..8 * h + 8].try_into().expect("8 bytes"));
         let (lo, hi) = (w & LOW_NIBBLES, (w >> 4) & LOW_NIBBLES);
-        let (lo, hi) = if center { (centered(lo, 4), centered(hi, 4)) } else { (lo, hi) };
         put8(q, 8 * h, lo);
         put8(q, 16 + 8 * h, hi);
     }
@@ -150,15 +157,13 @@ const FIFTH_BITS: [u64; 256] = {
     table
 };
 
-/// Q5_0/Q5_1 quants: nibbles with their fifth bit from `qh` (bit j for weight j); centred (minus
-/// 16) for Q5_0.
+/// Q5_0/Q5_1 quants: nibbles with their fifth bit from `qh` (bit j for weight j).
 #[inline(always)]
-pub(super) fn five_bits(qs: &[u8; 16], qh: [u8; 4], center: bool, q: &mut [i8]) {
+pub(super) fn five_bits(qs: &[u8; 16], qh: [u8; 4], q: &mut [i8]) {
     for h in 0..2 {
         let w = u64::from_le_bytes(qs[8 * h..8 * h + 8].try_into().expect("8 bytes"));
         let lo = (w & LOW_NIBBLES) | FIFTH_BITS[qh[h] as usize];
         let hi = ((w >> 4) & LOW_NIBBLES) | FIFTH_BITS[qh[2 + h] as usize];
-        let (lo, hi) = if center { (centered(lo, 5), centered(hi, 5)) } else { (lo, hi) };
         put8(q, 8 * h, lo);
         put8(q, 16 + 8 * h, hi);
     }
@@ -166,9 +171,10 @@ pub(super) fn five_bits(qs: &[u8; 16], qh: [u8; 4], center: bool, q: &mut [i8]) 
 
 impl Block32 for BlockQ4_0 {
     const HAS_MIN: bool = false;
+    const BIAS: i32 = 8;
     #[inline(always)]
     fn quants<I: Isa>(&self, q: &mut [i8]) {
-        I::nibbles(&self.qs, true, q);
+        I::nibbles(&self.qs, q);
     }
     #[inline(always)]
     fn scale_bits(&self) -> (u16, u16) {
@@ -180,7 +186,7 @@ impl Block32 for BlockQ4_1 {
     const HAS_MIN: bool = true;
     #[inline(always)]
     fn quants<I: Isa>(&self, q: &mut [i8]) {
-        I::nibbles(&self.qs, false, q);
+        I::nibbles(&self.qs, q);
     }
     #[inline(always)]
     fn scale_bits(&self) -> (u16, u16) {
@@ -190,9 +196,10 @@ impl Block32 for BlockQ4_1 {
 
 impl Block32 for BlockQ5_0 {
     const HAS_MIN: bool = false;
+    const BIAS: i32 = 16;
     #[inline(always)]
     fn quants<I: Isa>(&self, q: &mut [i8]) {
-        I::five_bits(&self.qs, self.qh, true, q);
+        I::five_bits(&self.qs, self.qh, q);
     }
     #[inline(always)]
     fn scale_bits(&self) -> (u16, u16) {
@@ -204,7 +211,7 @@ impl Block32 for BlockQ5_1 {
     const HAS_MIN: bool = true;
     #[inline(always)]
     fn quants<I: Isa>(&self, q: &mut [i8]) {
-        I::five_bits(&self.qs, self.qh, false, q);
+        I::five_bits(&self.qs, self.qh, q);
     }
     #[inline(always)]
     fn scale_bits(&self) -> (u16, u16) {
@@ -234,8 +241,8 @@ fn word(bytes: &[u8], at: usize) -> u64 {
 const PAIRS: u64 = 0x0303_0303_0303_0303;
 
 /// Q2_K and Q3_K's quants into `q` (256): weight `128h + 32j + l` (l < 32) is bit pair `j` of
-/// byte `32h + l` of `qs`; Q3_K (`hmask` given) adds a third bit, bit `4h + j` of `hmask[l]`: set,
-/// the quant is the two low bits as they are; clear, 4 lower (so −4..3).
+/// byte `32h + l` of `qs`; Q3_K (`hmask` given) adds a third bit, bit `4h + j` of `hmask[l]`, as
+/// 4 (Q3_K's quant is the two low bits where it is set, 4 lower where it is clear: its bias).
 #[inline(always)]
 pub(super) fn bit_planes(qs: &[u8; QK_K / 4], hmask: Option<&[u8; QK_K / 8]>, q: &mut [i8]) {
     for h in 0..2 {
@@ -246,7 +253,7 @@ pub(super) fn bit_planes(qs: &[u8; QK_K / 4], hmask: Option<&[u8; QK_K / 8]>, q:
                     None => low,
                     Some(hmask) => {
                         let high = (word(hmask, l) >> (4 * h + j)) & 0x0101_0101_0101_0101;
-                        centered(low | (high << 2), 3)
+                        low | (high << 2)
                     }
                 };
                 put8(q, 128 * h + 32 * j + l, quants);
@@ -284,6 +291,7 @@ fn q3k_scales(scales: &[u8; 12]) -> [u64; 2] {
 
 impl Unpack8 for BlockQ3K {
     const HAS_MIN: bool = false;
+    const BIAS: i32 = 4;
     #[inline(always)]
     fn unpack_unit<I: Isa>(bytes: &[u8], out: &mut Int8Unit) {
         let block = read_block::<Self>(bytes);
@@ -346,6 +354,7 @@ impl Unpack8 for BlockQ5K {
 
 impl Unpack8 for BlockQ6K {
     const HAS_MIN: bool = false;
+    const BIAS: i32 = 32;
     #[inline(always)]
     fn unpack_unit<I: Isa>(bytes: &[u8], out: &mut Int8Unit) {
         let block = read_block::<Self>(bytes);
@@ -361,7 +370,7 @@ impl Unpack8 for BlockQ6K {
                 for l in 0..32 {
                     let low = (ql[l] >> (4 * (k / 2))) & 0xF;
                     let high = (qh[l] >> (2 * k)) & 3;
-                    q[l] = (low | (high << 4)) as i8 - 32;
+                    q[l] = (low | (high << 4)) as i8;
                 }
             }
         }
