@@ -16,7 +16,7 @@ use memmap2::MmapMut;
 use wgquant::bench::speed::{host_read_bandwidth, HOST_READ_BYTES};
 use wgquant::cpu::huge_pages::huge_page_buffer;
 use wgquant::cpu::simd::Level;
-use wgquant::cpu::{has_kernel, matmul_at, Q8Activations};
+use wgquant::cpu::{has_kernel, matmul_at, on_pool, Q8Activations};
 use wgquant::format::dot;
 use wgquant::format::random::random_blocks;
 use wgquant::GgmlType;
@@ -29,9 +29,15 @@ const HOT_BYTES: usize = 1 << 30;
 const HOT_ROUNDS: usize = 5;
 
 /// GB/s of `product` over `copies`, each read `passes` times in rotation; the best of `rounds`
-/// such timings (a hot timing's noise is other work on the machine, which only slows it).
-fn timed(copies: &[MmapMut], passes: usize, rounds: usize, mut product: impl FnMut(&[u8])) -> f64 {
-    product(&copies[0]);
+/// such timings (a hot timing's noise is other work on the machine, which only slows it). Run on
+/// one of rayon's threads, as the model runs its products ([`on_pool`]): from any other thread
+/// each product would pay a wake-up of the pool and a sleep of its caller, about 60 µs here.
+fn timed(copies: &[&[u8]], passes: usize, rounds: usize, product: impl FnMut(&[u8]) + Send) -> f64 {
+    on_pool(|| rotate(copies, passes, rounds, product))
+}
+
+fn rotate(copies: &[&[u8]], passes: usize, rounds: usize, mut product: impl FnMut(&[u8])) -> f64 {
+    product(copies[0]);
     let bytes = (passes * copies.iter().map(|c| c.len()).sum::<usize>()) as f64;
     let mut round = || {
         let t0 = Instant::now();
@@ -45,10 +51,14 @@ fn timed(copies: &[MmapMut], passes: usize, rounds: usize, mut product: impl FnM
     (0..rounds).map(|_| round()).fold(0.0, f64::max)
 }
 
-/// `bytes` copied into huge pages, where the model's CPU matrices live.
-fn in_huge_pages(bytes: &[u8]) -> MmapMut {
-    let mut map = huge_page_buffer(bytes.len()).unwrap();
-    map.copy_from_slice(bytes);
+/// `n` random `m × k` matrices of `ty` side by side in one buffer of huge pages, as the model's CPU
+/// matrices lie (a small matrix in a mapping of its own, under 2 MiB, would get none).
+fn in_huge_pages(ty: GgmlType, m: usize, k: usize, n: usize) -> MmapMut {
+    let one = ty.row_bytes(k).unwrap() * m;
+    let mut map = huge_page_buffer(one * n).unwrap();
+    for (seed, copy) in map.chunks_exact_mut(one).enumerate() {
+        copy.copy_from_slice(&random_blocks(ty, (m * k) as u64, seed as u64).unwrap());
+    }
     map
 }
 
@@ -84,8 +94,8 @@ fn main() {
     for ty in GgmlType::all().filter(|&ty| has_kernel(ty) && wanted(ty) && k % ty.block_elems() == 0) {
         let one = ty.row_bytes(k).unwrap() * m;
         let n = if quick || hot { 1 } else { COLD_BYTES.div_ceil(one).max(2) };
-        let copies: Vec<MmapMut> =
-            (0..n).map(|s| in_huge_pages(&random_blocks(ty, (m * k) as u64, s as u64).unwrap())).collect();
+        let buffer = in_huge_pages(ty, m, k, n);
+        let copies: Vec<&[u8]> = buffer.chunks_exact(one).collect();
         let (passes, rounds) = match (hot, quick) {
             (true, _) => ((HOT_BYTES / one).max(1), HOT_ROUNDS),
             (false, true) => (1, 1),
