@@ -396,17 +396,32 @@ impl Unpack8 for BlockIQ4XS {
     #[inline(always)]
     fn unpack_unit<I: Isa>(bytes: &[u8], out: &mut Int8Unit) {
         let block = read_block::<Self>(bytes);
-        // Each sub-block's 6-bit scale (a nibble of scales_l, a bit pair of scales_h) as a byte,
-        // minus its bias of 32.
-        let mut scales = 0u64;
         for sb in 0..8 {
             I::lookup_nibbles(&KVALUES_IQ4NL, &block.qs[16 * sb..], &mut out.q[32 * sb..]);
-            let low = (block.scales_l[sb / 2] >> (4 * (sb % 2))) & 0xF;
-            let high = ((block.scales_h >> (2 * sb)) & 3) as u8;
-            scales |= ((low | (high << 4)) as u64) << (8 * sb);
         }
-        I::spread_bytes(centered(scales, 6), true, I::f32_of_f16(block.d), &mut out.scale);
+        let scales = iq4xs_scales(block.scales_l, block.scales_h);
+        I::spread_bytes(scales, true, I::f32_of_f16(block.d), &mut out.scale);
     }
+}
+
+/// IQ4_XS's eight 6-bit sub-block scales, minus their bias of 32, a byte each, all at once:
+/// scale `sb`'s low four bits are nibble `sb` of `low` (the low nibble of byte `sb / 2` first),
+/// its top two bits pair `sb` of `high`. Each is spread to byte `sb` by halving steps (fields
+/// moved apart by shifts and masks, no carries between them).
+#[inline(always)]
+fn iq4xs_scales(low: [u8; 4], high: u16) -> u64 {
+    // Bytes 0..4 to the even bytes 0, 2, 4, 6.
+    let to_even = |v: u64| {
+        let v = (v | (v << 16)) & 0x0000_FFFF_0000_FFFF;
+        (v | (v << 8)) & 0x00FF_00FF_00FF_00FF
+    };
+    let l = u32::from_le_bytes(low) as u64;
+    let nibbles = to_even(l & 0x0F0F_0F0F) | (to_even((l >> 4) & 0x0F0F_0F0F) << 8);
+    let h = high as u64;
+    let pairs = (h & 0xFF) | ((h & 0xFF00) << 24);
+    let pairs = (pairs & 0x0000_000F_0000_000F) | ((pairs & 0x0000_00F0_0000_00F0) << 12);
+    let pairs = (pairs & 0x0003_0003_0003_0003) | ((pairs & 0x000C_000C_000C_000C) << 6);
+    centered(nibbles | (pairs << 4), 6)
 }
 
 #[cfg(test)]
@@ -442,6 +457,27 @@ mod tests {
             if super::super::simd::Level::Avx2.runs_here() {
                 assert_eq!(bits(&rebuild::<super::super::simd::Avx2>(ty, &bytes)), want, "{ty}, avx2");
             }
+        }
+    }
+
+    /// The word-at-once IQ4_XS scales equal the scales taken one at a time, for every bit of
+    /// both fields.
+    #[test]
+    fn iq4xs_scales_spread_every_bit() {
+        let one_at_a_time = |low: [u8; 4], high: u16| -> u64 {
+            (0..8)
+                .map(|sb| {
+                    let l = (low[sb / 2] >> (4 * (sb % 2))) & 0xF;
+                    let h = ((high >> (2 * sb)) & 3) as u8;
+                    (((l | (h << 4)) as i8 - 32) as u8 as u64) << (8 * sb)
+                })
+                .sum()
+        };
+        let mut cases: Vec<([u8; 4], u16)> = (0..32).map(|b| ((1u32 << b).to_le_bytes(), 0)).collect();
+        cases.extend((0..16).map(|b| ([0; 4], 1u16 << b)));
+        cases.extend((0..1000u32).map(|i| ((i.wrapping_mul(2654435761)).to_le_bytes(), (i * 40503) as u16)));
+        for (low, high) in cases {
+            assert_eq!(super::iq4xs_scales(low, high), one_at_a_time(low, high), "{low:?} {high:#06x}");
         }
     }
 
