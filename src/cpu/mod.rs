@@ -7,7 +7,7 @@
 //!
 //! The scalar f32 kernels of [`crate::format::dot`] remain the reference: fed the same rounded
 //! activations ([`crate::format::dot::quantize_activations`]), they give these kernels' results
-//! up to the order of f32 sums (tests check every format, both instruction levels, odd shapes).
+//! up to the order of f32 sums (tests check every format, every instruction level, odd shapes).
 //! The float formats (F32, F16, BF16) have no integer kernel ([`has_kernel`]) and take the
 //! reference path.
 
@@ -57,6 +57,9 @@ pub struct Q8Activations {
     sum: Vec<i32>,
     /// Per group of 16: `d · Σq`.
     dsum: Vec<f32>,
+    /// With several columns (a prompt), `q` again with each whole unit's quads transposed
+    /// ([`transpose_quads`]), as the AVX-512 kernel dots a unit with many columns; empty for one.
+    transposed: Vec<i8>,
 }
 
 impl Q8Activations {
@@ -76,6 +79,7 @@ impl Q8Activations {
             d: vec![0.0; x.len() / 16],
             sum: vec![0; x.len() / 16],
             dsum: vec![0.0; x.len() / 16],
+            transposed: Vec::new(),
         };
         // A column per task: a prompt's columns are many, and rounding them cost 3 % of it.
         let columns = a.q.par_chunks_mut(row_len).zip(x.par_chunks(row_len));
@@ -83,7 +87,17 @@ impl Q8Activations {
         let scales = a.d.par_chunks_mut(groups_per_col).zip(a.dsum.par_chunks_mut(groups_per_col));
         let work = columns.zip(groups.zip(scales));
         work.for_each(|((q, x), (sum, (d, dsum)))| quantize_column(x, q, d, sum, dsum));
+        if a.n_cols > 1 {
+            a.transposed = vec![0; a.q.len()];
+            let columns = a.q.par_chunks(row_len).zip(a.transposed.par_chunks_mut(row_len));
+            columns.for_each(|(q, out)| q.chunks_exact(UNIT).zip(out.chunks_exact_mut(UNIT)).for_each(transpose_quads));
+        }
         Ok(a)
+    }
+
+    /// The activations' scales from activation `at` (of the whole buffer) on.
+    fn scales(&self, at: usize) -> Scales<'_> {
+        Scales { d: &self.d[at / 16..], sum: &self.sum[at / 16..], dsum: &self.dsum[at / 16..] }
     }
 
     pub fn n_cols(&self) -> usize {
@@ -110,11 +124,23 @@ fn quantize_column(x: &[f32], q: &mut [i8], d: &mut [f32], sum: &mut [i32], dsum
     }
 }
 
+/// A unit's 64 quads (four weights each) transposed from group-major to quad-major: position
+/// `64c + 4k + i` takes weight `16k + 4c + i`, quad c of group k. Then the c-th 64 bytes hold
+/// quad c of every group, group k's in 32-bit lane k, and four `vpdpbusd` into one register sum
+/// each group in its own lane, with no reduction across lanes.
+fn transpose_quads((unit, out): (&[i8], &mut [i8])) {
+    for c in 0..4 {
+        for k in 0..GROUPS {
+            out[64 * c + 4 * k..][..4].copy_from_slice(&unit[16 * k + 4 * c..][..4]);
+        }
+    }
+}
+
 /// A row kernel's working memory, made once per rayon task: the decoded unit, and each column's
 /// running sums, a lane per group of a unit. The unit is boxed: inline, it sat on the worker's
-/// stack at a fixed distance from the row kernel's spilled lanes, which in one build was
-/// apparently a multiple of 4 KiB (each load of decoded weights just after a store of the lanes
-/// waited on it; Gemma's CPU decode ran 13 % slower), a hazard of the stack's layout.
+/// stack at a distance from the row kernel's spilled lanes fixed by the frames' layout, and in one
+/// build each load of decoded weights just after a store of the lanes stalled (the pattern of 4K
+/// aliasing; Gemma's CPU decode ran 13 % slower); on the heap it did not.
 pub(crate) struct Scratch {
     unit: Box<Int8Unit>,
     lanes: Vec<Lanes>,
@@ -209,14 +235,18 @@ fn unit_dot<B: Unpack8, I: Isa>(
     unit: &mut Int8Unit,
     lanes: &mut [Lanes],
 ) {
-    const { assert!(B::BIAS == 0 || (B::BIAS as u32).is_power_of_two(), "a bias is a shift") };
-    let flags = UnitFlags { unsigned: B::UNSIGNED, with_min: B::HAS_MIN, bias: B::BIAS, in_registers: B::ELEMS == UNIT };
+    let flags = UnitFlags::of::<B>();
     simd::prefetch(unit_row.as_ptr().wrapping_add(PREFETCH_AHEAD), unit_row.len());
     B::unpack_unit::<I>(unit_row, unit);
+    I::dot_columns(&unit.q[..len], x, from, unit, lanes, flags);
+}
+
+/// [`Isa::dot_columns`] a column at a time.
+#[inline(always)]
+fn column_by_column<I: Isa + ?Sized>(q: &[i8], x: &Q8Activations, from: usize, unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
     for (c, lanes) in lanes.iter_mut().enumerate() {
         let at = c * x.row_len + from;
-        let act = Scales { d: &x.d[at / 16..], sum: &x.sum[at / 16..], dsum: &x.dsum[at / 16..] };
-        I::dot_into_lanes(&unit.q[..len], &x.q[at..at + len], lanes, unit, act, flags);
+        I::dot_into_lanes(q, &x.q[at..at + q.len()], lanes, unit, x.scales(at), flags);
     }
 }
 
@@ -371,6 +401,8 @@ fn rebuild<I: Isa>(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
             B::unpack_unit::<I>(unit, &mut blk);
             let weight = |i: usize| blk.scale[i / 16] * (blk.q[i] as i32 - B::BIAS) as f32;
             let len = unit.len() / size_of::<B>() * B::ELEMS;
+            // What the dot products' `unsigned` shortcut relies on.
+            assert!(!B::UNSIGNED || blk.q[..len].iter().all(|q| (0..=63).contains(q)), "unsigned quants in 0..=63");
             match B::HAS_MIN {
                 true => out.extend((0..len).map(|i| weight(i) + blk.min[i / 16])),
                 false => out.extend((0..len).map(weight)),

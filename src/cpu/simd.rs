@@ -7,6 +7,9 @@
 //! the whole row kernel is compiled a second time with AVX2 enabled (`avx2_rows`), so that the
 //! unpacking loops around it are vectorised with 256-bit registers too. `Avx2<true>` is the same
 //! with AVX-VNNI's `vpdpbusd` for the multiply-adds, compiled a third time (`avx_vnni_rows`).
+//! `Avx512` (`Avx2<false, true>`) dots a whole super-block in 512-bit registers with
+//! AVX512-VNNI's `vpdpbusd` ([`Isa::dot_into_lanes`]), and a unit with a prompt's columns after
+//! transposing it once ([`Isa::dot_columns`]), compiled a fourth time (`avx512_rows`).
 //!
 //! The 4- and 5-bit formats' unpacking ([`Isa::nibbles`], [`Isa::five_bits`]), the IQ4
 //! formats' codebook ([`Isa::lookup_nibbles`], `pshufb`), and the scales' conversion eight at a
@@ -15,13 +18,15 @@
 //! With AVX2, a unit's group sums are scaled into a column's lanes in registers
 //! ([`Isa::dot_into_lanes`]), in the portable form's order of operations.
 //!
-//! Safety argument: the AVX2 (and F16C) functions are reached only through `avx2_rows` and `avx_vnni_rows`,
-//! which are called only for a level that runs on this CPU ([`Level::runs_here`], from
-//! `is_x86_feature_detected!`), or from tests that checked the same first; and they read only
-//! inside the slices they are given (whole 32-byte chunks, lengths asserted).
+//! Safety argument: the x86 functions are reached only through `avx2_rows`, `avx_vnni_rows` and
+//! `avx512_rows`, each compiled with its level's features (AVX2 and F16C; with AVX-VNNI; with
+//! AVX-512 F, BW, VL and VNNI) and called only for a level that runs on this CPU
+//! ([`Level::runs_here`], from `is_x86_feature_detected!`), or from tests that checked the same
+//! first; and they read only inside the slices they are given (whole 32- and 64-byte chunks,
+//! lengths asserted).
 
 use super::unpack::{f32_of, Int8Unit, GROUPS};
-use super::Lanes;
+use super::{Lanes, Q8Activations};
 
 /// The activations' scales for a unit's groups: each group's `d`, `Σq`, and `d · Σq` (the
 /// offset's term).
@@ -42,10 +47,23 @@ pub struct UnitFlags {
     pub with_min: bool,
     /// [`super::unpack::Unpack8::BIAS`]: `bias · Σx` comes off each group's integer sum.
     pub bias: i32,
+    /// Set for a unit of one super-block, which a decode step keeps in registers (a local).
     /// Clear for eight 32-weight blocks, decoded into memory 32 bytes at a time: a 64-byte load
     /// of two such stores is not forwarded from them but waits for both to reach the cache
-    /// (AVX-512 ran Q4_0 at half speed), so their dot products keep to 32-byte loads.
+    /// (AVX-512 ran Q4_0 at half speed), so their dot products keep to 32-byte loads. (A prompt's
+    /// units are in memory too, but there one such load per unit serves every column.)
     pub in_registers: bool,
+}
+
+impl UnitFlags {
+    /// The flags of format `B`'s units.
+    pub fn of<B: super::unpack::Unpack8>() -> UnitFlags {
+        const {
+            assert!(B::BIAS == 0 || (B::BIAS as u32).is_power_of_two(), "a bias is taken back by a shift");
+            assert!(B::BIAS == 0 || B::UNSIGNED, "quants stored plus a bias are unsigned");
+        };
+        UnitFlags { unsigned: B::UNSIGNED, with_min: B::HAS_MIN, bias: B::BIAS, in_registers: B::ELEMS == super::UNIT }
+    }
 }
 
 /// Groups `from..from + isum.len()` of a unit: `lanes[g] += scale · d · (isum − bias · Σx)`, then
@@ -65,8 +83,9 @@ fn scale_groups(lanes: &mut Lanes, unit: &Int8Unit, isum: &[i32], act: Scales<'_
 /// What the kernels do differently per instruction set.
 pub trait Isa {
     /// Per group of 16: the dot products of `q` and `x` (equal lengths, a multiple of 32) into
-    /// `out`. `unsigned`: every `q` lies in 0..=63 (the formats with offsets keep their quants so),
-    /// which spares the AVX2 form the sign juggling; a constant wherever the kernels call this.
+    /// `out`. `unsigned`: every `q` lies in 0..=63 (the formats with offsets or a bias keep their
+    /// quants so), which spares the AVX2 form the sign juggling; a constant wherever the kernels
+    /// call this.
     fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32], unsigned: bool);
 
     /// A unit's dot products with one column, scaled into that column's lanes: per group g of
@@ -79,6 +98,13 @@ pub trait Isa {
         let groups = q.len() / 16;
         Self::dot_groups(q, x, &mut isum[..groups], flags.unsigned);
         scale_groups(lanes, unit, &isum[..groups], act, 0, flags);
+    }
+
+    /// A unit's dot products (its decoded weights `q`) with every column of `x`, from each
+    /// column's weight `from` on, into that column's lanes ([`Isa::dot_into_lanes`] per column).
+    #[inline(always)]
+    fn dot_columns(q: &[i8], x: &Q8Activations, from: usize, unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
+        super::column_by_column::<Self>(q, x, from, unit, lanes, flags)
     }
 
     /// The nibbles of `qs` as 32 weights into `q` (low nibbles weights 0..16, high ones 16..32).
@@ -262,16 +288,19 @@ mod x86 {
     /// With `ZMM`, a whole unit's dot products run in 512-bit registers ([`sixteen_groups`]).
     ///
     /// Not public: its methods assume AVX2 and F16C (with `VNNI` AVX-VNNI, with `ZMM` AVX-512 F,
-    /// BW and VNNI), which only `avx2_rows`', `avx_vnni_rows`' and `avx512_rows`' callers have
-    /// checked.
+    /// BW, VL and VNNI), which only `avx2_rows`', `avx_vnni_rows`' and `avx512_rows`' callers
+    /// have checked.
     pub(crate) struct Avx2<const VNNI: bool = false, const ZMM: bool = false>;
+
+    /// The AVX-512 level's instruction set: AVX2's, with 512-bit dot products.
+    type Avx512 = Avx2<false, true>;
 
     impl<const VNNI: bool, const ZMM: bool> Isa for Avx2<VNNI, ZMM> {
         #[inline(always)]
         fn dot_groups(q: &[i8], x: &[i8], out: &mut [i32], unsigned: bool) {
             assert!(q.len() == x.len() && q.len().is_multiple_of(32) && out.len() >= q.len() / 16);
             let chunks = q.len() / 32;
-            // SAFETY: AVX2 is present (see the module's safety argument); every chunk read lies inside
+            // SAFETY: the level's features are present (see the module's safety argument); every chunk read lies inside
             // both slices and every store inside `out` (lengths asserted above); unaligned
             // loads and stores.
             unsafe {
@@ -286,6 +315,18 @@ mod x86 {
                     out[2 * c] = hsum(_mm256_castsi256_si128(quads));
                     out[2 * c + 1] = hsum(_mm256_extracti128_si256::<1>(quads));
                 }
+            }
+        }
+
+        #[inline(always)]
+        fn dot_columns(q: &[i8], x: &Q8Activations, from: usize, unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
+            if ZMM && q.len() == GROUPS * 16 && lanes.len() > 1 && !x.transposed.is_empty() {
+                // SAFETY: AVX-512 F, BW and VNNI are present (see the module's safety argument);
+                // the unit's 256 weights, and each column's 256 activations and 16 sums, lie
+                // inside their slices (asserted inside).
+                unsafe { unit_into_columns(q, x, from, unit, lanes, flags) }
+            } else {
+                super::super::column_by_column::<Self>(q, x, from, unit, lanes, flags)
             }
         }
 
@@ -348,7 +389,7 @@ mod x86 {
             // through memory), in the portable form's order of operations.
             let whole = groups / 8 * 8;
             for g in (0..whole).step_by(8) {
-                // SAFETY: AVX2 is present (see the module's safety argument); the 128 weights and
+                // SAFETY: the level's features are present (see the module's safety argument); the 128 weights and
                 // activations read lie inside `q` and `x`, and every load and store of eight
                 // floats inside its array or slice (g + 8 ≤ groups ≤ each length, asserted).
                 unsafe {
@@ -466,7 +507,13 @@ mod x86 {
     /// Each lane of `v` times `bias`, a power of two ([`UnitFlags::bias`]).
     #[inline(always)]
     unsafe fn times_bias(v: __m256i, bias: i32) -> __m256i {
-        _mm256_sll_epi32(v, _mm_cvtsi32_si128(bias.trailing_zeros() as i32))
+        _mm256_sll_epi32(v, bias_shift(bias))
+    }
+
+    /// The shift that multiplies by `bias`, a power of two.
+    #[inline(always)]
+    unsafe fn bias_shift(bias: i32) -> __m128i {
+        _mm_cvtsi32_si128(bias.trailing_zeros() as i32)
     }
 
     /// Each 16-bit lane of `v` shifted right by `by` bits.
@@ -519,7 +566,13 @@ mod x86 {
     /// order of operations.
     #[inline(always)]
     unsafe fn unit_into_lanes(q: &[i8], x: &[i8], lanes: &mut Lanes, unit: &Int8Unit, act: Scales<'_>, flags: UnitFlags) {
-        let sums = sixteen_groups(q.as_ptr(), x.as_ptr(), act.sum.as_ptr(), flags);
+        scale_into_lanes(sixteen_groups(q.as_ptr(), x.as_ptr(), act.sum.as_ptr(), flags), lanes, unit, act, flags);
+    }
+
+    /// A unit's 16 groups' integer sums scaled into a column's lanes, `lanes += scale · d · sums`
+    /// then (`with_min`) `+= min · dsum`, in the portable form's order of operations.
+    #[inline(always)]
+    unsafe fn scale_into_lanes(sums: __m512i, lanes: &mut Lanes, unit: &Int8Unit, act: Scales<'_>, flags: UnitFlags) {
         let weight = _mm512_mul_ps(_mm512_loadu_ps(unit.scale.as_ptr()), _mm512_loadu_ps(act.d.as_ptr()));
         let term = _mm512_mul_ps(weight, _mm512_cvtepi32_ps(sums));
         let mut sum = _mm512_add_ps(_mm512_loadu_ps(lanes.as_ptr()), term);
@@ -546,14 +599,67 @@ mod x86 {
         let cd = pair_sums(wide_quads(q2, x2, unsigned), wide_quads(q3, x3, unsigned));
         let by_lane = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
         let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-        let sums = _mm512_permutexvar_epi32(order, by_lane);
-        match if unsigned { flags.bias } else { 128 } {
+        less_bias(_mm512_permutexvar_epi32(order, by_lane), sum, flags)
+    }
+
+    /// Group sums of quants stored plus their bias, or flipped to `q + 128` (signed ones), less
+    /// that bias times the activations' sums (`sum`, 16 of them): the sums of the quants as they
+    /// are, exactly.
+    #[inline(always)]
+    unsafe fn less_bias(sums: __m512i, sum: *const i32, flags: UnitFlags) -> __m512i {
+        match if flags.unsigned { flags.bias } else { 128 } {
             0 => sums,
-            bias => {
-                let shift = _mm_cvtsi32_si128(bias.trailing_zeros() as i32);
-                _mm512_sub_epi32(sums, _mm512_sll_epi32(_mm512_loadu_si512(sum as *const _), shift))
+            bias => _mm512_sub_epi32(sums, _mm512_sll_epi32(_mm512_loadu_si512(sum as *const _), bias_shift(bias))),
+        }
+    }
+
+    /// [`Isa::dot_columns`] of a whole unit with many columns (a prompt) in 512-bit registers: the
+    /// unit's quads are transposed once ([`super::super::transpose_quads`]'s order, in which the
+    /// activations were stored), so each column costs four `vpdpbusd` into one register, already
+    /// one group per lane, where [`sixteen_groups`] spends nine instructions more gathering them.
+    #[inline(always)]
+    unsafe fn unit_into_columns(q: &[i8], x: &Q8Activations, from: usize, unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
+        assert!(q.len() == GROUPS * 16 && from.is_multiple_of(q.len()) && from + q.len() <= x.row_len);
+        assert!(lanes.len() == x.n_cols && x.transposed.len() == x.q.len() && x.sum.len() == x.q.len() / 16);
+        // (Loops, not closures, around the intrinsics: see `chunk_quads`.)
+        let mut quads = transposed_quads(q.as_ptr());
+        if !flags.unsigned {
+            for quad in &mut quads {
+                *quad = _mm512_xor_si512(*quad, _mm512_set1_epi8(-128));
             }
         }
+        for (c, lanes) in lanes.iter_mut().enumerate() {
+            let at = c * x.row_len + from;
+            let xs = x.transposed.as_ptr().add(at);
+            let mut sums = _mm512_setzero_si512();
+            for (i, &quad) in quads.iter().enumerate() {
+                sums = _mm512_dpbusd_epi32(sums, quad, _mm512_loadu_si512(xs.add(64 * i) as *const _));
+            }
+            let sums = less_bias(sums, x.sum.as_ptr().add(at / 16), flags);
+            scale_into_lanes(sums, lanes, unit, x.scales(at), flags);
+        }
+    }
+
+    /// The 256 weights at `q` with their quads transposed ([`super::super::transpose_quads`]):
+    /// output c's lane k is quad c of group k, that is 64-byte chunk k / 4's lane 4 (k % 4) + c;
+    /// two two-source permutes (chunks 0 and 1, 2 and 3) and a blend.
+    #[inline(always)]
+    unsafe fn transposed_quads(q: *const i8) -> [__m512i; 4] {
+        let (a, b) = (_mm512_loadu_si512(q as *const _), _mm512_loadu_si512(q.add(64) as *const _));
+        let (c, d) = (_mm512_loadu_si512(q.add(128) as *const _), _mm512_loadu_si512(q.add(192) as *const _));
+        let mut out = [_mm512_setzero_si512(); 4];
+        for (quad, out) in out.iter_mut().enumerate() {
+            let q = quad as i32;
+            // Lane k: lane 4 (k % 4) + quad of the first source (k / 4 even) or the second.
+            let index = _mm512_setr_epi32(
+                q, 4 + q, 8 + q, 12 + q, 16 + q, 20 + q, 24 + q, 28 + q, //
+                q, 4 + q, 8 + q, 12 + q, 16 + q, 20 + q, 24 + q, 28 + q,
+            );
+            let low = _mm512_permutex2var_epi32(a, index, b);
+            let high = _mm512_permutex2var_epi32(c, index, d);
+            *out = _mm512_mask_blend_epi32(0xFF00, low, high);
+        }
+        out
     }
 
     /// The products of 64 weights `q` (flipped to `q + 128` unless `unsigned`) and activations
@@ -602,7 +708,7 @@ mod x86 {
     /// The CPU must have AVX2, F16C and AVX-512 F, BW, VL and VNNI ([`super::Level::detect`]).
     #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(crate) unsafe fn avx512_rows<B: Unpack8>(rows: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
-        super::super::rows_dot::<B, Avx2<false, true>>(rows, x, out, scratch)
+        super::super::rows_dot::<B, Avx512>(rows, x, out, scratch)
     }
 }
 
