@@ -1,4 +1,4 @@
-//! CPU kernel benchmark: `cargo bench --bench cpu [-- --quick|--hot] [--shape MxK] [FORMAT...]`.
+//! CPU kernel benchmark: `cargo bench --bench cpu [-- --quick|--hot] [--shape MxK] [--cols N] [FORMAT...]`.
 //!
 //! Per quantized format, the bandwidth (weight bytes per second) of a 4096 × 4096 matrix-vector
 //! product on the CPU, read cold (copies rotated over, together larger than any last-level
@@ -9,6 +9,8 @@
 //!
 //! `--hot` times one matrix read again and again from the caches instead (pick a `--shape` that
 //! fits them): the kernels' compute ceiling, what they would stream if memory were free.
+//! `--cols N` multiplies by N columns at once, as a prompt of N tokens does (GB/s are still the
+//! weights' bytes a second, each read once a product).
 
 use std::time::Instant;
 
@@ -64,9 +66,11 @@ fn in_huge_pages(ty: GgmlType, m: usize, k: usize, n: usize) -> MmapMut {
 
 fn main() {
     let all: Vec<String> = std::env::args().skip(1).collect();
-    let shape = all.iter().position(|a| a == "--shape").and_then(|i| all.get(i + 1)).cloned();
-    let args: Vec<String> =
-        all.iter().filter(|a| !a.starts_with("--") && Some(*a) != shape.as_ref()).cloned().collect();
+    let value = |flag: &str| all.iter().position(|a| a == flag).and_then(|i| all.get(i + 1)).cloned();
+    let (shape, cols) = (value("--shape"), value("--cols"));
+    let is_value = |a: &String| Some(a) == shape.as_ref() || Some(a) == cols.as_ref();
+    let args: Vec<String> = all.iter().filter(|a| !a.starts_with("--") && !is_value(a)).cloned().collect();
+    let n_cols: usize = cols.map_or(1, |c| c.parse().expect("--cols N"));
     let quick = all.iter().any(|a| a == "--quick");
     let hot = all.iter().any(|a| a == "--hot");
     let wanted = |ty: GgmlType| args.is_empty() || args.iter().any(|a| a.eq_ignore_ascii_case(&ty.to_string()));
@@ -82,15 +86,18 @@ fn main() {
     let names: Vec<&str> = levels.iter().map(|l| l.name()).collect();
     println!("CPU: {} threads, integer kernels at {}", rayon::current_num_threads(), names.join(", "));
     let reads = if hot { "hot, from the caches" } else { "cold" };
-    println!("read bandwidth: {read:.1} GB/s (sum of {} MiB); {m} × {k} matrices, {reads}", HOST_READ_BYTES >> 20);
+    println!(
+        "read bandwidth: {read:.1} GB/s (sum of {} MiB); {m} × {k} matrices times {n_cols} columns, {reads}",
+        HOST_READ_BYTES >> 20
+    );
     print!("{:<7} {:>22}", "format", "reference GB/s (%)");
     for name in &names {
         print!(" {:>22}", format!("{name} GB/s (%)"));
     }
     println!();
-    let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let x: Vec<f32> = (0..k * n_cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
     let xq = Q8Activations::quantize(&x, k).unwrap();
-    let mut y = vec![0.0f32; m];
+    let mut y = vec![0.0f32; m * n_cols];
     for ty in GgmlType::all().filter(|&ty| has_kernel(ty) && wanted(ty) && k % ty.block_elems() == 0) {
         let one = ty.row_bytes(k).unwrap() * m;
         let n = if quick || hot { 1 } else { COLD_BYTES.div_ceil(one).max(2) };
@@ -102,7 +109,7 @@ fn main() {
             (false, false) => (2, 1),
         };
         let cell = |gbs: f64| format!("{gbs:.1} ({:.0} %)", 100.0 * gbs / read);
-        let reference = timed(&copies, passes, rounds, |w| dot::matvec(ty, w, k, &x, &mut y).unwrap());
+        let reference = timed(&copies, passes, rounds, |w| dot::matmul(ty, w, k, &x, n_cols, &mut y).unwrap());
         print!("{:<7} {:>22}", ty.to_string(), cell(reference));
         for &level in &levels {
             print!(" {:>22}", cell(timed(&copies, passes, rounds, |w| matmul_at(level, ty, w, &xq, &mut y).unwrap())));

@@ -39,7 +39,7 @@ fn integer_kernels_equal_the_scalar_reference_on_rounded_activations() {
             let row_len = qk * blocks;
             let weights = random_blocks(ty, (rows * row_len) as u64, rows as u64 + 7).unwrap();
             let w = dequantize_to_vec(ty, &weights).unwrap();
-            for n_cols in [1, 3] {
+            for n_cols in [1, 3, 35] {
                 let x = activations(n_cols * row_len, (rows * n_cols) as u64);
                 let rounded = quantize_activations(&x);
                 let mut want = vec![0.0f32; n_cols * rows];
