@@ -57,8 +57,10 @@ pub struct Q8Activations {
     sum: Vec<i32>,
     /// Per group of 16: `d · Σq`.
     dsum: Vec<f32>,
-    /// With several columns (a prompt), `q` again with each whole unit's quads transposed
-    /// ([`transpose_quads`]), as the AVX-512 kernel dots a unit with many columns; empty for one.
+    /// With several columns (a prompt), each column's whole units again, unit position by unit
+    /// position (`[unit][column][256]`: the columns a decoded unit meets lie side by side, a few
+    /// pages, not a page a column), their quads transposed ([`transpose_quads`]), as the AVX-512
+    /// kernel dots a unit with many columns; empty for one column.
     transposed: Vec<i8>,
 }
 
@@ -88,11 +90,21 @@ impl Q8Activations {
         let work = columns.zip(groups.zip(scales));
         work.for_each(|((q, x), (sum, (d, dsum)))| quantize_column(x, q, d, sum, dsum));
         if a.n_cols > 1 {
-            a.transposed = vec![0; a.q.len()];
-            let columns = a.q.par_chunks(row_len).zip(a.transposed.par_chunks_mut(row_len));
-            columns.for_each(|(q, out)| q.chunks_exact(UNIT).zip(out.chunks_exact_mut(UNIT)).for_each(transpose_quads));
+            let (units, n_cols) = (row_len / UNIT, a.n_cols);
+            a.transposed = vec![0; units * n_cols * UNIT];
+            let q = &a.q;
+            a.transposed.par_chunks_mut(n_cols * UNIT).enumerate().for_each(|(u, position)| {
+                for (c, out) in position.chunks_exact_mut(UNIT).enumerate() {
+                    transpose_quads((&q[c * row_len + u * UNIT..][..UNIT], out));
+                }
+            });
         }
         Ok(a)
+    }
+
+    /// Where column `col`'s unit at weight `from` (a whole unit) lies in `transposed`.
+    fn transposed_at(&self, col: usize, from: usize) -> usize {
+        (from / UNIT * self.n_cols + col) * UNIT
     }
 
     /// The activations' scales from activation `at` (of the whole buffer) on.

@@ -620,7 +620,8 @@ mod x86 {
     #[inline(always)]
     unsafe fn unit_into_columns(q: &[i8], x: &Q8Activations, from: usize, unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
         assert!(q.len() == GROUPS * 16 && from.is_multiple_of(q.len()) && from + q.len() <= x.row_len);
-        assert!(lanes.len() == x.n_cols && x.transposed.len() == x.q.len() && x.sum.len() == x.q.len() / 16);
+        assert!(lanes.len() == x.n_cols && x.sum.len() == x.q.len() / 16);
+        assert!(x.transposed.len() >= x.transposed_at(x.n_cols - 1, from) + q.len());
         // (Loops, not closures, around the intrinsics: see `chunk_quads`.)
         let mut quads = transposed_quads(q.as_ptr());
         if !flags.unsigned {
@@ -630,7 +631,7 @@ mod x86 {
         }
         for (c, lanes) in lanes.iter_mut().enumerate() {
             let at = c * x.row_len + from;
-            let xs = x.transposed.as_ptr().add(at);
+            let xs = x.transposed.as_ptr().add(x.transposed_at(c, from));
             let mut sums = _mm512_setzero_si512();
             for (i, &quad) in quads.iter().enumerate() {
                 sums = _mm512_dpbusd_epi32(sums, quad, _mm512_loadu_si512(xs.add(64 * i) as *const _));
