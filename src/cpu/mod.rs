@@ -60,7 +60,8 @@ pub struct Q8Activations {
     /// With several columns (a prompt), each column's whole units again, unit position by unit
     /// position (`[unit][column][256]`: the columns a decoded unit meets lie side by side, a few
     /// pages, not a page a column), their quads transposed ([`transpose_quads`]), as the AVX-512
-    /// kernel dots a unit with many columns; empty for one column.
+    /// kernel dots a unit with many columns; empty for one column, and where that kernel cannot
+    /// run.
     transposed: Vec<i8>,
 }
 
@@ -89,7 +90,8 @@ impl Q8Activations {
         let scales = a.d.par_chunks_mut(groups_per_col).zip(a.dsum.par_chunks_mut(groups_per_col));
         let work = columns.zip(groups.zip(scales));
         work.for_each(|((q, x), (sum, (d, dsum)))| quantize_column(x, q, d, sum, dsum));
-        if a.n_cols > 1 {
+        // Only the AVX-512 kernel reads the transposed copy; elsewhere it would be work for nothing.
+        if a.n_cols > 1 && Level::Avx512.runs_here() {
             let (units, n_cols) = (row_len / UNIT, a.n_cols);
             a.transposed = vec![0; units * n_cols * UNIT];
             let q = &a.q;

@@ -394,10 +394,7 @@ mod x86 {
                 // floats inside its array or slice (g + 8 ≤ groups ≤ each length, asserted).
                 unsafe {
                     let sums = eight_groups::<VNNI, ZMM>(q.as_ptr().add(16 * g), x.as_ptr().add(16 * g), flags.unsigned);
-                    let sums = match flags.bias {
-                        0 => sums,
-                        bias => _mm256_sub_epi32(sums, times_bias(_mm256_loadu_si256(act.sum.as_ptr().add(g) as *const __m256i), bias)),
-                    };
+                    let sums = less_bias8(sums, act.sum.as_ptr().add(g), flags.bias);
                     let scale = _mm256_loadu_ps(unit.scale.as_ptr().add(g));
                     let weight = _mm256_mul_ps(scale, _mm256_loadu_ps(act.d.as_ptr().add(g)));
                     let term = _mm256_mul_ps(weight, _mm256_cvtepi32_ps(sums));
@@ -504,10 +501,15 @@ mod x86 {
         _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h01, h23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
     }
 
-    /// Each lane of `v` times `bias`, a power of two ([`UnitFlags::bias`]).
+    /// [`less_bias`] for eight groups: their sums less `bias` (a power of two,
+    /// [`UnitFlags::bias`]) times the activations' sums (`sum`, eight of them). The 256-bit forms
+    /// handle signed quants apart ([`chunk_quads`]), so only a stored bias comes off here.
     #[inline(always)]
-    unsafe fn times_bias(v: __m256i, bias: i32) -> __m256i {
-        _mm256_sll_epi32(v, bias_shift(bias))
+    unsafe fn less_bias8(sums: __m256i, sum: *const i32, bias: i32) -> __m256i {
+        match bias {
+            0 => sums,
+            bias => _mm256_sub_epi32(sums, _mm256_sll_epi32(_mm256_loadu_si256(sum as *const __m256i), bias_shift(bias))),
+        }
     }
 
     /// The shift that multiplies by `bias`, a power of two.
