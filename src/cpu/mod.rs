@@ -57,12 +57,34 @@ pub struct Q8Activations {
     sum: Vec<i32>,
     /// Per group of 16: `d · Σq`.
     dsum: Vec<f32>,
-    /// With several columns (a prompt), each column's whole units again, unit position by unit
-    /// position (`[unit][column][256]`: the columns a decoded unit meets lie side by side, a few
-    /// pages, not a page a column), their quads transposed ([`transpose_quads`]), as the AVX-512
-    /// kernel dots a unit with many columns; empty for one column, and where that kernel cannot
-    /// run.
-    transposed: Vec<i8>,
+    /// With several columns (a prompt), each column's whole units again with their groups'
+    /// scales, unit position by unit position (`[unit][column]`: what a decoded unit meets lies in
+    /// one stretch), their quads transposed ([`transpose_quads`]), as the AVX-512 kernel dots a
+    /// unit with many columns; empty for one column, and where that kernel cannot run.
+    transposed: Vec<ColumnUnit>,
+}
+
+/// One column's unit of activations as the AVX-512 prompt kernel reads it: its quads transposed
+/// ([`transpose_quads`]) and its 16 groups' scales beside them, seven cache lines. Kept in the
+/// per-column arrays instead, the scales of a unit's columns lay a row's scales apart (1 KiB for
+/// a 4096-wide matrix), so for 32 columns three arrays' 96 lines fell into a few of the L1
+/// cache's sets, more than it has ways.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct ColumnUnit {
+    pub q: [i8; UNIT],
+    pub d: [f32; GROUPS],
+    pub sum: [i32; GROUPS],
+    pub dsum: [f32; GROUPS],
+}
+
+impl ColumnUnit {
+    const ZERO: ColumnUnit = ColumnUnit { q: [0; UNIT], d: [0.0; GROUPS], sum: [0; GROUPS], dsum: [0.0; GROUPS] };
+
+    /// Its groups' scales, as the kernels take them.
+    pub fn scales(&self) -> Scales<'_> {
+        Scales { d: &self.d, sum: &self.sum, dsum: &self.dsum }
+    }
 }
 
 impl Q8Activations {
@@ -93,20 +115,26 @@ impl Q8Activations {
         // Only the AVX-512 kernel reads the transposed copy; elsewhere it would be work for nothing.
         if a.n_cols > 1 && Level::Avx512.runs_here() {
             let (units, n_cols) = (row_len / UNIT, a.n_cols);
-            a.transposed = vec![0; units * n_cols * UNIT];
-            let q = &a.q;
-            a.transposed.par_chunks_mut(n_cols * UNIT).enumerate().for_each(|(u, position)| {
-                for (c, out) in position.chunks_exact_mut(UNIT).enumerate() {
-                    transpose_quads((&q[c * row_len + u * UNIT..][..UNIT], out));
+            let mut transposed = vec![ColumnUnit::ZERO; units * n_cols];
+            transposed.par_chunks_mut(n_cols).enumerate().for_each(|(u, position)| {
+                for (c, out) in position.iter_mut().enumerate() {
+                    let at = c * row_len + u * UNIT;
+                    transpose_quads((&a.q[at..][..UNIT], &mut out.q));
+                    let groups = at / 16..at / 16 + GROUPS;
+                    out.d.copy_from_slice(&a.d[groups.clone()]);
+                    out.sum.copy_from_slice(&a.sum[groups.clone()]);
+                    out.dsum.copy_from_slice(&a.dsum[groups]);
                 }
             });
+            a.transposed = transposed;
         }
         Ok(a)
     }
 
-    /// Where column `col`'s unit at weight `from` (a whole unit) lies in `transposed`.
-    fn transposed_at(&self, col: usize, from: usize) -> usize {
-        (from / UNIT * self.n_cols + col) * UNIT
+    /// The columns' units at weight `from` (a whole unit) as the AVX-512 prompt kernel reads
+    /// them, one per column.
+    fn transposed_units(&self, from: usize) -> &[ColumnUnit] {
+        &self.transposed[from / UNIT * self.n_cols..][..self.n_cols]
     }
 
     /// The activations' scales from activation `at` (of the whole buffer) on.

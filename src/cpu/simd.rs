@@ -622,8 +622,8 @@ mod x86 {
     #[inline(always)]
     unsafe fn unit_into_columns(q: &[i8], x: &Q8Activations, from: usize, unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
         assert!(q.len() == GROUPS * 16 && from.is_multiple_of(q.len()) && from + q.len() <= x.row_len);
-        assert!(lanes.len() == x.n_cols && x.sum.len() == x.q.len() / 16);
-        assert!(x.transposed.len() >= x.transposed_at(x.n_cols - 1, from) + q.len());
+        let columns = x.transposed_units(from);
+        assert!(lanes.len() == columns.len());
         // (Loops, not closures, around the intrinsics: see `chunk_quads`.)
         let mut quads = transposed_quads(q.as_ptr());
         if !flags.unsigned {
@@ -631,15 +631,13 @@ mod x86 {
                 *quad = _mm512_xor_si512(*quad, _mm512_set1_epi8(-128));
             }
         }
-        for (c, lanes) in lanes.iter_mut().enumerate() {
-            let at = c * x.row_len + from;
-            let xs = x.transposed.as_ptr().add(x.transposed_at(c, from));
+        for (column, lanes) in columns.iter().zip(lanes.iter_mut()) {
             let mut sums = _mm512_setzero_si512();
             for (i, &quad) in quads.iter().enumerate() {
-                sums = _mm512_dpbusd_epi32(sums, quad, _mm512_loadu_si512(xs.add(64 * i) as *const _));
+                sums = _mm512_dpbusd_epi32(sums, quad, _mm512_loadu_si512(column.q.as_ptr().add(64 * i) as *const _));
             }
-            let sums = less_bias(sums, x.sum.as_ptr().add(at / 16), flags);
-            scale_into_lanes(sums, lanes, unit, x.scales(at), flags);
+            let sums = less_bias(sums, column.sum.as_ptr(), flags);
+            scale_into_lanes(sums, lanes, unit, column.scales(), flags);
         }
     }
 
