@@ -57,32 +57,33 @@ pub struct Q8Activations {
     sum: Vec<i32>,
     /// Per group of 16: `d · Σq`.
     dsum: Vec<f32>,
-    /// With several columns (a prompt), each column's whole units again with their groups'
-    /// scales, unit position by unit position (`[unit][column]`: what a decoded unit meets lies in
-    /// one stretch), their quads transposed ([`transpose_quads`]), as the AVX-512 kernel dots a
-    /// unit with many columns; empty for one column, and where that kernel cannot run.
-    transposed: Vec<ColumnUnit>,
+    /// With several columns (a prompt), each column's units again with their groups' scales,
+    /// unit position by unit position (`[unit][column]`: what a decoded unit meets lies in one
+    /// stretch), their quads transposed ([`transpose_quads`]): a prompt's products read these
+    /// ([`Isa::dot_columns`]); empty for one column.
+    by_unit: Vec<ColumnUnit>,
 }
 
-/// One column's unit of activations as the AVX-512 prompt kernel reads it: its quads transposed
-/// ([`transpose_quads`]) and its 16 groups' scales beside them, seven cache lines. Kept in the
-/// per-column arrays instead, the scales of a unit's columns lay a row's scales apart (1 KiB for
-/// a 4096-wide matrix), so for 32 columns three arrays' 96 lines fell into a few of the L1
-/// cache's sets, more than it has ways.
+/// One column's unit of activations as the prompt kernels read it: its quads transposed
+/// ([`transpose_quads`]) and its 16 groups' scales beside them, seven cache lines. A unit shorter
+/// than 256 weights (the end of a row of 32-weight blocks) is padded with zero activations and
+/// scales, which add nothing to any group. Kept in the per-column arrays instead, the units and
+/// scales of a unit's columns lay a row apart (1 KiB of scales for a 4096-wide matrix), so for 32
+/// columns their lines fell into a few of the L1 cache's sets, more than it has ways.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-pub(crate) struct ColumnUnit {
-    pub q: [i8; UNIT],
-    pub d: [f32; GROUPS],
-    pub sum: [i32; GROUPS],
-    pub dsum: [f32; GROUPS],
+pub struct ColumnUnit {
+    pub(crate) q: [i8; UNIT],
+    pub(crate) d: [f32; GROUPS],
+    pub(crate) sum: [i32; GROUPS],
+    pub(crate) dsum: [f32; GROUPS],
 }
 
 impl ColumnUnit {
     const ZERO: ColumnUnit = ColumnUnit { q: [0; UNIT], d: [0.0; GROUPS], sum: [0; GROUPS], dsum: [0.0; GROUPS] };
 
     /// Its groups' scales, as the kernels take them.
-    pub fn scales(&self) -> Scales<'_> {
+    pub(crate) fn scales(&self) -> Scales<'_> {
         Scales { d: &self.d, sum: &self.sum, dsum: &self.dsum }
     }
 }
@@ -104,7 +105,7 @@ impl Q8Activations {
             d: vec![0.0; x.len() / 16],
             sum: vec![0; x.len() / 16],
             dsum: vec![0.0; x.len() / 16],
-            transposed: Vec::new(),
+            by_unit: Vec::new(),
         };
         // A column per task: a prompt's columns are many, and rounding them cost 3 % of it.
         let columns = a.q.par_chunks_mut(row_len).zip(x.par_chunks(row_len));
@@ -112,29 +113,33 @@ impl Q8Activations {
         let scales = a.d.par_chunks_mut(groups_per_col).zip(a.dsum.par_chunks_mut(groups_per_col));
         let work = columns.zip(groups.zip(scales));
         work.for_each(|((q, x), (sum, (d, dsum)))| quantize_column(x, q, d, sum, dsum));
-        // Only the AVX-512 kernel reads the transposed copy; elsewhere it would be work for nothing.
-        if a.n_cols > 1 && Level::Avx512.runs_here() {
-            let (units, n_cols) = (row_len / UNIT, a.n_cols);
-            let mut transposed = vec![ColumnUnit::ZERO; units * n_cols];
-            transposed.par_chunks_mut(n_cols).enumerate().for_each(|(u, position)| {
-                for (c, out) in position.iter_mut().enumerate() {
-                    let at = c * row_len + u * UNIT;
-                    transpose_quads((&a.q[at..][..UNIT], &mut out.q));
-                    let groups = at / 16..at / 16 + GROUPS;
-                    out.d.copy_from_slice(&a.d[groups.clone()]);
-                    out.sum.copy_from_slice(&a.sum[groups.clone()]);
-                    out.dsum.copy_from_slice(&a.dsum[groups]);
-                }
-            });
-            a.transposed = transposed;
+        if a.n_cols > 1 {
+            a.by_unit = a.column_units();
         }
         Ok(a)
     }
 
-    /// The columns' units at weight `from` (a whole unit) as the AVX-512 prompt kernel reads
-    /// them, one per column.
-    fn transposed_units(&self, from: usize) -> &[ColumnUnit] {
-        &self.transposed[from / UNIT * self.n_cols..][..self.n_cols]
+    /// [`Q8Activations::by_unit`], built from the column-major arrays.
+    fn column_units(&self) -> Vec<ColumnUnit> {
+        let (row_len, n_cols) = (self.row_len, self.n_cols);
+        let mut units = vec![ColumnUnit::ZERO; row_len.div_ceil(UNIT) * n_cols];
+        units.par_chunks_mut(n_cols).enumerate().for_each(|(u, position)| {
+            let len = (row_len - u * UNIT).min(UNIT);
+            for (c, out) in position.iter_mut().enumerate() {
+                let at = c * row_len + u * UNIT;
+                transpose_quads(&self.q[at..at + len], &mut out.q);
+                let groups = at / 16..(at + len) / 16;
+                out.d[..len / 16].copy_from_slice(&self.d[groups.clone()]);
+                out.sum[..len / 16].copy_from_slice(&self.sum[groups.clone()]);
+                out.dsum[..len / 16].copy_from_slice(&self.dsum[groups]);
+            }
+        });
+        units
+    }
+
+    /// Every column's unit at weight `from` (the start of a unit), one per column.
+    fn units_at(&self, from: usize) -> &[ColumnUnit] {
+        &self.by_unit[from / UNIT * self.n_cols..][..self.n_cols]
     }
 
     /// The activations' scales from activation `at` (of the whole buffer) on.
@@ -168,12 +173,13 @@ fn quantize_column(x: &[f32], q: &mut [i8], d: &mut [f32], sum: &mut [i32], dsum
 
 /// A unit's 64 quads (four weights each) transposed from group-major to quad-major: position
 /// `64c + 4k + i` takes weight `16k + 4c + i`, quad c of group k. Then the c-th 64 bytes hold
-/// quad c of every group, group k's in 32-bit lane k, and four `vpdpbusd` into one register sum
-/// each group in its own lane, with no reduction across lanes.
-fn transpose_quads((unit, out): (&[i8], &mut [i8])) {
-    for c in 0..4 {
-        for k in 0..GROUPS {
-            out[64 * c + 4 * k..][..4].copy_from_slice(&unit[16 * k + 4 * c..][..4]);
+/// quad c of every group, group k's in 32-bit lane k, and summing a unit's products lane by lane
+/// over its four chunks sums each group in its own lane, with no reduction across lanes. A short
+/// `unit` (whole groups) leaves the rest of `out` as it was.
+fn transpose_quads(unit: &[i8], out: &mut [i8; UNIT]) {
+    for (k, group) in unit.chunks_exact(16).enumerate() {
+        for (c, quad) in group.chunks_exact(4).enumerate() {
+            out[64 * c + 4 * k..][..4].copy_from_slice(quad);
         }
     }
 }
@@ -280,15 +286,33 @@ fn unit_dot<B: Unpack8, I: Isa>(
     let flags = UnitFlags::of::<B>();
     simd::prefetch(unit_row.as_ptr().wrapping_add(PREFETCH_AHEAD), unit_row.len());
     B::unpack_unit::<I>(unit_row, unit);
-    I::dot_columns(&unit.q[..len], x, from, unit, lanes, flags);
+    match x.n_cols {
+        1 => I::dot_into_lanes(&unit.q[..len], &x.q[from..from + len], &mut lanes[0], unit, x.scales(from), flags),
+        _ => I::dot_columns(&unit.q[..len], x.units_at(from), unit, lanes, flags),
+    }
 }
 
-/// [`Isa::dot_columns`] a column at a time.
+/// [`Isa::dot_columns`] in plain Rust: the unit's quads transposed as the columns' were, then
+/// per column each group's products summed in its own lane.
 #[inline(always)]
-fn column_by_column<I: Isa + ?Sized>(q: &[i8], x: &Q8Activations, from: usize, unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
-    for (c, lanes) in lanes.iter_mut().enumerate() {
-        let at = c * x.row_len + from;
-        I::dot_into_lanes(q, &x.q[at..at + q.len()], lanes, unit, x.scales(at), flags);
+fn transposed_columns(q: &[i8], columns: &[ColumnUnit], unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
+    let mut quads = [0i8; UNIT];
+    transpose_quads(q, &mut quads);
+    let groups = q.len() / 16;
+    for (column, lanes) in columns.iter().zip(lanes) {
+        // Position by position over the four chunks (the form compilers vectorise), then each
+        // group's four positions.
+        let mut by_position = [0i32; 64];
+        for (chunk, x) in quads.chunks_exact(64).zip(column.q.chunks_exact(64)) {
+            for ((sum, &w), &x) in by_position.iter_mut().zip(chunk).zip(x) {
+                *sum += w as i32 * x as i32;
+            }
+        }
+        let mut isum = [0i32; GROUPS];
+        for (sum, quad) in isum.iter_mut().zip(by_position.chunks_exact(4)) {
+            *sum = quad.iter().sum();
+        }
+        simd::scale_groups(lanes, unit, &isum[..groups], column.scales(), 0, flags);
     }
 }
 
@@ -373,10 +397,27 @@ pub fn cpu_by_default(file: &crate::gguf::GgufFile) -> Option<String> {
     }
 }
 
-/// The instruction level this process uses, detected once.
+/// Names an instruction level for the CPU kernels (`portable`, `avx2`, `avx-vnni`, `avx-512`)
+/// in place of the best one this CPU runs: to compare levels end to end, or to step around one.
+pub const LEVEL_ENV: &str = "WGQUANT_CPU_LEVEL";
+
+/// The instruction level this process uses, chosen once: the one [`LEVEL_ENV`] names if this
+/// CPU runs it, else the best it runs (a name it does not run, or does not know, is reported).
 pub fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
-    *LEVEL.get_or_init(Level::detect)
+    *LEVEL.get_or_init(|| {
+        let Some(asked) = std::env::var(LEVEL_ENV).ok().filter(|v| !v.trim().is_empty()) else {
+            return Level::detect();
+        };
+        match Level::available().into_iter().find(|l| l.name().eq_ignore_ascii_case(asked.trim())) {
+            Some(level) => level,
+            None => {
+                let here: Vec<&str> = Level::available().iter().map(|l| l.name()).collect();
+                eprintln!("{LEVEL_ENV}={asked}: not a level this CPU runs ({}); using the best", here.join(", "));
+                Level::detect()
+            }
+        }
+    })
 }
 
 /// What runs on the CPU, for reports: `CPU (avx2 kernels, 2 threads)`.

@@ -8,8 +8,10 @@
 //! unpacking loops around it are vectorised with 256-bit registers too. `Avx2<true>` is the same
 //! with AVX-VNNI's `vpdpbusd` for the multiply-adds, compiled a third time (`avx_vnni_rows`).
 //! `Avx512` (`Avx2<false, true>`) dots a whole super-block in 512-bit registers with
-//! AVX512-VNNI's `vpdpbusd` ([`Isa::dot_into_lanes`]), and a unit with a prompt's columns after
-//! transposing it once ([`Isa::dot_columns`]), compiled a fourth time (`avx512_rows`).
+//! AVX512-VNNI's `vpdpbusd` ([`Isa::dot_into_lanes`]), compiled a fourth time (`avx512_rows`).
+//! A prompt's products ([`Isa::dot_columns`]) transpose each decoded unit once into the order its
+//! columns' activations are stored in ([`ColumnUnit`]), at every level, so that each group's
+//! products sum in its own lane with no reduction across lanes.
 //!
 //! The 4- and 5-bit formats' unpacking ([`Isa::nibbles`], [`Isa::five_bits`]), the IQ4
 //! formats' codebook ([`Isa::lookup_nibbles`], `pshufb`), and the scales' conversion eight at a
@@ -26,7 +28,7 @@
 //! lengths asserted).
 
 use super::unpack::{f32_of, Int8Unit, GROUPS};
-use super::{Lanes, Q8Activations};
+use super::{ColumnUnit, Lanes};
 
 /// The activations' scales for a unit's groups: each group's `d`, `Σq`, and `d · Σq` (the
 /// offset's term).
@@ -70,7 +72,14 @@ impl UnitFlags {
 /// (`with_min`) `+= min · dsum`, in this order (the AVX2 form keeps it, so both give the same
 /// sums).
 #[inline(always)]
-fn scale_groups(lanes: &mut Lanes, unit: &Int8Unit, isum: &[i32], act: Scales<'_>, from: usize, flags: UnitFlags) {
+pub(crate) fn scale_groups(
+    lanes: &mut Lanes,
+    unit: &Int8Unit,
+    isum: &[i32],
+    act: Scales<'_>,
+    from: usize,
+    flags: UnitFlags,
+) {
     for (i, &sum) in isum.iter().enumerate() {
         let g = from + i;
         lanes[g] += unit.scale[g] * act.d[g] * (sum - flags.bias * act.sum[g]) as f32;
@@ -100,11 +109,12 @@ pub trait Isa {
         scale_groups(lanes, unit, &isum[..groups], act, 0, flags);
     }
 
-    /// A unit's dot products (its decoded weights `q`) with every column of `x`, from each
-    /// column's weight `from` on, into that column's lanes ([`Isa::dot_into_lanes`] per column).
+    /// A unit's dot products (its decoded weights `q`, whole groups) with every column of a
+    /// prompt (`columns`, that unit position of each, [`ColumnUnit`]), into each column's lanes
+    /// as [`Isa::dot_into_lanes`] would.
     #[inline(always)]
-    fn dot_columns(q: &[i8], x: &Q8Activations, from: usize, unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
-        super::column_by_column::<Self>(q, x, from, unit, lanes, flags)
+    fn dot_columns(q: &[i8], columns: &[ColumnUnit], unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
+        super::transposed_columns(q, columns, unit, lanes, flags)
     }
 
     /// The nibbles of `qs` as 32 weights into `q` (low nibbles weights 0..16, high ones 16..32).
@@ -275,7 +285,7 @@ pub(crate) use x86::{avx2_rows, avx512_rows, avx_vnni_rows};
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::unpack::{Int8Unit, Unpack8, GROUPS};
-    use super::super::{Lanes, Q8Activations, Scratch};
+    use super::super::{ColumnUnit, Lanes, Q8Activations, Scratch};
     use super::{scale_groups, Isa, Scales, UnitFlags};
     use std::arch::x86_64::*;
 
@@ -319,14 +329,16 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn dot_columns(q: &[i8], x: &Q8Activations, from: usize, unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
-            if ZMM && q.len() == GROUPS * 16 && lanes.len() > 1 && !x.transposed.is_empty() {
-                // SAFETY: AVX-512 F, BW and VNNI are present (see the module's safety argument);
-                // the unit's 256 weights, and each column's 256 activations and 16 sums, lie
-                // inside their slices (asserted inside).
-                unsafe { unit_into_columns(q, x, from, unit, lanes, flags) }
-            } else {
-                super::super::column_by_column::<Self>(q, x, from, unit, lanes, flags)
+        fn dot_columns(q: &[i8], columns: &[ColumnUnit], unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
+            assert!(q.len().is_multiple_of(16) && q.len() <= unit.q.len() && columns.len() == lanes.len());
+            // SAFETY: the level's features are present (see the module's safety argument); the
+            // decoded unit is read whole (its 256 bytes, of which only `q` counts: the columns'
+            // activations past it are zero), and each column's record and lanes whole.
+            unsafe {
+                match ZMM {
+                    true => unit_into_columns(&unit.q, columns, unit, lanes, flags),
+                    false => unit_into_columns256::<VNNI>(q, columns, unit, lanes, flags),
+                }
             }
         }
 
@@ -393,17 +405,16 @@ mod x86 {
                 // activations read lie inside `q` and `x`, and every load and store of eight
                 // floats inside its array or slice (g + 8 ≤ groups ≤ each length, asserted).
                 unsafe {
-                    let sums = eight_groups::<VNNI, ZMM>(q.as_ptr().add(16 * g), x.as_ptr().add(16 * g), flags.unsigned);
-                    let sums = less_bias8(sums, act.sum.as_ptr().add(g), flags.bias);
-                    let scale = _mm256_loadu_ps(unit.scale.as_ptr().add(g));
-                    let weight = _mm256_mul_ps(scale, _mm256_loadu_ps(act.d.as_ptr().add(g)));
-                    let term = _mm256_mul_ps(weight, _mm256_cvtepi32_ps(sums));
-                    let mut sum = _mm256_add_ps(_mm256_loadu_ps(lanes.as_ptr().add(g)), term);
-                    if flags.with_min {
-                        let min = _mm256_loadu_ps(unit.min.as_ptr().add(g));
-                        sum = _mm256_add_ps(sum, _mm256_mul_ps(min, _mm256_loadu_ps(act.dsum.as_ptr().add(g))));
-                    }
-                    _mm256_storeu_ps(lanes.as_mut_ptr().add(g), sum);
+                    let sums =
+                        eight_groups::<VNNI, ZMM>(q.as_ptr().add(16 * g), x.as_ptr().add(16 * g), flags.unsigned);
+                    scale8_into_lanes(
+                        less_bias8(sums, act.sum.as_ptr().add(g), flags.bias),
+                        g,
+                        lanes,
+                        unit,
+                        act,
+                        flags,
+                    );
                 }
             }
             if whole < groups {
@@ -496,8 +507,10 @@ mod x86 {
     unsafe fn eight_groups<const VNNI: bool, const ZMM: bool>(q: *const i8, x: *const i8, unsigned: bool) -> __m256i {
         let chunk = |c: usize| (q.add(32 * c), x.add(32 * c));
         let ((q0, x0), (q1, x1), (q2, x2), (q3, x3)) = (chunk(0), chunk(1), chunk(2), chunk(3));
-        let h01 = _mm256_hadd_epi32(chunk_quads::<VNNI, ZMM>(q0, x0, unsigned), chunk_quads::<VNNI, ZMM>(q1, x1, unsigned));
-        let h23 = _mm256_hadd_epi32(chunk_quads::<VNNI, ZMM>(q2, x2, unsigned), chunk_quads::<VNNI, ZMM>(q3, x3, unsigned));
+        let h01 =
+            _mm256_hadd_epi32(chunk_quads::<VNNI, ZMM>(q0, x0, unsigned), chunk_quads::<VNNI, ZMM>(q1, x1, unsigned));
+        let h23 =
+            _mm256_hadd_epi32(chunk_quads::<VNNI, ZMM>(q2, x2, unsigned), chunk_quads::<VNNI, ZMM>(q3, x3, unsigned));
         _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(h01, h23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
     }
 
@@ -508,7 +521,84 @@ mod x86 {
     unsafe fn less_bias8(sums: __m256i, sum: *const i32, bias: i32) -> __m256i {
         match bias {
             0 => sums,
-            bias => _mm256_sub_epi32(sums, _mm256_sll_epi32(_mm256_loadu_si256(sum as *const __m256i), bias_shift(bias))),
+            bias => {
+                _mm256_sub_epi32(sums, _mm256_sll_epi32(_mm256_loadu_si256(sum as *const __m256i), bias_shift(bias)))
+            }
+        }
+    }
+
+    /// Groups `g..g + 8`'s integer sums scaled into a column's lanes, `lanes += scale · d · sums`
+    /// then (`with_min`) `+= min · dsum`, in the portable form's order of operations. The caller
+    /// guarantees `g + 8 ≤ 16` and that `act`'s slices hold groups `g..g + 8`.
+    #[inline(always)]
+    unsafe fn scale8_into_lanes(
+        sums: __m256i,
+        g: usize,
+        lanes: &mut Lanes,
+        unit: &Int8Unit,
+        act: Scales<'_>,
+        flags: UnitFlags,
+    ) {
+        let scale = _mm256_loadu_ps(unit.scale.as_ptr().add(g));
+        let weight = _mm256_mul_ps(scale, _mm256_loadu_ps(act.d.as_ptr().add(g)));
+        let term = _mm256_mul_ps(weight, _mm256_cvtepi32_ps(sums));
+        let mut sum = _mm256_add_ps(_mm256_loadu_ps(lanes.as_ptr().add(g)), term);
+        if flags.with_min {
+            let min = _mm256_loadu_ps(unit.min.as_ptr().add(g));
+            sum = _mm256_add_ps(sum, _mm256_mul_ps(min, _mm256_loadu_ps(act.dsum.as_ptr().add(g))));
+        }
+        _mm256_storeu_ps(lanes.as_mut_ptr().add(g), sum);
+    }
+
+    /// [`Isa::dot_columns`] in 256-bit registers: the unit's quads transposed once as the columns'
+    /// are, so a column's 256 products sum in eight multiply-adds into two registers, groups 0..8
+    /// and 8..16 in order, with no reduction across lanes. Signed weights: with VNNI flipped to
+    /// `q + 128` once (`128 · Σx` taken back per column, as [`less_bias`] does); without, their
+    /// magnitudes kept once and each column's activations given their signs (`vpmaddubsw` would
+    /// saturate on `q + 128`). Groups past `q` (a short unit) have zero activations and scales
+    /// and add nothing.
+    #[inline(always)]
+    unsafe fn unit_into_columns256<const VNNI: bool>(
+        q: &[i8],
+        columns: &[ColumnUnit],
+        unit: &Int8Unit,
+        lanes: &mut [Lanes],
+        flags: UnitFlags,
+    ) {
+        let mut transposed = [0i8; 256];
+        super::super::transpose_quads(q, &mut transposed);
+        let (flip, signed) = (VNNI && !flags.unsigned, !VNNI && !flags.unsigned);
+        let mut weights = [_mm256_setzero_si256(); 8];
+        for (i, w) in weights.iter_mut().enumerate() {
+            let v = _mm256_loadu_si256(transposed.as_ptr().add(32 * i) as *const __m256i);
+            *w = match (flip, signed) {
+                (true, _) => _mm256_xor_si256(v, _mm256_set1_epi8(-128)),
+                (_, true) => _mm256_sign_epi8(v, v),
+                _ => v,
+            };
+        }
+        let bias = if flip { 128 } else { flags.bias };
+        for (column, lanes) in columns.iter().zip(lanes.iter_mut()) {
+            let mut sums = [_mm256_setzero_si256(); 2];
+            for (i, &w) in weights.iter().enumerate() {
+                let x = _mm256_loadu_si256(column.q.as_ptr().add(32 * i) as *const __m256i);
+                let x = match signed {
+                    true => _mm256_sign_epi8(x, _mm256_loadu_si256(transposed.as_ptr().add(32 * i) as *const __m256i)),
+                    false => x,
+                };
+                sums[i % 2] = match VNNI {
+                    true => _mm256_dpbusd_avx_epi32(sums[i % 2], w, x),
+                    false => _mm256_add_epi32(
+                        sums[i % 2],
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)),
+                    ),
+                };
+            }
+            for (half, &sums) in sums.iter().enumerate() {
+                let g = 8 * half;
+                let sums = less_bias8(sums, column.sum.as_ptr().add(g), bias);
+                scale8_into_lanes(sums, g, lanes, unit, column.scales(), flags);
+            }
         }
     }
 
@@ -567,7 +657,14 @@ mod x86 {
     /// ([`sixteen_groups`]) scaled into the column's lanes, one register, in the portable form's
     /// order of operations.
     #[inline(always)]
-    unsafe fn unit_into_lanes(q: &[i8], x: &[i8], lanes: &mut Lanes, unit: &Int8Unit, act: Scales<'_>, flags: UnitFlags) {
+    unsafe fn unit_into_lanes(
+        q: &[i8],
+        x: &[i8],
+        lanes: &mut Lanes,
+        unit: &Int8Unit,
+        act: Scales<'_>,
+        flags: UnitFlags,
+    ) {
         scale_into_lanes(sixteen_groups(q.as_ptr(), x.as_ptr(), act.sum.as_ptr(), flags), lanes, unit, act, flags);
     }
 
@@ -615,15 +712,20 @@ mod x86 {
         }
     }
 
-    /// [`Isa::dot_columns`] of a whole unit with many columns (a prompt) in 512-bit registers: the
+    /// [`Isa::dot_columns`] of a unit with many columns (a prompt) in 512-bit registers: the
     /// unit's quads are transposed once ([`super::super::transpose_quads`]'s order, in which the
     /// activations were stored), so each column costs four `vpdpbusd` into one register, already
     /// one group per lane, where [`sixteen_groups`] spends nine instructions more gathering them.
+    /// `q` is the whole decoded unit: of a short one, the quants past its end meet zero
+    /// activations and scales and add nothing.
     #[inline(always)]
-    unsafe fn unit_into_columns(q: &[i8], x: &Q8Activations, from: usize, unit: &Int8Unit, lanes: &mut [Lanes], flags: UnitFlags) {
-        assert!(q.len() == GROUPS * 16 && from.is_multiple_of(q.len()) && from + q.len() <= x.row_len);
-        let columns = x.transposed_units(from);
-        assert!(lanes.len() == columns.len());
+    unsafe fn unit_into_columns(
+        q: &[i8; 256],
+        columns: &[ColumnUnit],
+        unit: &Int8Unit,
+        lanes: &mut [Lanes],
+        flags: UnitFlags,
+    ) {
         // (Loops, not closures, around the intrinsics: see `chunk_quads`.)
         let mut quads = transposed_quads(q.as_ptr());
         if !flags.unsigned {
@@ -653,8 +755,22 @@ mod x86 {
             let q = quad as i32;
             // Lane k: lane 4 (k % 4) + quad of the first source (k / 4 even) or the second.
             let index = _mm512_setr_epi32(
-                q, 4 + q, 8 + q, 12 + q, 16 + q, 20 + q, 24 + q, 28 + q, //
-                q, 4 + q, 8 + q, 12 + q, 16 + q, 20 + q, 24 + q, 28 + q,
+                q,
+                4 + q,
+                8 + q,
+                12 + q,
+                16 + q,
+                20 + q,
+                24 + q,
+                28 + q, //
+                q,
+                4 + q,
+                8 + q,
+                12 + q,
+                16 + q,
+                20 + q,
+                24 + q,
+                28 + q,
             );
             let low = _mm512_permutex2var_epi32(a, index, b);
             let high = _mm512_permutex2var_epi32(c, index, d);
@@ -708,7 +824,12 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2, F16C and AVX-512 F, BW, VL and VNNI ([`super::Level::detect`]).
     #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(crate) unsafe fn avx512_rows<B: Unpack8>(rows: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
+    pub(crate) unsafe fn avx512_rows<B: Unpack8>(
+        rows: &[u8],
+        x: &Q8Activations,
+        out: &mut [f32],
+        scratch: &mut Scratch,
+    ) {
         super::super::rows_dot::<B, Avx512>(rows, x, out, scratch)
     }
 }
