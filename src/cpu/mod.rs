@@ -37,9 +37,14 @@ pub const Q8_BLOCK: usize = 32;
 /// short rows in tasks of 16 rows spent more time scheduling than reading).
 const TASKS_PER_THREAD: usize = 8;
 
-/// Rows per rayon task for a matrix of `n_rows` rows.
-fn rows_per_task(n_rows: usize) -> usize {
-    n_rows.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads()).max(1)
+/// Rows per rayon task for a matrix of `n_rows` rows times `n_cols` columns: a prompt's tasks
+/// are whole tiles of [`TILE_ROWS`] rows.
+fn rows_per_task(n_rows: usize, n_cols: usize) -> usize {
+    let rows = n_rows.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads()).max(1);
+    match n_cols {
+        1 => rows,
+        _ => rows.next_multiple_of(TILE_ROWS),
+    }
 }
 
 /// Columns of activations rounded to 8 bits: per block of 32, `x ≈ d · q` with `q` in
@@ -190,13 +195,15 @@ fn transpose_quads(unit: &[i8], out: &mut [i8; UNIT]) {
 /// build each load of decoded weights just after a store of the lanes stalled (the pattern of 4K
 /// aliasing; Gemma's CPU decode ran 13 % slower); on the heap it did not.
 pub(crate) struct Scratch {
-    unit: Box<Int8Unit>,
+    /// A unit per row of a prompt's tile ([`TILE_ROWS`]); a decode step uses the first.
+    units: Box<[Int8Unit; TILE_ROWS]>,
     lanes: Vec<Lanes>,
 }
 
 impl Scratch {
     fn new(n_cols: usize) -> Scratch {
-        Scratch { unit: Box::default(), lanes: vec![[0.0; GROUPS]; n_cols] }
+        let units = Box::new(std::array::from_fn(|_| Int8Unit::default()));
+        Scratch { units, lanes: vec![[0.0; GROUPS]; TILE_ROWS * n_cols] }
     }
 }
 
@@ -219,8 +226,7 @@ fn round_ties_even(v: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn rows_dot<B: Unpack8, I: Isa>(rows: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
     let row_bytes = rows.len() / (out.len() / x.n_cols).max(1);
-    let rows = rows.chunks_exact(row_bytes).zip(out.chunks_exact_mut(x.n_cols));
-    let Scratch { unit, lanes } = scratch;
+    let Scratch { units, lanes } = scratch;
     if x.n_cols == 1 {
         // A decode step: the one column's lanes on the stack, a slice of known length once
         // inlined, so they stay in registers across the row instead of in memory. A unit that is
@@ -231,28 +237,65 @@ pub(crate) fn rows_dot<B: Unpack8, I: Isa>(rows: &[u8], x: &Q8Activations, out: 
         // (Loops, not closures: a closure would not inherit the AVX2 caller's features.)
         let mut lanes = [[0.0; GROUPS]; 1];
         let mut local = Int8Unit::default();
-        let unit = if B::ELEMS == UNIT { &mut local } else { unit };
-        for (row, out) in rows {
+        let unit = if B::ELEMS == UNIT { &mut local } else { &mut units[0] };
+        for (row, out) in rows.chunks_exact(row_bytes).zip(out.chunks_exact_mut(1)) {
             row_dot::<B, I>(row, x, out, unit, &mut lanes);
         }
     } else {
-        for (row, out) in rows {
-            row_dot::<B, I>(row, x, out, unit, &mut lanes[..x.n_cols]);
+        let tiles = rows.chunks(TILE_ROWS * row_bytes).zip(out.chunks_mut(TILE_ROWS * x.n_cols));
+        for (rows, out) in tiles {
+            tile_dot::<B, I>(rows, row_bytes, x, out, units, lanes);
         }
     }
 }
 
-/// One row's dot products with every column of `x`, into `out` (one per column). The row is
+/// Rows a prompt's product decodes side by side: each column's activations, loaded once, serve
+/// that many rows' units ([`Isa::dot_tile`]).
+const TILE_ROWS: usize = 4;
+
+/// Up to [`TILE_ROWS`] rows' dot products with every column of `x` (a prompt), into `out`
+/// (`[row][column]`): unit position by unit position, the rows' units decoded, then dotted with
+/// every column together.
+#[inline(always)]
+fn tile_dot<B: Unpack8, I: Isa>(
+    rows: &[u8],
+    row_bytes: usize,
+    x: &Q8Activations,
+    out: &mut [f32],
+    units: &mut [Int8Unit; TILE_ROWS],
+    lanes: &mut [Lanes],
+) {
+    let (n_rows, n_cols) = (rows.len() / row_bytes, x.n_cols);
+    let lanes = &mut lanes[..n_rows * n_cols];
+    lanes.fill([0.0; GROUPS]);
+    let unit_bytes = (UNIT / B::ELEMS) * size_of::<B>();
+    let flags = UnitFlags::of::<B>();
+    for (u, from) in (0..row_bytes).step_by(unit_bytes).enumerate() {
+        let bytes = unit_bytes.min(row_bytes - from);
+        for (row, unit) in rows.chunks_exact(row_bytes).zip(units.iter_mut()) {
+            let unit_row = &row[from..from + bytes];
+            simd::prefetch(unit_row.as_ptr().wrapping_add(PREFETCH_AHEAD), bytes);
+            B::unpack_unit::<I>(unit_row, unit);
+        }
+        let len = bytes / size_of::<B>() * B::ELEMS;
+        I::dot_tile(&units[..n_rows], len, x.units_at(u * UNIT), lanes, flags);
+    }
+    for (o, lanes) in out.iter_mut().zip(lanes.iter()) {
+        *o = tree_sum(lanes);
+    }
+}
+
+/// One row's dot products with the one column of `x` (a decode step), into `out`. The row is
 /// decoded a unit of 256 weights at a time (the last unit of a row of small blocks may be
-/// shorter) and each unit is dotted with all the columns; each column's sums gather in 16 lanes,
-/// added up once at the end of the row.
+/// shorter) and each unit is dotted with the column; its sums gather in 16 lanes, added up once
+/// at the end of the row.
 #[inline(always)]
 fn row_dot<B: Unpack8, I: Isa>(
     row: &[u8],
     x: &Q8Activations,
     out: &mut [f32],
     unit: &mut Int8Unit,
-    lanes: &mut [Lanes],
+    lanes: &mut [Lanes; 1],
 ) {
     lanes.fill([0.0; GROUPS]);
     let unit_bytes = (UNIT / B::ELEMS) * size_of::<B>();
@@ -261,19 +304,17 @@ fn row_dot<B: Unpack8, I: Isa>(
     // units: the compiler is told so, and keeps the row's loop alone, its lanes in registers).
     let whole = row.len() / unit_bytes * unit_bytes;
     for (u, unit_row) in row[..whole].chunks_exact(unit_bytes).enumerate() {
-        unit_dot::<B, I>(unit_row, u * UNIT, UNIT, x, unit, lanes);
+        unit_dot::<B, I>(unit_row, u * UNIT, UNIT, x, unit, &mut lanes[0]);
     }
     if B::ELEMS < UNIT && whole < row.len() {
         let len = (row.len() - whole) / size_of::<B>() * B::ELEMS;
-        unit_dot::<B, I>(&row[whole..], whole / unit_bytes * UNIT, len, x, unit, lanes);
+        unit_dot::<B, I>(&row[whole..], whole / unit_bytes * UNIT, len, x, unit, &mut lanes[0]);
     }
-    for (o, lanes) in out.iter_mut().zip(lanes.iter()) {
-        *o = tree_sum(lanes);
-    }
+    out[0] = tree_sum(&lanes[0]);
 }
 
 /// One unit of a row, its `len` weights from weight `from` on, decoded into `unit` and dotted with
-/// every column of `x` into its lanes.
+/// the one column of `x` into its lanes.
 #[inline(always)]
 fn unit_dot<B: Unpack8, I: Isa>(
     unit_row: &[u8],
@@ -281,15 +322,12 @@ fn unit_dot<B: Unpack8, I: Isa>(
     len: usize,
     x: &Q8Activations,
     unit: &mut Int8Unit,
-    lanes: &mut [Lanes],
+    lanes: &mut Lanes,
 ) {
     let flags = UnitFlags::of::<B>();
     simd::prefetch(unit_row.as_ptr().wrapping_add(PREFETCH_AHEAD), unit_row.len());
     B::unpack_unit::<I>(unit_row, unit);
-    match x.n_cols {
-        1 => I::dot_into_lanes(&unit.q[..len], &x.q[from..from + len], &mut lanes[0], unit, x.scales(from), flags),
-        _ => I::dot_columns(&unit.q[..len], x.units_at(from), unit, lanes, flags),
-    }
+    I::dot_into_lanes(&unit.q[..len], &x.q[from..from + len], lanes, unit, x.scales(from), flags);
 }
 
 /// [`Isa::dot_columns`] in plain Rust: the unit's quads transposed as the columns' were, then
@@ -452,7 +490,7 @@ pub fn matmul_at(level: Level, ty: GgmlType, weights: &[u8], x: &Q8Activations, 
             weights.len()
         )));
     }
-    let rows = rows_per_task(n_rows);
+    let rows = rows_per_task(n_rows, n_cols);
     let in_tasks = |out: &mut [f32]| {
         let tasks = out.par_chunks_mut(n_cols * rows).zip(weights.par_chunks(row_bytes * rows));
         tasks.for_each_init(|| Scratch::new(n_cols), |scratch, (out, w)| kernel(w, x, out, scratch));

@@ -117,6 +117,15 @@ pub trait Isa {
         super::transposed_columns(q, columns, unit, lanes, flags)
     }
 
+    /// [`Isa::dot_columns`] for a tile of rows' units at one unit position (`len` weights each),
+    /// into `lanes` (`[row][column]`).
+    #[inline(always)]
+    fn dot_tile(units: &[Int8Unit], len: usize, columns: &[ColumnUnit], lanes: &mut [Lanes], flags: UnitFlags) {
+        for (unit, lanes) in units.iter().zip(lanes.chunks_exact_mut(columns.len())) {
+            Self::dot_columns(&unit.q[..len], columns, unit, lanes, flags);
+        }
+    }
+
     /// The nibbles of `qs` as 32 weights into `q` (low nibbles weights 0..16, high ones 16..32).
     #[inline(always)]
     fn nibbles(qs: &[u8; 16], q: &mut [i8]) {
@@ -338,6 +347,24 @@ mod x86 {
                 match ZMM {
                     true => unit_into_columns(&unit.q, columns, unit, lanes, flags),
                     false => unit_into_columns256::<VNNI>(q, columns, unit, lanes, flags),
+                }
+            }
+        }
+
+        #[inline(always)]
+        fn dot_tile(units: &[Int8Unit], len: usize, columns: &[ColumnUnit], lanes: &mut [Lanes], flags: UnitFlags) {
+            match units.try_into() {
+                Ok(tile) if ZMM => {
+                    assert!(lanes.len() == TILE * columns.len());
+                    // SAFETY: AVX-512 F, BW and VNNI are present (see the module's safety
+                    // argument); each unit and column record is read whole and each of the
+                    // tile's lanes lies inside `lanes` (asserted).
+                    unsafe { tile_into_columns(tile, columns, lanes, flags) }
+                }
+                _ => {
+                    for (unit, lanes) in units.iter().zip(lanes.chunks_exact_mut(columns.len())) {
+                        Self::dot_columns(&unit.q[..len], columns, unit, lanes, flags);
+                    }
                 }
             }
         }
@@ -672,12 +699,18 @@ mod x86 {
     /// then (`with_min`) `+= min · dsum`, in the portable form's order of operations.
     #[inline(always)]
     unsafe fn scale_into_lanes(sums: __m512i, lanes: &mut Lanes, unit: &Int8Unit, act: Scales<'_>, flags: UnitFlags) {
-        let weight = _mm512_mul_ps(_mm512_loadu_ps(unit.scale.as_ptr()), _mm512_loadu_ps(act.d.as_ptr()));
+        let dsum = if flags.with_min { _mm512_loadu_ps(act.dsum.as_ptr()) } else { _mm512_setzero_ps() };
+        scale_with(sums, lanes, unit, _mm512_loadu_ps(act.d.as_ptr()), dsum, flags);
+    }
+
+    /// [`scale_into_lanes`] with the activations' `d` and `dsum` already in registers.
+    #[inline(always)]
+    unsafe fn scale_with(sums: __m512i, lanes: &mut Lanes, unit: &Int8Unit, d: __m512, dsum: __m512, flags: UnitFlags) {
+        let weight = _mm512_mul_ps(_mm512_loadu_ps(unit.scale.as_ptr()), d);
         let term = _mm512_mul_ps(weight, _mm512_cvtepi32_ps(sums));
         let mut sum = _mm512_add_ps(_mm512_loadu_ps(lanes.as_ptr()), term);
         if flags.with_min {
-            let min = _mm512_loadu_ps(unit.min.as_ptr());
-            sum = _mm512_add_ps(sum, _mm512_mul_ps(min, _mm512_loadu_ps(act.dsum.as_ptr())));
+            sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_loadu_ps(unit.min.as_ptr()), dsum));
         }
         _mm512_storeu_ps(lanes.as_mut_ptr(), sum);
     }
@@ -740,6 +773,48 @@ mod x86 {
             }
             let sums = less_bias(sums, column.sum.as_ptr(), flags);
             scale_into_lanes(sums, lanes, unit, column.scales(), flags);
+        }
+    }
+
+    /// Rows in a tile of [`tile_into_columns`].
+    const TILE: usize = 4;
+
+    /// [`unit_into_columns`] for four rows' units at once: each column's activations, scales and
+    /// bias term are loaded once and serve the four units' quads, all sixteen registers of them
+    /// held across the columns. `lanes` is `[row][column]`.
+    #[inline(always)]
+    unsafe fn tile_into_columns(
+        units: &[Int8Unit; TILE],
+        columns: &[ColumnUnit],
+        lanes: &mut [Lanes],
+        flags: UnitFlags,
+    ) {
+        // (Loops, not closures, around the intrinsics: see `chunk_quads`.)
+        let mut quads = [[_mm512_setzero_si512(); 4]; TILE];
+        for (quads, unit) in quads.iter_mut().zip(units) {
+            *quads = transposed_quads(unit.q.as_ptr());
+            if !flags.unsigned {
+                for quad in quads.iter_mut() {
+                    *quad = _mm512_xor_si512(*quad, _mm512_set1_epi8(-128));
+                }
+            }
+        }
+        let n_cols = columns.len();
+        for (c, column) in columns.iter().enumerate() {
+            let mut x = [_mm512_setzero_si512(); 4];
+            for (i, x) in x.iter_mut().enumerate() {
+                *x = _mm512_loadu_si512(column.q.as_ptr().add(64 * i) as *const _);
+            }
+            let bias = less_bias(_mm512_setzero_si512(), column.sum.as_ptr(), flags);
+            let d = _mm512_loadu_ps(column.d.as_ptr());
+            let dsum = if flags.with_min { _mm512_loadu_ps(column.dsum.as_ptr()) } else { _mm512_setzero_ps() };
+            for (r, (unit, quads)) in units.iter().zip(&quads).enumerate() {
+                let mut sums = bias;
+                for (&quad, &x) in quads.iter().zip(&x) {
+                    sums = _mm512_dpbusd_epi32(sums, quad, x);
+                }
+                scale_with(sums, &mut lanes[r * n_cols + c], unit, d, dsum, flags);
+            }
         }
     }
 
