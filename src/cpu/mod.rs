@@ -224,10 +224,16 @@ fn round_ties_even(v: f32) -> f32 {
 /// row loop lives inside the kernel (compiled with the caller's instruction set), not around a
 /// call per row, which for short rows (a 640-wide output head) cost a third of the time.
 #[inline(always)]
-pub(crate) fn rows_dot<B: Unpack8, I: Isa>(rows: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
+pub(crate) fn rows_dot<B: Unpack8, I: Isa, const PROMPT: bool>(
+    rows: &[u8],
+    x: &Q8Activations,
+    out: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    assert!(PROMPT == (x.n_cols > 1), "a decode step's kernel takes one column, a prompt's several");
     let row_bytes = rows.len() / (out.len() / x.n_cols).max(1);
     let Scratch { units, lanes } = scratch;
-    if x.n_cols == 1 {
+    if !PROMPT {
         // A decode step: the one column's lanes on the stack, a slice of known length once
         // inlined, so they stay in registers across the row instead of in memory. A unit that is
         // one super-block is decoded by straight-line code, and as a local too its quants and
@@ -238,7 +244,7 @@ pub(crate) fn rows_dot<B: Unpack8, I: Isa>(rows: &[u8], x: &Q8Activations, out: 
         let mut lanes = [[0.0; GROUPS]; 1];
         let mut local = Int8Unit::default();
         let unit = if B::ELEMS == UNIT { &mut local } else { &mut units[0] };
-        for (row, out) in rows.chunks_exact(row_bytes).zip(out.chunks_exact_mut(1)) {
+        for (row, out) in rows.chunks_exact(row_bytes).zip(out.chunks_exact_mut(x.n_cols)) {
             row_dot::<B, I>(row, x, out, unit, &mut lanes);
         }
     } else {
@@ -295,7 +301,7 @@ fn row_dot<B: Unpack8, I: Isa>(
     x: &Q8Activations,
     out: &mut [f32],
     unit: &mut Int8Unit,
-    lanes: &mut [Lanes; 1],
+    lanes: &mut [Lanes],
 ) {
     lanes.fill([0.0; GROUPS]);
     let unit_bytes = (UNIT / B::ELEMS) * size_of::<B>();
@@ -304,17 +310,21 @@ fn row_dot<B: Unpack8, I: Isa>(
     // units: the compiler is told so, and keeps the row's loop alone, its lanes in registers).
     let whole = row.len() / unit_bytes * unit_bytes;
     for (u, unit_row) in row[..whole].chunks_exact(unit_bytes).enumerate() {
-        unit_dot::<B, I>(unit_row, u * UNIT, UNIT, x, unit, &mut lanes[0]);
+        unit_dot::<B, I>(unit_row, u * UNIT, UNIT, x, unit, lanes);
     }
     if B::ELEMS < UNIT && whole < row.len() {
         let len = (row.len() - whole) / size_of::<B>() * B::ELEMS;
-        unit_dot::<B, I>(&row[whole..], whole / unit_bytes * UNIT, len, x, unit, &mut lanes[0]);
+        unit_dot::<B, I>(&row[whole..], whole / unit_bytes * UNIT, len, x, unit, lanes);
     }
-    out[0] = tree_sum(&lanes[0]);
+    for (o, lanes) in out.iter_mut().zip(lanes.iter()) {
+        *o = tree_sum(lanes);
+    }
 }
 
 /// One unit of a row, its `len` weights from weight `from` on, decoded into `unit` and dotted with
-/// the one column of `x` into its lanes.
+/// the column of `x` into its lanes. (A decode step's one column, though the lanes are a slice and
+/// a prompt's form is kept: written for one column alone, with the lanes an array, the same inner
+/// loop read cold weights a third slower, as did the decode and prompt paths in one function.)
 #[inline(always)]
 fn unit_dot<B: Unpack8, I: Isa>(
     unit_row: &[u8],
@@ -322,12 +332,15 @@ fn unit_dot<B: Unpack8, I: Isa>(
     len: usize,
     x: &Q8Activations,
     unit: &mut Int8Unit,
-    lanes: &mut Lanes,
+    lanes: &mut [Lanes],
 ) {
     let flags = UnitFlags::of::<B>();
     simd::prefetch(unit_row.as_ptr().wrapping_add(PREFETCH_AHEAD), unit_row.len());
     B::unpack_unit::<I>(unit_row, unit);
-    I::dot_into_lanes(&unit.q[..len], &x.q[from..from + len], lanes, unit, x.scales(from), flags);
+    match x.n_cols {
+        1 => I::dot_into_lanes(&unit.q[..len], &x.q[from..from + len], &mut lanes[0], unit, x.scales(from), flags),
+        _ => I::dot_columns(&unit.q[..len], x.units_at(from), unit, lanes, flags),
+    }
 }
 
 /// [`Isa::dot_columns`] in plain Rust: the unit's quads transposed as the columns' were, then
@@ -371,30 +384,37 @@ fn tree_sum(lanes: &Lanes) -> f32 {
 /// A kernel: consecutive rows of a format against every column ([`rows_dot`]).
 type RowKernel = fn(&[u8], &Q8Activations, &mut [f32], &mut Scratch);
 
-fn kernel<B: Unpack8>(level: Level) -> RowKernel {
+/// Format `B`'s kernel at `level`, for one column (`PROMPT` false: a decode step) or many. The
+/// two are compiled apart: in one function, the prompt path's code cost the decode path's cold
+/// reads a third of their speed (identical inner loops; the cause was not found).
+fn kernel<B: Unpack8, const PROMPT: bool>(level: Level) -> RowKernel {
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `matmul` takes the level `Level::detect` found on this CPU, and `matmul_at`
         // refuses one that does not run here (`Level::runs_here`).
-        Level::Avx2 => |rows, x, out, scratch| unsafe { simd::avx2_rows::<B>(rows, x, out, scratch) },
+        Level::Avx2 => |rows, x, out, scratch| unsafe { simd::avx2_rows::<B, PROMPT>(rows, x, out, scratch) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Level::AvxVnni => |rows, x, out, scratch| unsafe { simd::avx_vnni_rows::<B>(rows, x, out, scratch) },
+        Level::AvxVnni => |rows, x, out, scratch| unsafe { simd::avx_vnni_rows::<B, PROMPT>(rows, x, out, scratch) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Level::Avx512 => |rows, x, out, scratch| unsafe { simd::avx512_rows::<B>(rows, x, out, scratch) },
-        _ => rows_dot::<B, Portable>,
+        Level::Avx512 => |rows, x, out, scratch| unsafe { simd::avx512_rows::<B, PROMPT>(rows, x, out, scratch) },
+        _ => rows_dot::<B, Portable, PROMPT>,
     }
 }
 
-/// The integer kernel of `ty` at `level`; `None` for the float formats.
-fn row_kernel(ty: GgmlType, level: Level) -> Option<RowKernel> {
-    with_block!(ty, B => Some(kernel::<B>(level)), floats => None)
+/// The integer kernel of `ty` at `level` for one column or (`prompt`) many; `None` for the float
+/// formats.
+fn row_kernel(ty: GgmlType, level: Level, prompt: bool) -> Option<RowKernel> {
+    with_block!(ty, B => Some(match prompt {
+        false => kernel::<B, false>(level),
+        true => kernel::<B, true>(level),
+    }), floats => None)
 }
 
 /// Whether `ty` has an integer kernel (every quantized format).
 pub fn has_kernel(ty: GgmlType) -> bool {
-    row_kernel(ty, Level::Portable).is_some()
+    row_kernel(ty, Level::Portable, false).is_some()
 }
 
 /// Runs `work` on one of rayon's threads, so that the products inside it split their rows from
@@ -475,7 +495,8 @@ pub fn matmul_at(level: Level, ty: GgmlType, weights: &[u8], x: &Q8Activations, 
     if !level.runs_here() {
         return Err(Error::Invalid(format!("this CPU cannot run the {} kernels", level.name())));
     }
-    let kernel = row_kernel(ty, level).ok_or_else(|| Error::Invalid(format!("{ty} has no integer CPU kernel")))?;
+    let kernel =
+        row_kernel(ty, level, x.n_cols > 1).ok_or_else(|| Error::Invalid(format!("{ty} has no integer CPU kernel")))?;
     let n_cols = x.n_cols;
     if !y.len().is_multiple_of(n_cols) {
         return Err(Error::Shape(format!("output of {} floats is not {n_cols} columns", y.len())));

@@ -874,8 +874,13 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2 and F16C ([`super::Level::detect`]).
     #[target_feature(enable = "avx2,f16c")]
-    pub(crate) unsafe fn avx2_rows<B: Unpack8>(rows: &[u8], x: &Q8Activations, out: &mut [f32], scratch: &mut Scratch) {
-        super::super::rows_dot::<B, Avx2>(rows, x, out, scratch)
+    pub(crate) unsafe fn avx2_rows<B: Unpack8, const PROMPT: bool>(
+        rows: &[u8],
+        x: &Q8Activations,
+        out: &mut [f32],
+        scratch: &mut Scratch,
+    ) {
+        super::super::rows_dot::<B, Avx2, PROMPT>(rows, x, out, scratch)
     }
 
     /// [`super::super::rows_dot`] compiled with AVX2 and AVX-VNNI.
@@ -883,13 +888,13 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2, F16C and AVX-VNNI ([`super::Level::detect`]).
     #[target_feature(enable = "avx2,f16c,avxvnni")]
-    pub(crate) unsafe fn avx_vnni_rows<B: Unpack8>(
+    pub(crate) unsafe fn avx_vnni_rows<B: Unpack8, const PROMPT: bool>(
         rows: &[u8],
         x: &Q8Activations,
         out: &mut [f32],
         scratch: &mut Scratch,
     ) {
-        super::super::rows_dot::<B, Avx2<true>>(rows, x, out, scratch)
+        super::super::rows_dot::<B, Avx2<true>, PROMPT>(rows, x, out, scratch)
     }
 
     /// [`super::super::rows_dot`] compiled with AVX2 and AVX-512 (F, BW, VL, VNNI), whose
@@ -899,13 +904,13 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2, F16C and AVX-512 F, BW, VL and VNNI ([`super::Level::detect`]).
     #[target_feature(enable = "avx2,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(crate) unsafe fn avx512_rows<B: Unpack8>(
+    pub(crate) unsafe fn avx512_rows<B: Unpack8, const PROMPT: bool>(
         rows: &[u8],
         x: &Q8Activations,
         out: &mut [f32],
         scratch: &mut Scratch,
     ) {
-        super::super::rows_dot::<B, Avx512>(rows, x, out, scratch)
+        super::super::rows_dot::<B, Avx512, PROMPT>(rows, x, out, scratch)
     }
 }
 
