@@ -35,6 +35,9 @@ fn integer_kernels_equal_the_scalar_reference_on_rounded_activations() {
     assert_eq!(formats.len(), 12, "every quantized format has an integer kernel: {formats:?}");
     for ty in formats {
         let qk = ty.block_elems();
+        // A prompt's tasks are whole tiles of four rows (at least one), so 37 and 19 rows reach
+        // full tiles and short ones (1 and 3 rows), 5 rows a tile and a row; 13 blocks of 32
+        // leave a short unit after a whole one, decoded into scratch memory a whole unit wrote.
         for (rows, blocks) in [(37, 1), (5, 3), (19, if qk == 32 { 13 } else { 2 })] {
             let row_len = qk * blocks;
             let weights = random_blocks(ty, (rows * row_len) as u64, rows as u64 + 7).unwrap();

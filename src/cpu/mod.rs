@@ -58,7 +58,8 @@ pub struct Q8Activations {
     q: Vec<i8>,
     /// Per group of 16: its block's `d`.
     d: Vec<f32>,
-    /// Per group of 16: `Σq` over the group (what the AVX-512 kernels' unsigned weights take back).
+    /// Per group of 16: `Σq` over the group (what the kernels take back, times the format's bias
+    /// or 128, from the sums of quants stored plus a bias or flipped to `q + 128`).
     sum: Vec<i32>,
     /// Per group of 16: `d · Σq`.
     dsum: Vec<f32>,
@@ -72,7 +73,9 @@ pub struct Q8Activations {
 /// One column's unit of activations as the prompt kernels read it: its quads transposed
 /// ([`transpose_quads`]) and its 16 groups' scales beside them, seven cache lines. A unit shorter
 /// than 256 weights (the end of a row of 32-weight blocks) is padded with zero activations and
-/// scales, which add nothing to any group. Kept in the per-column arrays instead, the units and
+/// scales, which add nothing to any group: the kernels that read a whole decoded unit meet its
+/// stale quants past the end with zeros, and its scales and offsets there are zero too (a short
+/// unit's missing blocks decode to scale 0, [`unpack::Block32`]), so a lane gains `0 · 0`. Kept in the per-column arrays instead, the units and
 /// scales of a unit's columns lay a row apart (1 KiB of scales for a 4096-wide matrix), so for 32
 /// columns their lines fell into a few of the L1 cache's sets, more than it has ways.
 #[derive(Clone, Copy)]
@@ -189,8 +192,9 @@ fn transpose_quads(unit: &[i8], out: &mut [i8; UNIT]) {
     }
 }
 
-/// A row kernel's working memory, made once per rayon task: the decoded unit, and each column's
-/// running sums, a lane per group of a unit. The unit is boxed: inline, it sat on the worker's
+/// A row kernel's working memory, made once per rayon task: a prompt's tile of decoded units and
+/// each row's and column's running sums (`[row][column]`, a lane per group of a unit); a decode
+/// step of 32-weight blocks decodes into the first unit. The units are boxed: inline, it sat on the worker's
 /// stack at a distance from the row kernel's spilled lanes fixed by the frames' layout, and in one
 /// build each load of decoded weights just after a store of the lanes stalled (the pattern of 4K
 /// aliasing; Gemma's CPU decode ran 13 % slower); on the heap it did not.
@@ -257,7 +261,7 @@ pub(crate) fn rows_dot<B: Unpack8, I: Isa, const PROMPT: bool>(
 
 /// Rows a prompt's product decodes side by side: each column's activations, loaded once, serve
 /// that many rows' units ([`Isa::dot_tile`]).
-const TILE_ROWS: usize = 4;
+pub(crate) const TILE_ROWS: usize = 4;
 
 /// Up to [`TILE_ROWS`] rows' dot products with every column of `x` (a prompt), into `out`
 /// (`[row][column]`): unit position by unit position, the rows' units decoded, then dotted with
@@ -339,6 +343,7 @@ fn unit_dot<B: Unpack8, I: Isa>(
     B::unpack_unit::<I>(unit_row, unit);
     match x.n_cols {
         1 => I::dot_into_lanes(&unit.q[..len], &x.q[from..from + len], &mut lanes[0], unit, x.scales(from), flags),
+        // Never taken (`rows_dot` asserts one column here); kept for the layout above.
         _ => I::dot_columns(&unit.q[..len], x.units_at(from), unit, lanes, flags),
     }
 }
@@ -390,7 +395,8 @@ type RowKernel = fn(&[u8], &Q8Activations, &mut [f32], &mut Scratch);
 fn kernel<B: Unpack8, const PROMPT: bool>(level: Level) -> RowKernel {
     match level {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `matmul` takes the level `Level::detect` found on this CPU, and `matmul_at`
+        // SAFETY: `matmul` takes `level()`, one `Level::available` lists for this CPU (the best
+        // detected, or the one `WGQUANT_CPU_LEVEL` names, checked against that list), and `matmul_at`
         // refuses one that does not run here (`Level::runs_here`).
         Level::Avx2 => |rows, x, out, scratch| unsafe { simd::avx2_rows::<B, PROMPT>(rows, x, out, scratch) },
         #[cfg(target_arch = "x86_64")]

@@ -11,7 +11,9 @@
 //! AVX512-VNNI's `vpdpbusd` ([`Isa::dot_into_lanes`]), compiled a fourth time (`avx512_rows`).
 //! A prompt's products ([`Isa::dot_columns`]) transpose each decoded unit once into the order its
 //! columns' activations are stored in ([`ColumnUnit`]), at every level, so that each group's
-//! products sum in its own lane with no reduction across lanes.
+//! products sum in its own lane with no reduction across lanes; they run in tiles of four rows
+//! ([`Isa::dot_tile`]), which at AVX-512 load each column once for the four rows. Each level's
+//! row kernel is compiled twice, for a decode step and for a prompt (`rows_dot`'s `PROMPT`).
 //!
 //! The 4- and 5-bit formats' unpacking ([`Isa::nibbles`], [`Isa::five_bits`]), the IQ4
 //! formats' codebook ([`Isa::lookup_nibbles`], `pshufb`), and the scales' conversion eight at a
@@ -25,7 +27,8 @@
 //! AVX-512 F, BW, VL and VNNI) and called only for a level that runs on this CPU
 //! ([`Level::runs_here`], from `is_x86_feature_detected!`), or from tests that checked the same
 //! first; and they read only inside the slices they are given (whole 32- and 64-byte chunks,
-//! lengths asserted).
+//! lengths asserted) or inside whole fixed-size arrays, in bounds by their types (a decoded
+//! [`Int8Unit`], a column's [`ColumnUnit`], a lane array).
 
 use super::unpack::{f32_of, Int8Unit, GROUPS};
 use super::{ColumnUnit, Lanes};
@@ -121,9 +124,7 @@ pub trait Isa {
     /// into `lanes` (`[row][column]`).
     #[inline(always)]
     fn dot_tile(units: &[Int8Unit], len: usize, columns: &[ColumnUnit], lanes: &mut [Lanes], flags: UnitFlags) {
-        for (unit, lanes) in units.iter().zip(lanes.chunks_exact_mut(columns.len())) {
-            Self::dot_columns(&unit.q[..len], columns, unit, lanes, flags);
-        }
+        row_by_row::<Self>(units, len, columns, lanes, flags)
     }
 
     /// The nibbles of `qs` as 32 weights into `q` (low nibbles weights 0..16, high ones 16..32).
@@ -187,6 +188,20 @@ pub trait Isa {
             out[j] = table[(b & 0xF) as usize];
             out[j + 16] = table[(b >> 4) as usize];
         }
+    }
+}
+
+/// [`Isa::dot_tile`] a row at a time.
+#[inline(always)]
+fn row_by_row<I: Isa + ?Sized>(
+    units: &[Int8Unit],
+    len: usize,
+    columns: &[ColumnUnit],
+    lanes: &mut [Lanes],
+    flags: UnitFlags,
+) {
+    for (unit, lanes) in units.iter().zip(lanes.chunks_exact_mut(columns.len())) {
+        I::dot_columns(&unit.q[..len], columns, unit, lanes, flags);
     }
 }
 
@@ -361,11 +376,7 @@ mod x86 {
                     // tile's lanes lies inside `lanes` (asserted).
                     unsafe { tile_into_columns(tile, columns, lanes, flags) }
                 }
-                _ => {
-                    for (unit, lanes) in units.iter().zip(lanes.chunks_exact_mut(columns.len())) {
-                        Self::dot_columns(&unit.q[..len], columns, unit, lanes, flags);
-                    }
-                }
+                _ => super::row_by_row::<Self>(units, len, columns, lanes, flags),
             }
         }
 
@@ -542,8 +553,9 @@ mod x86 {
     }
 
     /// [`less_bias`] for eight groups: their sums less `bias` (a power of two,
-    /// [`UnitFlags::bias`]) times the activations' sums (`sum`, eight of them). The 256-bit forms
-    /// handle signed quants apart ([`chunk_quads`]), so only a stored bias comes off here.
+    /// [`UnitFlags::bias`]) times the activations' sums (`sum`, eight of them): a stored bias,
+    /// or 128 for signed quants flipped to `q + 128` (AVX-VNNI prompts, [`unit_into_columns256`]);
+    /// the decode path handles signed quants apart ([`chunk_quads`]).
     #[inline(always)]
     unsafe fn less_bias8(sums: __m256i, sum: *const i32, bias: i32) -> __m256i {
         match bias {
@@ -776,8 +788,8 @@ mod x86 {
         }
     }
 
-    /// Rows in a tile of [`tile_into_columns`].
-    const TILE: usize = 4;
+    /// Rows in a tile of [`tile_into_columns`]: the prompt path's tiles.
+    const TILE: usize = super::super::TILE_ROWS;
 
     /// [`unit_into_columns`] for four rows' units at once: each column's activations, scales and
     /// bias term are loaded once and serve the four units' quads, all sixteen registers of them
