@@ -71,13 +71,14 @@ pub struct Q8Activations {
 }
 
 /// One column's unit of activations as the prompt kernels read it: its quads transposed
-/// ([`transpose_quads`]) and its 16 groups' scales beside them, seven cache lines. A unit shorter
+/// (`transpose_quads`) and its 16 groups' scales beside them, seven cache lines. A unit shorter
 /// than 256 weights (the end of a row of 32-weight blocks) is padded with zero activations and
 /// scales, which add nothing to any group: the kernels that read a whole decoded unit meet its
 /// stale quants past the end with zeros, and its scales and offsets there are zero too (a short
-/// unit's missing blocks decode to scale 0, [`unpack::Block32`]), so a lane gains `0 · 0`. Kept in the per-column arrays instead, the units and
-/// scales of a unit's columns lay a row apart (1 KiB of scales for a 4096-wide matrix), so for 32
-/// columns their lines fell into a few of the L1 cache's sets, more than it has ways.
+/// unit's missing blocks decode to scale 0, [`unpack::Block32`]), so a lane gains `0 · 0`. Kept
+/// in the per-column arrays instead, the units and scales of a unit's columns lay a row apart
+/// (1 KiB of scales for a 4096-wide matrix), so for 32 columns their lines fell into a few of the
+/// L1 cache's sets, more than it has ways.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 pub struct ColumnUnit {
@@ -194,10 +195,10 @@ fn transpose_quads(unit: &[i8], out: &mut [i8; UNIT]) {
 
 /// A row kernel's working memory, made once per rayon task: a prompt's tile of decoded units and
 /// each row's and column's running sums (`[row][column]`, a lane per group of a unit); a decode
-/// step of 32-weight blocks decodes into the first unit. The units are boxed: inline, it sat on the worker's
-/// stack at a distance from the row kernel's spilled lanes fixed by the frames' layout, and in one
-/// build each load of decoded weights just after a store of the lanes stalled (the pattern of 4K
-/// aliasing; Gemma's CPU decode ran 13 % slower); on the heap it did not.
+/// step of 32-weight blocks decodes into the first unit. The units are boxed: inline, a unit sat
+/// on the worker's stack at a distance from the row kernel's spilled lanes fixed by the frames'
+/// layout, and in one build each load of decoded weights just after a store of the lanes stalled
+/// (the pattern of 4K aliasing; Gemma's CPU decode ran 13 % slower); on the heap it did not.
 pub(crate) struct Scratch {
     /// A unit per row of a prompt's tile ([`TILE_ROWS`]); a decode step uses the first.
     units: Box<[Int8Unit; TILE_ROWS]>,
